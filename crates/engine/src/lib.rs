@@ -1,0 +1,1 @@
+//! Cerb behavior engine.
