@@ -2,10 +2,15 @@
 //! newline trimming after block and comment tags), Cerb's filters and functions with Cerb's exact
 //! output, and the run limits of a template (fuel and rendered size).
 
+mod php;
+mod syntax;
+
 use std::borrow::Cow;
+use std::io;
 
 pub use minijinja::Value;
-use minijinja::Environment;
+use minijinja::syntax::SyntaxConfig;
+use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 
 /// Which delimiters a template uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +32,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { fuel: 100_000, max_output_bytes: 256 * 1024 }
+        Limits {
+            fuel: 100_000,
+            max_output_bytes: 256 * 1024,
+        }
     }
 }
 
@@ -44,31 +52,290 @@ pub enum TwigError {
     OutputTooLarge(usize),
 }
 
+/// The delimiters of a dialect, in the order the lexer of [`normalize_source`] needs them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Delims {
+    pub block: (&'static str, &'static str),
+    pub variable: (&'static str, &'static str),
+    pub comment: (&'static str, &'static str),
+}
+
+impl Dialect {
+    pub(crate) fn delims(self) -> Delims {
+        match self {
+            Dialect::Runtime => Delims {
+                block: ("{%", "%}"),
+                variable: ("{{", "}}"),
+                comment: ("{#", "#}"),
+            },
+            Dialect::ImportTime => Delims {
+                block: ("{{%", "%}}"),
+                variable: ("{{{", "}}}"),
+                comment: ("{{#", "#}}"),
+            },
+        }
+    }
+}
+
+/// Which dialect an environment was built for; stored as an environment global would be visible
+/// to templates, so it lives in a process-wide registry keyed by nothing: we read it back from the
+/// syntax configuration instead.
+fn dialect_of(env: &Environment<'_>) -> Dialect {
+    if env.syntax().variable_delimiters().0 == "{{{" {
+        Dialect::ImportTime
+    } else {
+        Dialect::Runtime
+    }
+}
+
 /// A minijinja environment configured for the dialect, with every Cerb filter and function.
+///
+/// The fuel of [`Limits`] is fixed here (minijinja keeps it on the environment); the output cap is
+/// applied per render from the limits given to [`render`] / [`render_str`].
 pub fn environment(dialect: Dialect, limits: &Limits) -> Environment<'static> {
-    let _ = (dialect, limits);
-    todo!("switchboard-twig: environment")
+    let mut env = Environment::new();
+    let d = dialect.delims();
+    let syntax = SyntaxConfig::builder()
+        .block_delimiters(d.block.0, d.block.1)
+        .variable_delimiters(d.variable.0, d.variable.1)
+        .comment_delimiters(d.comment.0, d.comment.1)
+        .trim_blocks(true)
+        .keep_trailing_newline(true)
+        .build()
+        .expect("static delimiters are valid");
+    env.set_syntax(syntax);
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    env.set_undefined_behavior(UndefinedBehavior::Chainable);
+    env.set_fuel(Some(limits.fuel));
+    env.set_formatter(|out, _state, value| {
+        out.write_str(&php::to_php_string(value))
+            .map_err(|_| minijinja::Error::from(ErrorKind::WriteFailure))
+    });
+    env
 }
 
 /// Twig source as minijinja parses it: line endings folded to LF, Twig-only syntax rewritten.
+///
+/// Uses the run-time delimiters; [`add_template`] and [`render_str`] pick the environment's own.
 pub fn normalize_source(source: &str) -> Cow<'_, str> {
-    Cow::Borrowed(source)
+    syntax::normalize(source, Dialect::Runtime.delims())
 }
 
 /// Compiles `source` once into `env` under `name`.
-pub fn add_template(env: &mut Environment<'static>, name: &str, source: &str) -> Result<(), TwigError> {
-    let _ = (env, name, source);
-    todo!("switchboard-twig: add_template")
+pub fn add_template(
+    env: &mut Environment<'static>,
+    name: &str,
+    source: &str,
+) -> Result<(), TwigError> {
+    let src = syntax::normalize(source, dialect_of(env).delims()).into_owned();
+    env.add_template_owned(name.to_string(), src)
+        .map_err(map_error)
 }
 
 /// Renders a template previously added with [`add_template`].
-pub fn render(env: &Environment<'static>, name: &str, ctx: &Value, limits: &Limits) -> Result<String, TwigError> {
-    let _ = (env, name, ctx, limits);
-    todo!("switchboard-twig: render")
+pub fn render(
+    env: &Environment<'static>,
+    name: &str,
+    ctx: &Value,
+    limits: &Limits,
+) -> Result<String, TwigError> {
+    let tmpl = env.get_template(name).map_err(map_error)?;
+    let mut w = CappedWriter::new(limits.max_output_bytes);
+    let res = tmpl.render_captured_to(ctx.clone(), &mut w).map(|_| ());
+    finish(res, w)
 }
 
 /// Compiles and renders a one-off template (import-time templates, tests).
-pub fn render_str(env: &Environment<'static>, source: &str, ctx: &Value, limits: &Limits) -> Result<String, TwigError> {
-    let _ = (env, source, ctx, limits);
-    todo!("switchboard-twig: render_str")
+pub fn render_str(
+    env: &Environment<'static>,
+    source: &str,
+    ctx: &Value,
+    limits: &Limits,
+) -> Result<String, TwigError> {
+    let src = syntax::normalize(source, dialect_of(env).delims());
+    let tmpl = env.template_from_str(&src).map_err(map_error)?;
+    let mut w = CappedWriter::new(limits.max_output_bytes);
+    let res = tmpl.render_captured_to(ctx.clone(), &mut w).map(|_| ());
+    finish(res, w)
+}
+
+fn finish(res: Result<(), minijinja::Error>, w: CappedWriter) -> Result<String, TwigError> {
+    if w.overflowed {
+        return Err(TwigError::OutputTooLarge(w.cap));
+    }
+    res.map_err(map_error)?;
+    // The writer only ever receives whole `str` fragments, so the bytes are valid UTF-8.
+    String::from_utf8(w.buf).map_err(|e| TwigError::Render(e.to_string()))
+}
+
+fn map_error(err: minijinja::Error) -> TwigError {
+    match err.kind() {
+        ErrorKind::OutOfFuel => TwigError::OutOfFuel,
+        ErrorKind::SyntaxError => TwigError::Syntax(match (err.detail(), err.line()) {
+            (Some(detail), Some(line)) => format!("{detail} (line {line})"),
+            _ => err.to_string(),
+        }),
+        _ => {
+            let mut msg = err.to_string();
+            let mut src = std::error::Error::source(&err);
+            while let Some(cause) = src {
+                msg.push_str(": ");
+                msg.push_str(&cause.to_string());
+                src = cause.source();
+            }
+            TwigError::Render(msg)
+        }
+    }
+}
+
+/// An output buffer that refuses to grow past `cap` bytes, so an output bomb stops early instead
+/// of exhausting memory.
+struct CappedWriter {
+    buf: Vec<u8>,
+    cap: usize,
+    overflowed: bool,
+}
+
+impl CappedWriter {
+    fn new(cap: usize) -> Self {
+        CappedWriter {
+            buf: Vec::new(),
+            cap,
+            overflowed: false,
+        }
+    }
+}
+
+impl io::Write for CappedWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.len() + data.len() > self.cap {
+            self.overflowed = true;
+            return Err(io::Error::other("output limit reached"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use minijinja::context;
+
+    fn run(src: &str, ctx: Value) -> Result<String, TwigError> {
+        let limits = Limits::default();
+        render_str(&environment(Dialect::Runtime, &limits), src, &ctx, &limits)
+    }
+
+    fn ok(src: &str) -> String {
+        run(
+            src,
+            context! { t => true, f => false, n => (), s => "str", m => context!{ a => 1 } },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn prints_like_php() {
+        let cases = [
+            ("{{ n }}", ""),
+            ("{{ undefined_name }}", ""),
+            ("{{ t }}|{{ f }}", "1|"),
+            ("{{ 1.0 }} {{ 0.5 }} {{ 3 }} {{ -7 }}", "1 0.5 3 -7"),
+            ("{{ undefined_name.attr.deeper }}", ""),
+            ("{{ n.attr }}", ""),
+            ("{{ s.attr }}", ""),
+            ("{{ m.missing.x }}", ""),
+            ("{{ '<b>' }}", "<b>"),
+            ("{{ [1, 2] }}", "Array"),
+        ];
+        for (src, want) in cases {
+            assert_eq!(ok(src), want, "template {src:?}");
+        }
+    }
+
+    #[test]
+    fn newline_after_block_and_comment_tags_is_dropped_once() {
+        let cases = [
+            ("{% if true %}\nx\n{% endif %}\n", "x\n"),
+            ("{# c #}\nhttps://x\n", "https://x\n"),
+            ("{# c #}\r\nhttps://x", "https://x"),
+            ("{% set a = 1 %}\n\nb", "\nb"),
+            ("{{ 'a' }}\nb", "a\nb"),
+            ("a\r\nb\rc\n", "a\nb\nc\n"),
+        ];
+        for (src, want) in cases {
+            assert_eq!(ok(src), want, "template {src:?}");
+        }
+    }
+
+    #[test]
+    fn import_time_delimiters_leave_runtime_tags_alone() {
+        let limits = Limits::default();
+        let env = environment(Dialect::ImportTime, &limits);
+        let ctx = context! { guid => "ABC" };
+        let out = render_str(
+            &env,
+            "{{{guid|lower}}} {{ x }} {% if a %}{{%if true%}}y{{%endif%}}",
+            &ctx,
+            &limits,
+        );
+        assert_eq!(out.unwrap(), "abc {{ x }} {% if a %}y");
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        match run("a\n{% if %}", Value::UNDEFINED) {
+            Err(TwigError::Syntax(msg)) => assert!(msg.contains("line 2"), "{msg}"),
+            other => panic!("expected a syntax error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn limits_stop_runaway_templates() {
+        let limits = Limits::default();
+        let env = environment(Dialect::Runtime, &limits);
+        let started = std::time::Instant::now();
+        let res = render_str(
+            &env,
+            "{% for i in range(0, 100000000) %}x{% endfor %}",
+            &Value::UNDEFINED,
+            &limits,
+        );
+        assert!(
+            matches!(res, Err(TwigError::OutOfFuel) | Err(TwigError::Render(_))),
+            "{res:?}"
+        );
+        assert!(started.elapsed().as_secs() < 5);
+
+        let small = Limits {
+            fuel: 1_000_000,
+            max_output_bytes: 1000,
+        };
+        let env = environment(Dialect::Runtime, &small);
+        let res = render_str(
+            &env,
+            "{% for i in range(0, 500) %}xxxxxxxxxx{% endfor %}",
+            &Value::UNDEFINED,
+            &small,
+        );
+        assert!(
+            matches!(res, Err(TwigError::OutputTooLarge(1000))),
+            "{res:?}"
+        );
+    }
+
+    #[test]
+    fn add_template_then_render() {
+        let limits = Limits::default();
+        let mut env = environment(Dialect::Runtime, &limits);
+        add_template(&mut env, "t", "Hi {{ name }}!\r\n").unwrap();
+        let out = render(&env, "t", &context! { name => "Ann" }, &limits).unwrap();
+        assert_eq!(out, "Hi Ann!\n");
+        assert!(render(&env, "missing", &Value::UNDEFINED, &limits).is_err());
+    }
 }
