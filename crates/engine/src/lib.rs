@@ -1,1 +1,19 @@
-//! Cerb behavior engine.
+//! The Cerb behavior engine: compiles behaviors once and runs them for webhooks and macros,
+//! exactly as cerb-semantics.md describes, with no IO of its own (HTTP requests and other
+//! behaviors come from the caller's [`Host`]), so the simulator, the worker and every test
+//! share it.
+
+pub mod compile;
+pub mod ops;
+pub mod request;
+pub mod run;
+pub mod trace;
+pub mod values;
+
+pub use compile::{BotInfo, CompiledBehavior};
+pub use request::{NormalizedRequest, WebhookRequest};
+pub use run::{
+    ConnectedAccount, ExitState, Host, HttpOutcome, HttpRequest, HttpRequestRecord, HttpResponse, Mode, OfflineHost,
+    RunError, RunOptions, RunOutput, coerce_variable, run_macro, run_webhook,
+};
+pub use trace::TraceEvent;

@@ -1,0 +1,286 @@
+//! A webhook request as the behavior sees it (cerb-semantics §3.1): `http_verb`, `http_body`,
+//! `http_params` (query then form, keys folded), `http_headers` (lower-case, `_` for `-`,
+//! without Content-Type/Length), `http_path` and `http_client_ip`.
+
+use indexmap::IndexMap;
+use minijinja::Value;
+use serde::{Deserialize, Serialize};
+
+/// A webhook request as received (what ingress forwards).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WebhookRequest {
+    /// HTTP method as sent (any case).
+    pub method: String,
+    /// Path segments after `/webhooks/<guid>/`, joined by `/` (empty for the plain URL).
+    #[serde(default)]
+    pub path: String,
+    /// Raw query string without `?`.
+    #[serde(default)]
+    pub query: String,
+    /// Request headers in arrival order, names as sent.
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    /// Raw body bytes.
+    #[serde(default)]
+    pub body: Vec<u8>,
+    /// Client address (first entry when a list was given).
+    #[serde(default)]
+    pub client_ip: String,
+}
+
+/// A parameter value: PHP turns `a[]=1` into arrays and `a[k]=1` into maps.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    Text(String),
+    List(IndexMap<String, Param>),
+}
+
+impl Param {
+    fn to_value(&self) -> Value {
+        match self {
+            Param::Text(s) => Value::from(s.as_str()),
+            Param::List(map) => {
+                let is_list = map.keys().enumerate().all(|(i, k)| k == &i.to_string());
+                if is_list {
+                    Value::from(map.values().map(Param::to_value).collect::<Vec<_>>())
+                } else {
+                    Value::from_iter(map.iter().map(|(k, v)| (k.clone(), v.to_value())))
+                }
+            }
+        }
+    }
+}
+
+/// The request after Cerb's normalisation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NormalizedRequest {
+    pub verb: String,
+    pub body: String,
+    pub params: IndexMap<String, Param>,
+    pub headers: IndexMap<String, String>,
+    pub path: String,
+    pub client_ip: String,
+}
+
+impl NormalizedRequest {
+    /// A param as text: `Some("")` when missing, `None` when it is an array (Decision 9).
+    pub fn param_text(&self, name: &str) -> Option<&str> {
+        match self.params.get(&condition_key(name)) {
+            None => Some(""),
+            Some(Param::Text(s)) => Some(s),
+            Some(Param::List(_)) => None,
+        }
+    }
+
+    /// A header as text (`""` when missing).
+    pub fn header_text(&self, name: &str) -> &str {
+        self.headers.get(&condition_key(name)).map(String::as_str).unwrap_or("")
+    }
+
+    /// `http_params` as a template value.
+    pub fn params_value(&self) -> Value {
+        Value::from_iter(self.params.iter().map(|(k, v)| (k.clone(), v.to_value())))
+    }
+
+    /// `http_headers` as a template value.
+    pub fn headers_value(&self) -> Value {
+        Value::from_iter(self.headers.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))))
+    }
+}
+
+/// How a condition's `name` is folded before lookup: lower-case and `-` → `_` only.
+pub fn condition_key(name: &str) -> String {
+    name.to_lowercase().replace('-', "_")
+}
+
+/// How Cerb folds a param key: `-` → `_`, drop everything outside `[A-Za-z0-9_]`, lower-case.
+pub fn param_key(name: &str) -> String {
+    name.chars()
+        .map(|c| if c == '-' { '_' } else { c })
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+impl WebhookRequest {
+    /// Applies cerb-semantics §3.1.
+    pub fn normalize(&self) -> NormalizedRequest {
+        let mut params = IndexMap::new();
+        merge_query(&mut params, self.query.as_bytes());
+        let content_type = self
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| v.to_ascii_lowercase())
+            .unwrap_or_default();
+        if content_type.starts_with("application/x-www-form-urlencoded") {
+            // The body wins over the query string on the same key.
+            merge_query(&mut params, &self.body);
+        }
+        let mut headers: IndexMap<String, String> = IndexMap::new();
+        for (name, value) in &self.headers {
+            let lower = name.to_ascii_lowercase();
+            if lower == "content-type" || lower == "content-length" {
+                continue;
+            }
+            let key = lower.replace('-', "_");
+            match headers.get_mut(&key) {
+                Some(existing) => {
+                    existing.push_str(", ");
+                    existing.push_str(value);
+                }
+                None => {
+                    headers.insert(key, value.clone());
+                }
+            }
+        }
+        let client_ip = self.client_ip.split(',').next().unwrap_or("").trim().to_string();
+        NormalizedRequest {
+            verb: self.method.to_ascii_uppercase(),
+            body: String::from_utf8_lossy(&self.body).into_owned(),
+            params,
+            headers,
+            path: self.path.clone(),
+            client_ip,
+        }
+    }
+}
+
+/// Parses `a=1&b[]=2` the way PHP's `parse_str` builds `$_GET`/`$_POST`, then folds the
+/// top-level keys the way Cerb does, inserting into `params` (later keys win).
+fn merge_query(params: &mut IndexMap<String, Param>, raw: &[u8]) {
+    for (name, value) in form_urlencoded::parse(raw) {
+        let (base, path) = php_name(&name);
+        let key = param_key(&base);
+        if key.is_empty() && path.is_empty() {
+            continue;
+        }
+        if path.is_empty() {
+            params.insert(key, Param::Text(value.into_owned()));
+        } else {
+            let slot = params.entry(key).or_insert_with(|| Param::List(IndexMap::new()));
+            insert_path(slot, &path, value.into_owned());
+        }
+    }
+}
+
+/// Splits a PHP variable name into its base (with ` ` and `.` turned into `_`, as PHP does) and
+/// its bracket path (`a[x][]` → `a`, `["x", ""]`). An unclosed `[` is kept as `_` like PHP.
+fn php_name(name: &str) -> (String, Vec<String>) {
+    let (base_raw, rest) = match name.find('[') {
+        Some(i) if name[i..].contains(']') => (&name[..i], &name[i..]),
+        _ => (name, ""),
+    };
+    let base: String = base_raw
+        .trim_start_matches(' ')
+        .chars()
+        .map(|c| if c == ' ' || c == '.' || c == '[' { '_' } else { c })
+        .collect();
+    let mut path = Vec::new();
+    let mut rest = rest;
+    while let Some(stripped) = rest.strip_prefix('[') {
+        match stripped.find(']') {
+            Some(end) => {
+                path.push(stripped[..end].to_string());
+                rest = &stripped[end + 1..];
+            }
+            None => break,
+        }
+    }
+    (base, path)
+}
+
+fn insert_path(slot: &mut Param, path: &[String], value: String) {
+    if !matches!(slot, Param::List(_)) {
+        *slot = Param::List(IndexMap::new());
+    }
+    let Param::List(map) = slot else { unreachable!() };
+    let key = if path[0].is_empty() {
+        let next = map.keys().filter_map(|k| k.parse::<usize>().ok()).map(|n| n + 1).max().unwrap_or(0);
+        next.to_string()
+    } else {
+        path[0].clone()
+    };
+    if path.len() == 1 {
+        map.insert(key, Param::Text(value));
+    } else {
+        let child = map.entry(key).or_insert_with(|| Param::List(IndexMap::new()));
+        insert_path(child, &path[1..], value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(body: &str) -> WebhookRequest {
+        WebhookRequest {
+            method: "post".into(),
+            headers: vec![
+                ("Content-Type".into(), "application/x-www-form-urlencoded".into()),
+                ("Content-Length".into(), body.len().to_string()),
+                ("X-Twilio-Signature".into(), "abc=".into()),
+                ("User-Agent".into(), "TwilioProxy/1.1".into()),
+            ],
+            body: body.as_bytes().to_vec(),
+            client_ip: "203.0.113.5, 10.0.0.1".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn twilio_form_is_folded_like_cerb() {
+        let n = form("Body=Hi+%26+bye&From=%2B15551234567&MessageSid=SM1&raw-Request.x=1").normalize();
+        assert_eq!(n.verb, "POST");
+        assert_eq!(n.param_text("body"), Some("Hi & bye"));
+        assert_eq!(n.param_text("From"), Some("+15551234567"));
+        assert_eq!(n.param_text("messagesid"), Some("SM1"));
+        // `.` becomes `_` (PHP), then `-` becomes `_` (Cerb)
+        assert!(n.params.contains_key("raw_request_x"));
+        assert_eq!(n.param_text("missing"), Some(""));
+        assert_eq!(n.client_ip, "203.0.113.5");
+        assert_eq!(n.header_text("x-twilio-signature"), "abc=");
+        assert_eq!(n.headers.get("user_agent").map(String::as_str), Some("TwilioProxy/1.1"));
+        assert!(!n.headers.contains_key("content_type"));
+        assert!(!n.headers.contains_key("content_length"));
+        assert_eq!(n.body, "Body=Hi+%26+bye&From=%2B15551234567&MessageSid=SM1&raw-Request.x=1");
+    }
+
+    #[test]
+    fn form_wins_over_query_and_json_bodies_are_not_params() {
+        let mut r = form("Body=form");
+        r.query = "Body=query&Extra=1".into();
+        let n = r.normalize();
+        assert_eq!(n.param_text("body"), Some("form"));
+        assert_eq!(n.param_text("extra"), Some("1"));
+
+        let json = WebhookRequest {
+            method: "POST".into(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: br#"{"Body":"x"}"#.to_vec(),
+            ..Default::default()
+        };
+        let n = json.normalize();
+        assert!(n.params.is_empty());
+        assert_eq!(n.body, r#"{"Body":"x"}"#);
+    }
+
+    #[test]
+    fn bracket_params_become_arrays() {
+        let n = form("a[]=1&a[]=2&m[x]=3&m[y][]=4").normalize();
+        assert_eq!(n.param_text("a"), None);
+        assert_eq!(n.params_value().get_attr("a").unwrap().len(), Some(2));
+        let m = n.params_value().get_attr("m").unwrap();
+        assert_eq!(m.get_attr("x").unwrap().as_str(), Some("3"));
+    }
+
+    #[test]
+    fn repeated_headers_are_joined() {
+        let r = WebhookRequest {
+            method: "GET".into(),
+            headers: vec![("X-A".into(), "1".into()), ("x-a".into(), "2".into())],
+            ..Default::default()
+        };
+        assert_eq!(r.normalize().header_text("X-A"), "1, 2");
+    }
+}

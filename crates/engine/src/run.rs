@@ -1,0 +1,1107 @@
+//! Walks a compiled behavior's decision tree (cerb-semantics §2) and runs its actions (§4),
+//! within the run limits of Decision 10. Pure: HTTP requests and other behaviors come from the
+//! caller's [`Host`].
+
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use minijinja::Value;
+use minijinja::value::{Enumerator, Object};
+use serde::Serialize;
+use switchboard_package::{NodeKind, NodeStatus, RecordId, VariableDef};
+
+use crate::compile::{ActionKind, AuthSpec, CBody, CCondition, CompiledBehavior, HttpAction, Subject, Tpl};
+use crate::request::{NormalizedRequest, WebhookRequest};
+use crate::trace::TraceEvent;
+use crate::values::{as_condition_text, intval, php_string, truthy};
+
+/// Decision 10: nodes visited in one run.
+pub const MAX_VISITED_NODES: usize = 10_000;
+/// Decision 10: iterations of one loop.
+pub const MAX_LOOP_ITERATIONS: usize = 1_000;
+/// Decision 10: `_run_behavior` nesting.
+pub const MAX_BEHAVIOR_DEPTH: usize = 8;
+/// Nesting of `_run_subroutine` calls, so a subroutine calling itself cannot exhaust the stack
+/// before the node limit stops it.
+pub const MAX_SUBROUTINE_DEPTH: usize = 64;
+
+/// A real run, or the simulator (status `simulator` nodes run, side effects are described).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Real,
+    Simulator,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    pub mode: Mode,
+    /// In the simulator, perform HTTP requests whose `run_in_simulator` is set (`--run-http`).
+    pub simulator_http: bool,
+}
+
+impl RunOptions {
+    pub fn real() -> RunOptions {
+        RunOptions { mode: Mode::Real, simulator_http: false }
+    }
+    pub fn simulator(run_http: bool) -> RunOptions {
+        RunOptions { mode: Mode::Simulator, simulator_http: run_http }
+    }
+}
+
+/// A connected account as the engine needs it: a name to show and the hosts it may authenticate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectedAccount {
+    pub id: RecordId,
+    pub name: String,
+    /// Hosts (lower-case) the credentials may be sent to (Decision 11).
+    pub allowed_hosts: Vec<String>,
+}
+
+/// An HTTP request a behavior makes. Credentials are not in it: the host attaches the account's
+/// credentials when `account` is set.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HttpRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    /// Connected account whose credentials go with the request (host already checked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<RecordId>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_ssl_validation: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Final URL after redirects.
+    pub url: String,
+}
+
+/// What became of an HTTP request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HttpOutcome {
+    Response(HttpResponse),
+    /// Transport failure (DNS, connect, TLS, timeout, refused by policy).
+    Error(String),
+}
+
+/// What the engine needs from its surroundings.
+pub trait Host {
+    /// A connected account by id, for `auth: connected_account`.
+    fn connected_account(&self, id: RecordId) -> Option<ConnectedAccount>;
+    /// Performs an HTTP request (through the outbound service in production).
+    fn http_request(&self, request: &HttpRequest) -> HttpOutcome;
+    /// Another behavior, for `_run_behavior`.
+    fn behavior(&self, id: RecordId) -> Option<Arc<CompiledBehavior>>;
+}
+
+/// A host with no accounts, no behaviors, and no network: requests fail.
+pub struct OfflineHost;
+
+impl Host for OfflineHost {
+    fn connected_account(&self, _: RecordId) -> Option<ConnectedAccount> {
+        None
+    }
+    fn http_request(&self, _: &HttpRequest) -> HttpOutcome {
+        HttpOutcome::Error("HTTP requests are not available here".into())
+    }
+    fn behavior(&self, _: RecordId) -> Option<Arc<CompiledBehavior>> {
+        None
+    }
+}
+
+/// An HTTP request as recorded in the run output.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HttpRequestRecord {
+    pub method: String,
+    pub url: String,
+    /// Headers as sent, lower-case names; credentials are never listed.
+    pub headers: IndexMap<String, String>,
+    pub body: String,
+    pub sent: bool,
+    /// Name of the connected account whose credentials were attached.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authenticated_with: Option<String>,
+}
+
+/// An error recorded during a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunError {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<RecordId>,
+    pub message: String,
+}
+
+/// How the run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitState {
+    Complete,
+    Stop,
+    Suspend,
+    /// A run limit was reached.
+    Aborted,
+}
+
+/// The result of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunOutput {
+    pub status: u16,
+    /// Response headers, lower-case names, in the order set.
+    pub headers: IndexMap<String, String>,
+    pub body: String,
+    /// Final values of behavior variables and placeholders the run set.
+    pub vars: IndexMap<String, serde_json::Value>,
+    pub http_requests: Vec<HttpRequestRecord>,
+    pub trace: Vec<TraceEvent>,
+    pub errors: Vec<RunError>,
+    /// Ids of the nodes that passed, in order.
+    pub path: Vec<RecordId>,
+    pub exit: ExitState,
+}
+
+/// The behavior dictionary, shared with templates without copying.
+#[derive(Debug, Default, Clone)]
+struct Dict(Arc<IndexMap<String, Value>>);
+
+impl Dict {
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.0.get(key)
+    }
+    fn set(&mut self, key: &str, value: Value) {
+        Arc::make_mut(&mut self.0).insert(key.to_string(), value);
+    }
+    fn remove(&mut self, key: &str) {
+        Arc::make_mut(&mut self.0).shift_remove(key);
+    }
+    fn context(&self) -> Value {
+        Value::from_object(DictObject(self.0.clone()))
+    }
+}
+
+#[derive(Debug)]
+struct DictObject(Arc<IndexMap<String, Value>>);
+
+impl Object for DictObject {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        self.0.get(key.as_str()?).cloned()
+    }
+    fn get_value_by_str(self: &Arc<Self>, key: &str) -> Option<Value> {
+        self.0.get(key).cloned()
+    }
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Values(self.0.keys().map(|k| Value::from(k.as_str())).collect())
+    }
+}
+
+/// Internal dictionary keys that make up the webhook response (cerb-semantics §10.2).
+const KEY_BODY: &str = "_http_response_body";
+const KEY_STATUS: &str = "_http_status";
+const KEY_HEADERS: &str = "_http_response_headers";
+
+/// Runs an `event.webhook.received` behavior for one request.
+pub fn run_webhook(behavior: &CompiledBehavior, request: &WebhookRequest, host: &dyn Host, opts: &RunOptions) -> RunOutput {
+    let normalized = request.normalize();
+    let mut dict = Dict::default();
+    {
+        let d = Arc::make_mut(&mut dict.0);
+        d.reserve(behavior.base.len() + 8);
+        d.insert("http_verb".into(), Value::from(normalized.verb.as_str()));
+        d.insert("http_body".into(), Value::from(normalized.body.as_str()));
+        d.insert("http_params".into(), normalized.params_value());
+        d.insert("http_headers".into(), normalized.headers_value());
+        d.insert("http_path".into(), Value::from(normalized.path.as_str()));
+        d.insert("http_client_ip".into(), Value::from(normalized.client_ip.as_str()));
+        for (k, v) in &behavior.base {
+            d.insert(k.clone(), v.clone());
+        }
+    }
+    let mut run = Runner::new(host, *opts, Some(normalized));
+    run.behavior(behavior, dict, 0).finish(run)
+}
+
+/// Runs an `event.macro.bot` behavior with variable inputs (by variable key, as text).
+pub fn run_macro(
+    behavior: &CompiledBehavior,
+    inputs: &IndexMap<String, String>,
+    host: &dyn Host,
+    opts: &RunOptions,
+) -> RunOutput {
+    let mut run = Runner::new(host, *opts, None);
+    let dict = run.macro_dict(behavior, inputs, 0);
+    run.behavior(behavior, dict, 0).finish(run)
+}
+
+struct Finished {
+    dict: Dict,
+}
+
+impl Finished {
+    fn finish(self, run: Runner<'_>) -> RunOutput {
+        let dict = self.dict;
+        let (status, headers, body) = response_of(&dict);
+        let vars = run
+            .set_keys
+            .iter()
+            .filter(|k| ![KEY_BODY, KEY_STATUS, KEY_HEADERS].contains(&k.as_str()))
+            .filter_map(|k| dict.get(k).map(|v| (k.clone(), serde_json::to_value(v).unwrap_or_default())))
+            .collect();
+        RunOutput {
+            status,
+            headers,
+            body,
+            vars,
+            http_requests: run.http_requests,
+            trace: run.trace,
+            errors: run.errors,
+            path: run.path,
+            exit: run.exit.unwrap_or(ExitState::Complete),
+        }
+    }
+}
+
+/// Status, headers and body of a webhook response (cerb-semantics §8, Decisions 6-7).
+fn response_of(dict: &Dict) -> (u16, IndexMap<String, String>, String) {
+    let body = dict.get(KEY_BODY).map(php_string).unwrap_or_default();
+    let status = dict
+        .get(KEY_STATUS)
+        .map(|v| intval(&php_string(v)))
+        .filter(|s| (100..=599).contains(s))
+        .map(|s| s as u16)
+        .unwrap_or(200);
+    let mut headers = IndexMap::new();
+    if let Some(map) = dict.get(KEY_HEADERS)
+        && let Ok(keys) = map.try_iter()
+    {
+        for k in keys {
+            let value = map.get_item(&k).map(|v| php_string(&v)).unwrap_or_default();
+            let name = php_string(&k).trim().to_ascii_lowercase();
+            if !name.is_empty() {
+                headers.insert(name, value);
+            }
+        }
+    }
+    if !headers.contains_key("content-type") {
+        let xml = body.starts_with("<?xml") || body.starts_with("<Response");
+        let ct = if xml { "text/xml; charset=utf-8" } else { "text/html; charset=utf-8" };
+        headers.insert("content-type".into(), ct.into());
+    }
+    (status, headers, body)
+}
+
+struct Runner<'h> {
+    host: &'h dyn Host,
+    opts: RunOptions,
+    request: Option<NormalizedRequest>,
+    trace: Vec<TraceEvent>,
+    errors: Vec<RunError>,
+    http_requests: Vec<HttpRequestRecord>,
+    path: Vec<RecordId>,
+    set_keys: indexmap::IndexSet<String>,
+    visited: usize,
+    exit: Option<ExitState>,
+    /// Behaviors on the current `_run_behavior` call stack.
+    stack: Vec<RecordId>,
+    subroutine_depth: usize,
+}
+
+/// What visiting a node did.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Visit {
+    Passed,
+    NotPassed,
+}
+
+impl<'h> Runner<'h> {
+    fn new(host: &'h dyn Host, opts: RunOptions, request: Option<NormalizedRequest>) -> Runner<'h> {
+        Runner {
+            host,
+            opts,
+            request,
+            trace: Vec::new(),
+            errors: Vec::new(),
+            http_requests: Vec::new(),
+            path: Vec::new(),
+            set_keys: Default::default(),
+            visited: 0,
+            exit: None,
+            stack: Vec::new(),
+            subroutine_depth: 0,
+        }
+    }
+
+    fn simulator(&self) -> bool {
+        self.opts.mode == Mode::Simulator
+    }
+
+    fn error(&mut self, depth: usize, node_id: Option<RecordId>, message: String) {
+        self.trace.push(TraceEvent::Error { depth, node_id, message: message.clone() });
+        self.errors.push(RunError { node_id, message });
+    }
+
+    fn abort(&mut self, depth: usize, node_id: Option<RecordId>, message: String) {
+        self.error(depth, node_id, message);
+        self.exit = Some(ExitState::Aborted);
+    }
+
+    fn stopped(&self) -> bool {
+        self.exit.is_some()
+    }
+
+    /// The dictionary of a macro run: base placeholders plus coerced variables.
+    fn macro_dict(&mut self, behavior: &CompiledBehavior, inputs: &IndexMap<String, String>, depth: usize) -> Dict {
+        let mut dict = Dict(Arc::new(behavior.base.clone()));
+        for (key, raw) in inputs {
+            match behavior.variables().get(key) {
+                Some(def) => match coerce_variable(def, raw) {
+                    Ok(v) => {
+                        dict.set(key, v);
+                        self.set_keys.insert(key.clone());
+                    }
+                    // Cerb swallows coercion errors (the variable stays unset); we record them.
+                    Err(e) => self.error(depth, None, e),
+                },
+                None => self.error(depth, None, format!("the behavior has no variable '{key}'")),
+            }
+        }
+        dict
+    }
+
+    fn behavior(&mut self, behavior: &CompiledBehavior, mut dict: Dict, depth: usize) -> Finished {
+        self.trace.push(TraceEvent::Behavior {
+            depth,
+            behavior_id: behavior.def.id,
+            title: behavior.def.title.clone(),
+            event_point: behavior.def.event.clone(),
+        });
+        self.stack.push(behavior.def.id);
+        for &root in &behavior.roots {
+            if self.stopped() {
+                break;
+            }
+            self.visit(behavior, root, &mut dict, depth + 1);
+        }
+        self.stack.pop();
+        Finished { dict }
+    }
+
+    fn visit(&mut self, b: &CompiledBehavior, index: usize, dict: &mut Dict, depth: usize) -> Visit {
+        if self.stopped() {
+            return Visit::NotPassed;
+        }
+        let node = &b.nodes[index];
+        let skip = match node.status {
+            NodeStatus::Disabled => Some("disabled"),
+            NodeStatus::Simulator if !self.simulator() => Some("simulator only"),
+            _ if node.kind == NodeKind::Subroutine => Some("subroutines run only when called"),
+            _ => None,
+        };
+        if let Some(reason) = skip {
+            self.trace.push(TraceEvent::Skip {
+                depth,
+                node_id: node.id,
+                node_type: node.kind.as_str(),
+                title: node.title.clone(),
+                reason: reason.into(),
+            });
+            return Visit::NotPassed;
+        }
+        self.visited += 1;
+        if self.visited > MAX_VISITED_NODES {
+            self.abort(depth, Some(node.id), format!("run limit: more than {MAX_VISITED_NODES} nodes visited"));
+            return Visit::NotPassed;
+        }
+        self.trace.push(TraceEvent::Enter {
+            depth,
+            node_id: node.id,
+            node_type: node.kind.as_str(),
+            title: node.title.clone(),
+        });
+        match node.kind {
+            NodeKind::Switch => {
+                self.path.push(node.id);
+                for &child in &node.children {
+                    if self.stopped() {
+                        break;
+                    }
+                    let is_action = b.nodes[child].kind == NodeKind::Action;
+                    // First match: the first non-action child that passes ends the switch.
+                    if self.visit(b, child, dict, depth + 1) == Visit::Passed && !is_action {
+                        break;
+                    }
+                }
+                Visit::Passed
+            }
+            NodeKind::Outcome => {
+                let CBody::Outcome(groups) = &node.body else { unreachable!() };
+                let mut pass = true;
+                for group in groups {
+                    self.trace.push(TraceEvent::Group { depth: depth + 1, node_id: node.id, any: group.any });
+                    if !self.group(b, group.any, &group.conditions, node.id, dict, depth + 1) {
+                        pass = false;
+                        break;
+                    }
+                }
+                self.trace.push(TraceEvent::Outcome { depth: depth + 1, node_id: node.id, title: node.title.clone(), used: pass });
+                if !pass {
+                    return Visit::NotPassed;
+                }
+                self.path.push(node.id);
+                self.children(b, &node.children, dict, depth + 1);
+                Visit::Passed
+            }
+            NodeKind::Action => {
+                self.path.push(node.id);
+                self.actions(b, index, dict, depth + 1);
+                Visit::Passed
+            }
+            NodeKind::Loop => {
+                self.run_loop(b, index, dict, depth + 1);
+                Visit::Passed
+            }
+            NodeKind::Subroutine => unreachable!("skipped above"),
+        }
+    }
+
+    fn children(&mut self, b: &CompiledBehavior, children: &[usize], dict: &mut Dict, depth: usize) {
+        for &child in children {
+            if self.stopped() {
+                break;
+            }
+            self.visit(b, child, dict, depth);
+        }
+    }
+
+    fn group(&mut self, b: &CompiledBehavior, any: bool, conditions: &[CCondition], node_id: RecordId, dict: &Dict, depth: usize) -> bool {
+        if conditions.is_empty() {
+            return true;
+        }
+        let mut last = false;
+        for c in conditions {
+            last = self.condition(b, c, node_id, dict, depth);
+            if any && last {
+                return true;
+            }
+            if !any && !last {
+                return false;
+            }
+        }
+        last
+    }
+
+    fn condition(&mut self, b: &CompiledBehavior, c: &CCondition, node_id: RecordId, dict: &Dict, depth: usize) -> bool {
+        let req = self.request.as_ref();
+        let (name, actual): (Option<String>, Option<String>) = match &c.subject {
+            Subject::HttpParam(n) => (Some(n.clone()), match req {
+                Some(r) => r.param_text(n).map(str::to_string),
+                None => Some(String::new()),
+            }),
+            Subject::HttpHeader(n) => (Some(n.clone()), Some(req.map(|r| r.header_text(n).to_string()).unwrap_or_default())),
+            Subject::HttpVerb | Subject::HttpBody | Subject::HttpClientIp | Subject::HttpPath => {
+                (None, as_condition_text(dict.get(&c.token)))
+            }
+            Subject::Var(key) => (None, as_condition_text(dict.get(key))),
+            Subject::Script(tpl) => {
+                let text = self.render(b, tpl, dict, node_id, depth).map(|s| s.trim().to_string()).unwrap_or_default();
+                (None, Some(text))
+            }
+            Subject::Invalid => {
+                self.trace.push(TraceEvent::Condition {
+                    depth,
+                    node_id,
+                    condition: c.token.clone(),
+                    name: None,
+                    oper: c.oper.clone(),
+                    value: c.value.clone(),
+                    actual: Some(String::new()),
+                    pass: false,
+                });
+                self.error(depth, Some(node_id), format!("invalid condition `{}`", c.token));
+                return false;
+            }
+        };
+        let pass = c.op.eval(actual.as_deref(), &c.value);
+        self.trace.push(TraceEvent::Condition {
+            depth,
+            node_id,
+            condition: c.token.clone(),
+            name,
+            oper: c.op.describe().to_string(),
+            value: c.value.clone(),
+            actual,
+            pass,
+        });
+        pass
+    }
+
+    /// Renders a template field. `None` (with the error recorded) when it fails.
+    fn render(&mut self, b: &CompiledBehavior, tpl: &Tpl, dict: &Dict, node_id: RecordId, depth: usize) -> Option<String> {
+        match tpl {
+            Tpl::Empty => Some(String::new()),
+            Tpl::Literal(s) => Some(s.clone()),
+            Tpl::Broken(e) => {
+                self.error(depth, Some(node_id), e.clone());
+                None
+            }
+            Tpl::Compiled(name) => match switchboard_twig::render(&b.env, name, &dict.context(), &b.limits) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    self.error(depth, Some(node_id), e.to_string());
+                    None
+                }
+            },
+        }
+    }
+
+    fn set(&mut self, dict: &mut Dict, key: &str, value: Value) {
+        dict.set(key, value);
+        self.set_keys.insert(key.to_string());
+    }
+
+    fn action_output(&mut self, depth: usize, node_id: RecordId, node_title: &str, action: &str, output: String) {
+        self.trace.push(TraceEvent::Action {
+            depth,
+            node_id,
+            node_title: node_title.to_string(),
+            action: action.to_string(),
+            output,
+        });
+    }
+
+    fn actions(&mut self, b: &CompiledBehavior, index: usize, dict: &mut Dict, depth: usize) {
+        let node = &b.nodes[index];
+        let CBody::Actions(actions) = &node.body else { unreachable!() };
+        for action in actions {
+            if self.stopped() {
+                return;
+            }
+            let (id, title) = (node.id, node.title.as_str());
+            match &action.kind {
+                ActionKind::SetBody(tpl) => {
+                    if let Some(body) = self.render(b, tpl, dict, id, depth) {
+                        self.action_output(depth, id, title, &action.name, format!(">>> Setting HTTP response body:\n{body}"));
+                        self.set(dict, KEY_BODY, Value::from(body));
+                    }
+                }
+                ActionKind::SetHeader { name, value } => {
+                    let (Some(n), Some(v)) = (self.render(b, name, dict, id, depth), self.render(b, value, dict, id, depth)) else {
+                        continue;
+                    };
+                    self.action_output(depth, id, title, &action.name, format!(">>> Setting HTTP response header:\n{n}: {v}"));
+                    let mut headers: IndexMap<String, Value> = IndexMap::new();
+                    if let Some(existing) = dict.get(KEY_HEADERS)
+                        && let Ok(keys) = existing.try_iter()
+                    {
+                        for k in keys {
+                            let val = existing.get_item(&k).unwrap_or_default();
+                            headers.insert(php_string(&k), val);
+                        }
+                    }
+                    headers.insert(n, Value::from(v));
+                    self.set(dict, KEY_HEADERS, Value::from_iter(headers));
+                }
+                ActionKind::SetStatus(tpl) => {
+                    if let Some(s) = self.render(b, tpl, dict, id, depth) {
+                        let code = intval(&s);
+                        if !(100..=599).contains(&code) {
+                            self.error(depth, Some(id), format!("set_http_status: `{s}` is not an HTTP status (100-599)"));
+                            continue;
+                        }
+                        self.action_output(depth, id, title, &action.name, format!(">>> Setting HTTP response status:\n{s}"));
+                        self.set(dict, KEY_STATUS, Value::from(s));
+                    }
+                }
+                ActionKind::Http(http) => self.http(b, http, dict, id, title, &action.name, depth),
+                ActionKind::SetCustomVar { var, value, json, simulator_only } => {
+                    if *simulator_only && !self.simulator() {
+                        continue;
+                    }
+                    if var.is_empty() || matches!(value, Tpl::Empty) {
+                        continue;
+                    }
+                    let Some(text) = self.render(b, value, dict, id, depth) else { continue };
+                    let v = if *json {
+                        serde_json::from_str::<serde_json::Value>(&text).map(|j| crate::values::to_value(&j)).unwrap_or(Value::from(()))
+                    } else {
+                        Value::from(text)
+                    };
+                    let shown = if *json {
+                        serde_json::to_string_pretty(&v).unwrap_or_default()
+                    } else {
+                        php_string(&v)
+                    };
+                    self.action_output(depth, id, title, &action.name, format!(">>> Setting placeholder {{{{{var}}}}}:\n{shown}"));
+                    self.set(dict, var, v);
+                }
+                ActionKind::SetVar { var, value } => {
+                    let Some(text) = self.render(b, value, dict, id, depth) else { continue };
+                    let v = match b.variables().get(var) {
+                        Some(def) => match coerce_variable(def, &text) {
+                            Ok(v) => v,
+                            Err(e) => {
+                                self.error(depth, Some(id), e);
+                                continue;
+                            }
+                        },
+                        None => Value::from(text),
+                    };
+                    self.action_output(depth, id, title, &action.name, format!(">>> Setting variable {{{{{var}}}}}:\n{}", php_string(&v)));
+                    self.set(dict, var, v);
+                }
+                ActionKind::Exit { suspend } => {
+                    let mode = if *suspend { "suspend" } else { "stop" };
+                    self.trace.push(TraceEvent::Exit { depth, node_id: id, mode: mode.into() });
+                    self.exit = Some(if *suspend { ExitState::Suspend } else { ExitState::Stop });
+                    return;
+                }
+                ActionKind::RunSubroutine(name) => {
+                    let Some(&target) = b.subroutines.get(name) else {
+                        self.error(depth, Some(id), format!("_run_subroutine: no subroutine titled '{name}'"));
+                        continue;
+                    };
+                    if self.subroutine_depth >= MAX_SUBROUTINE_DEPTH {
+                        self.abort(depth, Some(id), format!("run limit: subroutines nested deeper than {MAX_SUBROUTINE_DEPTH}"));
+                        return;
+                    }
+                    let sub = &b.nodes[target];
+                    self.trace.push(TraceEvent::Enter {
+                        depth,
+                        node_id: sub.id,
+                        node_type: sub.kind.as_str(),
+                        title: sub.title.clone(),
+                    });
+                    self.path.push(sub.id);
+                    self.subroutine_depth += 1;
+                    self.children(b, &sub.children, dict, depth + 1);
+                    self.subroutine_depth -= 1;
+                    // The rest of this action node is skipped (cerb-semantics §2.3).
+                    return;
+                }
+                ActionKind::RunBehavior { behavior_id, var, inputs, run_in_simulator } => {
+                    self.run_behavior(b, dict, id, title, &action.name, depth, behavior_id, var, inputs, *run_in_simulator);
+                }
+                ActionKind::Unsupported => {
+                    self.error(depth, Some(id), format!("unsupported action `{}`", action.name));
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_behavior(
+        &mut self,
+        b: &CompiledBehavior,
+        dict: &mut Dict,
+        id: RecordId,
+        title: &str,
+        action: &str,
+        depth: usize,
+        behavior_id: &Tpl,
+        var: &str,
+        inputs: &[(String, Tpl)],
+        run_in_simulator: bool,
+    ) {
+        let Some(target_id) = self.render(b, behavior_id, dict, id, depth).map(|s| intval(&s)) else { return };
+        if self.simulator() && !run_in_simulator {
+            self.action_output(depth, id, title, action, format!(">>> Would run behavior {target_id} (not configured to run in the simulator)"));
+            return;
+        }
+        if self.stack.len() >= MAX_BEHAVIOR_DEPTH {
+            self.error(depth, Some(id), format!("run limit: _run_behavior nested deeper than {MAX_BEHAVIOR_DEPTH}"));
+            return;
+        }
+        if self.stack.contains(&target_id) {
+            self.error(depth, Some(id), format!("_run_behavior: behavior {target_id} is already running (no recursion)"));
+            return;
+        }
+        let Some(target) = self.host.behavior(target_id) else {
+            self.error(depth, Some(id), format!("_run_behavior: behavior {target_id} not found"));
+            return;
+        };
+        if target.def.is_disabled || target.bot.is_disabled {
+            self.error(depth, Some(id), format!("_run_behavior: behavior {target_id} or its bot is disabled"));
+            return;
+        }
+        let mut rendered = IndexMap::new();
+        for (key, tpl) in inputs {
+            if let Some(v) = self.render(b, tpl, dict, id, depth) {
+                rendered.insert(key.clone(), v);
+            }
+        }
+        let outer_keys = std::mem::take(&mut self.set_keys);
+        let target_dict = self.macro_dict(&target, &rendered, depth + 1);
+        let finished = self.behavior(&target, target_dict, depth + 1);
+        self.set_keys = outer_keys;
+        // A nested `_exit` ends the nested behavior only.
+        if matches!(self.exit, Some(ExitState::Stop | ExitState::Suspend)) {
+            self.exit = None;
+        }
+        self.action_output(depth, id, title, action, format!(">>> Ran behavior {target_id}; results saved to {{{{{var}}}}}"));
+        if !var.is_empty() {
+            let result = Value::from_iter(finished.dict.0.iter().map(|(k, v)| (k.clone(), v.clone())));
+            self.set(dict, var, result);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn http(&mut self, b: &CompiledBehavior, http: &HttpAction, dict: &mut Dict, id: RecordId, title: &str, action: &str, depth: usize) {
+        let Some(url) = self.render(b, &http.url, dict, id, depth) else { return };
+        let url = url.trim().to_string();
+        if http.verb.is_empty() || url.is_empty() || http.placeholder.is_empty() {
+            self.action_output(depth, id, title, action, ">>> HTTP request skipped: verb, URL or response placeholder is empty".into());
+            return;
+        }
+        let headers_text = self.render(b, &http.headers, dict, id, depth).unwrap_or_default();
+        let body = self.render(b, &http.body, dict, id, depth).unwrap_or_default();
+        let mut headers = parse_header_lines(&headers_text);
+        if matches!(http.verb.as_str(), "POST" | "PUT" | "PATCH") && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+            headers.push(("Content-Type".into(), "application/x-www-form-urlencoded".into()));
+        }
+        let mut text = format!(">>> Sending HTTP request:\n{} {url}\n", http.verb);
+        for (k, v) in &headers {
+            text.push_str(&format!("{k}: {v}\n"));
+        }
+        if !body.is_empty() {
+            text.push('\n');
+            text.push_str(&body);
+            text.push('\n');
+        }
+
+        // Decision 11: credentials only for the account's allowed hosts; else `false`.
+        let account_id = match &http.auth {
+            AuthSpec::None => 0,
+            AuthSpec::Account(id) => *id,
+            AuthSpec::Placeholder(tpl) => self.render(b, tpl, dict, id, depth).map(|s| intval(&s)).unwrap_or(0),
+        };
+        let mut account = None;
+        if account_id != 0 {
+            match self.host.connected_account(account_id) {
+                Some(acc) if host_allowed(&url, &acc.allowed_hosts) => {
+                    text.push_str(&format!(">>> Authenticating with {}\n", acc.name));
+                    account = Some(acc);
+                }
+                Some(acc) => {
+                    text.push_str(&format!(
+                        "[ERROR] The connected account '{}' may not be used with this host.\n>>> Saving `false` to {{{{{}}}}}\n",
+                        acc.name, http.placeholder
+                    ));
+                    self.action_output(depth, id, title, action, text);
+                    self.error(depth, Some(id), format!("connected account {account_id} is not allowed for {url}"));
+                    self.set(dict, &http.placeholder, Value::from(false));
+                    return;
+                }
+                None => {
+                    text.push_str(&format!(
+                        "[ERROR] This behavior is attempting to use an unknown connected account ({account_id}).\n>>> Saving `false` to {{{{{}}}}}\n",
+                        http.placeholder
+                    ));
+                    self.action_output(depth, id, title, action, text);
+                    self.error(depth, Some(id), format!("connected account {account_id} not found"));
+                    self.set(dict, &http.placeholder, Value::from(false));
+                    return;
+                }
+            }
+        }
+        let request = HttpRequest {
+            method: http.verb.clone(),
+            url: url.clone(),
+            headers: headers.clone(),
+            body: body.clone(),
+            account: account.as_ref().map(|a| a.id),
+            ignore_ssl_validation: http.ignore_ssl_validation,
+        };
+        let send = !self.simulator() || (self.opts.simulator_http && http.run_in_simulator);
+        self.http_requests.push(HttpRequestRecord {
+            method: request.method.clone(),
+            url: request.url.clone(),
+            headers: headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect(),
+            body: request.body.clone(),
+            sent: send,
+            authenticated_with: account.as_ref().map(|a| a.name.clone()),
+        });
+        text.push_str(&format!(">>> Saving response to {{{{{}}}}}\n", http.placeholder));
+        if !send {
+            let note = if !http.run_in_simulator {
+                ">>> NOTE: This HTTP request is not configured to run in the simulator."
+            } else {
+                ">>> NOTE: HTTP requests are not sent by the simulator without --run-http."
+            };
+            text.push_str(note);
+            self.action_output(depth, id, title, action, text);
+            return;
+        }
+        let outcome = self.host.http_request(&request);
+        let placeholder = response_placeholder(&outcome, &request.body, http.raw_response_body);
+        match &outcome {
+            HttpOutcome::Response(r) => {
+                text.push_str(&format!(">>> Response info: HTTP {} from {}\n", r.status, r.url));
+                text.push_str(">>> Response body:\n");
+                text.push_str(&String::from_utf8_lossy(&r.body));
+            }
+            HttpOutcome::Error(e) => {
+                text.push_str(&format!(">>> Error in response:\n{e}"));
+                self.error(depth, Some(id), format!("HTTP request to {url} failed: {e}"));
+            }
+        }
+        self.action_output(depth, id, title, action, text);
+        self.set(dict, &http.placeholder, placeholder);
+    }
+
+    fn run_loop(&mut self, b: &CompiledBehavior, index: usize, dict: &mut Dict, depth: usize) {
+        let node = &b.nodes[index];
+        let CBody::Loop { foreach, as_placeholder } = &node.body else { unreachable!() };
+        let Some(text) = self.render(b, foreach, dict, node.id, depth) else { return };
+        let items: Vec<(String, serde_json::Value)> = match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(serde_json::Value::Array(a)) if !a.is_empty() => a.into_iter().enumerate().map(|(i, v)| (i.to_string(), v)).collect(),
+            Ok(serde_json::Value::Object(o)) if !o.is_empty() => o.into_iter().collect(),
+            _ => {
+                self.error(depth, Some(node.id), "loop: foreach_json is not a non-empty JSON array".into());
+                return;
+            }
+        };
+        if as_placeholder.is_empty() {
+            self.error(depth, Some(node.id), "loop: as_placeholder is empty".into());
+            return;
+        }
+        self.path.push(node.id);
+        for (counter, (key, item)) in items.into_iter().enumerate() {
+            if self.stopped() {
+                break;
+            }
+            if counter >= MAX_LOOP_ITERATIONS {
+                self.abort(depth, Some(node.id), format!("run limit: more than {MAX_LOOP_ITERATIONS} loop iterations"));
+                break;
+            }
+            self.trace.push(TraceEvent::Iteration { depth, node_id: node.id, key: key.clone(), counter: counter + 1 });
+            dict.set(as_placeholder, crate::values::to_value(&item));
+            dict.set(&format!("{as_placeholder}__key"), Value::from(key));
+            dict.set(&format!("{as_placeholder}__counter"), Value::from(counter + 1));
+            self.children(b, &node.children, dict, depth + 1);
+        }
+        for suffix in ["", "__key", "__counter"] {
+            dict.remove(&format!("{as_placeholder}{suffix}"));
+        }
+    }
+}
+
+/// Cerb's header text: CRLF folded, split on lines, trimmed, blank lines dropped, split at the
+/// first `:`; a line without `:` is a header with an empty value.
+pub fn parse_header_lines(text: &str) -> Vec<(String, String)> {
+    text.replace("\r\n", "\n")
+        .split(['\n', '\r'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| match l.split_once(':') {
+            Some((k, v)) => (k.trim().to_string(), v.trim().to_string()),
+            None => (l.to_string(), String::new()),
+        })
+        .collect()
+}
+
+/// Whether `url`'s host equals one of `allowed` (case-insensitive; scheme, port, path ignored).
+fn host_allowed(url: &str, allowed: &[String]) -> bool {
+    let Some(host) = url_host(url) else { return false };
+    allowed.iter().any(|a| a.eq_ignore_ascii_case(&host))
+}
+
+/// The host of an absolute http(s) URL, without credentials or port.
+pub fn url_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let hostport = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
+    let host = if let Some(v6) = hostport.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        hostport.split(':').next()?
+    };
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+/// The response placeholder map of `core.va.action.http_request` (cerb-semantics §4.2).
+fn response_placeholder(outcome: &HttpOutcome, request_body: &str, raw: bool) -> Value {
+    match outcome {
+        HttpOutcome::Error(e) => Value::from_iter([
+            ("content_type".to_string(), Value::from(())),
+            ("headers".to_string(), Value::from_iter(std::iter::empty::<(String, Value)>())),
+            // Cerb's quirk: on transport failure `body` is the request body.
+            ("body".to_string(), Value::from(request_body)),
+            ("info".to_string(), Value::from_iter(std::iter::empty::<(String, Value)>())),
+            ("error".to_string(), Value::from(e.as_str())),
+        ]),
+        HttpOutcome::Response(r) => {
+            let mut headers: IndexMap<String, String> = IndexMap::new();
+            for (k, v) in &r.headers {
+                let key = k.to_ascii_lowercase();
+                match headers.get_mut(&key) {
+                    Some(existing) => {
+                        existing.push_str(", ");
+                        existing.push_str(v);
+                    }
+                    None => {
+                        headers.insert(key, v.clone());
+                    }
+                }
+            }
+            let content_type = headers
+                .get("content-type")
+                .map(|ct| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+            let text = String::from_utf8_lossy(&r.body).into_owned();
+            let body = if raw {
+                Value::from(text)
+            } else {
+                match content_type.as_deref() {
+                    Some("application/json" | "text/javascript") => serde_json::from_str::<serde_json::Value>(&text)
+                        .map(|j| crate::values::to_value(&j))
+                        .unwrap_or(Value::from(())),
+                    Some(
+                        "application/octet-stream" | "application/pdf" | "application/zip" | "audio/mpeg" | "audio/ogg"
+                        | "image/gif" | "image/jpeg" | "image/jpg" | "image/png",
+                    ) => Value::from(base64_encode(&r.body)),
+                    _ => Value::from(text),
+                }
+            };
+            Value::from_iter([
+                ("content_type".to_string(), content_type.map(Value::from).unwrap_or(Value::from(()))),
+                ("headers".to_string(), Value::from_iter(headers.into_iter().map(|(k, v)| (k, Value::from(v))))),
+                ("body".to_string(), body),
+                (
+                    "info".to_string(),
+                    Value::from_iter([
+                        ("url".to_string(), Value::from(r.url.as_str())),
+                        ("http_code".to_string(), Value::from(r.status)),
+                    ]),
+                ),
+                ("error".to_string(), Value::from(())),
+            ])
+        }
+    }
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = (chunk[0] as u32) << 16 | (*chunk.get(1).unwrap_or(&0) as u32) << 8 | *chunk.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Coerces a variable input by its type (cerb-semantics §6.3).
+pub fn coerce_variable(def: &VariableDef, raw: &str) -> Result<Value, String> {
+    let key = &def.key;
+    match def.kind.as_str() {
+        "S" | "T" | "U" => Ok(Value::from(raw)),
+        "D" => {
+            let options: Vec<&str> = def
+                .params
+                .get("options")
+                .and_then(|o| o.as_str())
+                .map(|o| o.lines().map(str::trim).filter(|l| !l.is_empty()).collect())
+                .unwrap_or_default();
+            if options.contains(&raw) {
+                Ok(Value::from(raw))
+            } else {
+                Err(format!(
+                    "The picklist variable '{key}' has no option '{raw}'. Valid options are: {}",
+                    options.join(", ")
+                ))
+            }
+        }
+        "C" => Ok(Value::from(if truthy(&Value::from(raw)) { 1 } else { 0 })),
+        "N" | "O" | "Y" | "W" => Ok(Value::from(intval(raw))),
+        "L" => Ok(Value::from(intval(raw))),
+        "E" => {
+            let t = raw.trim();
+            if let Ok(n) = t.parse::<i64>() {
+                return Ok(Value::from(n));
+            }
+            parse_date(t).map(Value::from).ok_or_else(|| format!("The date variable '{key}' has an invalid value '{raw}'"))
+        }
+        k if k.starts_with("ctx_") => {
+            let ids: Result<Vec<i64>, _> = match serde_json::from_str::<serde_json::Value>(raw) {
+                Ok(serde_json::Value::Array(a)) => a.iter().map(|v| v.as_i64().or_else(|| v.as_str().map(intval)).ok_or(())).collect(),
+                _ => raw.split(',').map(|s| s.trim().parse::<i64>().map_err(|_| ())).collect(),
+            };
+            ids.map(Value::from).map_err(|_| format!("The variable '{key}' must be set to an array of IDs"))
+        }
+        _ => Ok(Value::from(raw)),
+    }
+}
+
+/// `YYYY-MM-DD[ HH:MM[:SS]]` (UTC) to a Unix timestamp.
+fn parse_date(s: &str) -> Option<i64> {
+    let (date, time) = s.split_once([' ', 'T']).unwrap_or((s, "00:00:00"));
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    if d.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let time = time.trim_end_matches('Z');
+    let mut t = time.split(':').map(|p| p.parse::<i64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next().unwrap_or(Some(0))?, t.next().unwrap_or(Some(0))?);
+    if !(0..24).contains(&hh) || !(0..60).contains(&mm) || !(0..61).contains(&ss) {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_lines_like_cerb() {
+        assert_eq!(
+            parse_header_lines("X-A: 1\r\n\r\n  User-Agent : bot:1 \nNoColon\n"),
+            vec![
+                ("X-A".to_string(), "1".to_string()),
+                ("User-Agent".to_string(), "bot:1".to_string()),
+                ("NoColon".to_string(), String::new())
+            ]
+        );
+    }
+
+    #[test]
+    fn hosts() {
+        assert_eq!(url_host("https://Lookups.Twilio.com/v1/x?y"), Some("lookups.twilio.com".into()));
+        assert_eq!(url_host("https://u:p@api.twilio.com:443/x"), Some("api.twilio.com".into()));
+        assert_eq!(url_host("http://[::1]:8080/"), Some("::1".into()));
+        assert_eq!(url_host("not a url"), None);
+        assert!(host_allowed("https://api.twilio.com/2010", &["api.twilio.com".into()]));
+        assert!(!host_allowed("https://api.twilio.com.evil.test/", &["api.twilio.com".into()]));
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(parse_date("1970-01-01"), Some(0));
+        assert_eq!(parse_date("2024-02-29 12:00"), Some(1_709_208_000));
+        assert_eq!(parse_date("not a date"), None);
+    }
+
+    #[test]
+    fn base64() {
+        assert_eq!(base64_encode(b"Hello"), "SGVsbG8=");
+        assert_eq!(base64_encode(b"Hi!"), "SGkh");
+        assert_eq!(base64_encode(b""), "");
+    }
+}
