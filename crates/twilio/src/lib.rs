@@ -2,3 +2,4 @@
 //! the identifiers Twilio hands out (`AC…`, `SM…`, E.164 numbers) as types that parse.
 
 pub mod signature;
+pub mod twiml;
