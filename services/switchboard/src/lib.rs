@@ -1,0 +1,5 @@
+//! The `switchboard` operator CLI as a library: each subcommand is a function the binary and the
+//! tests call alike.
+
+pub mod args;
+pub mod simulate;

@@ -1,0 +1,371 @@
+//! `switchboard simulate`: run one behavior of a package file with no server at all, the way
+//! Cerb's simulator does, and print its trace and result (text or one JSON object).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use indexmap::IndexMap;
+use serde::Serialize;
+use switchboard_engine::{
+    BotInfo, CompiledBehavior, ConnectedAccount, Host, HttpOutcome, HttpRequest, HttpResponse, RunOptions, RunOutput,
+    WebhookRequest, run_macro, run_webhook,
+};
+use switchboard_package::{EVENT_MACRO, EVENT_WEBHOOK, ImportPlan, Package, PromptAnswers, PromptKind, RecordId};
+
+use crate::args::KeyValue;
+
+/// Hosts a Twilio connected account may authenticate to (Decision 11).
+pub const TWILIO_HOSTS: &[&str] = &["api.twilio.com", "lookups.twilio.com"];
+
+/// What to simulate.
+#[derive(Debug, Clone, Default)]
+pub struct SimulateRequest {
+    pub package_json: String,
+    pub behavior_uid: String,
+    pub prompts: Vec<KeyValue>,
+    pub params: Vec<KeyValue>,
+    pub headers: Vec<KeyValue>,
+    pub method: Option<String>,
+    pub body: Option<String>,
+    pub vars: Vec<KeyValue>,
+    pub run_http: bool,
+}
+
+/// A simulation's result plus the notes worth telling the operator (sample prompt values).
+pub struct Simulation {
+    pub output: RunOutput,
+    pub notes: Vec<String>,
+}
+
+/// The `--json` document.
+#[derive(Serialize)]
+pub struct JsonReport<'a> {
+    pub status: u16,
+    pub headers: &'a IndexMap<String, String>,
+    pub body: &'a str,
+    pub vars: &'a IndexMap<String, serde_json::Value>,
+    pub http_requests: &'a [switchboard_engine::HttpRequestRecord],
+    pub trace: &'a [switchboard_engine::TraceEvent],
+    pub errors: &'a [switchboard_engine::RunError],
+}
+
+impl<'a> From<&'a RunOutput> for JsonReport<'a> {
+    fn from(o: &'a RunOutput) -> Self {
+        JsonReport {
+            status: o.status,
+            headers: &o.headers,
+            body: &o.body,
+            vars: &o.vars,
+            http_requests: &o.http_requests,
+            trace: &o.trace,
+            errors: &o.errors,
+        }
+    }
+}
+
+/// A sample value for a prompt the operator did not answer: harmless and recognisable.
+fn sample_answer(key: &str, kind: &PromptKind, next_account: &mut RecordId) -> serde_json::Value {
+    let k = key.to_ascii_lowercase();
+    match kind {
+        PromptKind::Chooser { .. } => {
+            *next_account += 1;
+            serde_json::Value::String(next_account.to_string())
+        }
+        PromptKind::Picklist { options } => serde_json::Value::String(options.first().cloned().unwrap_or_default()),
+        _ if k.ends_with("sid") => serde_json::Value::String(format!("AC{}", "0".repeat(32))),
+        _ if k.contains("from") || k.contains("phone") || k.contains("number") || k.ends_with("_to") => {
+            // Twilio's documented magic test number: valid, never delivered.
+            serde_json::Value::String("+15005550006".into())
+        }
+        _ => serde_json::Value::String(format!("sample-{}", key.replace('_', "-"))),
+    }
+}
+
+/// Runs the simulation. Errors are operator mistakes (bad file, unknown uid, invalid package).
+pub fn simulate(req: &SimulateRequest) -> anyhow::Result<Simulation> {
+    let package = Package::parse(&req.package_json).map_err(|e| anyhow::anyhow!("invalid package: {e}"))?;
+    let mut notes = Vec::new();
+    let mut answers = PromptAnswers::new();
+    for kv in &req.prompts {
+        answers.insert(kv.key.clone(), serde_json::Value::String(kv.value.clone()));
+    }
+    // Chooser prompts for connected accounts become sample accounts with these ids.
+    let mut account_ids = Vec::new();
+    let mut next_account: RecordId = 0;
+    for prompt in package.prompts() {
+        let given = answers.get(&prompt.key).cloned();
+        let value = match given {
+            Some(v) => v,
+            None => {
+                let v = sample_answer(&prompt.key, &prompt.kind, &mut next_account);
+                notes.push(format!("prompt '{}' ({}) not given: using sample value {}", prompt.label, prompt.key, v));
+                answers.insert(prompt.key.clone(), v.clone());
+                v
+            }
+        };
+        if let PromptKind::Chooser { context, .. } = &prompt.kind
+            && context.as_deref().is_some_and(|c| c.contains("connected_account"))
+            && let Some(id) = value.as_str().and_then(|s| s.trim().parse::<RecordId>().ok()).or(value.as_i64())
+        {
+            account_ids.push(id);
+        }
+    }
+    let mut counter: RecordId = 0;
+    let mut next_id = || {
+        counter += 1;
+        counter
+    };
+    let mut rng = rand::rng();
+    let plan = package
+        .plan(switchboard_package::PlanOptions {
+            answers: &answers,
+            next_id: &mut next_id,
+            rng: &mut rng,
+            defaults: serde_json::json!({ "base_url": "http://localhost:8080/" }),
+        })
+        .map_err(|e| anyhow::anyhow!("invalid package: {e}"))?;
+    let behaviors = compile_plan(&plan)?;
+    let Some((_, def)) = plan.behavior_by_uid(&req.behavior_uid) else {
+        let known: Vec<String> = plan
+            .bots
+            .iter()
+            .flat_map(|b| b.behaviors.iter().map(|x| format!("{} ({})", x.uid, x.title)))
+            .collect();
+        bail!("unknown behavior uid '{}'; the package has: {}", req.behavior_uid, known.join(", "));
+    };
+    let behavior = behaviors.get(&def.id).cloned().context("behavior was compiled")?;
+    let host = SimulatorHost {
+        behaviors,
+        accounts: account_ids
+            .into_iter()
+            .map(|id| {
+                let account = ConnectedAccount {
+                    id,
+                    name: format!("Sample connected account #{id} (simulator: no credentials)"),
+                    allowed_hosts: TWILIO_HOSTS.iter().map(|h| h.to_string()).collect(),
+                };
+                (id, account)
+            })
+            .collect(),
+        client: if req.run_http { Some(http_client()?) } else { None },
+    };
+    let opts = RunOptions::simulator(req.run_http);
+    let output = match def.event.as_str() {
+        EVENT_WEBHOOK => run_webhook(&behavior, &webhook_request(req), &host, &opts),
+        EVENT_MACRO => {
+            let mut inputs = IndexMap::new();
+            for kv in &req.vars {
+                inputs.insert(kv.key.clone(), kv.value.clone());
+            }
+            run_macro(&behavior, &inputs, &host, &opts)
+        }
+        other => bail!("behavior '{}' answers event '{other}', which cannot be simulated", def.uid),
+    };
+    Ok(Simulation { output, notes })
+}
+
+/// Compiles every behavior of a plan, keyed by id.
+pub fn compile_plan(plan: &ImportPlan) -> anyhow::Result<HashMap<RecordId, Arc<CompiledBehavior>>> {
+    let mut out = HashMap::new();
+    let mut issues = Vec::new();
+    for bot in &plan.bots {
+        let info = Arc::new(BotInfo::from_def(bot));
+        for b in &bot.behaviors {
+            match CompiledBehavior::compile(b, info.clone()) {
+                Ok(c) => {
+                    out.insert(b.id, Arc::new(c));
+                }
+                Err(mut e) => issues.append(&mut e),
+            }
+        }
+    }
+    if !issues.is_empty() {
+        bail!("invalid package: {}", switchboard_package::ImportError { issues });
+    }
+    Ok(out)
+}
+
+/// The webhook request the simulator sends: `--param`s as a form body (or as the query string
+/// when `--body` gives the body), `--header`s as given.
+fn webhook_request(req: &SimulateRequest) -> WebhookRequest {
+    let encode = |kvs: &[KeyValue]| {
+        let mut ser = form_urlencoded_serializer();
+        for kv in kvs {
+            ser.append_pair(&kv.key, &kv.value);
+        }
+        ser.finish()
+    };
+    let mut headers: Vec<(String, String)> = req.headers.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect();
+    let (query, body) = match &req.body {
+        Some(body) => (encode(&req.params), body.clone().into_bytes()),
+        None => {
+            if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+                headers.push(("Content-Type".into(), "application/x-www-form-urlencoded".into()));
+            }
+            (String::new(), encode(&req.params).into_bytes())
+        }
+    };
+    WebhookRequest {
+        method: req.method.clone().unwrap_or_else(|| "POST".into()),
+        path: String::new(),
+        query,
+        headers,
+        body,
+        client_ip: "127.0.0.1".into(),
+    }
+}
+
+fn form_urlencoded_serializer() -> FormSerializer {
+    FormSerializer(String::new())
+}
+
+/// `application/x-www-form-urlencoded` as browsers and Twilio write it (space → `+`).
+struct FormSerializer(String);
+
+impl FormSerializer {
+    fn append_pair(&mut self, k: &str, v: &str) {
+        if !self.0.is_empty() {
+            self.0.push('&');
+        }
+        encode_form_component(&mut self.0, k);
+        self.0.push('=');
+        encode_form_component(&mut self.0, v);
+    }
+    fn finish(self) -> String {
+        self.0
+    }
+}
+
+fn encode_form_component(out: &mut String, s: &str) {
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => out.push(b as char),
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+}
+
+struct SimulatorHost {
+    behaviors: HashMap<RecordId, Arc<CompiledBehavior>>,
+    accounts: HashMap<RecordId, ConnectedAccount>,
+    client: Option<reqwest::blocking::Client>,
+}
+
+fn http_client() -> anyhow::Result<reqwest::blocking::Client> {
+    reqwest::blocking::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .timeout(std::time::Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::limited(5))
+        .build()
+        .context("building the HTTP client")
+}
+
+impl Host for SimulatorHost {
+    fn connected_account(&self, id: RecordId) -> Option<ConnectedAccount> {
+        self.accounts.get(&id).cloned()
+    }
+
+    fn http_request(&self, request: &HttpRequest) -> HttpOutcome {
+        let Some(client) = &self.client else {
+            return HttpOutcome::Error("HTTP requests are sent only with --run-http".into());
+        };
+        let method = match reqwest::Method::from_bytes(request.method.as_bytes()) {
+            Ok(m) => m,
+            Err(_) => return HttpOutcome::Error(format!("invalid HTTP method '{}'", request.method)),
+        };
+        let mut builder = client.request(method, &request.url);
+        for (k, v) in &request.headers {
+            builder = builder.header(k, v);
+        }
+        if !request.body.is_empty() {
+            builder = builder.body(request.body.clone());
+        }
+        match builder.send() {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let url = resp.url().to_string();
+                let headers = resp
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                    .collect();
+                match resp.bytes() {
+                    Ok(body) => HttpOutcome::Response(HttpResponse { status, headers, body: body.to_vec(), url }),
+                    Err(e) => HttpOutcome::Error(error_chain(&e)),
+                }
+            }
+            Err(e) => HttpOutcome::Error(error_chain(&e)),
+        }
+    }
+
+    fn behavior(&self, id: RecordId) -> Option<Arc<CompiledBehavior>> {
+        self.behaviors.get(&id).cloned()
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(cause) = src {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        src = cause.source();
+    }
+    s
+}
+
+/// The readable report: trace, HTTP requests, variables, errors, then the response.
+pub fn render_text(sim: &Simulation) -> String {
+    let o = &sim.output;
+    let mut s = String::new();
+    for note in &sim.notes {
+        s.push_str(&format!("# {note}\n"));
+    }
+    s.push_str("== Trace ==\n");
+    for ev in &o.trace {
+        s.push_str(&ev.to_text());
+        s.push('\n');
+    }
+    if !o.http_requests.is_empty() {
+        s.push_str("\n== HTTP requests ==\n");
+        for r in &o.http_requests {
+            s.push_str(&format!("{} {} ({})\n", r.method, r.url, if r.sent { "sent" } else { "not sent" }));
+            if let Some(name) = &r.authenticated_with {
+                s.push_str(&format!("  authenticated with {name}\n"));
+            }
+            for (k, v) in &r.headers {
+                s.push_str(&format!("  {k}: {v}\n"));
+            }
+            if !r.body.is_empty() {
+                s.push_str(&format!("  body: {}\n", r.body));
+            }
+        }
+    }
+    if !o.vars.is_empty() {
+        s.push_str("\n== Variables ==\n");
+        for (k, v) in &o.vars {
+            s.push_str(&format!("{k} = {v}\n"));
+        }
+    }
+    if !o.errors.is_empty() {
+        s.push_str("\n== Errors ==\n");
+        for e in &o.errors {
+            match e.node_id {
+                Some(id) => s.push_str(&format!("node {id}: {}\n", e.message)),
+                None => s.push_str(&format!("{}\n", e.message)),
+            }
+        }
+    }
+    s.push_str(&format!("\n== Response ==\nHTTP {}\n", o.status));
+    for (k, v) in &o.headers {
+        s.push_str(&format!("{k}: {v}\n"));
+    }
+    s.push('\n');
+    s.push_str(&o.body);
+    if !o.body.ends_with('\n') {
+        s.push('\n');
+    }
+    s
+}
