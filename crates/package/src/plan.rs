@@ -91,9 +91,20 @@ pub(crate) fn plan(package: &Package, opts: PlanOptions<'_>) -> Result<ImportPla
         );
     }
 
-    // 2. Reserve ids (§1.5 step 4): records, then each bot followed by its behaviors, then
+    // 2. `_exclude` (§1.5 step 2): rendered with prompts and placeholders only (no `uid.*` or
+    // `default.*` yet, as in Cerb); a truthy result drops the item.
+    let mut filtered = package.raw.clone();
+    let issues = apply_excludes(
+        &mut filtered,
+        &Renderer::new(&names, &IndexMap::new(), &Json::Null),
+    );
+    if !issues.is_empty() {
+        return Err(ImportError { issues });
+    }
+    let doc = &filtered;
+
+    // 3. Reserve ids (§1.5 step 4): records, then each bot followed by its behaviors, then
     // top-level behaviors. Node ids follow when the trees are built, like Cerb's import step.
-    let doc = &package.raw;
     let mut uids: IndexMap<String, RecordId> = IndexMap::new();
     for record in items(doc.get("records")) {
         uids.insert(uid_field(record), (opts.next_id)());
@@ -108,7 +119,7 @@ pub(crate) fn plan(package: &Package, opts: PlanOptions<'_>) -> Result<ImportPla
         uids.insert(uid_field(behavior), (opts.next_id)());
     }
 
-    // 3. Render (§1.4) and validate what the templates produced.
+    // 4. Render (§1.4) and validate what the templates produced.
     let defaults = serde_json::to_value(opts.defaults).unwrap_or(Json::Null);
     let renderer = Renderer::new(&names, &uids, &defaults);
     let mut rendered = doc.clone();
@@ -121,7 +132,7 @@ pub(crate) fn plan(package: &Package, opts: PlanOptions<'_>) -> Result<ImportPla
         return Err(ImportError { issues });
     }
 
-    // 4. Build.
+    // 5. Build.
     let mut builder = Builder {
         doc: &rendered,
         uids: &uids,
@@ -136,6 +147,52 @@ pub(crate) fn plan(package: &Package, opts: PlanOptions<'_>) -> Result<ImportPla
             issues: builder.issues,
         })
     }
+}
+
+/// Removes every item of every section but `package` whose `_exclude` renders truthy.
+fn apply_excludes(doc: &mut Json, renderer: &Renderer) -> Vec<ImportIssue> {
+    let original = doc.clone();
+    let mut issues = Vec::new();
+    let Json::Object(top) = doc else {
+        return issues;
+    };
+    for (section, value) in top.iter_mut() {
+        let Json::Array(list) = value else { continue };
+        if section == "package" {
+            continue;
+        }
+        let mut kept = Vec::with_capacity(list.len());
+        for (i, mut item) in std::mem::take(list).into_iter().enumerate() {
+            let exclude = item
+                .as_object_mut()
+                .and_then(|o| o.shift_remove("_exclude"));
+            let drop = match exclude {
+                None => false,
+                Some(Json::String(template)) => match renderer.render(&template) {
+                    Ok(out) => php_truthy(&Json::String(out)),
+                    Err(errors) => {
+                        let path = JsonPath::root().key(section).idx(i).key("_exclude");
+                        let uid = uid_field(&item);
+                        issues.push(issue(
+                            &original,
+                            &path,
+                            format!(
+                                "Invalid _exclude template: record ({uid}) {}",
+                                errors.join(",")
+                            ),
+                        ));
+                        false
+                    }
+                },
+                Some(other) => php_truthy(&other),
+            };
+            if !drop {
+                kept.push(item);
+            }
+        }
+        *list = kept;
+    }
+    issues
 }
 
 struct Builder<'a, 'b> {

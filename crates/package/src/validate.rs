@@ -373,10 +373,8 @@ impl<'a> Validator<'a> {
                         );
                     }
                 }
-                "_exclude" => self.push(
-                    &field,
-                    format!("Unsupported feature on record ({uid}): _exclude templates"),
-                ),
+                // Handled (and removed) before ids are reserved.
+                "_exclude" => {}
                 _ => self.push(&field, err(&format!("'{key}' is not a valid field."))),
             }
         }

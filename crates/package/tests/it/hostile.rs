@@ -78,7 +78,7 @@ fn wrong_types_everywhere_are_issues() {
                 {"type": "outcome", "title": "o", "params": {"groups": [1, {"conditions": "x"}, {"conditions": [1, {"condition": []}]}]}}
             ], "variables": {"var_a": {"key": "var_b", "type": "Q", "is_private": "maybe"}, "x": 1}}
         ]}]}),
-        json!({"package": {}, "records": [{"uid": "r", "_context": 5}, {"uid": "h", "_context": "webhook_listener", "name": 1, "guid": [], "extension_id": {}, "links": [1], "_exclude": "x"}]}),
+        json!({"package": {}, "records": [{"uid": "r", "_context": 5}, {"uid": "h", "_context": "webhook_listener", "name": 1, "guid": [], "extension_id": {}, "links": [1]}]}),
     ];
     for doc in docs {
         let issues = parse_err(&doc);

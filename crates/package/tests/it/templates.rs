@@ -179,3 +179,45 @@ fn rendered_values_are_validated_again() {
         ]
     );
 }
+
+#[test]
+fn exclude_templates_drop_items_before_ids_are_reserved() {
+    let hook = |uid: &str, exclude: serde_json::Value| {
+        json!({"uid": uid, "_context": "webhook_listener", "name": uid, "guid": uid,
+               "extension_id": "cerb.webhooks.listener.engine.va", "extension_params": {}, "_exclude": exclude})
+    };
+    let doc = with_prompt(minimal(json!({"records": [
+        hook("east", json!("{{{ region != 'us-east-1' }}}")),
+        hook("west", json!("{{{ region == 'us-east-1' }}}")),
+        hook("kept", json!("0")),
+        hook("gone", json!(true)),
+    ]})));
+    let pkg = Package::parse(&doc.to_string()).unwrap();
+    let plan = plan(&pkg, &region_answers()).unwrap_or_else(|e| panic!("{e}"));
+    let uids: Vec<(&str, i64)> = plan
+        .webhooks
+        .iter()
+        .map(|w| (w.uid.as_str(), w.id))
+        .collect();
+    assert_eq!(uids, vec![("east", 1), ("kept", 2)]);
+    assert_eq!(plan.bots[0].id, 3);
+
+    // `uid.*` does not exist yet when `_exclude` is rendered.
+    let doc = with_prompt(minimal(
+        json!({"records": [hook("early", json!("{{{ uid.bot_a }}}"))]}),
+    ));
+    assert_eq!(
+        plan_err(&doc, &region_answers())
+            .iter()
+            .map(tuple)
+            .collect::<Vec<_>>(),
+        vec![expect(
+            "records",
+            Some("early"),
+            Some("_exclude"),
+            &format!(
+                "Invalid _exclude template: record (early) Import-time template uses undefined name 'uid.bot_a' {UNDEFINED}"
+            )
+        )]
+    );
+}
