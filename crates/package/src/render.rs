@@ -16,6 +16,15 @@ use crate::ImportIssue;
 use crate::locate::{JsonPath, issue};
 use crate::validate::has_template;
 
+/// Work limit of one import-time template (they are short substitutions; Cerb's own packages
+/// need a few hundred units).
+pub const IMPORT_FUEL: u64 = 50_000;
+/// Largest output of one import-time template.
+pub const MAX_TEMPLATE_OUTPUT: usize = 256 * 1024;
+/// Most import-time templates one package may hold (a hostile package must not keep the
+/// importer busy for minutes).
+pub const MAX_TEMPLATES: usize = 5_000;
+
 /// The names a template may use; records every lookup of a missing name.
 #[derive(Debug)]
 struct Scope {
@@ -58,6 +67,8 @@ pub(crate) struct Renderer {
     /// Names the environment defines itself (functions such as `random_string`): a context miss
     /// on them is not an undefined name.
     globals: BTreeSet<String>,
+    /// Templates rendered so far (bounded by [`MAX_TEMPLATES`]).
+    rendered: std::cell::Cell<usize>,
 }
 
 impl Renderer {
@@ -66,7 +77,10 @@ impl Renderer {
         uids: &IndexMap<String, crate::RecordId>,
         defaults: &Json,
     ) -> Self {
-        let limits = Limits::default();
+        let limits = Limits {
+            fuel: IMPORT_FUEL,
+            max_output_bytes: MAX_TEMPLATE_OUTPUT,
+        };
         let env = switchboard_twig::environment(Dialect::ImportTime, &limits);
         let globals = env.globals().map(|(name, _)| name.to_owned()).collect();
         let misses = Arc::new(Mutex::new(BTreeSet::new()));
@@ -103,11 +117,24 @@ impl Renderer {
             ctx,
             misses,
             globals,
+            rendered: std::cell::Cell::new(0),
         }
     }
 
     /// Renders one template; on failure returns the issue messages.
     pub fn render(&self, source: &str) -> Result<String, Vec<String>> {
+        let count = self.rendered.get() + 1;
+        self.rendered.set(count);
+        if count > MAX_TEMPLATES {
+            // Reported once; later templates are left alone (the import fails anyway).
+            return Err(if count == MAX_TEMPLATES + 1 {
+                vec![format!(
+                    "Too many import-time templates (more than {MAX_TEMPLATES})"
+                )]
+            } else {
+                Vec::new()
+            });
+        }
         if let Ok(mut misses) = self.misses.lock() {
             misses.clear();
         }
@@ -198,4 +225,66 @@ impl Renderer {
 
 fn to_value(v: &Json) -> Value {
     Value::from(minijinja::value::Serde(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn renderer() -> Renderer {
+        let names: IndexMap<String, Json> =
+            serde_json::from_value(json!({"region": "eu", "n": 3, "list": [1, 2]})).unwrap();
+        let uids: IndexMap<String, crate::RecordId> =
+            [("bot_a".to_owned(), 12)].into_iter().collect();
+        Renderer::new(&names, &uids, &json!({"base_url": "https://x/"}))
+    }
+
+    #[test]
+    fn renders_known_names() {
+        let r = renderer();
+        assert_eq!(
+            r.render("{{{region|upper}}}-{{{uid.bot_a}}}-{{{default.base_url}}}"),
+            Ok("EU-12-https://x/".into())
+        );
+        assert_eq!(
+            r.render("{{% for x in list %}}{{{x * n}}}{{% endfor %}}"),
+            Ok("36".into())
+        );
+        assert_eq!(
+            r.render("{{% set local = 'l' %}}{{{local}}}"),
+            Ok("l".into())
+        );
+        // Globals of the environment (functions) are not undefined names.
+        assert_eq!(r.render("{{{range(2)|length}}}"), Ok("2".into()));
+    }
+
+    #[test]
+    fn records_each_missing_name_once_per_render() {
+        let r = renderer();
+        let err = r
+            .render("{{{nope}}}{{{nope}}}{{{uid.ghost}}}{{{default.x}}}")
+            .unwrap_err();
+        assert_eq!(err.len(), 3);
+        assert!(err[0].contains("'default.x'"), "{err:?}");
+        assert!(err[1].contains("'nope'"), "{err:?}");
+        assert!(err[2].contains("'uid.ghost'"), "{err:?}");
+        // The next render starts clean.
+        assert_eq!(r.render("{{{region}}}"), Ok("eu".into()));
+    }
+
+    #[test]
+    fn caps_the_number_of_templates() {
+        let r = renderer();
+        for _ in 0..MAX_TEMPLATES {
+            r.render("{{{n}}}").unwrap();
+        }
+        assert_eq!(
+            r.render("{{{n}}}"),
+            Err(vec![format!(
+                "Too many import-time templates (more than {MAX_TEMPLATES})"
+            )])
+        );
+        assert_eq!(r.render("{{{n}}}"), Err(vec![]));
+    }
 }

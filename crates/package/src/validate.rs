@@ -781,3 +781,48 @@ impl<'a> Validator<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn template_markers_are_cerbs() {
+        for yes in ["{{{x}}}", "a {{% if %}}", "{{# c #}}", "{{{"] {
+            assert!(has_template(yes), "{yes}");
+        }
+        for no in ["{{ x }}", "{% if %}", "{# c #}", "{ {{x}} }", ""] {
+            assert!(!has_template(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn statuses_and_kinds() {
+        use crate::NodeStatus::*;
+        assert_eq!(parse_status(None), Some(Live));
+        assert_eq!(parse_status(Some(&json!(null))), Some(Live));
+        assert_eq!(parse_status(Some(&json!("disabled"))), Some(Disabled));
+        assert_eq!(parse_status(Some(&json!(2))), Some(Simulator));
+        assert_eq!(parse_status(Some(&json!("Live"))), None);
+        assert_eq!(parse_node_kind("loop"), Some(crate::NodeKind::Loop));
+        assert_eq!(parse_node_kind("Action"), None);
+    }
+
+    #[test]
+    fn raw_pass_defers_templated_values_but_rendered_pass_does_not() {
+        let doc = json!({"package": {}, "records": [{"uid": "h", "_context": "webhook_listener", "name": "n",
+            "guid": "{{{g}}}", "extension_id": "cerb.webhooks.listener.engine.va"}]});
+        assert!(Validator::new(&doc, false).run().is_empty());
+        let issues = Validator::new(&doc, true).run();
+        assert_eq!(
+            issues.len(),
+            0,
+            "a short literal guid is fine in both passes"
+        );
+        let long = json!({"package": {}, "records": [{"uid": "h", "_context": "webhook_listener", "name": "n",
+            "guid": format!("{{{{{{g}}}}}}{}", "x".repeat(40)), "extension_id": "cerb.webhooks.listener.engine.va"}]});
+        assert!(Validator::new(&long, false).run().is_empty());
+        assert_eq!(Validator::new(&long, true).run().len(), 1);
+    }
+}
