@@ -38,10 +38,7 @@ pub enum PromptKind {
         context: Option<String>,
     },
     /// One of `options`.
-    Picklist {
-        options: Vec<String>,
-        multiple: bool,
-    },
+    Picklist { options: Vec<String> },
     /// A type Cerb ignores (no validation, no placeholder).
     Other(String),
 }
@@ -131,12 +128,20 @@ pub(crate) fn parse_configure(
                         single: param("single").is_some_and(php_truthy),
                         context: param("context").and_then(Json::as_str).map(str::to_owned),
                     },
+                    "picklist" if param("multiple").is_some_and(php_truthy) => {
+                        // Cerb validates it and then stores nothing: a prompt that cannot be used.
+                        issues.push(package_issue(
+                            Some(&key),
+                            Some(format!("{field}.params.multiple")),
+                            "Unsupported prompt: picklist with params.multiple",
+                        ));
+                        continue;
+                    }
                     "picklist" => PromptKind::Picklist {
                         options: match param("options") {
                             Some(Json::Array(opts)) => opts.iter().filter_map(php_string).collect(),
                             _ => Vec::new(),
                         },
-                        multiple: param("multiple").is_some_and(php_truthy),
                     },
                     other => PromptKind::Other(other.to_owned()),
                 };
@@ -272,13 +277,11 @@ pub(crate) fn answer(
                     names.insert(format!("{stem}__context"), Json::String(ctx.clone()));
                 }
             }
-            PromptKind::Picklist { options, multiple } => {
+            PromptKind::Picklist { options } => {
                 let given = php_string(value).filter(|_| !value.is_null());
                 match given {
                     Some(v) if options.contains(&v) => {
-                        if !multiple {
-                            names.insert(prompt.key.clone(), value.clone());
-                        }
+                        names.insert(prompt.key.clone(), value.clone());
                     }
                     _ => issues.push(required()),
                 }

@@ -537,7 +537,11 @@ fn picklist_answers_must_be_an_option_and_multi_choosers_need_a_list() {
 fn prompt_and_placeholder_keys_are_required() {
     let mut doc = minimal(json!({}));
     doc["package"]["configure"] = json!({
-        "prompts": [{"type": "text", "label": "No key"}, {"type": "text", "key": "uid", "label": "Reserved"}],
+        "prompts": [
+            {"type": "text", "label": "No key"},
+            {"type": "text", "key": "uid", "label": "Reserved"},
+            {"type": "picklist", "key": "many", "label": "Many:", "params": {"options": ["a"], "multiple": true}}
+        ],
         "placeholders": [{"type": "random"}, {"type": "data_query", "key": "dq", "params": {"query": "type:worklist.records"}}]
     });
     assert_eq!(
@@ -554,6 +558,12 @@ fn prompt_and_placeholder_keys_are_required() {
                 Some("uid"),
                 Some("configure.prompts[1]"),
                 "'uid' is a reserved name"
+            ),
+            expect(
+                "package",
+                Some("many"),
+                Some("configure.prompts[2].params.multiple"),
+                "Unsupported prompt: picklist with params.multiple"
             ),
             expect(
                 "package",

@@ -38,7 +38,7 @@ fn names_prompts_placeholders_uids_contexts_and_defaults() {
         "comment": "{{# note #}}kept",
         "crlf": "a\r\n{{{region}}}",
         "untouched": "a\r\n{{ region }}",
-        "function": "{{{range(3)|length}}}"
+        "function": "{{{range(0, 3)|length > 2}}}"
     });
     doc["bots"][0]["owner"]["id"] = json!("{{{account_id}}}");
     doc["package"]["name"] = json!("{{{region}}} pkg");
@@ -65,7 +65,7 @@ fn names_prompts_placeholders_uids_contexts_and_defaults() {
             "comment": "kept",
             "crlf": "a\nus-east-1",
             "untouched": "a\r\n{{ region }}",
-            "function": "3"
+            "function": "1"
         })
     );
     // Rendered results are strings, even where the package wanted a number.
