@@ -91,18 +91,6 @@ pub struct BotSummary {
     pub behaviors: Vec<String>,
 }
 
-/// The `default.*` names of import-time templates (Cerb fills them from its settings).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Default)]
-pub struct Defaults {
-    /// Public base URL of the installation, with a trailing `/` (`https://sb.example.com/`).
-    pub base_url: String,
-    pub group_id: i64,
-    pub bucket_id: i64,
-    pub replyto_id: i64,
-    pub replyto_email: String,
-    pub mail_transport_id: i64,
-}
-
 /// What planning needs besides the package: answers, an id source, randomness and defaults.
 pub struct PlanOptions<'a> {
     /// Answers by prompt key.
@@ -112,7 +100,10 @@ pub struct PlanOptions<'a> {
     /// Source of random placeholders. Must be a CSPRNG in production (the webhook guid is a
     /// bearer secret, Decision 5); tests pass a seeded one.
     pub rng: &'a mut dyn rand::RngCore,
-    pub defaults: &'a Defaults,
+    /// The `default.*` names, as a JSON object, e.g. `{"base_url": "https://sb.example.com/"}`.
+    /// Cerb provides `base_url`, `group_id`, `bucket_id`, `replyto_id`, `replyto_email` and
+    /// `mail_transport_id`; a name not given here is undefined (Decision 4).
+    pub defaults: Json,
 }
 
 /// A package document, parsed and validated structurally (before prompts are answered).

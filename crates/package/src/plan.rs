@@ -120,8 +120,7 @@ pub(crate) fn plan(package: &Package, opts: PlanOptions<'_>) -> Result<ImportPla
     }
 
     // 4. Render (§1.4) and validate what the templates produced.
-    let defaults = serde_json::to_value(opts.defaults).unwrap_or(Json::Null);
-    let renderer = Renderer::new(&names, &uids, &defaults);
+    let renderer = Renderer::new(&names, &uids, &opts.defaults);
     let mut rendered = doc.clone();
     let mut issues = renderer.render_document(&mut rendered);
     if !issues.is_empty() {

@@ -4,7 +4,7 @@
 use pretty_assertions::assert_eq;
 use rand::RngCore;
 use serde_json::json;
-use switchboard_package::{Defaults, Package, PlanOptions, RANDOM_ALPHABET};
+use switchboard_package::{Package, PlanOptions, RANDOM_ALPHABET};
 
 use crate::support::*;
 
@@ -84,7 +84,7 @@ fn placeholders_come_from_the_injected_generator() {
             answers: &seed_answers(),
             next_id: &mut next_id,
             rng: &mut rng,
-            defaults: &Defaults::default(),
+            defaults: json!({}),
         })
         .unwrap();
     assert_eq!(plan.webhooks[0].guid, "a".repeat(40));
@@ -104,14 +104,13 @@ fn replanning_gives_new_ids_and_new_placeholders() {
         next += 1;
         next
     };
-    let defaults = Defaults::default();
     let answers = seed_answers();
     let first = pkg
         .plan(PlanOptions {
             answers: &answers,
             next_id: &mut next_id,
             rng: &mut rng,
-            defaults: &defaults,
+            defaults: json!({}),
         })
         .unwrap();
     let second = pkg
@@ -119,7 +118,7 @@ fn replanning_gives_new_ids_and_new_placeholders() {
             answers: &answers,
             next_id: &mut next_id,
             rng: &mut rng,
-            defaults: &defaults,
+            defaults: json!({}),
         })
         .unwrap();
     let ids =

@@ -4,7 +4,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::{Value as Json, json};
 use switchboard_package::{
-    Defaults, ImportError, ImportIssue, ImportPlan, Package, PlanOptions, PromptAnswers, RecordId,
+    ImportError, ImportIssue, ImportPlan, Package, PlanOptions, PromptAnswers, RecordId,
 };
 
 /// The seed package, read from the shared directory next to the repository.
@@ -52,15 +52,12 @@ pub fn plan_seeded(
         id
     };
     let mut rng = StdRng::seed_from_u64(seed);
-    let defaults = Defaults {
-        base_url: "https://sb.example.com/".into(),
-        ..Defaults::default()
-    };
+    let defaults = json!({"base_url": "https://sb.example.com/", "group_id": 0});
     pkg.plan(PlanOptions {
         answers,
         next_id: &mut next_id,
         rng: &mut rng,
-        defaults: &defaults,
+        defaults,
     })
 }
 
