@@ -65,18 +65,16 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     env.add_filter("raw", |v: Value| v);
     env.add_filter("escape", escape);
     env.add_filter("e", escape);
-    env.add_filter("lower", |v: Value| s(&v).to_lowercase());
-    env.add_filter("upper", |v: Value| s(&v).to_uppercase());
-    env.add_filter("title", |v: Value| title(&s(&v)));
-    env.add_filter("capitalize", |v: Value| {
-        let st = s(&v);
+    env.add_filter("lower", |v: Value| Ok::<_, Error>(str_arg(&v, "mb_strtolower")?.to_lowercase()));
+    env.add_filter("upper", |v: Value| Ok::<_, Error>(str_arg(&v, "mb_strtoupper")?.to_uppercase()));
+    env.add_filter("title", |v: Value| Ok::<_, Error>(title(&str_arg(&v, "mb_convert_case")?)));
+    env.add_filter("capitalize", |v: Value| -> Result<String, Error> {
+        let st = str_arg(&v, "mb_substr")?;
         let mut chars = st.chars();
-        match chars.next() {
-            Some(first) => {
-                first.to_uppercase().collect::<String>() + &chars.as_str().to_lowercase()
-            }
+        Ok(match chars.next() {
+            Some(first) => first.to_uppercase().collect::<String>() + &chars.as_str().to_lowercase(),
             None => String::new(),
-        }
+        })
     });
     env.add_filter("trim", trim);
     env.add_filter("default", |v: Value, d: Option<Value>| {
@@ -123,7 +121,7 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     env.add_filter("round", |v: Value, args: Rest<Value>| -> Result<Value, Error> {
         let precision = if is_null(&arg(&args, 0)) { 0 } else { php::to_num(&arg(&args, 0))?.as_int() };
         let method = if is_null(&arg(&args, 1)) { "common".to_string() } else { s(&arg(&args, 1)) };
-        let x = php::to_num(&v)?.as_f64();
+        let x = php::to_float_cast(&v);
         let r = match method.as_str() {
             "common" => php_round(x, precision),
             "ceil" | "floor" => {
@@ -135,7 +133,7 @@ pub(crate) fn register(env: &mut Environment<'static>) {
         Ok(Value::from(r))
     });
     env.add_filter("abs", |v: Value| -> Result<Value, Error> {
-        Ok(match php::to_num(&v)? {
+        Ok(match php::to_num_strict(&v, "abs")? {
             Num::I(i) => i
                 .checked_abs()
                 .map_or(Value::from((i as f64).abs()), Value::from),
@@ -161,7 +159,7 @@ pub(crate) fn register(env: &mut Environment<'static>) {
                 s(&arg(&args, 2))
             };
             Ok(number_format(
-                php::to_num(&v)?.as_f64(),
+                php::to_float_cast(&v),
                 decimals,
                 &point,
                 &sep,
@@ -171,13 +169,20 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     env.add_filter(
         "format",
         |state: &State, v: Value, args: Rest<Value>| -> Result<String, Error> {
-            let out = sprintf(&s(&v), &args)?;
+            let out = sprintf(&str_arg(&v, "sprintf")?, &args)?;
             charge(state, out.len())?;
             Ok(out)
         },
     );
-    env.add_filter("striptags", |v: Value| strip_tags(&s(&v)));
-    env.add_filter("nl2br", |v: Value| nl2br(&s(&v)));
+    env.add_filter("striptags", |v: Value| Ok::<_, Error>(strip_tags(&str_arg(&v, "strip_tags")?)));
+    // Twig pre-escapes nl2br's input for HTML, even with autoescape off.
+    env.add_filter("nl2br", |v: Value| -> Result<String, Error> {
+        if is_array(&v) {
+            return Err(fail("nl2br(): Argument #1 ($string) must be of type string, array given"));
+        }
+        let escaped = escape(v, None)?;
+        Ok(nl2br(&s(&escaped)))
+    });
     env.add_filter("url_encode", |v: Value| {
         if is_array(&v) {
             http_build_query(&v)
@@ -185,7 +190,7 @@ pub(crate) fn register(env: &mut Environment<'static>) {
             rawurlencode(&s(&v))
         }
     });
-    env.add_filter("url_decode", |v: Value| urldecode(&s(&v)));
+    env.add_filter("url_decode", |v: Value| cerb_str(&v).map(|t| rawurldecode(&t)).unwrap_or_default());
     env.add_filter(
         "json_encode",
         |v: Value, flags: Option<Value>| -> Result<String, Error> {
@@ -199,10 +204,8 @@ pub(crate) fn register(env: &mut Environment<'static>) {
         },
     );
     env.add_filter("json_pretty", |v: Value| -> Result<String, Error> {
-        if v.kind() != ValueKind::String {
-            return Ok(String::new());
-        }
-        let decoded = json::decode(v.as_str().unwrap_or(""));
+        let Some(text) = cerb_str(&v) else { return Ok(String::new()) };
+        let decoded = json::decode(&text);
         let mut out = String::new();
         json::encode(
             &decoded,
@@ -212,40 +215,19 @@ pub(crate) fn register(env: &mut Environment<'static>) {
         )?;
         Ok(out)
     });
-    env.add_filter("base64_encode", |v: Value| {
-        base64::engine::general_purpose::STANDARD.encode(s(&v))
+    // Cerb's own filters return "" for anything that is not a string.
+    env.add_filter("base64_encode", |v: Value| cerb_str(&v).map(|t| base64::engine::general_purpose::STANDARD.encode(t)).unwrap_or_default());
+    env.add_filter("base64_decode", |v: Value| cerb_str(&v).map(|t| base64_decode(&t)).unwrap_or_default());
+    env.add_filter("md5", |v: Value| cerb_str(&v).map(|t| hex::encode(md5::Md5::digest(t.as_bytes()))).unwrap_or_default());
+    env.add_filter("sha1", |v: Value| cerb_str(&v).map(|t| hex::encode(sha1::Sha1::digest(t.as_bytes()))).unwrap_or_default());
+    env.add_filter("hash_hmac", |v: Value, key: Option<Value>, algo: Option<Value>| -> Result<String, Error> {
+        let key = key.unwrap_or_else(|| Value::from(""));
+        let algo = algo.unwrap_or_else(|| Value::from("sha256"));
+        match (cerb_str(&v), cerb_str(&key), cerb_str(&algo)) {
+            (Some(t), Some(k), Some(a)) if !t.is_empty() && t != "0" => hmac_hex(&a.to_lowercase(), k.as_bytes(), t.as_bytes()),
+            _ => Ok(String::new()),
+        }
     });
-    env.add_filter("base64_decode", |v: Value| {
-        // PHP's non-strict base64_decode skips characters outside the alphabet.
-        let clean: String = s(&v)
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '+' || *c == '/')
-            .collect();
-        let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
-            .decode(clean.trim_end_matches('=').as_bytes())
-            .or_else(|_| {
-                base64::engine::general_purpose::STANDARD_NO_PAD
-                    .decode(&clean.as_bytes()[..clean.len() / 4 * 4])
-            })
-            .unwrap_or_default();
-        String::from_utf8_lossy(&bytes).into_owned()
-    });
-    env.add_filter("md5", |v: Value| {
-        hex::encode(md5::Md5::digest(s(&v).as_bytes()))
-    });
-    env.add_filter("sha1", |v: Value| {
-        hex::encode(sha1::Sha1::digest(s(&v).as_bytes()))
-    });
-    env.add_filter(
-        "hash_hmac",
-        |v: Value, key: Value, algo: Option<Value>| -> Result<String, Error> {
-            let algo = algo
-                .map(|a| s(&a))
-                .unwrap_or_else(|| "sha256".into())
-                .to_lowercase();
-            hmac_hex(&algo, s(&key).as_bytes(), s(&v).as_bytes())
-        },
-    );
     env.add_filter("truncate", truncate);
     env.add_filter(
         "regexp",
@@ -254,7 +236,9 @@ pub(crate) fn register(env: &mut Environment<'static>) {
                 return Ok(String::new());
             };
             let group = group.map(|g| s(&g)).unwrap_or_else(|| "0".into());
-            let text = s(&v);
+            let Some(text) = cerb_str(&v) else {
+                return Ok(String::new());
+            };
             let Some(caps) = re.captures(&text) else {
                 return Ok(String::new());
             };
@@ -345,7 +329,7 @@ pub(crate) fn register(env: &mut Environment<'static>) {
                 .map(|l| php::to_num(&l).map(Num::as_int))
                 .transpose()?
                 .unwrap_or(8)
-                .clamp(0, 65536) as usize;
+                .clamp(1, 255) as usize;
             const ALPHABET: &[u8] =
                 b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
             let mut rng = rand::rng();
@@ -359,6 +343,27 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     });
 }
 
+/// The string a Cerb filter works on: only strings qualify (Cerb returns "" otherwise).
+fn cerb_str(v: &Value) -> Option<String> {
+    (v.kind() == ValueKind::String).then(|| v.as_str().unwrap_or("").to_string())
+}
+
+/// PHP's non-strict `base64_decode`: characters outside the alphabet are skipped.
+fn base64_decode(text: &str) -> String {
+    let clean: String = text.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '+' || *c == '/').collect();
+    let usable = if clean.len() % 4 == 1 { &clean[..clean.len() - 1] } else { &clean[..] };
+    let bytes = base64::engine::general_purpose::STANDARD_NO_PAD.decode(usable.as_bytes()).unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// A PHP `string` parameter: scalars convert, arrays are a TypeError (as in PHP 8).
+fn str_arg(v: &Value, function: &str) -> Result<String, Error> {
+    if is_array(v) {
+        return Err(fail(format!("{function}(): Argument #1 ($string) must be of type string, array given")));
+    }
+    Ok(s(v))
+}
+
 fn runtime_truthy(v: &Value) -> bool {
     crate::runtime::truthy(v)
 }
@@ -366,6 +371,15 @@ fn runtime_truthy(v: &Value) -> bool {
 /// Twig's `escape` with the html (default), js, css, url and html_attr strategies.
 fn escape(v: Value, strategy: Option<Value>) -> Result<Value, Error> {
     let strategy = strategy.map(|st| s(&st)).unwrap_or_else(|| "html".into());
+    if !matches!(strategy.as_str(), "html" | "js" | "css" | "url" | "html_attr") {
+        return Err(fail(format!(
+            "Invalid escaping strategy \"{strategy}\" (valid ones: html, js, url, css, html_attr)."
+        )));
+    }
+    // Twig returns anything that is not a string unchanged.
+    if v.kind() != ValueKind::String {
+        return Ok(v);
+    }
     let text = s(&v);
     let mut out = String::with_capacity(text.len());
     match strategy.as_str() {
@@ -453,7 +467,7 @@ fn title(text: &str) -> String {
         if in_word {
             out.extend(c.to_lowercase());
         } else {
-            out.extend(c.to_uppercase());
+            title_case(c, &mut out);
         }
         let ignorable = matches!(
             c,
@@ -464,9 +478,32 @@ fn title(text: &str) -> String {
     out
 }
 
+/// Unicode title case of one character (differs from upper case for digraphs and ligatures).
+fn title_case(c: char, out: &mut String) {
+    let t = match c {
+        'ß' => "Ss",
+        '\u{01C4}'..='\u{01C6}' => "\u{01C5}",
+        '\u{01C7}'..='\u{01C9}' => "\u{01C8}",
+        '\u{01CA}'..='\u{01CC}' => "\u{01CB}",
+        '\u{01F1}'..='\u{01F3}' => "\u{01F2}",
+        '\u{FB00}' => "Ff",
+        '\u{FB01}' => "Fi",
+        '\u{FB02}' => "Fl",
+        '\u{FB03}' => "Ffi",
+        '\u{FB04}' => "Ffl",
+        '\u{FB05}' | '\u{FB06}' => "St",
+        '\u{0587}' => "\u{0535}\u{0582}",
+        _ => {
+            out.extend(c.to_uppercase());
+            return;
+        }
+    };
+    out.push_str(t);
+}
+
 /// PHP `trim` with an optional character mask (`a..z` ranges) and Twig's side argument.
 fn trim(v: Value, mask: Option<Value>, side: Option<Value>) -> Result<String, Error> {
-    let text = s(&v);
+    let text = str_arg(&v, "trim")?;
     let set: Vec<char> = match mask.filter(|m| !is_null(m)) {
         None => vec![' ', '\t', '\n', '\r', '\0', '\x0B'],
         Some(m) => {
@@ -514,7 +551,7 @@ fn replace(state: &State, v: Value, from: Value) -> Result<String, Error> {
             php::php_type(&from)
         )));
     }
-    let text = s(&v);
+    let text = str_arg(&v, "strtr")?;
     let mut pairs: Vec<(String, String)> = php_entries(&from)
         .iter()
         .map(|(k, v)| (s(k), s(v)))
@@ -541,7 +578,7 @@ fn replace(state: &State, v: Value, from: Value) -> Result<String, Error> {
 
 /// Twig's `split`: PHP `explode` with a limit; an empty delimiter cuts into chunks of `limit`.
 fn split(v: Value, delim: Value, limit: Option<Value>) -> Result<Value, Error> {
-    let text = s(&v);
+    let text = str_arg(&v, "explode")?;
     let delim = s(&delim);
     let limit = limit
         .filter(|l| !is_null(l))
@@ -667,7 +704,7 @@ fn renumber(items: Vec<(Value, Value)>, preserve: bool) -> Vec<(Value, Value)> {
 }
 
 /// Twig's `slice`: `array_slice` on arrays, `mb_substr` on anything else.
-fn slice(v: &Value, start: &Value, len: &Value, preserve: bool) -> Result<Value, Error> {
+pub(crate) fn slice(v: &Value, start: &Value, len: &Value, preserve: bool) -> Result<Value, Error> {
     let start = php::to_num(start)?.as_int();
     let len = if is_null(len) {
         None
@@ -1063,14 +1100,13 @@ pub(crate) fn rawurlencode(text: &str) -> String {
     out
 }
 
-/// PHP's `urldecode` (`+` is a space, `%XX` decoded; invalid UTF-8 replaced).
-fn urldecode(text: &str) -> String {
+/// PHP's `rawurldecode` (`%XX` decoded, `+` kept; invalid UTF-8 replaced).
+fn rawurldecode(text: &str) -> String {
     let b = text.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         match b[i] {
-            b'+' => out.push(b' '),
             b'%' if i + 2 < b.len() + 0
                 && b[i + 1].is_ascii_hexdigit()
                 && b[i + 2].is_ascii_hexdigit() =>
@@ -1134,25 +1170,16 @@ fn hmac_hex(algo: &str, key: &[u8], data: &[u8]) -> Result<String, Error> {
 
 /// Cerb's `truncate(length=30, preserve=false, separator='...')` (Twig-extensions' Text).
 fn truncate(v: Value, args: Rest<Value>) -> Result<String, Error> {
-    let text = s(&v);
-    let mut length = if is_null(&arg(&args, 0)) {
-        30
-    } else {
-        php::to_num(&arg(&args, 0))?.as_int()
-    };
-    // The brief's two-argument form `truncate(n, '…')` names the separator second; Cerb's
-    // signature puts `preserve` there, so a string second argument is taken as the separator.
-    let (preserve, sep) = match (arg(&args, 1), arg(&args, 2)) {
-        (p, sep) if !is_null(&sep) => (runtime_truthy(&p), s(&sep)),
-        (p, _) if p.kind() == ValueKind::String => (false, s(&p)),
-        (p, _) => (runtime_truthy(&p), "...".to_string()),
-    };
+    let Some(text) = cerb_str(&v) else { return Ok(String::new()) };
+    let mut length = if arg(&args, 0).is_undefined() { 30 } else { php::to_num(&arg(&args, 0))?.as_int() };
+    let preserve = runtime_truthy(&arg(&args, 1));
+    let sep = if arg(&args, 2).is_undefined() { "...".to_string() } else { s(&arg(&args, 2)) };
     let chars: Vec<char> = text.chars().collect();
     if (chars.len() as i64) <= length {
         return Ok(text);
     }
     if preserve {
-        let from = length.max(0) as usize;
+        let from = if length < 0 { (chars.len() as i64 + length).max(0) } else { length } as usize;
         if let Some(pos) = chars.iter().skip(from).position(|c| *c == ' ') {
             length = (from + pos) as i64;
         }

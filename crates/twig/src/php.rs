@@ -203,6 +203,31 @@ pub fn to_num(v: &Value) -> Result<Num, minijinja::Error> {
     })
 }
 
+/// PHP 8 arithmetic operands and `int|float` parameters: numeric and leading-numeric strings
+/// convert, other strings and arrays are a TypeError.
+pub fn to_num_strict(v: &Value, what: &str) -> Result<Num, minijinja::Error> {
+    if v.kind() == ValueKind::String {
+        let t = v.as_str().unwrap_or("").trim_start_matches(NUM_WS);
+        if numeric_prefix(t).0 == 0 {
+            return Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                format!("Unsupported operand types: string ({what})"),
+            ));
+        }
+    }
+    to_num(v)
+}
+
+/// PHP's `(float)` cast, which never fails (arrays are 0 or 1).
+pub fn to_float_cast(v: &Value) -> f64 {
+    match v.kind() {
+        ValueKind::Seq | ValueKind::Map | ValueKind::Iterable => {
+            if v.len().unwrap_or(0) > 0 { 1.0 } else { 0.0 }
+        }
+        _ => to_num(v).map(Num::as_f64).unwrap_or(0.0),
+    }
+}
+
 /// The PHP type name of a value, for error messages.
 pub fn php_type(v: &Value) -> &'static str {
     match v.kind() {

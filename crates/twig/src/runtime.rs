@@ -129,6 +129,9 @@ pub(crate) fn register(env: &mut Environment<'static>) {
             _ => false,
         }
     });
+    env.add_function("_tw_slice", |v: Value, start: Value, len: Value| {
+        crate::filters::slice(&v, &start, &len, false)
+    });
     env.add_function("_tw_is_defined", |v: Value| !v.is_undefined());
     env.add_function("_tw_is_null", |v: Value| v.is_undefined() || v.is_none());
     env.add_function("_tw_is_none", |v: Value| v.is_undefined() || v.is_none());
@@ -152,6 +155,11 @@ pub(crate) fn register(env: &mut Environment<'static>) {
             Ok(int_mod(&v, n)? == 0)
         },
     );
+    env.add_function("_tw_is_numeric", |v: Value| match v.kind() {
+        ValueKind::Number => true,
+        ValueKind::String => php::numeric_str(v.as_str().unwrap_or("")).is_some(),
+        _ => false,
+    });
     env.add_function("_tw_is_same_as", |a: Value, b: Value| {
         php::identical(&a, &b)
     });
@@ -277,7 +285,7 @@ impl GetOpt for Value {
 
 /// PHP 8 arithmetic on two values (numeric strings count as numbers).
 pub(crate) fn arith(op: &str, a: &Value, b: &Value) -> Result<Value, Error> {
-    let (x, y) = (php::to_num(a)?, php::to_num(b)?);
+    let (x, y) = (php::to_num_strict(a, op)?, php::to_num_strict(b, op)?);
     let div_zero = || Error::new(ErrorKind::InvalidOperation, "Division by zero");
     let res = match op {
         "+" | "-" | "*" => match (x, y) {

@@ -26,6 +26,7 @@ const TESTS: &[&str] = &[
     "even",
     "divisible by",
     "same as",
+    "numeric",
 ];
 
 /// Tags Cerb's sandbox allows that this dialect implements (plus their end tags).
@@ -747,11 +748,7 @@ impl Parser<'_> {
         if !TESTS.contains(&name.as_str()) {
             return err(self.line, format!("Unknown \"{name}\" test."));
         }
-        let args = if self.is_punct('(') {
-            self.arguments()?
-        } else {
-            Vec::new()
-        };
+        let args = if self.is_punct('(') { self.arguments(&name)? } else { Vec::new() };
         Ok(Expr::Test(Box::new(subject), name.replace(' ', "_"), args))
     }
 
@@ -791,10 +788,10 @@ impl Parser<'_> {
                 "false" | "FALSE" => Expr::Raw("false".into()),
                 "null" | "NULL" | "none" | "NONE" => Expr::Raw("none".into()),
                 _ if self.is_punct('(') => {
-                    let args = self.arguments()?;
                     if !crate::runtime::FUNCTIONS.contains(&n.as_str()) {
                         return err(self.line, format!("Unknown \"{n}\" function."));
                     }
+                    let args = self.arguments(&n)?;
                     Expr::Call(n, args)
                 }
                 _ => {
@@ -891,7 +888,7 @@ impl Parser<'_> {
                     }
                 };
                 if self.is_punct('(') {
-                    let args = self.arguments()?;
+                    let args = self.arguments("")?;
                     let (Expr::Str(name) | Expr::Raw(name)) = attr else {
                         unreachable!()
                     };
@@ -934,40 +931,114 @@ impl Parser<'_> {
         if !crate::runtime::FILTERS.contains(&name.as_str()) {
             return err(self.line, format!("Unknown \"{name}\" filter."));
         }
-        let args = if self.is_punct('(') {
-            self.arguments()?
-        } else {
-            Vec::new()
-        };
+        let args = if self.is_punct('(') { self.arguments(&format!("|{name}"))? } else { Vec::new() };
         Ok((name, args))
     }
 
     /// `(a, b, name = c)`: named arguments are mapped to positions by the filter's signature.
-    fn arguments(&mut self) -> Res<Vec<Expr>> {
+    /// `(a, b, name = c)`; named arguments are placed by the callee's Twig signature.
+    fn arguments(&mut self, callee: &str) -> Res<Vec<Expr>> {
         self.expect_punct('(')?;
-        let mut args: Vec<Expr> = Vec::new();
+        let mut args: Vec<(Option<String>, Expr)> = Vec::new();
         while !self.eat_punct(')') {
             if !args.is_empty() {
                 self.expect_punct(',')?;
             }
-            if matches!(self.peek(), Some(Tok::Name(_)))
-                && self.toks.get(self.i + 1) == Some(&Tok::Punct('='))
-            {
-                return err(self.line, "Named arguments are not supported.");
-            }
             if matches!(self.toks.get(self.i + 1), Some(Tok::Arrow))
-                || (self.is_punct('(')
-                    && self.toks[self.i..]
-                        .iter()
-                        .position(|t| *t == Tok::Arrow)
-                        .is_some())
+                || (self.is_punct('(') && self.toks[self.i..].contains(&Tok::Arrow))
             {
                 return err(self.line, "Arrow functions are not supported.");
             }
-            args.push(self.expression(0)?);
+            let name = match (self.peek(), self.toks.get(self.i + 1)) {
+                (Some(Tok::Name(n)), Some(Tok::Punct('='))) => {
+                    let n = n.clone();
+                    self.i += 2;
+                    Some(n)
+                }
+                _ => None,
+            };
+            if name.is_none() && args.iter().any(|(n, _)| n.is_some()) {
+                return err(self.line, "Positional arguments cannot be used after named arguments.");
+            }
+            args.push((name, self.expression(0)?));
         }
-        Ok(args)
+        self.place_arguments(callee, args)
     }
+
+    fn place_arguments(&self, callee: &str, args: Vec<(Option<String>, Expr)>) -> Res<Vec<Expr>> {
+        if args.iter().all(|(n, _)| n.is_none()) {
+            return Ok(args.into_iter().map(|(_, e)| e).collect());
+        }
+        let Some(sig) = signature(callee) else {
+            return err(self.line, format!("Named arguments are not supported for \"{callee}\"."));
+        };
+        let mut slots: Vec<Option<Expr>> = vec![None; sig.len()];
+        for (i, (name, e)) in args.into_iter().enumerate() {
+            let pos = match name {
+                None => i,
+                Some(n) => match sig.iter().position(|(p, _)| *p == n) {
+                    Some(p) => p,
+                    None => {
+                        return err(self.line, format!("Unknown argument \"{n}\" for \"{callee}\"."));
+                    }
+                },
+            };
+            if pos >= slots.len() || slots[pos].is_some() {
+                return err(self.line, format!("Argument for \"{callee}\" is defined twice or too many."));
+            }
+            slots[pos] = Some(e);
+        }
+        let last = slots.iter().rposition(Option::is_some).map_or(0, |p| p + 1);
+        let mut out = Vec::new();
+        for (i, slot) in slots.into_iter().take(last).enumerate() {
+            match slot {
+                Some(e) => out.push(e),
+                None => match sig[i].1 {
+                    Some(default) => out.push(Expr::Raw(default.to_string())),
+                    None => {
+                        return err(
+                            self.line,
+                            format!("Value for argument \"{}\" is required for \"{callee}\".", sig[i].0),
+                        );
+                    }
+                },
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Twig signatures (argument name, default as minijinja source) after the filtered value, for
+/// named arguments. Filters are prefixed with `|`.
+fn signature(callee: &str) -> Option<&'static [(&'static str, Option<&'static str>)]> {
+    Some(match callee {
+        "|trim" => &[("character_mask", Some("none")), ("side", Some("\"both\""))],
+        "|round" => &[("precision", Some("0")), ("method", Some("\"common\""))],
+        "|number_format" => &[("decimal", Some("none")), ("decimal_point", Some("none")), ("thousand_sep", Some("none"))],
+        "|slice" => &[("start", None), ("length", Some("none")), ("preserve_keys", Some("false"))],
+        "|split" => &[("delimiter", None), ("limit", Some("none"))],
+        "|join" => &[("glue", Some("\"\"")), ("and", Some("none"))],
+        "|default" => &[("default", Some("\"\""))],
+        "|escape" | "|e" => &[("strategy", Some("\"html\"")), ("charset", Some("none"))],
+        "|replace" => &[("from", None)],
+        "|date" => &[("format", Some("none")), ("timezone", Some("none"))],
+        "|json_encode" => &[("options", Some("0"))],
+        "|reverse" => &[("preserve_keys", Some("false"))],
+        "|batch" => &[("size", None), ("fill", Some("none")), ("preserve_keys", Some("true"))],
+        "|truncate" => &[("length", Some("30")), ("preserve", Some("false")), ("separator", Some("\"...\""))],
+        "|regexp" => &[("pattern", None), ("group", Some("0"))],
+        "|hash_hmac" => &[("key", Some("\"\"")), ("algo", Some("\"sha256\"")), ("raw", Some("false"))],
+        "|merge" => &[("arr2", None)],
+        "range" => &[("low", None), ("high", None), ("step", Some("1"))],
+        "date" => &[("date", Some("none")), ("timezone", Some("none"))],
+        "cycle" => &[("values", None), ("position", None)],
+        "random" => &[("values", Some("none")), ("max", Some("none"))],
+        "dict_set" => &[("var", None), ("path", None), ("val", None)],
+        "json_decode" => &[("str", None)],
+        "random_string" => &[("length", Some("8"))],
+        "attribute" => &[("object", None), ("item", None)],
+        _ => return None,
+    })
 }
 
 fn describe(t: &Tok) -> String {
@@ -1016,6 +1087,12 @@ fn emit(e: &Expr) -> String {
         Expr::Unary("not", a) => format!("(not _tw_bool({}))", emit(a)),
         Expr::Unary("-", a) => format!("_tw_neg({})", emit(a)),
         Expr::Unary(_, a) => format!("_tw_pos({})", emit(a)),
+        // Twig compiles unary minus without parentheses, so PHP applies `**` first:
+        // `-2 ** 2` is -4.
+        Expr::Binary("**", a, b) if matches!(**a, Expr::Unary("-" | "+", _)) => {
+            let Expr::Unary(op, inner) = &**a else { unreachable!() };
+            emit(&Expr::Unary(op, Box::new(Expr::Binary("**", inner.clone(), b.clone()))))
+        }
         Expr::Binary(op, a, b) => {
             let (a, b) = (emit(a), emit(b));
             match *op {
