@@ -650,3 +650,87 @@ fn top_level_behaviors_attach_to_a_bot_of_the_package() {
         )]
     );
 }
+
+#[test]
+fn behavior_variables_are_parsed_and_checked() {
+    let mut doc = minimal(json!({}));
+    first_behavior(&mut doc)["variables"] = json!({
+        "var_a": {"key": "var_a", "label": "A", "type": "S", "is_private": true, "params": {"widget": "single"}},
+        "var_b": {"key": "var_b", "label": "B", "type": "D", "is_private": "1", "params": {"options": "x\ny"}},
+        "var_c": {"key": "var_c", "label": "C", "type": "ctx_cerberusweb.contexts.ticket", "is_private": 0}
+    });
+    let pkg = Package::parse(&doc.to_string()).unwrap();
+    let plan = plan(&pkg, &answers(json!({}))).unwrap();
+    let vars: Vec<_> = plan.bots[0].behaviors[0]
+        .variables
+        .values()
+        .map(|v| {
+            (
+                v.key.as_str(),
+                v.label.as_str(),
+                v.kind.as_str(),
+                v.is_private,
+            )
+        })
+        .collect();
+    assert_eq!(
+        vars,
+        vec![
+            ("var_a", "A", "S", true),
+            ("var_b", "B", "D", true),
+            ("var_c", "C", "ctx_cerberusweb.contexts.ticket", false)
+        ]
+    );
+    assert_eq!(
+        plan.bots[0].behaviors[0].variables["var_b"].params,
+        json!({"options": "x\ny"})
+    );
+
+    first_behavior(&mut doc)["variables"] = json!({
+        "var_a": {"key": "var_b", "label": "A", "type": "S", "is_private": "0"},
+        "var_q": {"key": "var_q", "label": "Q", "type": "Q", "is_private": "maybe"},
+        "x": {"key": "x", "type": "S"},
+        "var_n": {"label": "no key or type"}
+    });
+    assert_eq!(
+        parse_err(&doc).iter().map(tuple).collect::<Vec<_>>(),
+        vec![
+            expect(
+                "bots",
+                Some("beh_hook"),
+                Some("variables.var_a.key"),
+                "Variable key 'var_b' does not match its entry 'var_a'"
+            ),
+            expect(
+                "bots",
+                Some("beh_hook"),
+                Some("variables.var_q.type"),
+                "Unsupported variable type 'Q'"
+            ),
+            expect(
+                "bots",
+                Some("beh_hook"),
+                Some("variables.var_q.is_private"),
+                "'is_private' must be \"0\", \"1\" or a boolean"
+            ),
+            expect(
+                "bots",
+                Some("beh_hook"),
+                Some("variables.x.key"),
+                "Invalid variable key 'x': must start with 'var_'"
+            ),
+            expect(
+                "bots",
+                Some("beh_hook"),
+                Some("variables.var_n"),
+                "Invalid variable: 'key' is required"
+            ),
+            expect(
+                "bots",
+                Some("beh_hook"),
+                Some("variables.var_n"),
+                "Invalid variable: 'type' is required"
+            ),
+        ]
+    );
+}

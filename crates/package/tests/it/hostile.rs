@@ -110,11 +110,41 @@ fn mutated_seed_packages_never_panic() {
             }
         }
         let text = String::from_utf8_lossy(&bytes);
-        if let Ok(pkg) = Package::parse(&text) {
-            parsed += 1;
-            let _ = plan_seeded(&pkg, &answers, 1, round);
+        match Package::parse(&text) {
+            Ok(pkg) => {
+                parsed += 1;
+                if let Err(e) = plan_seeded(&pkg, &answers, 1, round) {
+                    assert!(!e.issues.is_empty(), "planning refused without an issue");
+                }
+            }
+            Err(e) => assert!(!e.issues.is_empty(), "parsing refused without an issue"),
         }
     }
     // Some mutations land in strings and still parse: planning ran on them too.
     assert!(parsed > 0);
+}
+
+#[test]
+fn random_bytes_never_panic() {
+    let mut rng = StdRng::seed_from_u64(7);
+    let alphabet = b"{}[]\",:0123456789.-eEtrufalsn package bots records uid nodes \\u{{%#";
+    for _ in 0..2000 {
+        let len = rng.random_range(0..200);
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                if rng.random_bool(0.8) {
+                    alphabet[rng.random_range(0..alphabet.len())]
+                } else {
+                    rng.random()
+                }
+            })
+            .collect();
+        // Refusals always say why.
+        if let Err(e) = Package::parse(&String::from_utf8_lossy(&bytes)) {
+            assert!(
+                !e.issues.is_empty() && e.issues.iter().all(|i| !i.message.is_empty()),
+                "{e:?}"
+            );
+        }
+    }
 }
