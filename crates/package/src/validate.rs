@@ -531,12 +531,16 @@ impl<'a> Validator<'a> {
     }
 
     fn variables(&mut self, variables: &Json, path: &JsonPath) {
-        let entries: Vec<(String, &Json)> = match variables {
-            Json::Object(map) => map.iter().map(|(k, v)| (k.clone(), v)).collect(),
+        // (entry name, path, variable); a list (PHP's export of an empty map) has no names.
+        let entries: Vec<(Option<&str>, JsonPath, &Json)> = match variables {
+            Json::Object(map) => map
+                .iter()
+                .map(|(k, v)| (Some(k.as_str()), path.key(k), v))
+                .collect(),
             Json::Array(list) => list
                 .iter()
                 .enumerate()
-                .map(|(i, v)| (i.to_string(), v))
+                .map(|(i, v)| (None, path.idx(i), v))
                 .collect(),
             Json::Null => Vec::new(),
             _ => {
@@ -544,13 +548,7 @@ impl<'a> Validator<'a> {
                 return;
             }
         };
-        let is_list = variables.is_array();
-        for (name, var) in entries {
-            let vpath = if is_list {
-                path.idx(name.parse().unwrap_or(0))
-            } else {
-                path.key(&name)
-            };
+        for (name, vpath, var) in entries {
             let Json::Object(obj) = var else {
                 self.push(&vpath, "Invalid variable: must be an object");
                 continue;
@@ -564,11 +562,15 @@ impl<'a> Validator<'a> {
                         );
                     }
                 }
-                Some(Json::String(key)) if !is_list && *key != name && !has_template(&name) => self
-                    .push(
+                Some(Json::String(key))
+                    if name.is_some_and(|n| n != key.as_str() && !has_template(n)) =>
+                {
+                    let name = name.unwrap_or_default();
+                    self.push(
                         &vpath.key("key"),
                         format!("Variable key '{key}' does not match its entry '{name}'"),
-                    ),
+                    );
+                }
                 Some(Json::String(_)) => {}
                 _ => self.push(&vpath, "Invalid variable: 'key' is required"),
             }
