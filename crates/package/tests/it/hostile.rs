@@ -148,3 +148,30 @@ fn random_bytes_never_panic() {
         }
     }
 }
+
+#[test]
+fn expensive_import_templates_fail_instead_of_running_on() {
+    let mut doc = minimal(json!({}));
+    doc["bots"][0]["name"] = json!(
+        "{{% for i in range(0, 9999) %}}{{% for j in range(0, 9999) %}}x{{% endfor %}}{{% endfor %}}"
+    );
+    let started = std::time::Instant::now();
+    let issues = plan_err(&doc, &answers(json!({})));
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(issues.len(), 1, "{issues:?}");
+    assert_eq!(
+        (
+            issues[0].section.as_str(),
+            issues[0].uid.as_deref(),
+            issues[0].field.as_deref()
+        ),
+        ("bots", Some("bot_a"), Some("name"))
+    );
+    assert!(
+        issues[0]
+            .message
+            .starts_with("Invalid import-time template: "),
+        "{}",
+        issues[0].message
+    );
+}
