@@ -65,14 +65,22 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     env.add_filter("raw", |v: Value| v);
     env.add_filter("escape", escape);
     env.add_filter("e", escape);
-    env.add_filter("lower", |v: Value| Ok::<_, Error>(str_arg(&v, "mb_strtolower")?.to_lowercase()));
-    env.add_filter("upper", |v: Value| Ok::<_, Error>(str_arg(&v, "mb_strtoupper")?.to_uppercase()));
-    env.add_filter("title", |v: Value| Ok::<_, Error>(title(&str_arg(&v, "mb_convert_case")?)));
+    env.add_filter("lower", |v: Value| {
+        Ok::<_, Error>(str_arg(&v, "mb_strtolower")?.to_lowercase())
+    });
+    env.add_filter("upper", |v: Value| {
+        Ok::<_, Error>(str_arg(&v, "mb_strtoupper")?.to_uppercase())
+    });
+    env.add_filter("title", |v: Value| {
+        Ok::<_, Error>(title(&str_arg(&v, "mb_convert_case")?))
+    });
     env.add_filter("capitalize", |v: Value| -> Result<String, Error> {
         let st = str_arg(&v, "mb_substr")?;
         let mut chars = st.chars();
         Ok(match chars.next() {
-            Some(first) => first.to_uppercase().collect::<String>() + &chars.as_str().to_lowercase(),
+            Some(first) => {
+                first.to_uppercase().collect::<String>() + &chars.as_str().to_lowercase()
+            }
             None => String::new(),
         })
     });
@@ -174,11 +182,15 @@ pub(crate) fn register(env: &mut Environment<'static>) {
             Ok(out)
         },
     );
-    env.add_filter("striptags", |v: Value| Ok::<_, Error>(strip_tags(&str_arg(&v, "strip_tags")?)));
+    env.add_filter("striptags", |v: Value| {
+        Ok::<_, Error>(strip_tags(&str_arg(&v, "strip_tags")?))
+    });
     // Twig pre-escapes nl2br's input for HTML, even with autoescape off.
     env.add_filter("nl2br", |v: Value| -> Result<String, Error> {
         if is_array(&v) {
-            return Err(fail("nl2br(): Argument #1 ($string) must be of type string, array given"));
+            return Err(fail(
+                "nl2br(): Argument #1 ($string) must be of type string, array given",
+            ));
         }
         let escaped = escape(v, None)?;
         Ok(nl2br(&s(&escaped)))
@@ -190,7 +202,9 @@ pub(crate) fn register(env: &mut Environment<'static>) {
             rawurlencode(&s(&v))
         }
     });
-    env.add_filter("url_decode", |v: Value| cerb_str(&v).map(|t| rawurldecode(&t)).unwrap_or_default());
+    env.add_filter("url_decode", |v: Value| {
+        cerb_str(&v).map(|t| rawurldecode(&t)).unwrap_or_default()
+    });
     env.add_filter(
         "json_encode",
         |v: Value, flags: Option<Value>| -> Result<String, Error> {
@@ -204,7 +218,9 @@ pub(crate) fn register(env: &mut Environment<'static>) {
         },
     );
     env.add_filter("json_pretty", |v: Value| -> Result<String, Error> {
-        let Some(text) = cerb_str(&v) else { return Ok(String::new()) };
+        let Some(text) = cerb_str(&v) else {
+            return Ok(String::new());
+        };
         let decoded = json::decode(&text);
         let mut out = String::new();
         json::encode(
@@ -216,18 +232,37 @@ pub(crate) fn register(env: &mut Environment<'static>) {
         Ok(out)
     });
     // Cerb's own filters return "" for anything that is not a string.
-    env.add_filter("base64_encode", |v: Value| cerb_str(&v).map(|t| base64::engine::general_purpose::STANDARD.encode(t)).unwrap_or_default());
-    env.add_filter("base64_decode", |v: Value| cerb_str(&v).map(|t| base64_decode(&t)).unwrap_or_default());
-    env.add_filter("md5", |v: Value| cerb_str(&v).map(|t| hex::encode(md5::Md5::digest(t.as_bytes()))).unwrap_or_default());
-    env.add_filter("sha1", |v: Value| cerb_str(&v).map(|t| hex::encode(sha1::Sha1::digest(t.as_bytes()))).unwrap_or_default());
-    env.add_filter("hash_hmac", |v: Value, key: Option<Value>, algo: Option<Value>| -> Result<String, Error> {
-        let key = key.unwrap_or_else(|| Value::from(""));
-        let algo = algo.unwrap_or_else(|| Value::from("sha256"));
-        match (cerb_str(&v), cerb_str(&key), cerb_str(&algo)) {
-            (Some(t), Some(k), Some(a)) if !t.is_empty() && t != "0" => hmac_hex(&a.to_lowercase(), k.as_bytes(), t.as_bytes()),
-            _ => Ok(String::new()),
-        }
+    env.add_filter("base64_encode", |v: Value| {
+        cerb_str(&v)
+            .map(|t| base64::engine::general_purpose::STANDARD.encode(t))
+            .unwrap_or_default()
     });
+    env.add_filter("base64_decode", |v: Value| {
+        cerb_str(&v).map(|t| base64_decode(&t)).unwrap_or_default()
+    });
+    env.add_filter("md5", |v: Value| {
+        cerb_str(&v)
+            .map(|t| hex::encode(md5::Md5::digest(t.as_bytes())))
+            .unwrap_or_default()
+    });
+    env.add_filter("sha1", |v: Value| {
+        cerb_str(&v)
+            .map(|t| hex::encode(sha1::Sha1::digest(t.as_bytes())))
+            .unwrap_or_default()
+    });
+    env.add_filter(
+        "hash_hmac",
+        |v: Value, key: Option<Value>, algo: Option<Value>| -> Result<String, Error> {
+            let key = key.unwrap_or_else(|| Value::from(""));
+            let algo = algo.unwrap_or_else(|| Value::from("sha256"));
+            match (cerb_str(&v), cerb_str(&key), cerb_str(&algo)) {
+                (Some(t), Some(k), Some(a)) if !t.is_empty() && t != "0" => {
+                    hmac_hex(&a.to_lowercase(), k.as_bytes(), t.as_bytes())
+                }
+                _ => Ok(String::new()),
+            }
+        },
+    );
     env.add_filter("truncate", truncate);
     env.add_filter(
         "regexp",
@@ -251,12 +286,16 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     );
     env.add_filter(
         "batch",
-        |v: Value, size: Value, fill: Option<Value>| -> Result<Value, Error> {
+        |state: &State, v: Value, size: Value, fill: Option<Value>| -> Result<Value, Error> {
             let size = php::to_num(&size)?.as_f64().ceil();
             if !(size >= 1.0) {
                 return Err(fail("Argument #2 ($length) must be greater than 0"));
             }
             let size = size.min(1e9) as usize;
+            // Padding with `fill` creates up to `size` items: pay for them first.
+            if fill.as_ref().is_some_and(|f| !is_null(f)) {
+                state.consume_fuel(size as u64)?;
+            }
             let items = php_entries(&v);
             let mut out: Vec<Value> = Vec::new();
             for chunk in items.chunks(size) {
@@ -350,16 +389,27 @@ fn cerb_str(v: &Value) -> Option<String> {
 
 /// PHP's non-strict `base64_decode`: characters outside the alphabet are skipped.
 fn base64_decode(text: &str) -> String {
-    let clean: String = text.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '+' || *c == '/').collect();
-    let usable = if clean.len() % 4 == 1 { &clean[..clean.len() - 1] } else { &clean[..] };
-    let bytes = base64::engine::general_purpose::STANDARD_NO_PAD.decode(usable.as_bytes()).unwrap_or_default();
+    let clean: String = text
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '+' || *c == '/')
+        .collect();
+    let usable = if clean.len() % 4 == 1 {
+        &clean[..clean.len() - 1]
+    } else {
+        &clean[..]
+    };
+    let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(usable.as_bytes())
+        .unwrap_or_default();
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// A PHP `string` parameter: scalars convert, arrays are a TypeError (as in PHP 8).
 fn str_arg(v: &Value, function: &str) -> Result<String, Error> {
     if is_array(v) {
-        return Err(fail(format!("{function}(): Argument #1 ($string) must be of type string, array given")));
+        return Err(fail(format!(
+            "{function}(): Argument #1 ($string) must be of type string, array given"
+        )));
     }
     Ok(s(v))
 }
@@ -371,7 +421,10 @@ fn runtime_truthy(v: &Value) -> bool {
 /// Twig's `escape` with the html (default), js, css, url and html_attr strategies.
 fn escape(v: Value, strategy: Option<Value>) -> Result<Value, Error> {
     let strategy = strategy.map(|st| s(&st)).unwrap_or_else(|| "html".into());
-    if !matches!(strategy.as_str(), "html" | "js" | "css" | "url" | "html_attr") {
+    if !matches!(
+        strategy.as_str(),
+        "html" | "js" | "css" | "url" | "html_attr"
+    ) {
         return Err(fail(format!(
             "Invalid escaping strategy \"{strategy}\" (valid ones: html, js, url, css, html_attr)."
         )));
@@ -1170,16 +1223,30 @@ fn hmac_hex(algo: &str, key: &[u8], data: &[u8]) -> Result<String, Error> {
 
 /// Cerb's `truncate(length=30, preserve=false, separator='...')` (Twig-extensions' Text).
 fn truncate(v: Value, args: Rest<Value>) -> Result<String, Error> {
-    let Some(text) = cerb_str(&v) else { return Ok(String::new()) };
-    let mut length = if arg(&args, 0).is_undefined() { 30 } else { php::to_num(&arg(&args, 0))?.as_int() };
+    let Some(text) = cerb_str(&v) else {
+        return Ok(String::new());
+    };
+    let mut length = if arg(&args, 0).is_undefined() {
+        30
+    } else {
+        php::to_num(&arg(&args, 0))?.as_int()
+    };
     let preserve = runtime_truthy(&arg(&args, 1));
-    let sep = if arg(&args, 2).is_undefined() { "...".to_string() } else { s(&arg(&args, 2)) };
+    let sep = if arg(&args, 2).is_undefined() {
+        "...".to_string()
+    } else {
+        s(&arg(&args, 2))
+    };
     let chars: Vec<char> = text.chars().collect();
     if (chars.len() as i64) <= length {
         return Ok(text);
     }
     if preserve {
-        let from = if length < 0 { (chars.len() as i64 + length).max(0) } else { length } as usize;
+        let from = if length < 0 {
+            (chars.len() as i64 + length).max(0)
+        } else {
+            length
+        } as usize;
         if let Some(pos) = chars.iter().skip(from).position(|c| *c == ' ') {
             length = (from + pos) as i64;
         }
@@ -1191,6 +1258,29 @@ fn truncate(v: Value, args: Rest<Value>) -> Result<String, Error> {
 /// A PCRE pattern with delimiters and flags (`/x/i`, `#x#s`) compiled with the `regex` crate,
 /// whose matching is linear in the input (no catastrophic backtracking).
 pub(crate) fn compile_pcre(pattern: &str) -> Result<regex::Regex, Error> {
+    thread_local! {
+        static CACHE: std::cell::RefCell<std::collections::HashMap<String, Option<regex::Regex>>> =
+            std::cell::RefCell::new(std::collections::HashMap::new());
+    }
+    if let Some(hit) = CACHE.with(|c| c.borrow().get(pattern).cloned()) {
+        return hit.ok_or_else(|| {
+            fail(format!(
+                "Regexp \"{pattern}\" passed to \"matches\" is not valid"
+            ))
+        });
+    }
+    let compiled = compile_pcre_uncached(pattern);
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= 256 {
+            c.clear();
+        }
+        c.insert(pattern.to_string(), compiled.as_ref().ok().cloned());
+    });
+    compiled
+}
+
+fn compile_pcre_uncached(pattern: &str) -> Result<regex::Regex, Error> {
     let invalid = || {
         fail(format!(
             "Regexp \"{pattern}\" passed to \"matches\" is not valid"
@@ -1269,7 +1359,7 @@ fn range(state: &State, low: Value, high: Value, step: Option<Value>) -> Result<
     let (a, b) = (php::to_num(&low)?, php::to_num(&high)?);
     if let (Num::I(a), Num::I(b), Num::I(st)) = (a, b, step_num) {
         let st = st.unsigned_abs().max(1);
-        let count = a.abs_diff(b) / st + 1;
+        let count = (a.abs_diff(b) / st).saturating_add(1);
         state.consume_fuel(count)?;
         let out: Vec<Value> = if a <= b {
             (0..count)

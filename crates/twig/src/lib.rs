@@ -116,7 +116,10 @@ pub fn environment(dialect: Dialect, limits: &Limits) -> Environment<'static> {
     env.set_fuel(Some(limits.fuel));
     runtime::register(&mut env);
     filters::register(&mut env);
-    env.set_formatter(|out, _state, value| {
+    env.set_formatter(|out, state, value| {
+        // Printing costs fuel by size too: `{% set x %}{{ x }}{{ x }}{% endset %}` in a loop
+        // would otherwise double a captured string for free.
+        runtime::charge(state, value)?;
         out.write_str(&php::to_php_string(value))
             .map_err(|_| minijinja::Error::from(ErrorKind::WriteFailure))
     });

@@ -222,7 +222,11 @@ pub fn to_num_strict(v: &Value, what: &str) -> Result<Num, minijinja::Error> {
 pub fn to_float_cast(v: &Value) -> f64 {
     match v.kind() {
         ValueKind::Seq | ValueKind::Map | ValueKind::Iterable => {
-            if v.len().unwrap_or(0) > 0 { 1.0 } else { 0.0 }
+            if v.len().unwrap_or(0) > 0 {
+                1.0
+            } else {
+                0.0
+            }
         }
         _ => to_num(v).map(Num::as_f64).unwrap_or(0.0),
     }

@@ -76,9 +76,21 @@ pub(crate) fn register(env: &mut Environment<'static>) {
         Ordering::Greater => 1,
     });
     env.add_function("_tw_in", |a: Value, b: Value| contains(&a, &b));
-    env.add_function("_tw_cat", |parts: Rest<Value>| {
-        parts.iter().map(php::to_php_string).collect::<String>()
-    });
+    env.add_function(
+        "_tw_cat",
+        |state: &State, parts: Rest<Value>| -> Result<String, Error> {
+            let out = parts.iter().map(php::to_php_string).collect::<String>();
+            charge(state, &Value::from(out.as_str()))?;
+            Ok(out)
+        },
+    );
+    env.add_filter(
+        "_tw_charge",
+        |state: &State, v: Value| -> Result<Value, Error> {
+            charge(state, &v)?;
+            Ok(v)
+        },
+    );
     env.add_function("_tw_op", |op: String, a: Value, b: Value| {
         arith(&op, &a, &b)
     });
@@ -163,6 +175,21 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     env.add_function("_tw_is_same_as", |a: Value, b: Value| {
         php::identical(&a, &b)
     });
+}
+
+/// Charges fuel for a produced value: one unit per 64 bytes of a string or per item of an array,
+/// so work that builds large values is bounded by the template's fuel.
+pub(crate) fn charge(state: &State, v: &Value) -> Result<(), Error> {
+    let units = match v.kind() {
+        ValueKind::String => v.as_str().map_or(0, |s| s.len() / 64),
+        ValueKind::Seq | ValueKind::Map => v.len().unwrap_or(0),
+        _ => 0,
+    };
+    if units > 0 {
+        state.consume_fuel(units as u64)
+    } else {
+        Ok(())
+    }
 }
 
 /// PHP truthiness: `""`, `"0"`, `0`, `0.0`, null, false and empty arrays are false.

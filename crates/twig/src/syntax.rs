@@ -185,6 +185,7 @@ fn translate_folded(src: &str, d: Delims) -> Res<String> {
                     line,
                     interp: d.interp,
                     tail: Trim::None,
+                    depth: 0,
                 };
                 let toks = lx.tokens_until_end()?;
                 let tail = lx.tail;
@@ -202,6 +203,7 @@ fn translate_folded(src: &str, d: Delims) -> Res<String> {
                         toks: &toks,
                         i: 0,
                         line,
+                        depth: 0,
                     };
                     let e = ps.expression(0)?;
                     ps.expect_end("print statement")?;
@@ -218,6 +220,7 @@ fn translate_folded(src: &str, d: Delims) -> Res<String> {
                         toks: &toks,
                         i: 0,
                         line,
+                        depth: 0,
                     };
                     let tag = block_tag(&mut ps, &mut stack, line)?;
                     if tag == "verbatim" {
@@ -329,6 +332,8 @@ struct Lexer<'a> {
     interp: (&'static str, &'static str),
     /// The `-` / `~` modifier of the closing delimiter.
     tail: Trim,
+    /// Nesting of string interpolations.
+    depth: usize,
 }
 
 impl Lexer<'_> {
@@ -461,12 +466,17 @@ impl Lexer<'_> {
             }
             if q == '"' && rest.starts_with(self.interp.0) {
                 self.pos += self.interp.0.len();
+                self.depth += 1;
+                if self.depth > MAX_DEPTH {
+                    return err(line, "String interpolation is nested too deeply.");
+                }
                 parts.push(Part::Text(stripcslashes(&std::mem::take(&mut raw))));
                 let (toks, _) = self.tokens(None)?;
                 if toks.is_empty() {
                     return err(line, "Unexpected token \"interpolation end\".");
                 }
                 parts.push(Part::Expr(toks));
+                self.depth -= 1;
                 continue;
             }
             raw.push(c);
@@ -626,7 +636,12 @@ struct Parser<'t> {
     toks: &'t [Tok],
     i: usize,
     line: usize,
+    /// Nesting of expressions, bounded so hostile templates cannot overflow the stack.
+    depth: usize,
 }
+
+/// How deeply expressions (and string interpolations) may nest.
+const MAX_DEPTH: usize = 64;
 
 impl Parser<'_> {
     fn peek(&self) -> Option<&Tok> {
@@ -692,6 +707,16 @@ impl Parser<'_> {
     }
 
     fn expression(&mut self, min_prec: u32) -> Res<Expr> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return err(self.line, "Expression is nested too deeply.");
+        }
+        let res = self.expression_inner(min_prec);
+        self.depth -= 1;
+        res
+    }
+
+    fn expression_inner(&mut self, min_prec: u32) -> Res<Expr> {
         let mut left = self.primary()?;
         while let Some((op, prec, right_assoc, width)) = binary_op(self.toks, self.i) {
             if prec < min_prec {
@@ -748,7 +773,11 @@ impl Parser<'_> {
         if !TESTS.contains(&name.as_str()) {
             return err(self.line, format!("Unknown \"{name}\" test."));
         }
-        let args = if self.is_punct('(') { self.arguments(&name)? } else { Vec::new() };
+        let args = if self.is_punct('(') {
+            self.arguments(&name)?
+        } else {
+            Vec::new()
+        };
         Ok(Expr::Test(Box::new(subject), name.replace(' ', "_"), args))
     }
 
@@ -814,6 +843,7 @@ impl Parser<'_> {
                                 toks: &toks,
                                 i: 0,
                                 line: self.line,
+                                depth: self.depth,
                             };
                             let e = sub.expression(0)?;
                             sub.expect_end("string interpolation")?;
@@ -931,7 +961,11 @@ impl Parser<'_> {
         if !crate::runtime::FILTERS.contains(&name.as_str()) {
             return err(self.line, format!("Unknown \"{name}\" filter."));
         }
-        let args = if self.is_punct('(') { self.arguments(&format!("|{name}"))? } else { Vec::new() };
+        let args = if self.is_punct('(') {
+            self.arguments(&format!("|{name}"))?
+        } else {
+            Vec::new()
+        };
         Ok((name, args))
     }
 
@@ -958,7 +992,10 @@ impl Parser<'_> {
                 _ => None,
             };
             if name.is_none() && args.iter().any(|(n, _)| n.is_some()) {
-                return err(self.line, "Positional arguments cannot be used after named arguments.");
+                return err(
+                    self.line,
+                    "Positional arguments cannot be used after named arguments.",
+                );
             }
             args.push((name, self.expression(0)?));
         }
@@ -970,7 +1007,10 @@ impl Parser<'_> {
             return Ok(args.into_iter().map(|(_, e)| e).collect());
         }
         let Some(sig) = signature(callee) else {
-            return err(self.line, format!("Named arguments are not supported for \"{callee}\"."));
+            return err(
+                self.line,
+                format!("Named arguments are not supported for \"{callee}\"."),
+            );
         };
         let mut slots: Vec<Option<Expr>> = vec![None; sig.len()];
         for (i, (name, e)) in args.into_iter().enumerate() {
@@ -979,12 +1019,18 @@ impl Parser<'_> {
                 Some(n) => match sig.iter().position(|(p, _)| *p == n) {
                     Some(p) => p,
                     None => {
-                        return err(self.line, format!("Unknown argument \"{n}\" for \"{callee}\"."));
+                        return err(
+                            self.line,
+                            format!("Unknown argument \"{n}\" for \"{callee}\"."),
+                        );
                     }
                 },
             };
             if pos >= slots.len() || slots[pos].is_some() {
-                return err(self.line, format!("Argument for \"{callee}\" is defined twice or too many."));
+                return err(
+                    self.line,
+                    format!("Argument for \"{callee}\" is defined twice or too many."),
+                );
             }
             slots[pos] = Some(e);
         }
@@ -998,7 +1044,10 @@ impl Parser<'_> {
                     None => {
                         return err(
                             self.line,
-                            format!("Value for argument \"{}\" is required for \"{callee}\".", sig[i].0),
+                            format!(
+                                "Value for argument \"{}\" is required for \"{callee}\".",
+                                sig[i].0
+                            ),
                         );
                     }
                 },
@@ -1014,8 +1063,16 @@ fn signature(callee: &str) -> Option<&'static [(&'static str, Option<&'static st
     Some(match callee {
         "|trim" => &[("character_mask", Some("none")), ("side", Some("\"both\""))],
         "|round" => &[("precision", Some("0")), ("method", Some("\"common\""))],
-        "|number_format" => &[("decimal", Some("none")), ("decimal_point", Some("none")), ("thousand_sep", Some("none"))],
-        "|slice" => &[("start", None), ("length", Some("none")), ("preserve_keys", Some("false"))],
+        "|number_format" => &[
+            ("decimal", Some("none")),
+            ("decimal_point", Some("none")),
+            ("thousand_sep", Some("none")),
+        ],
+        "|slice" => &[
+            ("start", None),
+            ("length", Some("none")),
+            ("preserve_keys", Some("false")),
+        ],
         "|split" => &[("delimiter", None), ("limit", Some("none"))],
         "|join" => &[("glue", Some("\"\"")), ("and", Some("none"))],
         "|default" => &[("default", Some("\"\""))],
@@ -1024,10 +1081,22 @@ fn signature(callee: &str) -> Option<&'static [(&'static str, Option<&'static st
         "|date" => &[("format", Some("none")), ("timezone", Some("none"))],
         "|json_encode" => &[("options", Some("0"))],
         "|reverse" => &[("preserve_keys", Some("false"))],
-        "|batch" => &[("size", None), ("fill", Some("none")), ("preserve_keys", Some("true"))],
-        "|truncate" => &[("length", Some("30")), ("preserve", Some("false")), ("separator", Some("\"...\""))],
+        "|batch" => &[
+            ("size", None),
+            ("fill", Some("none")),
+            ("preserve_keys", Some("true")),
+        ],
+        "|truncate" => &[
+            ("length", Some("30")),
+            ("preserve", Some("false")),
+            ("separator", Some("\"...\"")),
+        ],
         "|regexp" => &[("pattern", None), ("group", Some("0"))],
-        "|hash_hmac" => &[("key", Some("\"\"")), ("algo", Some("\"sha256\"")), ("raw", Some("false"))],
+        "|hash_hmac" => &[
+            ("key", Some("\"\"")),
+            ("algo", Some("\"sha256\"")),
+            ("raw", Some("false")),
+        ],
         "|merge" => &[("arr2", None)],
         "range" => &[("low", None), ("high", None), ("step", Some("1"))],
         "date" => &[("date", Some("none")), ("timezone", Some("none"))],
@@ -1090,8 +1159,13 @@ fn emit(e: &Expr) -> String {
         // Twig compiles unary minus without parentheses, so PHP applies `**` first:
         // `-2 ** 2` is -4.
         Expr::Binary("**", a, b) if matches!(**a, Expr::Unary("-" | "+", _)) => {
-            let Expr::Unary(op, inner) = &**a else { unreachable!() };
-            emit(&Expr::Unary(op, Box::new(Expr::Binary("**", inner.clone(), b.clone()))))
+            let Expr::Unary(op, inner) = &**a else {
+                unreachable!()
+            };
+            emit(&Expr::Unary(
+                op,
+                Box::new(Expr::Binary("**", inner.clone(), b.clone())),
+            ))
         }
         Expr::Binary(op, a, b) => {
             let (a, b) = (emit(a), emit(b));
@@ -1126,11 +1200,18 @@ fn emit(e: &Expr) -> String {
             start.as_ref().map_or("0".into(), |s| emit(s)),
             len.as_ref().map_or("none".into(), |s| emit(s))
         ),
+        // Every filter goes through one dispatcher that charges fuel for the size of its result,
+        // so chains that multiply their input (`|e('js')|e('js')…`) hit the work limit.
         Expr::Filter(a, name, args) => {
             if args.is_empty() {
-                format!("({})|{}", emit(a), filter_name(name))
+                format!("(({})|{}|_tw_charge)", emit(a), filter_name(name))
             } else {
-                format!("({})|{}({})", emit(a), filter_name(name), emit_args(args))
+                format!(
+                    "(({})|{}({})|_tw_charge)",
+                    emit(a),
+                    filter_name(name),
+                    emit_args(args)
+                )
             }
         }
         Expr::Call(name, args) => format!("{}({})", function_name(name), emit_args(args)),
