@@ -225,10 +225,11 @@ impl<'a> Validator<'a> {
 
     fn see_uid(&mut self, obj: &Map<String, Json>, path: &JsonPath) {
         match obj.get("uid") {
+            Some(Json::String(uid)) if has_template(uid) => self.push(
+                &path.key("uid"),
+                "'uid' must not contain an import-time template (ids are reserved by uid first)",
+            ),
             Some(Json::String(uid)) if !uid.is_empty() => {
-                if self.deferred(&Json::String(uid.clone())) {
-                    return;
-                }
                 if let Some(first) = self.uids.get(uid) {
                     let at = crate::locate::render_path(first);
                     self.push(

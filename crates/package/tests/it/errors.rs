@@ -734,3 +734,18 @@ fn behavior_variables_are_parsed_and_checked() {
         ]
     );
 }
+
+#[test]
+fn uids_cannot_be_templates() {
+    let mut doc = minimal(json!({}));
+    first_behavior(&mut doc)["uid"] = json!("beh_{{{x}}}");
+    assert_eq!(
+        parse_err(&doc).iter().map(tuple).collect::<Vec<_>>(),
+        vec![expect(
+            "bots",
+            Some("beh_{{{x}}}"),
+            Some("uid"),
+            "'uid' must not contain an import-time template (ids are reserved by uid first)"
+        )]
+    );
+}
