@@ -3,6 +3,10 @@
 //! Together with [`crate::filters`] this is everything registered on the environment.
 
 use std::cmp::Ordering;
+use std::sync::Mutex;
+
+use indexmap::IndexMap;
+use minijinja::value::Object;
 
 use minijinja::value::{Rest, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, State, Value};
@@ -119,8 +123,62 @@ pub(crate) fn register(env: &mut Environment<'static>) {
             .map(|(k, v)| Value::from(vec![k, v]))
             .collect()
     });
-    env.add_function("_tw_var", |state: &State, name: String| {
-        state.lookup(&name).unwrap_or_default()
+    env.add_function("_tw_scope", || Value::from_object(Scope::default()));
+    env.add_function("_tw_v", |state: &State, scope: Value, name: &str| {
+        scope_of(&scope)
+            .and_then(|s| s.get(name))
+            .or_else(|| state.lookup(name))
+            .unwrap_or_default()
+    });
+    env.add_function("_tw_set", |scope: Value, name: &str, value: Value| {
+        if let Some(s) = scope_of(&scope) {
+            s.set(name, value);
+        }
+    });
+    env.add_function(
+        "_tw_set_many",
+        |scope: Value, names: Vec<String>, values: Vec<Value>| {
+            if let Some(s) = scope_of(&scope) {
+                for (name, value) in names.iter().zip(values) {
+                    s.set(name, value);
+                }
+            }
+        },
+    );
+    env.add_function("_tw_snap", |scope: Value| -> Value {
+        scope_of(&scope)
+            .map(|s| Value::from_object(s.snapshot()))
+            .unwrap_or_default()
+    });
+    env.add_function(
+        "_tw_loop_end",
+        |scope: Value, snap: Value, targets: Vec<String>| {
+            if let (Some(s), Some(before)) = (scope_of(&scope), scope_of(&snap)) {
+                s.end_loop(before, &targets);
+            }
+        },
+    );
+    env.add_function(
+        "_tw_with",
+        |scope: Value, vars: Value| -> Result<(), Error> {
+            if !matches!(vars.kind(), ValueKind::Seq | ValueKind::Map) {
+                return Err(Error::new(
+                    ErrorKind::InvalidOperation,
+                    "Variables passed to the \"with\" tag must be a hash.",
+                ));
+            }
+            if let Some(s) = scope_of(&scope) {
+                for (k, v) in entries(&vars) {
+                    s.set(&php::to_php_string(&k), v);
+                }
+            }
+            Ok(())
+        },
+    );
+    env.add_function("_tw_restore", |scope: Value, snap: Value| {
+        if let (Some(s), Some(before)) = (scope_of(&scope), scope_of(&snap)) {
+            s.restore(before);
+        }
     });
     env.add_function(
         "_tw_matches",
@@ -175,6 +233,70 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     env.add_function("_tw_is_same_as", |a: Value, b: Value| {
         php::identical(&a, &b)
     });
+}
+
+/// The variables a template sets (Twig's `$context` minus the render context, which is read
+/// through [`State::lookup`]). Shared by reference, so writes inside loops and blocks are seen
+/// everywhere, as in Twig.
+#[derive(Debug, Default)]
+pub(crate) struct Scope {
+    vars: Mutex<IndexMap<String, Value>>,
+}
+
+impl Object for Scope {}
+
+fn scope_of(v: &Value) -> Option<&Scope> {
+    v.downcast_object_ref::<Scope>()
+}
+
+impl Scope {
+    fn lock(&self) -> std::sync::MutexGuard<'_, IndexMap<String, Value>> {
+        self.vars.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, name: &str) -> Option<Value> {
+        self.lock().get(name).cloned()
+    }
+
+    /// Twig stores null for an undefined value: the name is then defined.
+    fn set(&self, name: &str, value: Value) {
+        let value = if value.is_undefined() {
+            Value::from(())
+        } else {
+            value
+        };
+        self.lock().insert(name.to_string(), value);
+    }
+
+    fn snapshot(&self) -> Scope {
+        Scope {
+            vars: Mutex::new(self.lock().clone()),
+        }
+    }
+
+    /// After a loop: variables created inside are dropped, the loop targets get their value from
+    /// before the loop back, every other variable keeps what the loop made of it.
+    fn end_loop(&self, before: &Scope, targets: &[String]) {
+        let before = before.lock().clone();
+        let mut vars = self.lock();
+        vars.retain(|k, _| before.contains_key(k));
+        for t in targets {
+            match before.get(t) {
+                Some(v) => {
+                    vars.insert(t.clone(), v.clone());
+                }
+                None => {
+                    vars.shift_remove(t);
+                }
+            }
+        }
+    }
+
+    /// After a `with` block: everything is as before it.
+    fn restore(&self, before: &Scope) {
+        let before = before.lock().clone();
+        *self.lock() = before;
+    }
 }
 
 /// Charges fuel for a produced value: one unit per 64 bytes of a string or per item of an array,

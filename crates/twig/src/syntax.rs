@@ -139,7 +139,13 @@ fn translate_folded(src: &str, d: Delims) -> Res<String> {
         pending: Trim::None,
     };
     let mut pos = 0;
-    let mut stack: Vec<(&'static str, usize)> = Vec::new();
+    let mut stack: Vec<Open> = Vec::new();
+    let mut counter = 0usize;
+    // The scope object every variable read and write goes through (see `block_tag`).
+    out.tag(&format!(
+        "{} set _tw_s = _tw_scope() +{}",
+        d.block.0, d.block.1
+    ));
     let line_at = |p: usize| src[..p].matches('\n').count() + 1;
     loop {
         let next = [(d.comment.0, 0u8), (d.block.0, 1), (d.variable.0, 2)]
@@ -222,8 +228,8 @@ fn translate_folded(src: &str, d: Delims) -> Res<String> {
                         line,
                         depth: 0,
                     };
-                    let tag = block_tag(&mut ps, &mut stack, line)?;
-                    if tag == "verbatim" {
+                    let tags = block_tag(&mut ps, &mut stack, &mut counter, line)?;
+                    if tags.len() == 1 && tags[0] == "verbatim" {
                         pos = after_tag_no_newline(src, pos, tail, &mut out);
                         let (body, body_end, end_tail) = verbatim_body(src, pos, d, line)?;
                         out.tag(&format!("{} {} {}", d.variable.0, lit(body), d.variable.1));
@@ -231,16 +237,23 @@ fn translate_folded(src: &str, d: Delims) -> Res<String> {
                         pos = after_tag_no_newline(src, body_end, end_tail, &mut out);
                         continue;
                     }
-                    out.tag(&format!("{} {} {}+{}", d.block.0, tag, pad, d.block.1));
+                    let last = tags.len() - 1;
+                    for (i, tag) in tags.iter().enumerate() {
+                        let pad = if i == last { pad.as_str() } else { "" };
+                        out.tag(&format!("{} {} {}+{}", d.block.0, tag, pad, d.block.1));
+                    }
                     pos = after_tag(src, pos, tail, &mut out);
                 }
             }
         }
     }
-    if let Some((tag, line)) = stack.pop() {
+    if let Some(open) = stack.pop() {
         return err(
-            line,
-            format!("Unexpected end of template (the \"{tag}\" tag is not closed)."),
+            open.line,
+            format!(
+                "Unexpected end of template (the \"{}\" tag is not closed).",
+                open.tag
+            ),
         );
     }
     Ok(out.buf)
@@ -1132,13 +1145,12 @@ fn emit(e: &Expr) -> String {
         Expr::Raw(s) => s.clone(),
         Expr::Name(n) => {
             // minijinja keywords cannot be plain names; Twig allows them as variables.
-            if matches!(
-                n.as_str(),
-                "and" | "or" | "not" | "in" | "is" | "if" | "else" | "True" | "False" | "None"
-            ) {
-                format!("_tw_var({})", lit(n))
-            } else {
+            // `loop` is minijinja's loop object; everything else is looked up in the template's
+            // scope, then in the render context.
+            if n == "loop" {
                 n.clone()
+            } else {
+                format!("_tw_v(_tw_s, {})", lit(n))
             }
         }
         Expr::Str(s) => lit(s),
@@ -1239,41 +1251,67 @@ fn function_name(name: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // Tags
 
-/// Translates the inside of one `{% … %}` tag; returns the minijinja tag body.
+/// An open block tag: its name, line, and for `set`/`for`/`with` the helper variable that closes it.
+struct Open {
+    tag: &'static str,
+    line: usize,
+    /// `set` capture: (capture variable, target name); `for`: (snapshot, targets); `with`: snapshot.
+    close: Vec<String>,
+}
+
+/// Translates the inside of one `{% … %}` tag into minijinja tag bodies (a Twig tag may need
+/// several). Variables live in one scope object (`_tw_s`) so `set` inside loops behaves as in
+/// Twig: values of variables that existed before a loop survive it, new ones and loop targets do
+/// not.
 fn block_tag(
     ps: &mut Parser<'_>,
-    stack: &mut Vec<(&'static str, usize)>,
+    stack: &mut Vec<Open>,
+    counter: &mut usize,
     line: usize,
-) -> Res<String> {
+) -> Res<Vec<String>> {
     let tag = ps.name()?;
-    let mut close = |open: &str| -> Res<()> {
+    let mut fresh = |prefix: &str| {
+        *counter += 1;
+        format!("_tw_{prefix}{counter}")
+    };
+    let close = |stack: &mut Vec<Open>, open: &str| -> Res<Open> {
         match stack.pop() {
-            Some((t, _)) if t == open => Ok(()),
+            Some(o) if o.tag == open => Ok(o),
             _ => err(line, format!("Unexpected \"{tag}\" tag.")),
         }
     };
-    let body = match tag.as_str() {
+    let bodies: Vec<String> = match tag.as_str() {
         "if" => {
             let e = ps.expression(0)?;
-            stack.push(("if", line));
-            format!("if _tw_bool({})", emit(&e))
+            stack.push(Open {
+                tag: "if",
+                line,
+                close: Vec::new(),
+            });
+            vec![format!("if _tw_bool({})", emit(&e))]
         }
         "elseif" => {
-            if !matches!(stack.last(), Some(("if", _))) {
+            if !matches!(stack.last(), Some(Open { tag: "if", .. })) {
                 return err(line, "Unexpected \"elseif\" tag.");
             }
             let e = ps.expression(0)?;
-            format!("elif _tw_bool({})", emit(&e))
+            vec![format!("elif _tw_bool({})", emit(&e))]
         }
         "else" => {
-            if !matches!(stack.last(), Some(("if" | "for", _))) {
+            if !matches!(
+                stack.last(),
+                Some(Open {
+                    tag: "if" | "for",
+                    ..
+                })
+            ) {
                 return err(line, "Unexpected \"else\" tag.");
             }
-            "else".into()
+            vec!["else".into()]
         }
         "endif" => {
-            close("if")?;
-            "endif".into()
+            close(stack, "if")?;
+            vec!["endif".into()]
         }
         "for" => {
             let first = ps.name()?;
@@ -1287,15 +1325,43 @@ fn block_tag(
             }
             ps.i += 1;
             let seq = ps.expression(0)?;
-            stack.push(("for", line));
-            match second {
-                None => format!("for {first} in _tw_values({})", emit(&seq)),
-                Some(v) => format!("for {first}, {v} in _tw_pairs({})", emit(&seq)),
-            }
+            let snap = fresh("l");
+            let item = fresh("i");
+            let mut bodies = vec![format!("set {snap} = _tw_snap(_tw_s)")];
+            let targets = match &second {
+                None => {
+                    bodies.push(format!("for {item} in _tw_values({})", emit(&seq)));
+                    bodies.push(format!("do _tw_set(_tw_s, {}, {item})", lit(&first)));
+                    vec![first.clone()]
+                }
+                Some(v) => {
+                    let key = fresh("k");
+                    bodies.push(format!("for {key}, {item} in _tw_pairs({})", emit(&seq)));
+                    bodies.push(format!("do _tw_set(_tw_s, {}, {key})", lit(&first)));
+                    bodies.push(format!("do _tw_set(_tw_s, {}, {item})", lit(v)));
+                    vec![first.clone(), v.clone()]
+                }
+            };
+            let mut close = vec![snap];
+            close.extend(targets);
+            stack.push(Open {
+                tag: "for",
+                line,
+                close,
+            });
+            bodies
         }
         "endfor" => {
-            close("for")?;
-            "endfor".into()
+            let open = close(stack, "for")?;
+            let targets: Vec<String> = open.close[1..].iter().map(|t| lit(t)).collect();
+            vec![
+                "endfor".into(),
+                format!(
+                    "do _tw_loop_end(_tw_s, {}, [{}])",
+                    open.close[0],
+                    targets.join(", ")
+                ),
+            ]
         }
         "set" => {
             let mut names = vec![ps.name()?];
@@ -1314,11 +1380,12 @@ fn block_tag(
                     );
                 }
                 ps.expect_end("set tag")?;
-                if names.len() == 1 {
-                    format!("set {} = {}", names[0], emit(&values[0]))
-                } else {
-                    format!("set ({}) = [{}]", names.join(", "), emit_args(&values))
-                }
+                let names: Vec<String> = names.iter().map(|n| lit(n)).collect();
+                vec![format!(
+                    "do _tw_set_many(_tw_s, [{}], [{}])",
+                    names.join(", "),
+                    emit_args(&values)
+                )]
             } else {
                 if names.len() != 1 {
                     return err(
@@ -1326,13 +1393,25 @@ fn block_tag(
                         "When using set with a block, you cannot have a multi-target.",
                     );
                 }
-                stack.push(("set", line));
-                format!("set {}", names[0])
+                let cap = fresh("c");
+                stack.push(Open {
+                    tag: "set",
+                    line,
+                    close: vec![cap.clone(), names[0].clone()],
+                });
+                vec![format!("set {cap}")]
             }
         }
         "endset" => {
-            close("set")?;
-            "endset".into()
+            let open = close(stack, "set")?;
+            vec![
+                "endset".into(),
+                format!(
+                    "do _tw_set(_tw_s, {}, {})",
+                    lit(&open.close[1]),
+                    open.close[0]
+                ),
+            ]
         }
         "apply" => {
             let mut chain = Vec::new();
@@ -1347,23 +1426,27 @@ fn block_tag(
                     break;
                 }
             }
-            stack.push(("apply", line));
-            format!("filter {}", chain.join("|"))
+            stack.push(Open {
+                tag: "apply",
+                line,
+                close: Vec::new(),
+            });
+            vec![format!("filter {}|_tw_charge", chain.join("|"))]
         }
         "endapply" => {
-            close("apply")?;
-            "endfilter".into()
+            close(stack, "apply")?;
+            vec!["endfilter".into()]
         }
         "verbatim" => {
             ps.expect_end("verbatim tag")?;
-            return Ok("verbatim".into());
+            return Ok(vec!["verbatim".into()]);
         }
         "do" => {
             let e = ps.expression(0)?;
-            format!("do {}", emit(&e))
+            vec![format!("do {}", emit(&e))]
         }
         "with" => {
-            let vars = if ps.peek().is_none() {
+            let vars = if ps.peek().is_none() || ps.is_name("only") {
                 None
             } else {
                 Some(ps.expression(0)?)
@@ -1371,28 +1454,21 @@ fn block_tag(
             if ps.is_name("only") {
                 return err(line, "\"with … only\" is not supported.");
             }
-            stack.push(("with", line));
-            match vars {
-                None => "with".into(),
-                Some(Expr::Hash(items)) => {
-                    let mut assigns = Vec::new();
-                    for (k, v) in items {
-                        let Expr::Str(k) = k else {
-                            return err(line, "\"with\" needs a hash literal with name keys.");
-                        };
-                        if !k.chars().all(|c| c.is_alphanumeric() || c == '_') || k.is_empty() {
-                            return err(line, "\"with\" needs a hash literal with name keys.");
-                        }
-                        assigns.push(format!("{k} = {}", emit(&v)));
-                    }
-                    format!("with {}", assigns.join(", "))
-                }
-                Some(_) => return err(line, "\"with\" needs a hash literal."),
+            let snap = fresh("w");
+            let mut bodies = vec![format!("set {snap} = _tw_snap(_tw_s)")];
+            if let Some(vars) = vars {
+                bodies.push(format!("do _tw_with(_tw_s, {})", emit(&vars)));
             }
+            stack.push(Open {
+                tag: "with",
+                line,
+                close: vec![snap],
+            });
+            bodies
         }
         "endwith" => {
-            close("with")?;
-            "endwith".into()
+            let open = close(stack, "with")?;
+            vec![format!("do _tw_restore(_tw_s, {})", open.close[0])]
         }
         other => {
             if TAGS.contains(&other) {
@@ -1402,5 +1478,5 @@ fn block_tag(
         }
     };
     ps.expect_end(&format!("\"{tag}\" tag"))?;
-    Ok(body)
+    Ok(bodies)
 }

@@ -114,6 +114,31 @@ fn hand_written() -> Vec<Case> {
             "{% for v in map %}{{ v|json_encode }}{% endfor %}|{% for c in 'abc' %}{{ c }}{% endfor %}",
         ),
         t("{% set a, b = 1, 2 %}{{ a }}{{ b }}{% set c %}captured {{ s }}{% endset %}[{{ c }}]"),
+        t(
+            "{% set total = 0 %}{% for i in [1,2,3] %}{% set total = total + i %}{% set inner = i %}{% endfor %}{{ total }}|{{ inner }}",
+        ),
+        t(
+            "{% set i = 'before' %}{% for i in [1,2] %}{% endfor %}{{ i }}|{% for j in [1,2] %}{% endfor %}[{{ j }}]",
+        ),
+        t(
+            "{% set x = 1 %}{% with {x: 2} %}{{ x }}{% set x = 3 %}{% set y = 4 %}{% endwith %}{{ x }}{{ y }}",
+        ),
+        t(
+            "{% set x = 1 %}{% if true %}{% set x = 2 %}{% endif %}{{ x }}{% set s = 'shadow' %}{{ s }}",
+        ),
+        t(
+            "{% for a in [1] %}{% for b in [2, 3] %}{{ loop.index }}{% endfor %}{{ loop.index }}{% endfor %}",
+        ),
+        t(
+            "{% for i in [1,2,3] %}{{ loop.index0 }}{{ loop.revindex }}{{ loop.revindex0 }}{{ loop.first }}{{ loop.last }}{{ loop.length }}{% endfor %}",
+        ),
+        t(
+            "{% set out = [] %}{% for k, v in map %}{% set out = out|merge([k ~ '=' ~ v|json_encode]) %}{% endfor %}{{ out|join('&') }}",
+        ),
+        t(
+            "{% set m = {} %}{% for i in 1..3 %}{% set m = m|merge({('k' ~ i): i * i}) %}{% endfor %}{{ m|json_encode }}",
+        ),
+        t("{% set x %}a{% set y %}b{{ s }}{% endset %}{{ y|upper }}{% endset %}{{ x }}|{{ y }}"),
         t("{% apply upper %}hello {{ s }}{% endapply %}|{% apply lower|escape %}<B>{% endapply %}"),
         t("{% with {x: 5} %}{{ x }}{% endwith %}"),
         t("{% do 1 + 2 %}ok"),
