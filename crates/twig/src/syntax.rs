@@ -230,8 +230,13 @@ fn translate_folded(src: &str, d: Delims) -> Res<String> {
                     };
                     let tags = block_tag(&mut ps, &mut stack, &mut counter, line)?;
                     if tags.len() == 1 && tags[0] == "verbatim" {
-                        pos = after_tag_no_newline(src, pos, tail, &mut out);
                         let (body, body_end, end_tail) = verbatim_body(src, pos, d, line)?;
+                        // The opening tag's `-`/`~` trims the start of the raw text.
+                        let body = match tail {
+                            Trim::All => body.trim_start_matches(WS_ALL),
+                            Trim::Line => body.trim_start_matches(WS_LINE),
+                            Trim::None => body,
+                        };
                         out.tag(&format!("{} {} {}", d.variable.0, lit(body), d.variable.1));
                         // The newline after `{% endverbatim %}` is kept, as in Twig.
                         pos = after_tag_no_newline(src, body_end, end_tail, &mut out);

@@ -13,12 +13,23 @@ use switchboard_twig::{Dialect, Limits, Value, environment, render_str};
 struct Case {
     template: String,
     vars: Json,
+    /// Cerb's package-import delimiters instead of the run-time ones.
+    import_time: bool,
 }
 
 fn case(template: impl Into<String>, vars: Json) -> Case {
     Case {
         template: template.into(),
         vars,
+        import_time: false,
+    }
+}
+
+fn import_case(template: impl Into<String>, vars: Json) -> Case {
+    Case {
+        template: template.into(),
+        vars,
+        import_time: true,
     }
 }
 
@@ -38,7 +49,19 @@ fn hand_written() -> Vec<Case> {
         "ts": 1700000000, "words": "the quick brown fox jumps over the lazy dog",
     });
     let t = |s: &str| case(s, v.clone());
+    let import_vars = json!({"webhook_guid": "ABCDEF0123", "uid": {"behavior_43": 43}, "default_from": "+15550000000", "twilio_account_id": 7});
+    let i = |s: &str| import_case(s, import_vars.clone());
     vec![
+        // Cerb's import-time dialect (package import).
+        i("{{{webhook_guid|lower}}}"),
+        i("{{{uid.behavior_43}}}"),
+        i(
+            "https://polly.{{{default_from}}}.example/{{ query|url_encode }}?x={% if a %}1{% endif %}",
+        ),
+        i(
+            "{{# comment #}}\r\n{{% if twilio_account_id %}}acct {{{ twilio_account_id }}}{{% endif %}}\n{{ untouched }}",
+        ),
+        i("{{{ \"#{{webhook_guid}}-x\" }}} {{{ missing }}}"),
         // Cerb's seed templates, verbatim (CRLF included).
         t(
             "{% set msg = \"You can say:\\n* HELP\\n* LOGO\\n* LINK\\n\" %}\r\n<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<Response>\r\n    <Message>{{msg|escape}}</Message>\r\n</Response>",
@@ -219,6 +242,26 @@ fn hand_written() -> Vec<Case> {
             "{{ min(3, 1, 2) }}|{{ max([3, 1, 2]) }}|{{ max('apple', 'banana') }}|{{ cycle(['a', 'b'], 3) }}|{{ attribute(map, 'b') }}|{{ random_string(12)|length }}",
         ),
         t("{{ [1, 2, 3, 4, 5]|batch(2)|json_encode }}|{{ [1, 2, 3]|batch(2, 'x')|json_encode }}"),
+        // syntax corners
+        t(
+            "{{ {a: {b: 'x}}'}}.a.b }}|{{ '%}' ~ \"}}\" }}|{# {{ not a tag }} {% if %} #}|{{ \"#{ {a: 1}.a }\" }}|{{ \"#{ \"#{s}\" }\" }}",
+        ),
+        t("{{- s -}}  \n  {{~ s ~}}  \n  {%- if true ~%} \n x {%~ endif -%}\n"),
+        t("{{s}}{{s|upper}}{{s|slice(0,1)}}{{(s)}}{{ ( s ) }}{{s.length}}{{ list . 0 }}"),
+        t(
+            "{% if s == 'Hello World' and (n > 40 or fa) and not empty %}ok{% elseif t %}no{% else %}no{% endif %}",
+        ),
+        t(
+            "{% for i in 1..3 %}{% if loop.first %}[{% endif %}{{ i }}{% if not loop.last %}, {% else %}]{% endif %}{% endfor %}",
+        ),
+        t(
+            "{{ list|length > 2 ? 'many' : 'few' }}|{{ n ~ '' == '42' }}|{{ [s, n]|join(' ') }}|{{ -n }}|{{ +n }}|{{ - - n }}",
+        ),
+        t("{{ \"a\nb\" }}{{ 'c\\nd' }}{{ \"tab\\there\" }}{{ '\\\\' }}"),
+        t("{%verbatim%}{{x}}{%endverbatim%}|{% verbatim -%}  trimmed  {%- endverbatim %}|"),
+        t(
+            "{{ 1e3 }}|{{ 1.5e-3 }}|{{ 0.1 * 3 }}|{{ 1/3 }}|{{ 2 ** 0.5 }}|{{ 10 // 3 }}|{{ -10 // 3 }}|{{ 7.5 % 2 }}",
+        ),
         // errors on both sides
         t("{% include 'x' %}"),
         t("{{ s|nonexistent_filter }}"),
@@ -359,7 +402,7 @@ fn php_render(cases: &[Case]) -> Vec<Result<String, String>> {
     );
     let input: Vec<Json> = cases
         .iter()
-        .map(|c| json!({"template": c.template, "vars": c.vars}))
+        .map(|c| json!({"template": c.template, "vars": c.vars, "dialect": if c.import_time { "import" } else { "runtime" }}))
         .collect();
     let mut child = Command::new("php")
         .arg(script)
@@ -408,13 +451,15 @@ fn renders_like_real_twig() {
     let expected = php_render(&cases);
     let limits = Limits::default();
     let env = environment(Dialect::Runtime, &limits);
+    let import_env = environment(Dialect::ImportTime, &limits);
     let allowed: BTreeMap<&str, &str> = ALLOWED.iter().copied().collect();
     let mut failures = Vec::new();
     let mut allowed_hits = 0;
     let mut both_failed = Vec::new();
     for (i, (case, want)) in cases.iter().zip(&expected).enumerate() {
         let ctx = Value::from_serialize_json(&case.vars);
-        let got = render_str(&env, &case.template, &ctx, &limits);
+        let env = if case.import_time { &import_env } else { &env };
+        let got = render_str(env, &case.template, &ctx, &limits);
         let same = match (&got, want) {
             (Ok(g), Ok(w)) => g == w,
             (Err(_), Err(_)) => {

@@ -88,9 +88,19 @@ $functions = ['dict_set', 'json_decode', 'random_string', 'attribute', 'cycle', 
 $policy = new \Twig\Sandbox\SecurityPolicy($tags, $filters, [], [], $functions);
 $twig->addExtension(new \Twig\Extension\SandboxExtension($policy, true));
 
+// Cerb's import-time lexer (package import `{{{ }}}` templates).
+$runtimeLexer = new \Twig\Lexer($twig);
+$importLexer = new \Twig\Lexer($twig, [
+    'tag_comment' => ['{{#', '#}}'],
+    'tag_block' => ['{{%', '%}}'],
+    'tag_variable' => ['{{{', '}}}'],
+    'interpolation' => ['#{{', '}}'],
+]);
+
 $cases = json_decode(stream_get_contents(STDIN), true);
 $out = [];
 foreach ($cases as $case) {
+    $twig->setLexer(($case['dialect'] ?? '') === 'import' ? $importLexer : $runtimeLexer);
     try {
         $template = $twig->createTemplate($case['template']);
         $out[] = ['ok' => $template->render(is_array($case['vars'] ?? null) ? $case['vars'] : [])];
