@@ -257,10 +257,8 @@ pub(crate) fn format_date(dt: OffsetDateTime, format: &str, zone_name: &str) -> 
                 "{}",
                 if dt.offset() == UtcOffset::UTC && zone_name == "UTC" {
                     "UTC".to_string()
-                } else if dt.offset() == UtcOffset::UTC {
-                    "GMT+0000".to_string()
                 } else {
-                    fmt_offset(dt.offset(), true)
+                    format!("GMT{}", fmt_offset(dt.offset(), false))
                 }
             ),
             'P' => write!(out, "{}", fmt_offset(dt.offset(), true)),

@@ -1640,3 +1640,144 @@ pub(crate) mod json {
         out.push('"');
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Each filter and function on the examples of the Twig and Cerb documentation; the expected
+    //! strings are what PHP 8.2 with Twig 3.5 prints for the same template.
+    use crate::{Dialect, Limits, environment, render_str};
+    use minijinja::Value;
+
+    const CASES: &[(&str, &str)] = &[
+        (
+            r#"{{ '<a href="x">O\'Neil & co</a>'|escape }}"#,
+            r#"&lt;a href=&quot;x&quot;&gt;O&#039;Neil &amp; co&lt;/a&gt;"#,
+        ),
+        (
+            r#"{{ 'a"b/c é <x>'|escape('js') }}"#,
+            r#"a\u0022b\/c\u0020\u00E9\u0020\u003Cx\u003E"#,
+        ),
+        (
+            r#"{{ 'a b/é?&=' |escape('url') }}"#,
+            r#"a%20b%2F%C3%A9%3F%26%3D"#,
+        ),
+        (
+            r#"{{ 'a b"<é' |escape('html_attr') }}"#,
+            r#"a&#x20;b&quot;&lt;&#x00E9;"#,
+        ),
+        (
+            r#"{{ 'ÀÉÎ ÕÜ'|lower }}|{{ 'straße ǆ'|upper }}"#,
+            r#"àéî õü|STRASSE Ǆ"#,
+        ),
+        (
+            r#"{{ 'my first car'|title }}|{{ 'my FIRST car'|capitalize }}"#,
+            r#"My First Car|My first car"#,
+        ),
+        (
+            r#"{{ '  I like Twig.  '|trim }}|{{ '  I like Twig.'|trim('.') }}|{{ '  I like Twig.  '|trim(side='left') }}|{{ '  I like Twig.  '|trim(' ', 'right') }}"#,
+            r#"I like Twig.|  I like Twig|I like Twig.  |  I like Twig."#,
+        ),
+        (
+            r#"{{ null|default('x') }}|{{ ''|default('x') }}|{{ 0|default('x') }}"#,
+            r#"x|x|0"#,
+        ),
+        (
+            r#"{{ 'I like %this% and %that%.'|replace({'%this%': 'foo', '%that%': 'bar'}) }}"#,
+            r#"I like foo and bar."#,
+        ),
+        (
+            r#"{{ 'one,two,three'|split(',')|join('|') }}|{{ 'one,two,three,four,five'|split(',', 3)|join('|') }}|{{ 'one,two,three,four,five'|split(',', -1)|join('|') }}|{{ '123'|split('')|join('|') }}|{{ 'aabbcc'|split('', 2)|join('|') }}"#,
+            r#"one|two|three|one|two|three,four,five|one|two|three|four|1|2|3|aa|bb|cc"#,
+        ),
+        (
+            r#"{{ [1, 2, 3]|join }}|{{ [1, 2, 3]|join('|') }}|{{ [1, 2, 3]|join(', ', ' and ') }}"#,
+            r#"123|1|2|3|1, 2 and 3"#,
+        ),
+        (
+            r#"{{ 'Ünïcödé'|length }}|{{ [1,2,3]|length }}|{{ {a:1}|length }}"#,
+            r#"7|3|1"#,
+        ),
+        (
+            r#"{{ {a: 1, b: 2}|keys|join(',') }}|{{ [1, 2, 3, 4]|first }}|{{ {a: 1, b: 2}|last }}|{{ '1234'|first }}|{{ '1234'|last }}"#,
+            r#"a,b|1|2|1|4"#,
+        ),
+        (
+            r#"{{ [1, 2]|merge(['apple', 'orange'])|join(',') }}|{{ {'apple': 'fruit', 'potato': 'unknown'}|merge({'potato': 'vegetable', 'carrot': 'vegetable'})|json_encode }}"#,
+            r#"1,2,apple,orange|{"apple":"fruit","potato":"vegetable","carrot":"vegetable"}"#,
+        ),
+        (
+            r#"{{ [1, 2, 3, 4, 5]|slice(1, 2)|join(',') }}|{{ '12345'|slice(1, 2) }}|{{ '12345'|slice(-2) }}|{{ 'Ünïcödé'|slice(1, 3) }}|{{ {a: 1, b: 2, c: 3}|slice(1)|json_encode }}|{{ [1, 2, 3]|slice(1, 1, true)|json_encode }}"#,
+            r#"2,3|23|45|nïc|{"b":2,"c":3}|{"1":2}"#,
+        ),
+        (
+            r#"{{ [3, 1, 2]|sort|join(',') }}|{{ {b: 2, a: 1}|sort|json_encode }}|{{ [1, 2, 3]|reverse|join(',') }}|{{ '1234'|reverse }}|{{ [1, 2, 3]|reverse(true)|json_encode }}"#,
+            r#"1,2,3|{"a":1,"b":2}|3,2,1|4321|{"2":3,"1":2,"0":1}"#,
+        ),
+        (
+            r#"{{ 42.55|round }}|{{ 42.55|round(1, 'floor') }}|{{ 42.55|round(1, 'ceil') }}|{{ -1.5|round }}|{{ 1.955|round(2) }}"#,
+            r#"43|42.5|42.6|-2|1.96"#,
+        ),
+        (
+            r#"{{ -7|abs }}|{{ -7.5|abs }}|{{ 9800.333|number_format }}|{{ 9800.333|number_format(2) }}|{{ 9800.333|number_format(2, ',', '.') }}|{{ 0.5|number_format }}"#,
+            r#"-7|-7.5|9,800|9,800.33|9.800,33|1"#,
+        ),
+        (
+            r#"{{ '%s has %d apples (%.2f%%) %05d|%-4s|%4s|%x|%X|%o|%b|%c|%+d|%e'|format('Ann', 3, 12.345, 42, 'ab', 'cd', 255, 255, 8, 5, 65, 7, 1234.5) }}"#,
+            r#"Ann has 3 apples (12.35%) 00042|ab  |  cd|ff|FF|10|101|A|+7|1.234500e+3"#,
+        ),
+        (
+            "{{ '<p>Hello <b>World</b><!-- c --></p> a < b'|striptags }}|{{ 'a\nb\r\nc\rd'|nl2br }}",
+            "Hello World a < b|a<br />\nb<br />\nc<br />\nd",
+        ),
+        (
+            r#"{{ 'path-segment & x'|url_encode }}|{{ {'param': 'value', 'foo': 'bar', 'n': null, 't': true, 'f': false, 'l': [1, 2], 'h': {'x': 'y z'}}|url_encode }}|{{ 'a%20b%2Bc+d'|url_decode }}"#,
+            r#"path-segment%20%26%20x|param=value&foo=bar&t=1&f=0&l%5B0%5D=1&l%5B1%5D=2&h%5Bx%5D=y%20z|a b+c+d"#,
+        ),
+        (
+            r#"{{ {'a': 'é/😀', 'b': [], 'c': {}, 'd': [1, {'e': null}], 'f': 1.5, 'g': true}|json_encode }}|{{ 'x/y'|json_encode(64) }}|{{ 'é'|json_encode(256) }}"#,
+            r#"{"a":"\u00e9\/\ud83d\ude00","b":[],"c":[],"d":[1,{"e":null}],"f":1.5,"g":true}|"x/y"|"é""#,
+        ),
+        (
+            r#"{{ '{"a":{"b":[1,2,"x/y","é"]},"e":{},"l":[]}'|json_pretty }}|{{ 'oops'|json_pretty }}|{{ 5|json_pretty }}"#,
+            "{\n    \"a\": {\n        \"b\": [\n            1,\n            2,\n            \"x/y\",\n            \"\\u00e9\"\n        ]\n    },\n    \"e\": [],\n    \"l\": []\n}|null|",
+        ),
+        (
+            r#"{{ 'hello world'|base64_encode }}|{{ 'aGVsbG8gd29ybGQ='|base64_decode }}|{{ 'hello'|md5 }}|{{ 'hello'|sha1 }}|{{ 'message'|hash_hmac('secret') }}|{{ 'message'|hash_hmac('secret', 'sha1') }}|{{ 'message'|hash_hmac('secret', 'md5') }}"#,
+            r#"aGVsbG8gd29ybGQ=|hello world|5d41402abc4b2a76b9719d911017c592|aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d|8b5f48702995c1598c573db1e21866a9b825d4a794d169d7060a03605796360b|0caf649feee4953d87bf903ac1176c45e028df16|7e0d0767775312154ba16fd3af9771a2"#,
+        ),
+        (
+            r#"{{ 'The quick brown fox'|truncate(10) }}|{{ 'The quick brown fox'|truncate(7, true) }}|{{ 'The quick brown fox'|truncate(10, false, '…') }}|{{ 'short'|truncate }}"#,
+            r#"The quick ...|The quick...|The quick …|short"#,
+        ),
+        (
+            r#"{{ 'Order 12345 shipped'|regexp('/(\\d+)/') }}|{{ 'Order 12345 shipped'|regexp('/order (\\d+)/i', 1) }}|{{ 'abc'|regexp('/(?P<word>b.)/', 'word') }}|{{ 'abc'|regexp('/z/') }}"#,
+            r#"12345|12345|bc|"#,
+        ),
+        (
+            r#"{{ 1700000000|date('Y-m-d H:i:s') }}|{{ 1700000000|date('D, d M Y') }}|{{ 1700000000|date('l jS \\o\\f F Y h:i:s A') }}|{{ 1700000000|date('N w z W t L o y a g G U u v e T P O p') }}|{{ 1700000000|date('c') }}|{{ 1700000000|date('r') }}|{{ 1700000000|date('H:i T', '+05:30') }}|{{ '2024-02-29T13:45:10Z'|date('Y-m-d H:i:s') }}|{{ '2024-02-29'|date('D jS') }}"#,
+            r#"2023-11-14 22:13:20|Tue, 14 Nov 2023|Tuesday 14th of November 2023 10:13:20 PM|2 2 317 46 30 0 2023 23 pm 10 22 1700000000 000000 000 UTC UTC +00:00 +0000 Z|2023-11-14T22:13:20+00:00|Tue, 14 Nov 2023 22:13:20 +0000|03:43 GMT+0530|2024-02-29 13:45:10|Thu 29th"#,
+        ),
+        (
+            r#"{{ json_decode('{"a":[1,2,{"b":"c"}]}').a[2].b }}|{{ dict_set({}, 'a.b.c', 1)|json_encode }}|{{ dict_set({'a': {'x': 1}}, 'a.y', 2)|json_encode }}|{{ dict_set({'list': []}, 'list.[]', 'z')|json_encode }}|{{ dict_set({}, 'a{DOT}b', 1)|json_encode }}"#,
+            r#"c|{"a":{"b":{"c":1}}}|{"a":{"x":1,"y":2}}|{"list":["z"]}|{"a.b":1}"#,
+        ),
+        (
+            r#"{{ range(1, 5)|join(',') }}|{{ range(0, 10, 5)|join(',') }}|{{ range('a', 'e')|join }}|{{ min(1, 3, 2) }}|{{ max([1, 3, 2]) }}|{{ min({a: 5, b: 2}) }}|{{ cycle(['odd', 'even'], 5) }}"#,
+            r#"1,2,3,4,5|0,5,10|abcde|1|3|2|even"#,
+        ),
+    ];
+
+    #[test]
+    fn filters_print_what_twig_prints() {
+        let limits = Limits::default();
+        let env = environment(Dialect::Runtime, &limits);
+        for (template, want) in CASES {
+            let got = render_str(&env, template, &Value::UNDEFINED, &limits);
+            assert_eq!(
+                got.as_deref().map_err(|e| e.to_string()),
+                Ok(*want),
+                "template {template:?}"
+            );
+        }
+    }
+}
