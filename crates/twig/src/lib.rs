@@ -346,6 +346,251 @@ mod tests {
     }
 
     #[test]
+    fn seed_templates_render_exactly() {
+        let limits = Limits::default();
+        let env = environment(Dialect::Runtime, &limits);
+        let twiml = "{% set msg = \"You can say:\\n* HELP\\n* LOGO\\n* LINK\\n\" %}\r\n<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<Response>\r\n    <Message>{{msg|escape}}</Message>\r\n</Response>";
+        assert_eq!(
+            render_str(&env, twiml, &Value::UNDEFINED, &limits).unwrap(),
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response>\n    <Message>You can say:\n* HELP\n* LOGO\n* LINK\n</Message>\n</Response>"
+        );
+        let params = "{% set params = {\r\n\t\"To\": var_to,\r\n\t\"From\": behavior_bot_config.default_from,\r\n\t\"Body\": var_body\r\n} %}\r\n{{params|url_encode}}";
+        let ctx = context! {
+            var_to => "+15551234567",
+            var_body => "Hello world",
+            behavior_bot_config => context! { default_from => "+15557654321" },
+        };
+        assert_eq!(
+            render_str(&env, params, &ctx, &limits).unwrap(),
+            "To=%2B15551234567&From=%2B15557654321&Body=Hello%20world"
+        );
+    }
+
+    /// Templates that try to exhaust memory or time end with an error, quickly.
+    #[test]
+    fn hostile_templates_stop_quickly() {
+        let limits = Limits::default();
+        let env = environment(Dialect::Runtime, &limits);
+        let hostile = context! { body => "a".repeat(5000) + "!" };
+        let cases = [
+            // output bomb
+            "{% for i in 1..100000 %}{{ 'x'|format }}xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx{% endfor %}",
+            // string doubling in a variable
+            "{% set s = 'abcdefgh' %}{% for i in 1..60 %}{% set s = s ~ s %}{% endfor %}{{ s|length }}",
+            // doubling through a capture block
+            "{% set s = 'abcdefgh' %}{% for i in 1..60 %}{% set s %}{{ s }}{{ s }}{% endset %}{% endfor %}{{ s|length }}",
+            // array doubling
+            "{% set a = [1] %}{% for i in 1..60 %}{% set a = a|merge(a) %}{% endfor %}{{ a|length }}",
+            // escaper chains multiply their input
+            "{% set s = body %}{% for i in 1..30 %}{% set s = s|e('js') %}{% endfor %}{{ s|length }}",
+            "{% set s = body %}{% for i in 1..30 %}{% set s = s|url_encode %}{% endfor %}{{ s|length }}",
+            // huge ranges and batches
+            "{{ range(0, 9000000000000000000)|length }}",
+            "{{ [1]|batch(1000000000, 'x')|length }}",
+            "{{ 'x'|format('%1000000000s') }}",
+        ];
+        for src in cases {
+            let started = std::time::Instant::now();
+            let res = render_str(&env, src, &hostile, &limits);
+            assert!(
+                matches!(
+                    res,
+                    Err(TwigError::OutOfFuel) | Err(TwigError::OutputTooLarge(_))
+                ) || res
+                    .as_ref()
+                    .is_ok_and(|o| o.len() <= limits.max_output_bytes),
+                "{src}: {res:?}"
+            );
+            assert!(
+                started.elapsed().as_secs() < 5,
+                "{src} took {:?}",
+                started.elapsed()
+            );
+        }
+    }
+
+    /// `regexp` and `matches` use a linear-time engine: catastrophic patterns finish fast.
+    #[test]
+    fn catastrophic_regex_is_linear() {
+        let limits = Limits::default();
+        let env = environment(Dialect::Runtime, &limits);
+        let ctx = context! { body => "a".repeat(50_000) + "!" };
+        let started = std::time::Instant::now();
+        let out = render_str(
+            &env,
+            "{{ body|regexp('/(a+)+$/') }}|{{ body matches '/^(a|aa)+$/' ? 'y' : 'n' }}",
+            &ctx,
+            &limits,
+        );
+        assert_eq!(out.unwrap(), "|n");
+        assert!(
+            started.elapsed().as_secs() < 2,
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+
+    /// Deeply nested expressions are a syntax error, not a stack overflow.
+    #[test]
+    fn nesting_is_bounded() {
+        let limits = Limits::default();
+        let env = environment(Dialect::Runtime, &limits);
+        let deep = format!("{{{{ {}1{} }}}}", "(".repeat(10_000), ")".repeat(10_000));
+        assert!(matches!(
+            render_str(&env, &deep, &Value::UNDEFINED, &limits),
+            Err(TwigError::Syntax(_))
+        ));
+        let interp = format!("{{{{ {}x{} }}}}", "\"#{".repeat(5_000), "}\"".repeat(5_000));
+        assert!(matches!(
+            render_str(&env, &interp, &Value::UNDEFINED, &limits),
+            Err(TwigError::Syntax(_))
+        ));
+        let unary = format!("{{{{ {}1 }}}}", "-".repeat(10_000));
+        assert!(matches!(
+            render_str(&env, &unary, &Value::UNDEFINED, &limits),
+            Err(TwigError::Syntax(_))
+        ));
+    }
+
+    /// Random templates built from Twig fragments, rendered with attacker-chosen `http_params`,
+    /// never panic: every outcome is an output or a `TwigError`.
+    #[test]
+    fn random_templates_never_panic() {
+        const FRAGMENTS: &[&str] = &[
+            "{{",
+            "}}",
+            "{%",
+            "%}",
+            "{#",
+            "#}",
+            "{{-",
+            "-}}",
+            "~%}",
+            "{%~",
+            " if ",
+            " for ",
+            " in ",
+            " set ",
+            " = ",
+            " endif ",
+            " endfor ",
+            " else ",
+            " elseif ",
+            "verbatim",
+            "endverbatim",
+            " apply ",
+            " endapply ",
+            " with ",
+            " endwith ",
+            " do ",
+            "x",
+            "http_params",
+            ".",
+            "body",
+            "[",
+            "]",
+            "(",
+            ")",
+            "{",
+            "}",
+            ":",
+            ",",
+            "?",
+            "??",
+            "?:",
+            "|",
+            "e",
+            "escape('js')",
+            "upper",
+            "url_encode",
+            "json_encode",
+            "split(',')",
+            "join",
+            "slice(1,-1)",
+            "round(2)",
+            "format('%05d')",
+            "regexp('/a+/')",
+            "date('Y')",
+            "replace({'a':'b'})",
+            "..",
+            "~",
+            "+",
+            "-",
+            "*",
+            "/",
+            "//",
+            "%",
+            "**",
+            " and ",
+            " or ",
+            " not ",
+            " is ",
+            " defined",
+            " empty",
+            " null",
+            "==",
+            "<=>",
+            " matches ",
+            "'str'",
+            "\"dq #{x} \"",
+            "\"#{",
+            "1",
+            "0",
+            "1.5",
+            "-1",
+            "\\",
+            "\r\n",
+            "\n",
+            " ",
+            "é😀",
+            "\u{0}",
+            "'",
+            "\"",
+            "#{",
+            "loop.index",
+        ];
+        let limits = Limits {
+            fuel: 20_000,
+            max_output_bytes: 4096,
+        };
+        let env = environment(Dialect::Runtime, &limits);
+        let import_env = environment(Dialect::ImportTime, &limits);
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let (mut ok, mut failed) = (0, 0);
+        for _ in 0..4000 {
+            let n = (next() % 24) as usize + 1;
+            let src: String = (0..n)
+                .map(|_| FRAGMENTS[(next() % FRAGMENTS.len() as u64) as usize])
+                .collect();
+            let params = context! {
+                http_params => context! {
+                    body => FRAGMENTS[(next() % FRAGMENTS.len() as u64) as usize],
+                    x => vec!["a[]", "{{ x }}"],
+                },
+                x => "& < > ' \" \\ %",
+            };
+            for env in [&env, &import_env] {
+                match render_str(env, &src, &params, &limits) {
+                    Ok(_) => ok += 1,
+                    Err(_) => failed += 1,
+                }
+            }
+        }
+        // Most random soups are syntax errors; enough must render to exercise the runtime.
+        assert!(
+            ok > 100,
+            "only {ok} of {} random templates rendered",
+            ok + failed
+        );
+    }
+
+    #[test]
     fn add_template_then_render() {
         let limits = Limits::default();
         let mut env = environment(Dialect::Runtime, &limits);
