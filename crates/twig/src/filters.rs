@@ -288,7 +288,7 @@ pub(crate) fn register(env: &mut Environment<'static>) {
         "batch",
         |state: &State, v: Value, size: Value, fill: Option<Value>| -> Result<Value, Error> {
             let size = php::to_num(&size)?.as_f64().ceil();
-            if !(size >= 1.0) {
+            if size.is_nan() || size < 1.0 {
                 return Err(fail("Argument #2 ($length) must be greater than 0"));
             }
             let size = size.min(1e9) as usize;
@@ -557,37 +557,37 @@ fn title_case(c: char, out: &mut String) {
 /// PHP `trim` with an optional character mask (`a..z` ranges) and Twig's side argument.
 fn trim(v: Value, mask: Option<Value>, side: Option<Value>) -> Result<String, Error> {
     let text = str_arg(&v, "trim")?;
-    let set: Vec<char> = match mask.filter(|m| !is_null(m)) {
-        None => vec![' ', '\t', '\n', '\r', '\0', '\x0B'],
+    // The mask as character ranges (`a..z` in PHP's syntax), so a wide range costs nothing.
+    let ranges: Vec<(char, char)> = match mask.filter(|m| !is_null(m)) {
+        None => [' ', '\t', '\n', '\r', '\0', '\x0B']
+            .iter()
+            .map(|c| (*c, *c))
+            .collect(),
         Some(m) => {
             let m: Vec<char> = s(&m).chars().collect();
-            let mut set = Vec::new();
+            let mut ranges = Vec::new();
             let mut i = 0;
             while i < m.len() {
-                if i + 3 < m.len() + 0
-                    && i + 3 <= m.len() - 1
-                    && m[i + 1] == '.'
-                    && m[i + 2] == '.'
-                    && m[i + 3] >= m[i]
-                {
-                    set.extend(m[i]..=m[i + 3]);
+                if i + 3 < m.len() && m[i + 1] == '.' && m[i + 2] == '.' && m[i + 3] >= m[i] {
+                    ranges.push((m[i], m[i + 3]));
                     i += 4;
                 } else {
-                    set.push(m[i]);
+                    ranges.push((m[i], m[i]));
                     i += 1;
                 }
             }
-            set
+            ranges
         }
     };
+    let in_mask = |c: char| ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c));
     let side = side
         .filter(|x| !is_null(x))
         .map(|x| s(&x))
         .unwrap_or_else(|| "both".into());
     Ok(match side.as_str() {
-        "both" => text.trim_matches(set.as_slice()).to_string(),
-        "left" => text.trim_start_matches(set.as_slice()).to_string(),
-        "right" => text.trim_end_matches(set.as_slice()).to_string(),
+        "both" => text.trim_matches(in_mask).to_string(),
+        "left" => text.trim_start_matches(in_mask).to_string(),
+        "right" => text.trim_end_matches(in_mask).to_string(),
         _ => {
             return Err(fail(
                 "Trimming side must be \"left\", \"right\" or \"both\".",
@@ -610,7 +610,7 @@ fn replace(state: &State, v: Value, from: Value) -> Result<String, Error> {
         .map(|(k, v)| (s(k), s(v)))
         .filter(|(k, _)| !k.is_empty())
         .collect();
-    pairs.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+    pairs.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
     'outer: while i < text.len() {
@@ -1160,7 +1160,7 @@ fn rawurldecode(text: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         match b[i] {
-            b'%' if i + 2 < b.len() + 0
+            b'%' if i + 2 < b.len()
                 && b[i + 1].is_ascii_hexdigit()
                 && b[i + 2].is_ascii_hexdigit() =>
             {
@@ -1373,7 +1373,7 @@ fn range(state: &State, low: Value, high: Value, step: Option<Value>) -> Result<
         return Ok(Value::from(out));
     }
     let (a, b, st) = (a.as_f64(), b.as_f64(), step_num.as_f64().abs());
-    if !(st > 0.0) || !a.is_finite() || !b.is_finite() {
+    if st.is_nan() || st <= 0.0 || !a.is_finite() || !b.is_finite() {
         return Err(fail(
             "range(): Argument #3 ($step) must not exceed the specified range",
         ));
@@ -1595,7 +1595,7 @@ pub(crate) mod json {
         let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
         let exp: i32 = exp.parse().unwrap_or(0);
         let decpt = exp + 1;
-        if decpt < -3 || decpt > 17 {
+        if !(-3..=17).contains(&decpt) {
             let m = if mantissa.contains('.') {
                 mantissa.to_string()
             } else {

@@ -397,10 +397,10 @@ pub(crate) fn get(obj: &Value, key: &Value) -> Value {
                 return v;
             }
             // Maps from JSON keep numeric keys as strings.
-            if k.kind() == ValueKind::Number {
-                if let Some(v) = obj.get_item_opt_public(&Value::from(php::to_php_string(&k))) {
-                    return v;
-                }
+            if k.kind() == ValueKind::Number
+                && let Some(v) = obj.get_item_opt_public(&Value::from(php::to_php_string(&k)))
+            {
+                return v;
             }
             Value::UNDEFINED
         }

@@ -779,13 +779,13 @@ impl Parser<'_> {
 
     fn test(&mut self, subject: Expr) -> Res<Expr> {
         let mut name = self.name()?;
-        if !TESTS.contains(&name.as_str()) {
-            if let Some(Tok::Name(second)) = self.peek() {
-                let two = format!("{name} {second}");
-                if TESTS.contains(&two.as_str()) {
-                    self.i += 1;
-                    name = two;
-                }
+        if !TESTS.contains(&name.as_str())
+            && let Some(Tok::Name(second)) = self.peek()
+        {
+            let two = format!("{name} {second}");
+            if TESTS.contains(&two.as_str()) {
+                self.i += 1;
+                name = two;
             }
         }
         if !TESTS.contains(&name.as_str()) {
