@@ -127,7 +127,8 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     env.add_function("_tw_v", |state: &State, scope: Value, name: &str| {
         scope_of(&scope)
             .and_then(|s| s.get(name))
-            .or_else(|| state.lookup(name))
+            // minijinja's globals (functions, the scope object) are not Twig variables.
+            .or_else(|| state.lookup(name).filter(|v| v.kind() != ValueKind::Plain))
             .unwrap_or_default()
     });
     env.add_function("_tw_set", |scope: Value, name: &str, value: Value| {
@@ -243,7 +244,11 @@ pub(crate) struct Scope {
     vars: Mutex<IndexMap<String, Value>>,
 }
 
-impl Object for Scope {}
+impl Object for Scope {
+    fn repr(self: &std::sync::Arc<Self>) -> minijinja::value::ObjectRepr {
+        minijinja::value::ObjectRepr::Plain
+    }
+}
 
 fn scope_of(v: &Value) -> Option<&Scope> {
     v.downcast_object_ref::<Scope>()

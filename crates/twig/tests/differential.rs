@@ -262,6 +262,7 @@ fn hand_written() -> Vec<Case> {
         t(
             "{{ 1e3 }}|{{ 1.5e-3 }}|{{ 0.1 * 3 }}|{{ 1/3 }}|{{ 2 ** 0.5 }}|{{ 10 // 3 }}|{{ -10 // 3 }}|{{ 7.5 % 2 }}",
         ),
+        t("{{ range }}|{{ _tw_s }}|{{ namespace }}|{{ dict }}|{{ loop }}|{{ loop.index }}"),
         // errors on both sides
         t("{% include 'x' %}"),
         t("{{ s|nonexistent_filter }}"),
