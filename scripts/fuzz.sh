@@ -32,15 +32,18 @@ features_for() {
     return 0
 }
 
-# Known-good inputs to start from, where the repository has some.
+# Known-good inputs to start from: fuzz/seeds/<target>/, plus the seed package for the parser.
 seeds_for() {
-    case "$1" in
-        package_parse)
-            for dir in "$root/../shared/seed" "$root/tests/fixtures"; do
-                [ -d "$dir" ] && echo "$dir"
-            done
-            ;;
-    esac
+    [ -d "fuzz/seeds/$1" ] && echo "fuzz/seeds/$1"
+    if [ "$1" = package_parse ] && [ -d "$root/../shared/seed" ]; then
+        echo "$root/../shared/seed"
+    fi
+    return 0
+}
+
+# A libFuzzer dictionary of the target's syntax, if there is one.
+dict_for() {
+    [ -f "fuzz/dicts/$1.dict" ] && echo "-dict=fuzz/dicts/$1.dict"
     return 0
 }
 
@@ -49,9 +52,9 @@ for target in $targets; do
     corpus="fuzz/corpus/$target"
     mkdir -p "$corpus"
     echo "=== fuzzing $target for ${seconds}s"
-    # shellcheck disable=SC2046 # features and seed directories: words without spaces
+    # shellcheck disable=SC2046 # features, seed dirs and dict: words without spaces
     if cargo fuzz run --fuzz-dir fuzz $(features_for "$target") "$target" "$corpus" $(seeds_for "$target") -- \
-        -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=30 -print_final_stats=1; then
+        -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=30 -print_final_stats=1 $(dict_for "$target"); then
         echo "=== $target: no crash in ${seconds}s"
     else
         echo "=== $target: FAILED (see fuzz/artifacts/$target/)"
