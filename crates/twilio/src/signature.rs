@@ -190,6 +190,25 @@ pub fn validate_with(
     raw_body.is_empty() && validate_form_with::<&str, &str>(algorithm, key, url, &[], signature)
 }
 
+/// The URL Twilio requested, rebuilt from the configured public base URL and the request's
+/// path and query as received: behind a TLS-terminating proxy the server sees `http://internal`
+/// while Twilio signed `https://public-host/…`. Only the slash between the two is adjusted; the
+/// path and query are kept byte for byte.
+///
+/// ```
+/// use switchboard_twilio::signature::public_url;
+/// assert_eq!(public_url("https://bot.example.com/", "/twilio/sms?a=1"), "https://bot.example.com/twilio/sms?a=1");
+/// assert_eq!(public_url("https://example.com/bots", "twilio/sms"), "https://example.com/bots/twilio/sms");
+/// ```
+pub fn public_url(base_url: &str, path_and_query: &str) -> String {
+    let base = base_url.trim_end_matches('/');
+    if path_and_query.starts_with('/') {
+        format!("{base}{path_and_query}")
+    } else {
+        format!("{base}/{path_and_query}")
+    }
+}
+
 /// Decodes an `application/x-www-form-urlencoded` body into its fields, in order, `+` as space.
 pub fn parse_form(raw_body: &[u8]) -> Vec<(String, String)> {
     form_urlencoded::parse(raw_body)

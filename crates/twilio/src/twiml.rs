@@ -138,6 +138,10 @@ impl fmt::Display for MessagingResponse {
 
 impl Message {
     /// A message whose text is `body`.
+    ///
+    /// Like twilio-python, the builder escapes but does not filter: control characters XML
+    /// cannot carry (anything below U+0020 but tab, LF and CR) are written as given, and Twilio
+    /// refuses such a document (12100). [`parse`] catches that before Twilio does.
     pub fn new(body: impl Into<String>) -> Self {
         Message {
             text: body.into(),

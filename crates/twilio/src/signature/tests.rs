@@ -481,3 +481,25 @@ fn hostile_inputs_do_not_panic() {
         assert!(!validate("t", url, None, b"", ""));
     }
 }
+
+#[test]
+fn public_url_rebuilds_what_twilio_signed() {
+    // The inbound SMS vector, received behind a proxy as http://10.0.0.5:8080/twilio/sms.
+    let url = public_url("https://bot.example.com", "/twilio/sms");
+    assert_eq!(url, "https://bot.example.com/twilio/sms");
+    assert_eq!(
+        public_url("https://bot.example.com/", "/twilio/sms?x=%27"),
+        "https://bot.example.com/twilio/sms?x=%27"
+    );
+    assert_eq!(
+        public_url("https://bot.example.com/", "?only=query"),
+        "https://bot.example.com/?only=query"
+    );
+    let params = default_params();
+    let sig = compute(
+        "12345",
+        &public_url("https://mycompany.com/", "/myapp.php?foo=1&bar=2"),
+        &params,
+    );
+    assert_eq!(sig, GOOD);
+}

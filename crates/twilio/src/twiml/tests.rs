@@ -438,3 +438,74 @@ fn response_limit_is_64_kb() {
     assert!(xml(70).len() > MAX_RESPONSE_BYTES);
     assert_eq!(code(&xml(70)), 11750);
 }
+
+#[test]
+fn malformed_attributes_are_12100() {
+    assert_eq!(
+        code("<Response><Message to=abc>x</Message></Response>"),
+        12100,
+        "unquoted value"
+    );
+    assert_eq!(
+        code("<Response><Message to>x</Message></Response>"),
+        12100,
+        "no value"
+    );
+    assert_eq!(
+        code("<Response><Message to=\"a>x</Message></Response>"),
+        12100,
+        "unclosed quote"
+    );
+    assert_eq!(
+        code("<Response><Message to=\"&#xD800;\">x</Message></Response>"),
+        12100,
+        "surrogate reference"
+    );
+}
+
+#[test]
+fn whitespace_and_comments_around_the_root_are_fine() {
+    let parsed = parse(
+        "<?xml version=\"1.0\"?>\n<!-- bot reply -->\n<Response>\n</Response>\n<!-- end -->\n",
+    )
+    .unwrap();
+    assert!(parsed.verbs.is_empty());
+    // Without a declaration, leading whitespace is ordinary XML.
+    assert!(parse("\n  <Response/>").is_ok());
+}
+
+#[test]
+fn attribute_values_are_normalised_like_xml() {
+    // A literal newline or tab in an attribute becomes a space; a character reference stays.
+    let parsed =
+        parse("<Response><Message to=\"a\nb\tc&#10;d\" method=\"post\">x</Message></Response>")
+            .unwrap();
+    let message = parsed.messages().next().unwrap();
+    assert_eq!(message.to.as_deref(), Some("a b c\nd"));
+    assert_eq!(
+        message.method.as_deref(),
+        Some("post"),
+        "method is case-insensitive, kept as written"
+    );
+}
+
+#[test]
+fn error_display_names_the_code() {
+    let err = parse("<response/>").unwrap_err();
+    assert_eq!(err.kind, TwimlErrorKind::RootNotResponse);
+    assert_eq!(
+        err.to_string(),
+        "TwiML error 12102: the root element must be <Response>, found <response>"
+    );
+}
+
+#[test]
+fn control_characters_written_by_the_builder_are_caught_by_parse() {
+    let mut r = MessagingResponse::new();
+    r.message("bell \u{7}");
+    assert_eq!(
+        r.to_xml_without_declaration(),
+        "<Response><Message>bell \u{7}</Message></Response>"
+    );
+    assert_eq!(parse(&r.to_xml()).unwrap_err().code(), 12100);
+}
