@@ -80,17 +80,21 @@ fn instant(v: &Value, default_tz: UtcOffset) -> Result<(OffsetDateTime, Option<U
         }
         OffsetDateTime::from_unix_timestamp_nanos(nanos as i128).map_err(|e| fail(e.to_string()))
     };
+    // Twig's date converter: null and "now" are now; a string of digits (optionally after `-`)
+    // is a Unix timestamp; anything else is parsed as a date.
     match v.kind() {
         ValueKind::Undefined | ValueKind::None => Ok((OffsetDateTime::now_utc(), None)),
-        ValueKind::Number | ValueKind::Bool => Ok((from_ts(php::to_num(v)?.as_f64())?, None)),
+        ValueKind::Seq | ValueKind::Map => Err(fail("an array is not a date")),
         _ => {
             let text = php::to_php_string(v);
+            let digits = text.strip_prefix('-').unwrap_or(&text);
+            if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                let ts: f64 = text.parse().map_err(|_| fail("timestamp out of range"))?;
+                return Ok((from_ts(ts)?, None));
+            }
             let t = text.trim();
             if t.is_empty() || t.eq_ignore_ascii_case("now") {
                 return Ok((OffsetDateTime::now_utc(), None));
-            }
-            if let Some(n) = php::numeric_str(t) {
-                return Ok((from_ts(n.as_f64())?, None));
             }
             if let Some(ts) = t.strip_prefix('@')
                 && let Some(n) = php::numeric_str(ts)

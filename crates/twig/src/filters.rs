@@ -141,7 +141,7 @@ pub(crate) fn register(env: &mut Environment<'static>) {
         Ok(Value::from(r))
     });
     env.add_filter("abs", |v: Value| -> Result<Value, Error> {
-        Ok(match php::to_num_strict(&v, "abs")? {
+        Ok(match php::to_num_param(&v, "abs")? {
             Num::I(i) => i
                 .checked_abs()
                 .map_or(Value::from((i as f64).abs()), Value::from),
@@ -287,6 +287,12 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     env.add_filter(
         "batch",
         |state: &State, v: Value, size: Value, fill: Option<Value>| -> Result<Value, Error> {
+            if !is_array(&v) {
+                return Err(fail(format!(
+                    "The \"batch\" filter expects an array or \"Traversable\", got \"{}\".",
+                    php::php_type(&v)
+                )));
+            }
             let size = php::to_num(&size)?.as_f64().ceil();
             if size.is_nan() || size < 1.0 {
                 return Err(fail("Argument #2 ($length) must be greater than 0"));

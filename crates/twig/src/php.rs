@@ -102,7 +102,12 @@ impl Num {
     pub fn as_int(self) -> i64 {
         match self {
             Num::I(i) => i,
-            Num::F(f) if f.is_finite() => f as i64,
+            // Out of range: PHP wraps modulo 2^64 (zend_dval_to_lval on 64-bit).
+            Num::F(f) if f.is_finite() && f.abs() < 9.2e18 => f as i64,
+            Num::F(f) if f.is_finite() => {
+                let m = f.trunc().rem_euclid(18_446_744_073_709_551_616.0);
+                (m as u64) as i64
+            }
             Num::F(_) => 0,
         }
     }
@@ -214,6 +219,18 @@ pub fn to_num_strict(v: &Value, what: &str) -> Result<Num, minijinja::Error> {
                 format!("Unsupported operand types: string ({what})"),
             ));
         }
+    }
+    to_num(v)
+}
+
+/// A PHP `int|float` parameter: only numeric strings convert, other strings and arrays are a
+/// TypeError (`abs("12abc")` fails although `"12abc" + 1` is 13).
+pub fn to_num_param(v: &Value, what: &str) -> Result<Num, minijinja::Error> {
+    if v.kind() == ValueKind::String && numeric_str(v.as_str().unwrap_or("")).is_none() {
+        return Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!("{what}(): Argument #1 ($num) must be of type int|float, string given"),
+        ));
     }
     to_num(v)
 }

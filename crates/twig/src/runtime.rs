@@ -184,6 +184,12 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     env.add_function(
         "_tw_matches",
         |s: Value, pattern: Value| -> Result<bool, Error> {
+            if matches!(s.kind(), ValueKind::Seq | ValueKind::Map) {
+                return Err(Error::new(
+                    ErrorKind::InvalidOperation,
+                    "matches: Argument #2 ($str) must be of type ?string, array given",
+                ));
+            }
             let re = crate::filters::compile_pcre(&php::to_php_string(&pattern))?;
             Ok(re.is_match(&php::to_php_string(&s)))
         },
