@@ -12,7 +12,9 @@ use libfuzzer_sys::fuzz_target;
 use switchboard_twig::{Dialect, Limits, Value};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(data) = std::str::from_utf8(data) else { return };
+    let Ok(data) = std::str::from_utf8(data) else {
+        return;
+    };
     let (source, params) = data.split_once('\0').unwrap_or((data, ""));
     let http_params: BTreeMap<String, Value> = params
         .split('\n')
@@ -22,11 +24,17 @@ fuzz_target!(|data: &[u8]| {
             (k.to_owned(), Value::from(v))
         })
         .collect();
-    let ctx = Value::from(BTreeMap::from([("http_params".to_owned(), Value::from(http_params))]));
+    let ctx = Value::from(BTreeMap::from([(
+        "http_params".to_owned(),
+        Value::from(http_params),
+    )]));
 
     let limits = Limits::default();
     let env = switchboard_twig::environment(Dialect::Runtime, &limits);
     if let Ok(output) = switchboard_twig::render_str(&env, source, &ctx, &limits) {
-        assert!(output.len() <= limits.max_output_bytes, "output limit not enforced");
+        assert!(
+            output.len() <= limits.max_output_bytes,
+            "output limit not enforced"
+        );
     }
 });

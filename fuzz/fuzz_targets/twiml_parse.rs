@@ -13,7 +13,9 @@ fn is_xml_char(c: char) -> bool {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(document) = std::str::from_utf8(data) else { return };
+    let Ok(document) = std::str::from_utf8(data) else {
+        return;
+    };
 
     if let Ok(parsed) = twiml::parse(document) {
         assert!(document.len() <= twiml::MAX_RESPONSE_BYTES);
@@ -32,7 +34,8 @@ fuzz_target!(|data: &[u8]| {
         let mut response = MessagingResponse::new();
         response.message(text).to(to);
         let xml = response.to_xml();
-        let parsed = twiml::parse(&xml).unwrap_or_else(|e| panic!("builder output refused: {e}\n{xml}"));
+        let parsed =
+            twiml::parse(&xml).unwrap_or_else(|e| panic!("builder output refused: {e}\n{xml}"));
         let message = parsed.messages().next().expect("one message");
         assert_eq!(message.text, text);
         assert_eq!(message.to.as_deref(), Some(to));
