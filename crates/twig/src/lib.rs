@@ -590,6 +590,54 @@ mod tests {
         );
     }
 
+    /// A context object sees lookups only for the names a template reads and does not set (the
+    /// package importer relies on this to report undefined names); helpers are globals.
+    #[test]
+    fn context_objects_see_only_real_lookups() {
+        use std::collections::BTreeSet;
+        use std::sync::{Arc, Mutex};
+
+        #[derive(Debug, Default)]
+        struct Recorder(Mutex<BTreeSet<String>>);
+        impl minijinja::value::Object for Recorder {
+            fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+                let name = key.as_str()?;
+                if name == "a" {
+                    return Some(Value::from("A"));
+                }
+                self.0.lock().unwrap().insert(name.to_string());
+                None
+            }
+        }
+        let limits = Limits::default();
+        for dialect in [Dialect::Runtime, Dialect::ImportTime] {
+            let env = environment(dialect, &limits);
+            let globals: BTreeSet<String> = env.globals().map(|(n, _)| n.to_string()).collect();
+            let recorder = Arc::new(Recorder::default());
+            let ctx = Value::from_dyn_object(recorder.clone());
+            let src =
+                "{{ a }}{% set b = 1 %}{{ b }}{% for i in [1] %}{{ i }}{% endfor %}{{ missing.x }}";
+            let src = if dialect == Dialect::ImportTime {
+                src.replace("{{", "{{{")
+                    .replace("}}", "}}}")
+                    .replace("{%", "{{%")
+                    .replace("%}", "%}}")
+            } else {
+                src.to_string()
+            };
+            assert_eq!(render_str(&env, &src, &ctx, &limits).unwrap(), "A11");
+            let misses: Vec<String> = recorder
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|n| !globals.contains(*n))
+                .cloned()
+                .collect();
+            assert_eq!(misses, vec!["missing".to_string()], "{dialect:?}");
+        }
+    }
+
     #[test]
     fn add_template_then_render() {
         let limits = Limits::default();

@@ -127,8 +127,15 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     env.add_function("_tw_v", |state: &State, scope: Value, name: &str| {
         scope_of(&scope)
             .and_then(|s| s.get(name))
-            // minijinja's globals (functions, the scope object) are not Twig variables.
-            .or_else(|| state.lookup(name).filter(|v| v.kind() != ValueKind::Plain))
+            // minijinja's global functions and this crate's helpers are not Twig variables; plain
+            // objects of the render context are.
+            .or_else(|| {
+                state.lookup(name).filter(|v| {
+                    v.kind() != ValueKind::Plain
+                        || !(name.starts_with("_tw_")
+                            || state.env().globals().any(|(g, _)| g == name))
+                })
+            })
             .unwrap_or_default()
     });
     env.add_function("_tw_set", |scope: Value, name: &str, value: Value| {
