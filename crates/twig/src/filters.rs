@@ -386,6 +386,229 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     env.add_function("attribute", |obj: Value, key: Value| {
         crate::runtime::get(&obj, &key)
     });
+    cerb_array_functions(env);
+}
+
+/// Cerb's `array_*` helpers and friends (`_DevblocksTwigExtensions`): anything that is not an
+/// array gives null, as in Cerb.
+fn cerb_array_functions(env: &mut Environment<'static>) {
+    // Cerb treats a null argument of array_diff/array_intersect as an empty array.
+    fn arr_or_null(v: &Value) -> Option<Vec<(Value, Value)>> {
+        if is_array(v) {
+            Some(php_entries(v))
+        } else if is_null(v) {
+            Some(Vec::new())
+        } else {
+            None
+        }
+    }
+    env.add_function("array_values", |v: Value| -> Value {
+        if !is_array(&v) {
+            return Value::from(());
+        }
+        entries(&v).into_iter().map(|(_, x)| x).collect()
+    });
+    env.add_function("array_unique", |v: Value| -> Value {
+        if !is_array(&v) {
+            return Value::from(());
+        }
+        // PHP compares the string forms (SORT_STRING) and keeps the first of each.
+        let mut seen = std::collections::HashSet::new();
+        let kept: Vec<_> = php_entries(&v)
+            .into_iter()
+            .filter(|(_, x)| seen.insert(s(x)))
+            .collect();
+        from_entries(kept)
+    });
+    env.add_function("array_diff", |a: Value, b: Value| -> Value {
+        let (Some(a), Some(b)) = (arr_or_null(&a), arr_or_null(&b)) else {
+            return Value::from(());
+        };
+        let other: std::collections::HashSet<String> = b.iter().map(|(_, x)| s(x)).collect();
+        from_entries(
+            a.into_iter()
+                .filter(|(_, x)| !other.contains(&s(x)))
+                .collect(),
+        )
+    });
+    env.add_function("array_intersect", |a: Value, b: Value| -> Value {
+        let (Some(a), Some(b)) = (arr_or_null(&a), arr_or_null(&b)) else {
+            return Value::from(());
+        };
+        let other: std::collections::HashSet<String> = b.iter().map(|(_, x)| s(x)).collect();
+        from_entries(
+            a.into_iter()
+                .filter(|(_, x)| other.contains(&s(x)))
+                .collect(),
+        )
+    });
+    env.add_function("array_sort_keys", |v: Value| -> Value {
+        if !is_array(&v) {
+            return Value::from(());
+        }
+        let mut items = php_entries(&v);
+        items.sort_by(|a, b| php::compare(&a.0, &b.0));
+        from_entries(items)
+    });
+    env.add_function("array_combine", |keys: Value, values: Value| -> Result<Value, Error> {
+        if !is_array(&keys) || !is_array(&values) {
+            return Ok(Value::from(()));
+        }
+        let (k, v) = (entries(&keys), entries(&values));
+        if k.len() != v.len() {
+            return Err(fail(
+                "array_combine(): Argument #1 ($keys) and argument #2 ($values) must have the same number of elements",
+            ));
+        }
+        let mut out: indexmap::IndexMap<Value, Value> = indexmap::IndexMap::new();
+        for ((_, key), (_, value)) in k.into_iter().zip(v) {
+            out.insert(php::array_key(&Value::from(s(&key))), value);
+        }
+        Ok(from_entries(out.into_iter().collect()))
+    });
+    env.add_function(
+        "array_column",
+        |v: Value, column: Value, index: Option<Value>| -> Value {
+            if !is_array(&v) || column.kind() != ValueKind::String {
+                return Value::from(());
+            }
+            let index = index.filter(|i| !is_null(i));
+            let mut out: Vec<(Value, Value)> = Vec::new();
+            let mut next = 0i64;
+            for (_, row) in entries(&v) {
+                if !is_array(&row) {
+                    continue;
+                }
+                let cell = crate::runtime::get(&row, &column);
+                if cell.is_undefined() {
+                    continue;
+                }
+                let key = index
+                    .as_ref()
+                    .map(|i| crate::runtime::get(&row, i))
+                    .filter(|k| !k.is_undefined() && !is_null(k));
+                match key {
+                    Some(k) => {
+                        let k = php::array_key(&k);
+                        if let Some(n) = k.as_i64().filter(|_| k.is_integer()) {
+                            next = next.max(n + 1);
+                        }
+                        match out.iter().position(|(x, _)| *x == k) {
+                            Some(p) => out[p].1 = cell,
+                            None => out.push((k, cell)),
+                        }
+                    }
+                    None => {
+                        out.push((Value::from(next), cell));
+                        next += 1;
+                    }
+                }
+            }
+            from_entries(out)
+        },
+    );
+    env.add_function("validate_number", |v: Value| match v.kind() {
+        ValueKind::Number => true,
+        ValueKind::String => php::numeric_str(v.as_str().unwrap_or("")).is_some(),
+        _ => false,
+    });
+    env.add_function("shuffle", |v: Value| -> Value {
+        use rand::seq::SliceRandom as _;
+        if !is_array(&v) {
+            return Value::from(false);
+        }
+        let mut items: Vec<Value> = entries(&v).into_iter().map(|(_, x)| x).collect();
+        items.shuffle(&mut rand::rng());
+        Value::from(items)
+    });
+    env.add_function(
+        "regexp_match_all",
+        |pattern: Value, text: Value, group: Option<Value>| -> Value {
+            let group = group
+                .map(|g| php::to_num(&g).map(Num::as_int).unwrap_or(0))
+                .unwrap_or(0);
+            let Ok(re) = compile_pcre(&s(&pattern)) else {
+                return Value::from(Vec::<Value>::new());
+            };
+            let text = s(&text);
+            let names: Vec<Option<&str>> = re.capture_names().collect();
+            let mut columns: Vec<Vec<Value>> = vec![Vec::new(); names.len()];
+            for caps in re.captures_iter(&text) {
+                for (i, col) in columns.iter_mut().enumerate() {
+                    col.push(Value::from(caps.get(i).map_or("", |m| m.as_str())));
+                }
+            }
+            if group == 0 {
+                // PREG_PATTERN_ORDER: named groups appear under their name and their number.
+                let mut out: Vec<(Value, Value)> = Vec::new();
+                for (i, col) in columns.into_iter().enumerate() {
+                    if let Some(Some(name)) = names.get(i) {
+                        out.push((Value::from(*name), Value::from(col.clone())));
+                    }
+                    out.push((Value::from(i as i64), Value::from(col)));
+                }
+                return from_entries(out);
+            }
+            columns
+                .into_iter()
+                .nth(group as usize)
+                .map(Value::from)
+                .unwrap_or_else(|| Value::from(Vec::<Value>::new()))
+        },
+    );
+    env.add_function(
+        "jsonpath_set",
+        |var: Value, path: Value, val: Value| -> Value {
+            // Cerb: `a.b[]` appends under b; missing levels become arrays.
+            fn set(node: Value, parts: &[String], val: Value) -> Value {
+                let Some((part, rest)) = parts.split_first() else {
+                    return val;
+                };
+                let (name, append) = match part.strip_suffix("[]") {
+                    Some(n) => (n.trim_end_matches(['[', ']']).to_string(), true),
+                    None => (part.clone(), false),
+                };
+                let mut items = if is_array(&node) {
+                    php_entries(&node)
+                } else {
+                    Vec::new()
+                };
+                let key = php::array_key(&Value::from(name.as_str()));
+                let pos = match items.iter().position(|(k, _)| *k == key) {
+                    Some(p) => p,
+                    None => {
+                        items.push((key, Value::from(Vec::<Value>::new())));
+                        items.len() - 1
+                    }
+                };
+                let child = items[pos].1.clone();
+                items[pos].1 = if append {
+                    let mut list = if is_array(&child) {
+                        php_entries(&child)
+                    } else {
+                        Vec::new()
+                    };
+                    let next = list
+                        .iter()
+                        .filter_map(|(k, _)| k.as_i64())
+                        .max()
+                        .map_or(0, |m| m + 1);
+                    list.push((Value::from(next), set(Value::from(()), rest, val)));
+                    from_entries(list)
+                } else {
+                    set(child, rest, val)
+                };
+                from_entries(items)
+            }
+            let parts: Vec<String> = s(&path).split('.').map(str::to_string).collect();
+            let start = if is_empty(&var) {
+                Value::from(Vec::<Value>::new())
+            } else {
+                var
+            };
+            set(start, &parts, val)
+        },
+    );
 }
 
 /// The string a Cerb filter works on: only strings qualify (Cerb returns "" otherwise).

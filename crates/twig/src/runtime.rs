@@ -68,6 +68,17 @@ pub(crate) const FUNCTIONS: &[&str] = &[
     "dict_set",
     "random_string",
     "attribute",
+    "array_column",
+    "array_combine",
+    "array_diff",
+    "array_intersect",
+    "array_sort_keys",
+    "array_unique",
+    "array_values",
+    "jsonpath_set",
+    "regexp_match_all",
+    "shuffle",
+    "validate_number",
 ];
 
 /// Registers the operator helpers and tests.

@@ -280,6 +280,25 @@ fn hand_written() -> Vec<Case> {
             "{{ 1e3 }}|{{ 1.5e-3 }}|{{ 0.1 * 3 }}|{{ 1/3 }}|{{ 2 ** 0.5 }}|{{ 10 // 3 }}|{{ -10 // 3 }}|{{ 7.5 % 2 }}",
         ),
         t("{{ range }}|{{ _tw_s }}|{{ namespace }}|{{ dict }}|{{ loop }}|{{ loop.index }}"),
+        // Cerb's array helpers
+        t(
+            "{{ array_values(map)|json_encode }}|{{ array_unique([1, '1', 2, 'a', 'a', 2.0])|json_encode }}|{{ array_diff([1, 2, 3, 4], [2, '4'])|json_encode }}|{{ array_intersect({a: 1, b: 2, c: 3}, [3, 1])|json_encode }}",
+        ),
+        t(
+            "{{ array_sort_keys({b: 1, a: 2, 10: 3, 9: 4})|json_encode }}|{{ array_combine(['a', 'b'], [1, 2])|json_encode }}|{{ array_values(s)|json_encode }}|{{ array_diff(nul, [1])|json_encode }}|{{ array_diff('x', [1])|json_encode }}",
+        ),
+        t(
+            "{{ array_column([{id: 1, n: 'a'}, {id: 2, n: 'b'}, {x: 3}], 'n')|json_encode }}|{{ array_column([{id: 5, n: 'a'}, {id: 2, n: 'b'}], 'n', 'id')|json_encode }}|{{ array_column(map, 1)|json_encode }}",
+        ),
+        t(
+            "{{ regexp_match_all('/(\\w)(\\d)/', 'a1 b2 c3')|json_encode }}|{{ regexp_match_all('/(\\w)(\\d)/', 'a1 b2 c3', 2)|json_encode }}|{{ regexp_match_all('/(?P<l>[a-z])/', 'ab')|json_encode }}|{{ regexp_match_all('/(/', 'x')|json_encode }}",
+        ),
+        t(
+            "{{ validate_number('12') }}|{{ validate_number(' 1.5e3 ') }}|{{ validate_number('12abc') }}|{{ validate_number(list) }}|{{ shuffle([7])|json_encode }}|{{ shuffle('x')|json_encode }}",
+        ),
+        t(
+            "{{ jsonpath_set({}, 'a.b', 1)|json_encode }}|{{ jsonpath_set({a: {x: 1}}, 'a.list[]', 2)|json_encode }}|{{ jsonpath_set(nul, 'k', 'v')|json_encode }}",
+        ),
         // errors on both sides
         t("{% include 'x' %}"),
         t("{{ s|nonexistent_filter }}"),

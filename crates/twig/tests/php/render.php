@@ -75,6 +75,70 @@ $twig->addFunction(new TwigFunction('random_string', function ($length = 8) {
     for ($i = 0; $i < $length; $i++) $out .= $chars[random_int(0, strlen($chars) - 1)];
     return $out;
 }));
+// Cerb's array helpers, as in _DevblocksTwigExtensions.
+$twig->addFunction(new TwigFunction('array_column', function ($array, $column_key, $index_key = null) {
+    if (!is_array($array) || !is_string($column_key)) return;
+    return array_column($array, $column_key, $index_key);
+}));
+$twig->addFunction(new TwigFunction('array_combine', function ($keys, $values) {
+    if (!is_array($keys) || !is_array($values)) return;
+    return array_combine($keys, $values);
+}));
+$twig->addFunction(new TwigFunction('array_diff', function ($arr1, $arr2) {
+    if (!is_array($arr1) && is_null($arr1)) $arr1 = [];
+    if (!is_array($arr2) && is_null($arr2)) $arr2 = [];
+    if (!is_array($arr1) || !is_array($arr2)) return;
+    return array_diff($arr1, $arr2);
+}));
+$twig->addFunction(new TwigFunction('array_intersect', function ($arr1, $arr2) {
+    if (!is_array($arr1) && is_null($arr1)) $arr1 = [];
+    if (!is_array($arr2) && is_null($arr2)) $arr2 = [];
+    if (!is_array($arr1) || !is_array($arr2)) return;
+    return array_intersect($arr1, $arr2);
+}));
+$twig->addFunction(new TwigFunction('array_sort_keys', function ($arr) {
+    if (!is_array($arr)) return;
+    ksort($arr);
+    return $arr;
+}));
+$twig->addFunction(new TwigFunction('array_unique', fn($arr) => is_array($arr) ? array_unique($arr) : null));
+$twig->addFunction(new TwigFunction('array_values', fn($arr) => is_array($arr) ? array_values($arr) : null));
+$twig->addFunction(new TwigFunction('shuffle', function ($array) {
+    if (!is_array($array)) return false;
+    shuffle($array);
+    return $array;
+}));
+$twig->addFunction(new TwigFunction('validate_number', fn($n) => is_numeric($n)));
+$twig->addFunction(new TwigFunction('regexp_match_all', function ($pattern, $text, $group = 0) {
+    $group = intval($group);
+    $matches = [];
+    @preg_match_all($pattern, $text, $matches, PREG_PATTERN_ORDER);
+    if (!empty($matches)) {
+        if (empty($group)) return $matches;
+        if (is_array($matches) && isset($matches[$group])) return $matches[$group];
+    }
+    return [];
+}));
+$twig->addFunction(new TwigFunction('jsonpath_set', function ($var, $path, $val) {
+    if (empty($var)) $var = [];
+    $parts = explode('.', $path);
+    $ptr =& $var;
+    foreach ($parts as $part) {
+        $is_array_set = false;
+        if (substr($part, -2) == '[]') {
+            $part = rtrim($part, '[]');
+            $is_array_set = true;
+        }
+        if (!isset($ptr[$part])) $ptr[$part] = [];
+        if ($is_array_set) {
+            $ptr =& $ptr[$part][];
+        } else {
+            $ptr =& $ptr[$part];
+        }
+    }
+    $ptr = $val;
+    return $var;
+}));
 $twig->addTest(new TwigTest('numeric', fn($v) => is_numeric($v)));
 
 $tags = ['apply', 'do', 'filter', 'for', 'if', 'sandbox', 'set', 'verbatim', 'with'];
@@ -84,7 +148,9 @@ $filters = ['base64_encode', 'base64_decode', 'hash_hmac', 'json_pretty', 'md5',
     'merge', 'nl2br', 'number_format', 'raw', 'replace', 'reverse', 'round', 'slice', 'sort', 'split',
     'striptags', 'title', 'trim', 'upper', 'url_encode'];
 $functions = ['dict_set', 'json_decode', 'random_string', 'attribute', 'cycle', 'date', 'max', 'min',
-    'random', 'range'];
+    'random', 'range', 'array_column', 'array_combine', 'array_diff', 'array_intersect',
+    'array_sort_keys', 'array_unique', 'array_values', 'jsonpath_set', 'regexp_match_all',
+    'shuffle', 'validate_number'];
 $policy = new \Twig\Sandbox\SecurityPolicy($tags, $filters, [], [], $functions);
 $twig->addExtension(new \Twig\Extension\SandboxExtension($policy, true));
 
