@@ -44,7 +44,7 @@ impl Param {
                 if is_list {
                     Value::from(map.values().map(Param::to_value).collect::<Vec<_>>())
                 } else {
-                    Value::from_iter(map.iter().map(|(k, v)| (k.clone(), v.to_value())))
+                    Value::from_pairs(map.iter().map(|(k, v)| (k.clone(), v.to_value())))
                 }
             }
         }
@@ -79,12 +79,12 @@ impl NormalizedRequest {
 
     /// `http_params` as a template value.
     pub fn params_value(&self) -> Value {
-        Value::from_iter(self.params.iter().map(|(k, v)| (k.clone(), v.to_value())))
+        Value::from_pairs(self.params.iter().map(|(k, v)| (k.clone(), v.to_value())))
     }
 
     /// `http_headers` as a template value.
     pub fn headers_value(&self) -> Value {
-        Value::from_iter(self.headers.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))))
+        Value::from_pairs(self.headers.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))))
     }
 }
 

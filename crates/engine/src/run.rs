@@ -603,7 +603,7 @@ impl<'h> Runner<'h> {
                         }
                     }
                     headers.insert(n, Value::from(v));
-                    self.set(dict, KEY_HEADERS, Value::from_iter(headers));
+                    self.set(dict, KEY_HEADERS, Value::from_pairs(headers));
                 }
                 ActionKind::SetStatus(tpl) => {
                     if let Some(s) = self.render(b, tpl, dict, id, depth) {
@@ -743,7 +743,7 @@ impl<'h> Runner<'h> {
         }
         self.action_output(depth, id, title, action, format!(">>> Ran behavior {target_id}; results saved to {{{{{var}}}}}"));
         if !var.is_empty() {
-            let result = Value::from_iter(finished.dict.0.iter().map(|(k, v)| (k.clone(), v.clone())));
+            let result = Value::from_pairs(finished.dict.0.iter().map(|(k, v)| (k.clone(), v.clone())));
             self.set(dict, var, result);
         }
     }
@@ -925,12 +925,12 @@ pub fn url_host(url: &str) -> Option<String> {
 /// The response placeholder map of `core.va.action.http_request` (cerb-semantics §4.2).
 fn response_placeholder(outcome: &HttpOutcome, request_body: &str, raw: bool) -> Value {
     match outcome {
-        HttpOutcome::Error(e) => Value::from_iter([
+        HttpOutcome::Error(e) => Value::from_pairs([
             ("content_type".to_string(), Value::from(())),
-            ("headers".to_string(), Value::from_iter(std::iter::empty::<(String, Value)>())),
+            ("headers".to_string(), Value::from_pairs(std::iter::empty::<(String, Value)>())),
             // Cerb's quirk: on transport failure `body` is the request body.
             ("body".to_string(), Value::from(request_body)),
-            ("info".to_string(), Value::from_iter(std::iter::empty::<(String, Value)>())),
+            ("info".to_string(), Value::from_pairs(std::iter::empty::<(String, Value)>())),
             ("error".to_string(), Value::from(e.as_str())),
         ]),
         HttpOutcome::Response(r) => {
@@ -965,13 +965,13 @@ fn response_placeholder(outcome: &HttpOutcome, request_body: &str, raw: bool) ->
                     _ => Value::from(text),
                 }
             };
-            Value::from_iter([
+            Value::from_pairs([
                 ("content_type".to_string(), content_type.map(Value::from).unwrap_or(Value::from(()))),
-                ("headers".to_string(), Value::from_iter(headers.into_iter().map(|(k, v)| (k, Value::from(v))))),
+                ("headers".to_string(), Value::from_pairs(headers.into_iter().map(|(k, v)| (k, Value::from(v))))),
                 ("body".to_string(), body),
                 (
                     "info".to_string(),
-                    Value::from_iter([
+                    Value::from_pairs([
                         ("url".to_string(), Value::from(r.url.as_str())),
                         ("http_code".to_string(), Value::from(r.status)),
                     ]),
