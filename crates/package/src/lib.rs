@@ -2,9 +2,18 @@
 //! its placeholders, render its `{{{ }}}` import-time templates and produce an [`ImportPlan`] that
 //! a store writes in one transaction. Pure: no IO, no clock, randomness injected.
 
+mod locate;
 pub mod model;
+mod plan;
+mod prompts;
+mod render;
+mod validate;
+mod version;
 
 pub use model::*;
+pub use prompts::{Prompt, PromptKind, RANDOM_ALPHABET, RANDOM_DEFAULT_LENGTH, random_string};
+pub use validate::{MAX_NODE_DEPTH, WEBHOOK_ENGINE_BEHAVIOR, WEBHOOK_LISTENER_CONTEXTS};
+pub use version::version_compare;
 
 use indexmap::IndexMap;
 use serde_json::Value as Json;
@@ -42,24 +51,219 @@ pub struct ImportError {
 }
 
 fn display_issues(issues: &[ImportIssue]) -> String {
-    issues.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    issues
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The prompt answers given by the operator, by prompt key.
 pub type PromptAnswers = IndexMap<String, Json>;
 
+/// The Cerb version Switchboard emulates (`package.requires.cerb_version` is compared with it).
+pub const CERB_VERSION: &str = "9.6.8";
+
+/// Plugins whose features Switchboard emulates (`package.requires.plugins[]`).
+pub const EMULATED_PLUGINS: [&str; 2] = ["cerb.webhooks", "cerberusweb.core"];
+
+/// Largest package document accepted, in bytes (Cerb's own library packages are < 100 KiB).
+pub const MAX_PACKAGE_BYTES: usize = 8 * 1024 * 1024;
+
+/// A behavior as listed before planning (for `--behavior` lookups).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BehaviorSummary {
+    pub uid: String,
+    pub title: String,
+    /// `event.key` as written (templates not rendered).
+    pub event: String,
+    /// The uid of the bot it belongs to (`bots[].uid`), or the raw `bot_id` of a top-level
+    /// behavior.
+    pub bot: String,
+}
+
+/// A bot as listed before planning.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BotSummary {
+    pub uid: String,
+    pub name: String,
+    /// Uids of its behaviors, in package order.
+    pub behaviors: Vec<String>,
+}
+
+/// What planning needs besides the package: answers, an id source, randomness and defaults.
+pub struct PlanOptions<'a> {
+    /// Answers by prompt key.
+    pub answers: &'a PromptAnswers,
+    /// Hands out one fresh id per call (a database sequence in production).
+    pub next_id: &'a mut dyn FnMut() -> RecordId,
+    /// Source of random placeholders. Must be a CSPRNG in production (the webhook guid is a
+    /// bearer secret, Decision 5); tests pass a seeded one.
+    pub rng: &'a mut dyn rand::RngCore,
+    /// The `default.*` names, as a JSON object, e.g. `{"base_url": "https://sb.example.com/"}`.
+    /// Cerb provides `base_url`, `group_id`, `bucket_id`, `replyto_id`, `replyto_email` and
+    /// `mail_transport_id`; a name not given here is undefined (Decision 4).
+    pub defaults: Json,
+}
+
 /// A package document, parsed and validated structurally (before prompts are answered).
 #[derive(Debug, Clone)]
 pub struct Package {
-    // filled in by the implementation
+    /// The document as parsed (templates not rendered).
     #[doc(hidden)]
     pub raw: Json,
+    name: String,
+    prompts: Vec<Prompt>,
+    placeholders: Vec<prompts::PlaceholderDef>,
+    bots: Vec<BotSummary>,
+    behaviors: Vec<BehaviorSummary>,
 }
 
 impl Package {
-    /// Parses and validates package JSON.
+    /// Parses and validates package JSON: JSON syntax, the `package` key, requirements (Cerb
+    /// version, plugins), prompts and placeholders, the structure of every section and the
+    /// features Switchboard supports. Every issue is reported, not just the first.
     pub fn parse(json: &str) -> Result<Package, ImportError> {
-        let _ = json;
-        todo!("switchboard-package: parse")
+        let fail = |message: String| ImportError {
+            issues: vec![locate::package_issue(None, None, message)],
+        };
+        if json.len() > MAX_PACKAGE_BYTES {
+            return Err(fail(format!(
+                "Package is too large ({} bytes, at most {MAX_PACKAGE_BYTES})",
+                json.len()
+            )));
+        }
+        let raw: Json =
+            serde_json::from_str(json).map_err(|e| fail(format!("Invalid JSON: {e}")))?;
+        let package = match raw.get("package") {
+            Some(p @ Json::Object(_)) => p.clone(),
+            _ => return Err(fail("Invalid package JSON".into())),
+        };
+
+        let mut issues = Vec::new();
+        requirements(&package, &mut issues);
+        let (prompts, placeholders) = prompts::parse_configure(&package, &mut issues);
+        issues.extend(validate::Validator::new(&raw, false).run());
+        if !issues.is_empty() {
+            return Err(ImportError { issues });
+        }
+
+        let name = package
+            .get("name")
+            .or_else(|| package.get("library").and_then(|l| l.get("name")))
+            .and_then(Json::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let (bots, behaviors) = summaries(&raw);
+        Ok(Package {
+            raw,
+            name,
+            prompts,
+            placeholders,
+            bots,
+            behaviors,
+        })
     }
+
+    /// `package.name` (or `package.library.name`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The prompts the operator must answer, in package order.
+    pub fn prompts(&self) -> &[Prompt] {
+        &self.prompts
+    }
+
+    /// The bots the package creates.
+    pub fn bots(&self) -> &[BotSummary] {
+        &self.bots
+    }
+
+    /// Every behavior (bot behaviors, then top-level ones), in package order.
+    pub fn behaviors(&self) -> &[BehaviorSummary] {
+        &self.behaviors
+    }
+
+    /// Finds a behavior by uid or, failing that, by exact title.
+    pub fn behavior(&self, uid_or_title: &str) -> Option<&BehaviorSummary> {
+        self.behaviors
+            .iter()
+            .find(|b| b.uid == uid_or_title)
+            .or_else(|| self.behaviors.iter().find(|b| b.title == uid_or_title))
+    }
+
+    /// Plans an import: validates the answers, generates placeholders, reserves ids, renders the
+    /// `{{{ }}}` templates strictly and builds the typed plan. Each call yields new ids and new
+    /// random values, like a second import in Cerb.
+    pub fn plan(&self, opts: PlanOptions<'_>) -> Result<ImportPlan, ImportError> {
+        plan::plan(self, opts)
+    }
+}
+
+/// `package.requires`: Cerb version and plugins (cerb-semantics §1.1).
+fn requirements(package: &Json, issues: &mut Vec<ImportIssue>) {
+    let Some(Json::Object(requires)) = package.get("requires") else {
+        return;
+    };
+    if let Some(Json::String(wanted)) = requires.get("cerb_version")
+        && !wanted.is_empty()
+        && version_compare(CERB_VERSION, wanted) == std::cmp::Ordering::Less
+    {
+        issues.push(locate::package_issue(
+            None,
+            Some("requires.cerb_version".into()),
+            format!("This package requires Cerb version {wanted} or later."),
+        ));
+    }
+    if let Some(Json::Array(plugins)) = requires.get("plugins") {
+        for (i, plugin) in plugins.iter().enumerate() {
+            let id = plugin
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| plugin.to_string());
+            if !EMULATED_PLUGINS.contains(&id.as_str()) {
+                issues.push(locate::package_issue(
+                    None,
+                    Some(format!("requires.plugins[{i}]")),
+                    format!("This package requires the {id} plugin to be installed and enabled."),
+                ));
+            }
+        }
+    }
+}
+
+fn summaries(raw: &Json) -> (Vec<BotSummary>, Vec<BehaviorSummary>) {
+    let text = |v: Option<&Json>| v.and_then(prompts::php_string).unwrap_or_default();
+    let list = |v: Option<&Json>| v.and_then(Json::as_array).cloned().unwrap_or_default();
+    let mut bots = Vec::new();
+    let mut behaviors = Vec::new();
+    for bot in list(raw.get("bots")) {
+        let bot_uid = text(bot.get("uid"));
+        let mut uids = Vec::new();
+        for behavior in list(bot.get("behaviors")) {
+            let uid = text(behavior.get("uid"));
+            uids.push(uid.clone());
+            behaviors.push(BehaviorSummary {
+                uid,
+                title: text(behavior.get("title")),
+                event: text(behavior.get("event").and_then(|e| e.get("key"))),
+                bot: bot_uid.clone(),
+            });
+        }
+        bots.push(BotSummary {
+            uid: bot_uid,
+            name: text(bot.get("name")),
+            behaviors: uids,
+        });
+    }
+    for behavior in list(raw.get("behaviors")) {
+        behaviors.push(BehaviorSummary {
+            uid: text(behavior.get("uid")),
+            title: text(behavior.get("title")),
+            event: text(behavior.get("event").and_then(|e| e.get("key"))),
+            bot: text(behavior.get("bot_id")),
+        });
+    }
+    (bots, behaviors)
 }

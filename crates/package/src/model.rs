@@ -42,7 +42,10 @@ pub struct BotDef {
 impl BotDef {
     /// `params.config`, or an empty object.
     pub fn config(&self) -> Json {
-        self.params.get("config").cloned().unwrap_or_else(|| Json::Object(Default::default()))
+        self.params
+            .get("config")
+            .cloned()
+            .unwrap_or_else(|| Json::Object(Default::default()))
     }
 }
 

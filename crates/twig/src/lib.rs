@@ -2,7 +2,10 @@
 //! newline trimming after block and comment tags), Cerb's filters and functions with Cerb's exact
 //! output, and the run limits of a template (fuel and rendered size).
 
+mod date;
+mod filters;
 mod php;
+mod runtime;
 mod syntax;
 
 use std::borrow::Cow;
@@ -58,6 +61,8 @@ pub(crate) struct Delims {
     pub block: (&'static str, &'static str),
     pub variable: (&'static str, &'static str),
     pub comment: (&'static str, &'static str),
+    /// String interpolation inside double-quoted literals.
+    pub interp: (&'static str, &'static str),
 }
 
 impl Dialect {
@@ -67,11 +72,13 @@ impl Dialect {
                 block: ("{%", "%}"),
                 variable: ("{{", "}}"),
                 comment: ("{#", "#}"),
+                interp: ("#{", "}"),
             },
             Dialect::ImportTime => Delims {
                 block: ("{{%", "%}}"),
                 variable: ("{{{", "}}}"),
                 comment: ("{{#", "#}}"),
+                interp: ("#{{", "}}"),
             },
         }
     }
@@ -107,7 +114,12 @@ pub fn environment(dialect: Dialect, limits: &Limits) -> Environment<'static> {
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.set_undefined_behavior(UndefinedBehavior::Chainable);
     env.set_fuel(Some(limits.fuel));
-    env.set_formatter(|out, _state, value| {
+    runtime::register(&mut env);
+    filters::register(&mut env);
+    env.set_formatter(|out, state, value| {
+        // Printing costs fuel by size too: `{% set x %}{{ x }}{{ x }}{% endset %}` in a loop
+        // would otherwise double a captured string for free.
+        runtime::charge(state, value)?;
         out.write_str(&php::to_php_string(value))
             .map_err(|_| minijinja::Error::from(ErrorKind::WriteFailure))
     });
@@ -127,7 +139,7 @@ pub fn add_template(
     name: &str,
     source: &str,
 ) -> Result<(), TwigError> {
-    let src = syntax::normalize(source, dialect_of(env).delims()).into_owned();
+    let src = syntax::translate(source, dialect_of(env).delims()).map_err(syntax_error)?;
     env.add_template_owned(name.to_string(), src)
         .map_err(map_error)
 }
@@ -152,7 +164,7 @@ pub fn render_str(
     ctx: &Value,
     limits: &Limits,
 ) -> Result<String, TwigError> {
-    let src = syntax::normalize(source, dialect_of(env).delims());
+    let src = syntax::translate(source, dialect_of(env).delims()).map_err(syntax_error)?;
     let tmpl = env.template_from_str(&src).map_err(map_error)?;
     let mut w = CappedWriter::new(limits.max_output_bytes);
     let res = tmpl.render_captured_to(ctx.clone(), &mut w).map(|_| ());
@@ -166,6 +178,10 @@ fn finish(res: Result<(), minijinja::Error>, w: CappedWriter) -> Result<String, 
     res.map_err(map_error)?;
     // The writer only ever receives whole `str` fragments, so the bytes are valid UTF-8.
     String::from_utf8(w.buf).map_err(|e| TwigError::Render(e.to_string()))
+}
+
+fn syntax_error(e: syntax::SyntaxError) -> TwigError {
+    TwigError::Syntax(format!("{} (line {})", e.message, e.line))
 }
 
 fn map_error(err: minijinja::Error) -> TwigError {

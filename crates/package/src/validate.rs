@@ -1,0 +1,831 @@
+//! Structural validation of the importable sections (`bots`, `behaviors`, `records`) with Cerb's
+//! required-key messages, and the refusal of every feature Switchboard does not emulate
+//! (Decision 3). Runs twice: on the raw document at parse time (values still holding import-time
+//! templates are skipped, as Cerb does) and on the rendered document while planning.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value as Json};
+
+use crate::locate::{JsonPath, issue};
+use crate::{EVENT_MACRO, EVENT_WEBHOOK, ImportIssue};
+
+/// Deepest node tree accepted (a hostile package must not exhaust the stack).
+pub const MAX_NODE_DEPTH: usize = 32;
+
+/// Record contexts accepted in `records[]`.
+pub const WEBHOOK_LISTENER_CONTEXTS: [&str; 2] =
+    ["webhook_listener", "cerberusweb.contexts.webhook_listener"];
+
+/// The listener engine that runs a bot behavior (the only one Switchboard emulates).
+pub const WEBHOOK_ENGINE_BEHAVIOR: &str = "cerb.webhooks.listener.engine.va";
+
+/// Cerb record contexts that exist but that Switchboard cannot create (aliases and full ids).
+const KNOWN_CERB_CONTEXTS: [&str; 34] = [
+    "address",
+    "attachment",
+    "behavior",
+    "bot",
+    "bucket",
+    "calendar",
+    "calendar_event",
+    "comment",
+    "connected_account",
+    "connected_service",
+    "contact",
+    "custom_field",
+    "custom_fieldset",
+    "custom_record",
+    "email_signature",
+    "file_bundle",
+    "group",
+    "html_template",
+    "kb_article",
+    "kb_category",
+    "mail_transport",
+    "message",
+    "notification",
+    "opportunity",
+    "org",
+    "project_board",
+    "reminder",
+    "role",
+    "saved_search",
+    "snippet",
+    "task",
+    "ticket",
+    "worker",
+    "workspace_page",
+];
+
+/// Actions every supported event offers.
+const COMMON_ACTIONS: [&str; 5] = [
+    "core.va.action.http_request",
+    "_set_custom_var",
+    "_exit",
+    "_run_subroutine",
+    "_run_behavior",
+];
+/// Actions only `event.webhook.received` offers.
+const WEBHOOK_ACTIONS: [&str; 3] = ["set_http_body", "set_http_header", "set_http_status"];
+/// Conditions every supported event offers (plus `var_*`).
+const COMMON_CONDITIONS: [&str; 1] = ["_custom_script"];
+/// Conditions only `event.webhook.received` offers.
+const WEBHOOK_CONDITIONS: [&str; 6] = [
+    "http_param",
+    "http_header",
+    "http_verb",
+    "http_body",
+    "http_client_ip",
+    "http_path",
+];
+/// Behavior variable types (cerb-semantics §6.3); `ctx_<context>` is accepted too.
+const VARIABLE_TYPES: [&str; 15] = [
+    "S", "T", "U", "D", "C", "N", "O", "Y", "E", "L", "W", "M", "X", "F", "I",
+];
+
+/// Does `s` contain an import-time template (`{{{`, `{{%` or `{{#`, Cerb's `\{\{[#%{]`)?
+pub fn has_template(s: &str) -> bool {
+    s.contains("{{{") || s.contains("{{%") || s.contains("{{#")
+}
+
+/// Cerb's missing-property check: the required keys absent from `obj`, in the required order.
+fn missing_keys(obj: &Map<String, Json>, required: &[&str]) -> Vec<String> {
+    required
+        .iter()
+        .filter(|k| !obj.contains_key(**k))
+        .map(|k| (*k).to_owned())
+        .collect()
+}
+
+/// PHP's notion of an empty array: `null`, `[]` or `{}`.
+pub fn is_empty_collection(v: &Json) -> bool {
+    match v {
+        Json::Null => true,
+        Json::Array(a) => a.is_empty(),
+        Json::Object(o) => o.is_empty(),
+        _ => false,
+    }
+}
+
+/// Sections, as they iterate: a JSON array, or an empty object (PHP exports `[]` either way).
+fn as_items(v: &Json) -> Option<&[Json]> {
+    match v {
+        Json::Array(a) => Some(a.as_slice()),
+        Json::Object(o) if o.is_empty() => Some(&[]),
+        Json::Null => Some(&[]),
+        _ => None,
+    }
+}
+
+/// Is `s` a node status Switchboard knows (`live`, `disabled`, `simulator`, or Cerb's 0/1/2)?
+pub fn parse_status(v: Option<&Json>) -> Option<crate::NodeStatus> {
+    use crate::NodeStatus::*;
+    match v {
+        None | Some(Json::Null) => Some(Live),
+        Some(Json::String(s)) => match s.as_str() {
+            "live" | "" | "0" => Some(Live),
+            "disabled" | "1" => Some(Disabled),
+            "simulator" | "2" => Some(Simulator),
+            _ => None,
+        },
+        Some(Json::Number(n)) => match n.as_i64() {
+            Some(0) => Some(Live),
+            Some(1) => Some(Disabled),
+            Some(2) => Some(Simulator),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Parses a node type.
+pub fn parse_node_kind(s: &str) -> Option<crate::NodeKind> {
+    use crate::NodeKind::*;
+    Some(match s {
+        "switch" => Switch,
+        "outcome" => Outcome,
+        "action" => Action,
+        "loop" => Loop,
+        "subroutine" => Subroutine,
+        _ => return None,
+    })
+}
+
+/// Walks a document and collects issues.
+pub(crate) struct Validator<'a> {
+    doc: &'a Json,
+    /// `true` on the rendered document: nothing is skipped any more.
+    rendered: bool,
+    issues: Vec<ImportIssue>,
+    /// Every uid seen, with the path of its first occurrence.
+    uids: HashMap<String, JsonPath>,
+}
+
+impl<'a> Validator<'a> {
+    pub fn new(doc: &'a Json, rendered: bool) -> Self {
+        Validator {
+            doc,
+            rendered,
+            issues: Vec::new(),
+            uids: HashMap::new(),
+        }
+    }
+
+    fn push(&mut self, path: &JsonPath, message: impl Into<String>) {
+        self.issues.push(issue(self.doc, path, message));
+    }
+
+    /// A string value still holding a template is not checked before rendering.
+    fn deferred(&self, v: &Json) -> bool {
+        !self.rendered && matches!(v, Json::String(s) if has_template(s))
+    }
+
+    /// Validates every section but `package` and returns the issues found.
+    pub fn run(mut self) -> Vec<ImportIssue> {
+        let Json::Object(top) = self.doc else {
+            return vec![crate::locate::package_issue(
+                None,
+                None,
+                "Invalid package JSON",
+            )];
+        };
+        for (section, value) in top {
+            let path = JsonPath::root().key(section);
+            match section.as_str() {
+                "package" => {}
+                "records" => self.records(value, &path),
+                "bots" => self.bots(value, &path),
+                "behaviors" => self.top_behaviors(value, &path),
+                _ if !self.rendered && has_template(section) => {}
+                _ => {
+                    if !is_empty_collection(value) {
+                        self.push(
+                            &path,
+                            format!(
+                                "Unsupported section '{section}': Switchboard imports only bots, behaviors and webhook_listener records"
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        self.issues
+    }
+
+    fn section_items<'v>(&mut self, value: &'v Json, path: &JsonPath) -> &'v [Json] {
+        match as_items(value) {
+            Some(items) => items,
+            None => {
+                self.push(path, "Invalid JSON: section must be an array");
+                &[]
+            }
+        }
+    }
+
+    fn see_uid(&mut self, obj: &Map<String, Json>, path: &JsonPath) {
+        match obj.get("uid") {
+            Some(Json::String(uid)) if has_template(uid) => self.push(
+                &path.key("uid"),
+                "'uid' must not contain an import-time template (ids are reserved by uid first)",
+            ),
+            Some(Json::String(uid)) if !uid.is_empty() => {
+                if let Some(first) = self.uids.get(uid) {
+                    let at = crate::locate::render_path(first);
+                    self.push(
+                        &path.key("uid"),
+                        format!("Duplicate uid '{uid}' (first used at {at})"),
+                    );
+                } else {
+                    self.uids.insert(uid.clone(), path.clone());
+                }
+            }
+            Some(_) => self.push(&path.key("uid"), "'uid' must be a non-empty string"),
+            None => {}
+        }
+    }
+
+    fn expect_string(&mut self, obj: &Map<String, Json>, key: &str, path: &JsonPath) {
+        if let Some(v) = obj.get(key)
+            && !v.is_string()
+        {
+            self.push(&path.key(key), format!("'{key}' must be a string"));
+        }
+    }
+
+    fn expect_scalar(&mut self, obj: &Map<String, Json>, key: &str, path: &JsonPath) {
+        if let Some(v) = obj.get(key)
+            && (v.is_array() || v.is_object())
+        {
+            self.push(
+                &path.key(key),
+                format!("'{key}' must be a boolean, number or string"),
+            );
+        }
+    }
+
+    fn expect_object(&mut self, obj: &Map<String, Json>, key: &str, path: &JsonPath) {
+        if let Some(v) = obj.get(key)
+            && !(v.is_object() || is_empty_collection(v))
+        {
+            self.push(&path.key(key), format!("'{key}' must be an object"));
+        }
+    }
+
+    // ---- records ------------------------------------------------------------------------------
+
+    fn records(&mut self, value: &Json, path: &JsonPath) {
+        for (i, record) in self.section_items(value, path).iter().enumerate() {
+            let path = path.idx(i);
+            let Json::Object(obj) = record else {
+                self.push(&path, "Invalid JSON: record must be an object");
+                continue;
+            };
+            let uid_text = match obj.get("uid") {
+                Some(Json::String(s)) => s.clone(),
+                Some(Json::Number(n)) => n.to_string(),
+                _ => String::new(),
+            };
+            let missing = missing_keys(obj, &["uid", "_context"]);
+            if !missing.is_empty() {
+                self.push(
+                    &path,
+                    format!(
+                        "Invalid JSON: record ({uid_text}) is missing properties ({})",
+                        missing.join(", ")
+                    ),
+                );
+            }
+            self.see_uid(obj, &path);
+            let Some(context) = obj.get("_context") else {
+                continue;
+            };
+            if self.deferred(context) {
+                continue;
+            }
+            let ctx = match context {
+                Json::String(s) => s.as_str(),
+                other => {
+                    self.push(
+                        &path.key("_context"),
+                        format!("Unknown context '{other}' on record ({uid_text})."),
+                    );
+                    continue;
+                }
+            };
+            if WEBHOOK_LISTENER_CONTEXTS.contains(&ctx) {
+                self.webhook_listener(obj, &uid_text, &path);
+            } else {
+                let alias = ctx.strip_prefix("cerberusweb.contexts.").unwrap_or(ctx);
+                if KNOWN_CERB_CONTEXTS.contains(&alias) || ctx.starts_with("cerberusweb.contexts.")
+                {
+                    self.push(
+                        &path.key("_context"),
+                        format!("Unsupported record context '{ctx}' on record ({uid_text}): only webhook_listener records can be imported"),
+                    );
+                } else {
+                    self.push(
+                        &path.key("_context"),
+                        format!("Unknown context '{ctx}' on record ({uid_text})."),
+                    );
+                }
+            }
+        }
+    }
+
+    fn webhook_listener(&mut self, obj: &Map<String, Json>, uid: &str, path: &JsonPath) {
+        let err = |m: &str| format!("Error validating record ({uid}): {m}");
+        for (key, value) in obj {
+            let field = path.key(key);
+            if !self.rendered && has_template(key) {
+                continue;
+            }
+            match key.as_str() {
+                "uid" | "_context" | "updated_at" | "_label" => {}
+                "name" | "guid" | "extension_id" => {
+                    if self.deferred(value) {
+                        continue;
+                    }
+                    let max = if key == "guid" { 40 } else { 255 };
+                    match value {
+                        Json::String(s) if s.is_empty() => self.push(&field, err(&format!("'{key}' is required."))),
+                        Json::String(s) if s.len() > max => {
+                            self.push(&field, err(&format!("'{key}' must be no longer than {max} characters.")))
+                        }
+                        Json::String(s) if key == "extension_id" && s != WEBHOOK_ENGINE_BEHAVIOR => self.push(
+                            &field,
+                            format!("Unsupported webhook listener engine '{s}' on record ({uid}): only {WEBHOOK_ENGINE_BEHAVIOR} is supported"),
+                        ),
+                        Json::String(_) => {}
+                        Json::Null => self.push(&field, err(&format!("'{key}' is required."))),
+                        _ => self.push(&field, err(&format!("'{key}' must be a string."))),
+                    }
+                }
+                "extension_params" => {
+                    if !(value.is_object() || is_empty_collection(value) || self.deferred(value)) {
+                        self.push(&field, err("'extension_params' must be an object."));
+                    }
+                }
+                "links" => {
+                    if !is_empty_collection(value) {
+                        self.push(
+                            &field,
+                            format!("Unsupported feature on record ({uid}): record links"),
+                        );
+                    }
+                }
+                // Handled (and removed) before ids are reserved.
+                "_exclude" => {}
+                _ => self.push(&field, err(&format!("'{key}' is not a valid field."))),
+            }
+        }
+        for key in ["name", "guid", "extension_id"] {
+            if !obj.contains_key(key) {
+                self.push(path, err(&format!("'{key}' is required.")));
+            }
+        }
+    }
+
+    // ---- bots and behaviors -------------------------------------------------------------------
+
+    fn bots(&mut self, value: &Json, path: &JsonPath) {
+        for (i, bot) in self.section_items(value, path).iter().enumerate() {
+            let path = path.idx(i);
+            let Json::Object(obj) = bot else {
+                self.push(&path, "Invalid JSON: bot must be an object");
+                continue;
+            };
+            let missing = missing_keys(
+                obj,
+                &["uid", "name", "owner", "is_disabled", "params", "behaviors"],
+            );
+            if !missing.is_empty() {
+                self.push(
+                    &path,
+                    format!(
+                        "Invalid JSON: bot is missing properties ({})",
+                        missing.join(", ")
+                    ),
+                );
+            }
+            self.see_uid(obj, &path);
+            self.expect_string(obj, "name", &path);
+            self.expect_object(obj, "owner", &path);
+            if let Some(Json::Object(owner)) = obj.get("owner") {
+                let owner_path = path.key("owner");
+                self.expect_string(owner, "context", &owner_path);
+                self.expect_scalar(owner, "id", &owner_path);
+            }
+            self.expect_scalar(obj, "is_disabled", &path);
+            self.expect_object(obj, "params", &path);
+            if let Some(image) = obj.get("image")
+                && !(image.is_string() || image.is_null())
+            {
+                self.push(&path.key("image"), "'image' must be a data URI string");
+            }
+            if let Some(behaviors) = obj.get("behaviors") {
+                let bpath = path.key("behaviors");
+                let Some(items) = as_items(behaviors) else {
+                    self.push(&bpath, "'behaviors' must be an array");
+                    continue;
+                };
+                for (j, behavior) in items.iter().enumerate() {
+                    self.behavior(behavior, &bpath.idx(j), false);
+                }
+            }
+        }
+    }
+
+    fn top_behaviors(&mut self, value: &Json, path: &JsonPath) {
+        for (i, behavior) in self.section_items(value, path).iter().enumerate() {
+            self.behavior(behavior, &path.idx(i), true);
+        }
+    }
+
+    fn behavior(&mut self, behavior: &Json, path: &JsonPath, top_level: bool) {
+        let Json::Object(obj) = behavior else {
+            self.push(path, "Invalid JSON: behavior must be an object");
+            return;
+        };
+        let required: &[&str] = if top_level {
+            &[
+                "uid",
+                "bot_id",
+                "title",
+                "is_disabled",
+                "is_private",
+                "priority",
+                "event",
+                "nodes",
+            ]
+        } else {
+            &[
+                "uid",
+                "title",
+                "is_disabled",
+                "is_private",
+                "priority",
+                "event",
+                "nodes",
+            ]
+        };
+        let missing = missing_keys(obj, required);
+        if !missing.is_empty() {
+            self.push(
+                path,
+                format!(
+                    "Invalid JSON: behavior is missing properties ({})",
+                    missing.join(", ")
+                ),
+            );
+        }
+        self.see_uid(obj, path);
+        self.expect_string(obj, "title", path);
+        self.expect_scalar(obj, "is_disabled", path);
+        self.expect_scalar(obj, "is_private", path);
+        self.expect_scalar(obj, "bot_id", path);
+        if let Some(priority) = obj.get("priority")
+            && !self.deferred(priority)
+            && crate::plan::php_int(priority).is_none()
+        {
+            self.push(&path.key("priority"), "'priority' must be a number");
+        }
+        if let Some(uri) = obj.get("uri")
+            && !(uri.is_string() || uri.is_null())
+        {
+            self.push(&path.key("uri"), "'uri' must be a string");
+        }
+        let event = self.event(obj.get("event"), path);
+        if let Some(variables) = obj.get("variables") {
+            self.variables(variables, &path.key("variables"));
+        }
+        if let Some(nodes) = obj.get("nodes") {
+            self.nodes(nodes, &path.key("nodes"), 1, event);
+        }
+    }
+
+    /// Checks `event.key`; returns whether the behavior is a webhook behavior (`None` when the
+    /// event is unknown, so that its actions are checked against everything supported).
+    fn event(&mut self, event: Option<&Json>, path: &JsonPath) -> Option<bool> {
+        let event = event?;
+        let path = path.key("event");
+        let Json::Object(obj) = event else {
+            self.push(&path, "'event' must be an object with a 'key'");
+            return None;
+        };
+        match obj.get("key") {
+            Some(Json::String(key)) if key == EVENT_WEBHOOK => Some(true),
+            Some(Json::String(key)) if key == EVENT_MACRO => Some(false),
+            Some(v) if self.deferred(v) => None,
+            Some(Json::String(key)) => {
+                self.push(
+                    &path.key("key"),
+                    format!("Unsupported event '{key}': only {EVENT_WEBHOOK} and {EVENT_MACRO} behaviors can be imported"),
+                );
+                None
+            }
+            _ => {
+                self.push(&path.key("key"), "'event.key' is required");
+                None
+            }
+        }
+    }
+
+    fn variables(&mut self, variables: &Json, path: &JsonPath) {
+        // (entry name, path, variable); a list (PHP's export of an empty map) has no names.
+        let entries: Vec<(Option<&str>, JsonPath, &Json)> = match variables {
+            Json::Object(map) => map
+                .iter()
+                .map(|(k, v)| (Some(k.as_str()), path.key(k), v))
+                .collect(),
+            Json::Array(list) => list
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (None, path.idx(i), v))
+                .collect(),
+            Json::Null => Vec::new(),
+            _ => {
+                self.push(path, "'variables' must be an object");
+                return;
+            }
+        };
+        for (name, vpath, var) in entries {
+            let Json::Object(obj) = var else {
+                self.push(&vpath, "Invalid variable: must be an object");
+                continue;
+            };
+            match obj.get("key") {
+                Some(Json::String(key)) if !key.starts_with("var_") || key.len() <= 4 => {
+                    if !self.deferred(&Json::String(key.clone())) {
+                        self.push(
+                            &vpath.key("key"),
+                            format!("Invalid variable key '{key}': must start with 'var_'"),
+                        );
+                    }
+                }
+                Some(Json::String(key))
+                    if name.is_some_and(|n| n != key.as_str() && !has_template(n)) =>
+                {
+                    let name = name.unwrap_or_default();
+                    self.push(
+                        &vpath.key("key"),
+                        format!("Variable key '{key}' does not match its entry '{name}'"),
+                    );
+                }
+                Some(Json::String(_)) => {}
+                _ => self.push(&vpath, "Invalid variable: 'key' is required"),
+            }
+            match obj.get("type") {
+                Some(t) if self.deferred(t) => {}
+                Some(Json::String(t)) if VARIABLE_TYPES.contains(&t.as_str()) => {}
+                Some(Json::String(t)) if t.len() > 4 && t.starts_with("ctx_") => {}
+                Some(Json::String(t)) => self.push(
+                    &vpath.key("type"),
+                    format!("Unsupported variable type '{t}'"),
+                ),
+                _ => self.push(&vpath, "Invalid variable: 'type' is required"),
+            }
+            self.expect_string(obj, "label", &vpath);
+            if let Some(p) = obj.get("is_private")
+                && !self.deferred(p)
+                && crate::plan::parse_flag(p).is_none()
+            {
+                self.push(
+                    &vpath.key("is_private"),
+                    "'is_private' must be \"0\", \"1\" or a boolean",
+                );
+            }
+            self.expect_object(obj, "params", &vpath);
+        }
+    }
+
+    fn nodes(&mut self, nodes: &Json, path: &JsonPath, depth: usize, webhook: Option<bool>) {
+        let Some(items) = as_items(nodes) else {
+            self.push(path, "'nodes' must be an array");
+            return;
+        };
+        if items.is_empty() {
+            return;
+        }
+        if depth > MAX_NODE_DEPTH {
+            self.push(
+                path,
+                format!("Node tree is nested deeper than {MAX_NODE_DEPTH} levels"),
+            );
+            return;
+        }
+        for (i, node) in items.iter().enumerate() {
+            self.node(node, &path.idx(i), depth, webhook);
+        }
+    }
+
+    fn node(&mut self, node: &Json, path: &JsonPath, depth: usize, webhook: Option<bool>) {
+        let Json::Object(obj) = node else {
+            self.push(
+                path,
+                "Failed to import behavior nodes: node must be an object",
+            );
+            return;
+        };
+        let missing = missing_keys(obj, &["type", "title"]);
+        if !missing.is_empty() {
+            self.push(
+                path,
+                format!(
+                    "Failed to import behavior nodes: node is missing properties ({})",
+                    missing.join(", ")
+                ),
+            );
+        }
+        let kind = match obj.get("type") {
+            Some(v) if self.deferred(v) => None,
+            Some(Json::String(t)) => {
+                let kind = parse_node_kind(t);
+                if kind.is_none() {
+                    self.push(&path.key("type"), format!("Unsupported node type '{t}'"));
+                }
+                kind
+            }
+            Some(other) => {
+                self.push(&path.key("type"), format!("Unsupported node type {other}"));
+                None
+            }
+            None => None,
+        };
+        self.expect_string(obj, "title", path);
+        if let Some(status) = obj.get("status")
+            && !self.deferred(status)
+            && parse_status(Some(status)).is_none()
+        {
+            self.push(
+                &path.key("status"),
+                format!("Unknown node status {status}: expected live, disabled or simulator"),
+            );
+        }
+        self.expect_object(obj, "params", path);
+        if let Some(Json::Object(params)) = obj.get("params") {
+            let ppath = path.key("params");
+            match kind {
+                Some(crate::NodeKind::Action) => {
+                    self.actions(params.get("actions"), &ppath.key("actions"), webhook)
+                }
+                Some(crate::NodeKind::Outcome) => {
+                    self.groups(params.get("groups"), &ppath.key("groups"), webhook)
+                }
+                _ => {}
+            }
+        }
+        if let Some(children) = obj.get("nodes") {
+            self.nodes(children, &path.key("nodes"), depth + 1, webhook);
+        }
+    }
+
+    fn actions(&mut self, actions: Option<&Json>, path: &JsonPath, webhook: Option<bool>) {
+        let Some(actions) = actions else { return };
+        let Some(items) = as_items(actions) else {
+            self.push(path, "'actions' must be an array");
+            return;
+        };
+        for (i, action) in items.iter().enumerate() {
+            let apath = path.idx(i);
+            let Json::Object(obj) = action else {
+                self.push(&apath, "Invalid action: must be an object");
+                continue;
+            };
+            // Cerb skips entries without `action`.
+            let Some(name) = obj.get("action") else {
+                continue;
+            };
+            if self.deferred(name) {
+                continue;
+            }
+            let supported = match name {
+                Json::String(n) => {
+                    COMMON_ACTIONS.contains(&n.as_str())
+                        || (n.starts_with("var_") && n.len() > 4)
+                        || (webhook != Some(false) && WEBHOOK_ACTIONS.contains(&n.as_str()))
+                }
+                _ => false,
+            };
+            if !supported {
+                let shown = name
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| name.to_string());
+                let msg = match (name.as_str(), webhook) {
+                    (Some(n), Some(false)) if WEBHOOK_ACTIONS.contains(&n) => {
+                        format!(
+                            "Unsupported action '{shown}' in a {EVENT_MACRO} behavior (webhook behaviors only)"
+                        )
+                    }
+                    _ => format!("Unsupported action '{shown}'"),
+                };
+                self.push(&apath.key("action"), msg);
+            }
+        }
+    }
+
+    fn groups(&mut self, groups: Option<&Json>, path: &JsonPath, webhook: Option<bool>) {
+        let Some(groups) = groups else { return };
+        let Some(items) = as_items(groups) else {
+            self.push(path, "'groups' must be an array");
+            return;
+        };
+        for (g, group) in items.iter().enumerate() {
+            let gpath = path.idx(g);
+            let Json::Object(obj) = group else {
+                self.push(&gpath, "Invalid condition group: must be an object");
+                continue;
+            };
+            let Some(conditions) = obj.get("conditions") else {
+                continue;
+            };
+            let cpath = gpath.key("conditions");
+            let Some(conds) = as_items(conditions) else {
+                self.push(&cpath, "'conditions' must be an array");
+                continue;
+            };
+            for (c, cond) in conds.iter().enumerate() {
+                let path = cpath.idx(c);
+                let Json::Object(cobj) = cond else {
+                    self.push(&path, "Invalid condition: must be an object");
+                    continue;
+                };
+                let Some(name) = cobj.get("condition") else {
+                    continue;
+                };
+                if self.deferred(name) {
+                    continue;
+                }
+                let supported = match name {
+                    Json::String(n) => {
+                        COMMON_CONDITIONS.contains(&n.as_str())
+                            || (n.starts_with("var_") && n.len() > 4)
+                            || (webhook != Some(false) && WEBHOOK_CONDITIONS.contains(&n.as_str()))
+                    }
+                    _ => false,
+                };
+                if !supported {
+                    let shown = name
+                        .as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| name.to_string());
+                    let msg = match (name.as_str(), webhook) {
+                        (Some(n), Some(false)) if WEBHOOK_CONDITIONS.contains(&n) => {
+                            format!(
+                                "Unsupported condition '{shown}' in a {EVENT_MACRO} behavior (webhook behaviors only)"
+                            )
+                        }
+                        _ => format!("Unsupported condition '{shown}'"),
+                    };
+                    self.push(&path.key("condition"), msg);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn template_markers_are_cerbs() {
+        for yes in ["{{{x}}}", "a {{% if %}}", "{{# c #}}", "{{{"] {
+            assert!(has_template(yes), "{yes}");
+        }
+        for no in ["{{ x }}", "{% if %}", "{# c #}", "{ {{x}} }", ""] {
+            assert!(!has_template(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn statuses_and_kinds() {
+        use crate::NodeStatus::*;
+        assert_eq!(parse_status(None), Some(Live));
+        assert_eq!(parse_status(Some(&json!(null))), Some(Live));
+        assert_eq!(parse_status(Some(&json!("disabled"))), Some(Disabled));
+        assert_eq!(parse_status(Some(&json!(2))), Some(Simulator));
+        assert_eq!(parse_status(Some(&json!("Live"))), None);
+        assert_eq!(parse_node_kind("loop"), Some(crate::NodeKind::Loop));
+        assert_eq!(parse_node_kind("Action"), None);
+    }
+
+    #[test]
+    fn raw_pass_defers_templated_values_but_rendered_pass_does_not() {
+        let doc = json!({"package": {}, "records": [{"uid": "h", "_context": "webhook_listener", "name": "n",
+            "guid": "{{{g}}}", "extension_id": "cerb.webhooks.listener.engine.va"}]});
+        assert!(Validator::new(&doc, false).run().is_empty());
+        let issues = Validator::new(&doc, true).run();
+        assert_eq!(
+            issues.len(),
+            0,
+            "a short literal guid is fine in both passes"
+        );
+        let long = json!({"package": {}, "records": [{"uid": "h", "_context": "webhook_listener", "name": "n",
+            "guid": format!("{{{{{{g}}}}}}{}", "x".repeat(40)), "extension_id": "cerb.webhooks.listener.engine.va"}]});
+        assert!(Validator::new(&long, false).run().is_empty());
+        assert_eq!(Validator::new(&long, true).run().len(), 1);
+    }
+}

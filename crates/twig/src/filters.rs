@@ -1,0 +1,1642 @@
+//! Twig's core filters and Cerb's extra filters and functions, written to produce PHP's output byte
+//! for byte (escapers, `url_encode` as `http_build_query`, `json_encode` with PHP's defaults, PHP's
+//! `round`, `number_format`, `sprintf`, `strip_tags`, …), registered under their Twig names.
+
+use std::cmp::Ordering;
+use std::fmt::Write as _;
+
+use base64::Engine as _;
+use hmac::Mac as _;
+use md5::Digest as _;
+use minijinja::value::{Rest, ValueKind};
+use minijinja::{Environment, Error, ErrorKind, State, Value};
+
+use crate::php::{self, Num, to_php_string as s};
+use crate::runtime::{entries, is_empty};
+
+fn fail(msg: impl Into<String>) -> Error {
+    Error::new(ErrorKind::InvalidOperation, msg.into())
+}
+
+fn arg(args: &[Value], i: usize) -> Value {
+    args.get(i).cloned().unwrap_or(Value::UNDEFINED)
+}
+
+fn is_null(v: &Value) -> bool {
+    v.is_undefined() || v.is_none()
+}
+
+fn is_array(v: &Value) -> bool {
+    matches!(
+        v.kind(),
+        ValueKind::Seq | ValueKind::Map | ValueKind::Iterable
+    )
+}
+
+/// Builds a PHP array back into a value: a list when its keys are 0..n, a map otherwise.
+pub(crate) fn from_entries(items: Vec<(Value, Value)>) -> Value {
+    let is_list = items
+        .iter()
+        .enumerate()
+        .all(|(i, (k, _))| k.is_integer() && k.as_i64() == Some(i as i64));
+    if is_list {
+        items.into_iter().map(|(_, v)| v).collect()
+    } else {
+        Value::from_pairs(items)
+    }
+}
+
+/// The entries of an array with PHP-normalised keys.
+fn php_entries(v: &Value) -> Vec<(Value, Value)> {
+    entries(v)
+        .into_iter()
+        .map(|(k, v)| (php::array_key(&k), v))
+        .collect()
+}
+
+/// Charges fuel in proportion to the size of a produced string, so filters that multiply their
+/// input cannot outrun the work limit.
+fn charge(state: &State, len: usize) -> Result<(), Error> {
+    state.consume_fuel((len / 64) as u64)
+}
+
+/// Registers every filter and function on the environment.
+pub(crate) fn register(env: &mut Environment<'static>) {
+    env.add_filter("raw", |v: Value| v);
+    env.add_filter("escape", escape);
+    env.add_filter("e", escape);
+    env.add_filter("lower", |v: Value| {
+        Ok::<_, Error>(str_arg(&v, "mb_strtolower")?.to_lowercase())
+    });
+    env.add_filter("upper", |v: Value| {
+        Ok::<_, Error>(str_arg(&v, "mb_strtoupper")?.to_uppercase())
+    });
+    env.add_filter("title", |v: Value| {
+        Ok::<_, Error>(title(&str_arg(&v, "mb_convert_case")?))
+    });
+    env.add_filter("capitalize", |v: Value| -> Result<String, Error> {
+        let st = str_arg(&v, "mb_substr")?;
+        let mut chars = st.chars();
+        Ok(match chars.next() {
+            Some(first) => {
+                first.to_uppercase().collect::<String>() + &chars.as_str().to_lowercase()
+            }
+            None => String::new(),
+        })
+    });
+    env.add_filter("trim", trim);
+    env.add_filter("default", |v: Value, d: Option<Value>| {
+        if is_empty(&v) {
+            d.unwrap_or_else(|| Value::from(""))
+        } else {
+            v
+        }
+    });
+    env.add_filter("replace", replace);
+    env.add_filter("split", split);
+    env.add_filter("join", join);
+    env.add_filter("length", |v: Value| -> Value {
+        match v.kind() {
+            ValueKind::Undefined | ValueKind::None => Value::from(0),
+            ValueKind::Seq | ValueKind::Map | ValueKind::Iterable => Value::from(entries(&v).len()),
+            _ => Value::from(s(&v).chars().count()),
+        }
+    });
+    env.add_filter("keys", |v: Value| -> Value {
+        php_entries(&v).into_iter().map(|(k, _)| k).collect()
+    });
+    env.add_filter("first", |v: Value| first_last(&v, true));
+    env.add_filter("last", |v: Value| first_last(&v, false));
+    env.add_filter("merge", merge);
+    env.add_filter("slice", |v: Value, args: Rest<Value>| {
+        slice(
+            &v,
+            &arg(&args, 0),
+            &arg(&args, 1),
+            runtime_truthy(&arg(&args, 2)),
+        )
+    });
+    env.add_filter("sort", sort);
+    env.add_filter("reverse", |v: Value, preserve: Option<Value>| -> Value {
+        if is_array(&v) {
+            let preserve = preserve.is_some_and(|p| runtime_truthy(&p));
+            let items: Vec<_> = php_entries(&v).into_iter().rev().collect();
+            from_entries(renumber(items, preserve))
+        } else {
+            Value::from(s(&v).chars().rev().collect::<String>())
+        }
+    });
+    env.add_filter("round", |v: Value, args: Rest<Value>| -> Result<Value, Error> {
+        let precision = if is_null(&arg(&args, 0)) { 0 } else { php::to_num(&arg(&args, 0))?.as_int() };
+        let method = if is_null(&arg(&args, 1)) { "common".to_string() } else { s(&arg(&args, 1)) };
+        let x = php::to_float_cast(&v);
+        let r = match method.as_str() {
+            "common" => php_round(x, precision),
+            "ceil" | "floor" => {
+                let p = 10f64.powi(precision.clamp(-400, 400) as i32);
+                if method == "ceil" { (x * p).ceil() / p } else { (x * p).floor() / p }
+            }
+            _ => return Err(fail("The round filter only supports the \"common\", \"ceil\", and \"floor\" methods.")),
+        };
+        Ok(Value::from(r))
+    });
+    env.add_filter("abs", |v: Value| -> Result<Value, Error> {
+        Ok(match php::to_num_strict(&v, "abs")? {
+            Num::I(i) => i
+                .checked_abs()
+                .map_or(Value::from((i as f64).abs()), Value::from),
+            Num::F(f) => Value::from(f.abs()),
+        })
+    });
+    env.add_filter(
+        "number_format",
+        |v: Value, args: Rest<Value>| -> Result<String, Error> {
+            let decimals = if is_null(&arg(&args, 0)) {
+                0
+            } else {
+                php::to_num(&arg(&args, 0))?.as_int()
+            };
+            let point = if is_null(&arg(&args, 1)) {
+                ".".to_string()
+            } else {
+                s(&arg(&args, 1))
+            };
+            let sep = if is_null(&arg(&args, 2)) {
+                ",".to_string()
+            } else {
+                s(&arg(&args, 2))
+            };
+            Ok(number_format(
+                php::to_float_cast(&v),
+                decimals,
+                &point,
+                &sep,
+            ))
+        },
+    );
+    env.add_filter(
+        "format",
+        |state: &State, v: Value, args: Rest<Value>| -> Result<String, Error> {
+            let out = sprintf(&str_arg(&v, "sprintf")?, &args)?;
+            charge(state, out.len())?;
+            Ok(out)
+        },
+    );
+    env.add_filter("striptags", |v: Value| {
+        Ok::<_, Error>(strip_tags(&str_arg(&v, "strip_tags")?))
+    });
+    // Twig pre-escapes nl2br's input for HTML, even with autoescape off.
+    env.add_filter("nl2br", |v: Value| -> Result<String, Error> {
+        if is_array(&v) {
+            return Err(fail(
+                "nl2br(): Argument #1 ($string) must be of type string, array given",
+            ));
+        }
+        let escaped = escape(v, None)?;
+        Ok(nl2br(&s(&escaped)))
+    });
+    env.add_filter("url_encode", |v: Value| {
+        if is_array(&v) {
+            http_build_query(&v)
+        } else {
+            rawurlencode(&s(&v))
+        }
+    });
+    env.add_filter("url_decode", |v: Value| {
+        cerb_str(&v).map(|t| rawurldecode(&t)).unwrap_or_default()
+    });
+    env.add_filter(
+        "json_encode",
+        |v: Value, flags: Option<Value>| -> Result<String, Error> {
+            let flags = flags
+                .map(|f| php::to_num(&f).map(Num::as_int))
+                .transpose()?
+                .unwrap_or(0);
+            let mut out = String::new();
+            json::encode(&v, flags, 0, &mut out)?;
+            Ok(out)
+        },
+    );
+    env.add_filter("json_pretty", |v: Value| -> Result<String, Error> {
+        let Some(text) = cerb_str(&v) else {
+            return Ok(String::new());
+        };
+        let decoded = json::decode(&text);
+        let mut out = String::new();
+        json::encode(
+            &decoded,
+            json::PRETTY_PRINT | json::UNESCAPED_SLASHES,
+            0,
+            &mut out,
+        )?;
+        Ok(out)
+    });
+    // Cerb's own filters return "" for anything that is not a string.
+    env.add_filter("base64_encode", |v: Value| {
+        cerb_str(&v)
+            .map(|t| base64::engine::general_purpose::STANDARD.encode(t))
+            .unwrap_or_default()
+    });
+    env.add_filter("base64_decode", |v: Value| {
+        cerb_str(&v).map(|t| base64_decode(&t)).unwrap_or_default()
+    });
+    env.add_filter("md5", |v: Value| {
+        cerb_str(&v)
+            .map(|t| hex::encode(md5::Md5::digest(t.as_bytes())))
+            .unwrap_or_default()
+    });
+    env.add_filter("sha1", |v: Value| {
+        cerb_str(&v)
+            .map(|t| hex::encode(sha1::Sha1::digest(t.as_bytes())))
+            .unwrap_or_default()
+    });
+    env.add_filter(
+        "hash_hmac",
+        |v: Value, key: Option<Value>, algo: Option<Value>| -> Result<String, Error> {
+            let key = key.unwrap_or_else(|| Value::from(""));
+            let algo = algo.unwrap_or_else(|| Value::from("sha256"));
+            match (cerb_str(&v), cerb_str(&key), cerb_str(&algo)) {
+                (Some(t), Some(k), Some(a)) if !t.is_empty() && t != "0" => {
+                    hmac_hex(&a.to_lowercase(), k.as_bytes(), t.as_bytes())
+                }
+                _ => Ok(String::new()),
+            }
+        },
+    );
+    env.add_filter("truncate", truncate);
+    env.add_filter(
+        "regexp",
+        |v: Value, pattern: Value, group: Option<Value>| -> Result<String, Error> {
+            let Ok(re) = compile_pcre(&s(&pattern)) else {
+                return Ok(String::new());
+            };
+            let group = group.map(|g| s(&g)).unwrap_or_else(|| "0".into());
+            let Some(text) = cerb_str(&v) else {
+                return Ok(String::new());
+            };
+            let Some(caps) = re.captures(&text) else {
+                return Ok(String::new());
+            };
+            let m = match group.parse::<usize>() {
+                Ok(i) => caps.get(i),
+                Err(_) => caps.name(&group),
+            };
+            Ok(m.map(|m| m.as_str().to_string()).unwrap_or_default())
+        },
+    );
+    env.add_filter(
+        "batch",
+        |state: &State, v: Value, size: Value, fill: Option<Value>| -> Result<Value, Error> {
+            let size = php::to_num(&size)?.as_f64().ceil();
+            if !(size >= 1.0) {
+                return Err(fail("Argument #2 ($length) must be greater than 0"));
+            }
+            let size = size.min(1e9) as usize;
+            // Padding with `fill` creates up to `size` items: pay for them first.
+            if fill.as_ref().is_some_and(|f| !is_null(f)) {
+                state.consume_fuel(size as u64)?;
+            }
+            let items = php_entries(&v);
+            let mut out: Vec<Value> = Vec::new();
+            for chunk in items.chunks(size) {
+                let mut chunk = chunk.to_vec();
+                if let Some(fill) = &fill
+                    && !is_null(fill)
+                {
+                    let mut next = chunk
+                        .iter()
+                        .filter_map(|(k, _)| k.as_i64())
+                        .max()
+                        .map_or(0, |m| m + 1);
+                    while chunk.len() < size {
+                        chunk.push((Value::from(next), fill.clone()));
+                        next += 1;
+                    }
+                }
+                out.push(from_entries(chunk));
+            }
+            Ok(Value::from(out))
+        },
+    );
+    env.add_filter(
+        "date",
+        |v: Value, args: Rest<Value>| -> Result<String, Error> {
+            let format = if is_null(&arg(&args, 0)) {
+                "F j, Y H:i".to_string()
+            } else {
+                s(&arg(&args, 0))
+            };
+            crate::date::format_value(&v, &format, &arg(&args, 1))
+        },
+    );
+
+    env.add_function("range", range);
+    env.add_function("min", |args: Rest<Value>| min_max(&args, Ordering::Less));
+    env.add_function("max", |args: Rest<Value>| min_max(&args, Ordering::Greater));
+    env.add_function(
+        "cycle",
+        |values: Value, pos: Value| -> Result<Value, Error> {
+            let items = php_entries(&values);
+            if items.is_empty() {
+                return Ok(values);
+            }
+            let p = php::to_num(&pos)?.as_int().rem_euclid(items.len() as i64);
+            Ok(items[p as usize].1.clone())
+        },
+    );
+    env.add_function(
+        "date",
+        |v: Option<Value>, tz: Option<Value>| -> Result<Value, Error> {
+            crate::date::timestamp(
+                &v.unwrap_or(Value::UNDEFINED),
+                &tz.unwrap_or(Value::UNDEFINED),
+            )
+            .map(Value::from)
+        },
+    );
+    env.add_function(
+        "random",
+        |v: Option<Value>, max: Option<Value>| -> Result<Value, Error> { random(v, max) },
+    );
+    env.add_function("json_decode", |v: Value| json::decode(&s(&v)));
+    env.add_function("dict_set", dict_set);
+    env.add_function(
+        "random_string",
+        |len: Option<Value>| -> Result<String, Error> {
+            use rand::Rng as _;
+            let n = len
+                .map(|l| php::to_num(&l).map(Num::as_int))
+                .transpose()?
+                .unwrap_or(8)
+                .clamp(1, 255) as usize;
+            const ALPHABET: &[u8] =
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+            let mut rng = rand::rng();
+            Ok((0..n)
+                .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+                .collect())
+        },
+    );
+    env.add_function("attribute", |obj: Value, key: Value| {
+        crate::runtime::get(&obj, &key)
+    });
+}
+
+/// The string a Cerb filter works on: only strings qualify (Cerb returns "" otherwise).
+fn cerb_str(v: &Value) -> Option<String> {
+    (v.kind() == ValueKind::String).then(|| v.as_str().unwrap_or("").to_string())
+}
+
+/// PHP's non-strict `base64_decode`: characters outside the alphabet are skipped.
+fn base64_decode(text: &str) -> String {
+    let clean: String = text
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '+' || *c == '/')
+        .collect();
+    let usable = if clean.len() % 4 == 1 {
+        &clean[..clean.len() - 1]
+    } else {
+        &clean[..]
+    };
+    let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(usable.as_bytes())
+        .unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// A PHP `string` parameter: scalars convert, arrays are a TypeError (as in PHP 8).
+fn str_arg(v: &Value, function: &str) -> Result<String, Error> {
+    if is_array(v) {
+        return Err(fail(format!(
+            "{function}(): Argument #1 ($string) must be of type string, array given"
+        )));
+    }
+    Ok(s(v))
+}
+
+fn runtime_truthy(v: &Value) -> bool {
+    crate::runtime::truthy(v)
+}
+
+/// Twig's `escape` with the html (default), js, css, url and html_attr strategies.
+fn escape(v: Value, strategy: Option<Value>) -> Result<Value, Error> {
+    let strategy = strategy.map(|st| s(&st)).unwrap_or_else(|| "html".into());
+    if !matches!(
+        strategy.as_str(),
+        "html" | "js" | "css" | "url" | "html_attr"
+    ) {
+        return Err(fail(format!(
+            "Invalid escaping strategy \"{strategy}\" (valid ones: html, js, url, css, html_attr)."
+        )));
+    }
+    // Twig returns anything that is not a string unchanged.
+    if v.kind() != ValueKind::String {
+        return Ok(v);
+    }
+    let text = s(&v);
+    let mut out = String::with_capacity(text.len());
+    match strategy.as_str() {
+        "html" => {
+            for c in text.chars() {
+                match c {
+                    '&' => out.push_str("&amp;"),
+                    '<' => out.push_str("&lt;"),
+                    '>' => out.push_str("&gt;"),
+                    '"' => out.push_str("&quot;"),
+                    '\'' => out.push_str("&#039;"),
+                    c => out.push(c),
+                }
+            }
+        }
+        "js" => {
+            for c in text.chars() {
+                match c {
+                    c if c.is_ascii_alphanumeric() || matches!(c, ',' | '.' | '_') => out.push(c),
+                    '\\' => out.push_str("\\\\"),
+                    '/' => out.push_str("\\/"),
+                    '\x08' => out.push_str("\\b"),
+                    '\x0C' => out.push_str("\\f"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    c => {
+                        let mut buf = [0u16; 2];
+                        for unit in c.encode_utf16(&mut buf) {
+                            let _ = write!(out, "\\u{:04X}", unit);
+                        }
+                    }
+                }
+            }
+        }
+        "css" => {
+            for c in text.chars() {
+                if c.is_ascii_alphanumeric() {
+                    out.push(c);
+                } else {
+                    let _ = write!(out, "\\{:X} ", c as u32);
+                }
+            }
+        }
+        "url" => out = rawurlencode(&text),
+        "html_attr" => {
+            for c in text.chars() {
+                let o = c as u32;
+                match c {
+                    c if c.is_ascii_alphanumeric() || matches!(c, ',' | '.' | '-' | '_') => {
+                        out.push(c)
+                    }
+                    '\t' | '\n' | '\r' => {
+                        let _ = write!(out, "&#x{o:02X};");
+                    }
+                    _ if o <= 0x1f || o == 0x7f => out.push_str("&#xFFFD;"),
+                    '"' => out.push_str("&quot;"),
+                    '&' => out.push_str("&amp;"),
+                    '<' => out.push_str("&lt;"),
+                    '>' => out.push_str("&gt;"),
+                    _ if o < 0x80 => {
+                        let _ = write!(out, "&#x{o:02X};");
+                    }
+                    _ => {
+                        let _ = write!(out, "&#x{o:04X};");
+                    }
+                }
+            }
+        }
+        other => {
+            return Err(fail(format!(
+                "Invalid escaping strategy \"{other}\" (valid ones: html, js, url, css, html_attr)."
+            )));
+        }
+    }
+    Ok(Value::from(out))
+}
+
+/// `mb_convert_case(…, MB_CASE_TITLE)`: a letter after a letter (or an apostrophe, period or
+/// colon inside a word) is lowered, any other letter is title-cased.
+fn title(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_word = false;
+    for c in text.chars() {
+        if in_word {
+            out.extend(c.to_lowercase());
+        } else {
+            title_case(c, &mut out);
+        }
+        let ignorable = matches!(
+            c,
+            '\'' | '.' | ':' | '^' | '`' | '\u{00B7}' | '\u{2019}' | '\u{00AD}'
+        ) || ('\u{0300}'..='\u{036F}').contains(&c);
+        in_word = c.is_alphabetic() || (in_word && ignorable);
+    }
+    out
+}
+
+/// Unicode title case of one character (differs from upper case for digraphs and ligatures).
+fn title_case(c: char, out: &mut String) {
+    let t = match c {
+        'ß' => "Ss",
+        '\u{01C4}'..='\u{01C6}' => "\u{01C5}",
+        '\u{01C7}'..='\u{01C9}' => "\u{01C8}",
+        '\u{01CA}'..='\u{01CC}' => "\u{01CB}",
+        '\u{01F1}'..='\u{01F3}' => "\u{01F2}",
+        '\u{FB00}' => "Ff",
+        '\u{FB01}' => "Fi",
+        '\u{FB02}' => "Fl",
+        '\u{FB03}' => "Ffi",
+        '\u{FB04}' => "Ffl",
+        '\u{FB05}' | '\u{FB06}' => "St",
+        '\u{0587}' => "\u{0535}\u{0582}",
+        _ => {
+            out.extend(c.to_uppercase());
+            return;
+        }
+    };
+    out.push_str(t);
+}
+
+/// PHP `trim` with an optional character mask (`a..z` ranges) and Twig's side argument.
+fn trim(v: Value, mask: Option<Value>, side: Option<Value>) -> Result<String, Error> {
+    let text = str_arg(&v, "trim")?;
+    let set: Vec<char> = match mask.filter(|m| !is_null(m)) {
+        None => vec![' ', '\t', '\n', '\r', '\0', '\x0B'],
+        Some(m) => {
+            let m: Vec<char> = s(&m).chars().collect();
+            let mut set = Vec::new();
+            let mut i = 0;
+            while i < m.len() {
+                if i + 3 < m.len() + 0
+                    && i + 3 <= m.len() - 1
+                    && m[i + 1] == '.'
+                    && m[i + 2] == '.'
+                    && m[i + 3] >= m[i]
+                {
+                    set.extend(m[i]..=m[i + 3]);
+                    i += 4;
+                } else {
+                    set.push(m[i]);
+                    i += 1;
+                }
+            }
+            set
+        }
+    };
+    let side = side
+        .filter(|x| !is_null(x))
+        .map(|x| s(&x))
+        .unwrap_or_else(|| "both".into());
+    Ok(match side.as_str() {
+        "both" => text.trim_matches(set.as_slice()).to_string(),
+        "left" => text.trim_start_matches(set.as_slice()).to_string(),
+        "right" => text.trim_end_matches(set.as_slice()).to_string(),
+        _ => {
+            return Err(fail(
+                "Trimming side must be \"left\", \"right\" or \"both\".",
+            ));
+        }
+    })
+}
+
+/// Twig's `replace`: PHP `strtr` with a hash (longest key first at each position).
+fn replace(state: &State, v: Value, from: Value) -> Result<String, Error> {
+    if !is_array(&from) {
+        return Err(fail(format!(
+            "The \"replace\" filter expects an array or \"Traversable\" as replace values, got \"{}\".",
+            php::php_type(&from)
+        )));
+    }
+    let text = str_arg(&v, "strtr")?;
+    let mut pairs: Vec<(String, String)> = php_entries(&from)
+        .iter()
+        .map(|(k, v)| (s(k), s(v)))
+        .filter(|(k, _)| !k.is_empty())
+        .collect();
+    pairs.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    'outer: while i < text.len() {
+        for (k, r) in &pairs {
+            if text[i..].starts_with(k.as_str()) {
+                out.push_str(r);
+                i += k.len();
+                continue 'outer;
+            }
+        }
+        let c = text[i..].chars().next().unwrap_or(' ');
+        out.push(c);
+        i += c.len_utf8();
+    }
+    charge(state, out.len())?;
+    Ok(out)
+}
+
+/// Twig's `split`: PHP `explode` with a limit; an empty delimiter cuts into chunks of `limit`.
+fn split(v: Value, delim: Value, limit: Option<Value>) -> Result<Value, Error> {
+    let text = str_arg(&v, "explode")?;
+    let delim = s(&delim);
+    let limit = limit
+        .filter(|l| !is_null(l))
+        .map(|l| php::to_num(&l).map(Num::as_int))
+        .transpose()?;
+    if delim.is_empty() {
+        let chars: Vec<char> = text.chars().collect();
+        let size = limit.unwrap_or(1).max(1) as usize;
+        if chars.is_empty() {
+            return Ok(Value::from(vec![Value::from("")]));
+        }
+        return Ok(chars
+            .chunks(size)
+            .map(|c| Value::from(c.iter().collect::<String>()))
+            .collect());
+    }
+    let parts: Vec<&str> = text.split(delim.as_str()).collect();
+    let out: Vec<String> = match limit {
+        None => parts.iter().map(|p| p.to_string()).collect(),
+        Some(l) if l > 0 => text
+            .splitn(l as usize, delim.as_str())
+            .map(str::to_string)
+            .collect(),
+        Some(0) => vec![text.clone()],
+        Some(l) => {
+            let keep = parts.len() as i64 + l;
+            parts
+                .iter()
+                .take(keep.max(0) as usize)
+                .map(|p| p.to_string())
+                .collect()
+        }
+    };
+    Ok(out.into_iter().map(Value::from).collect())
+}
+
+fn join(v: Value, glue: Option<Value>, and: Option<Value>) -> String {
+    let items: Vec<String> = if is_array(&v) {
+        entries(&v).iter().map(|(_, x)| s(x)).collect()
+    } else if is_null(&v) {
+        Vec::new()
+    } else {
+        vec![s(&v)]
+    };
+    let glue = glue
+        .filter(|g| !is_null(g))
+        .map(|g| s(&g))
+        .unwrap_or_default();
+    let and = and.filter(|a| !is_null(a)).map(|a| s(&a));
+    match and {
+        Some(and) if and != glue && items.len() > 1 => {
+            format!(
+                "{}{}{}",
+                items[..items.len() - 1].join(&glue),
+                and,
+                items[items.len() - 1]
+            )
+        }
+        _ => items.join(&glue),
+    }
+}
+
+fn first_last(v: &Value, first: bool) -> Value {
+    if is_array(v) {
+        let items = entries(v);
+        let item = if first {
+            items.into_iter().next()
+        } else {
+            items.into_iter().last()
+        };
+        item.map_or(Value::from(false), |(_, x)| x)
+    } else {
+        let text = s(v);
+        let c = if first {
+            text.chars().next()
+        } else {
+            text.chars().last()
+        };
+        Value::from(c.map(String::from).unwrap_or_default())
+    }
+}
+
+/// PHP `array_merge`: integer keys are appended and renumbered, string keys overwrite.
+fn merge(a: Value, b: Value) -> Result<Value, Error> {
+    for (v, which) in [(&a, "first"), (&b, "second")] {
+        if !is_array(v) {
+            return Err(fail(format!(
+                "The merge filter only works with arrays or \"Traversable\", got \"{}\" as {which} argument.",
+                php::php_type(v)
+            )));
+        }
+    }
+    let mut out: indexmap::IndexMap<Value, Value> = indexmap::IndexMap::new();
+    let mut next = 0i64;
+    for (k, v) in php_entries(&a).into_iter().chain(php_entries(&b)) {
+        if k.is_integer() {
+            out.insert(Value::from(next), v);
+            next += 1;
+        } else {
+            out.insert(k, v);
+        }
+    }
+    Ok(from_entries(out.into_iter().collect()))
+}
+
+/// Renumbers integer keys from 0 unless keys are preserved (string keys always survive).
+fn renumber(items: Vec<(Value, Value)>, preserve: bool) -> Vec<(Value, Value)> {
+    if preserve {
+        return items;
+    }
+    let mut next = 0i64;
+    items
+        .into_iter()
+        .map(|(k, v)| {
+            if k.is_integer() {
+                next += 1;
+                (Value::from(next - 1), v)
+            } else {
+                (k, v)
+            }
+        })
+        .collect()
+}
+
+/// Twig's `slice`: `array_slice` on arrays, `mb_substr` on anything else.
+pub(crate) fn slice(v: &Value, start: &Value, len: &Value, preserve: bool) -> Result<Value, Error> {
+    let start = php::to_num(start)?.as_int();
+    let len = if is_null(len) {
+        None
+    } else {
+        Some(php::to_num(len)?.as_int())
+    };
+    if is_array(v) {
+        let items = php_entries(v);
+        let (a, b) = slice_bounds(items.len(), start, len);
+        let picked = items[a..b].to_vec();
+        return Ok(from_entries(renumber(picked, preserve)));
+    }
+    let chars: Vec<char> = s(v).chars().collect();
+    let (a, b) = slice_bounds(chars.len(), start, len);
+    Ok(Value::from(chars[a..b].iter().collect::<String>()))
+}
+
+/// PHP's offset/length rules shared by `array_slice` and `mb_substr`.
+fn slice_bounds(n: usize, start: i64, len: Option<i64>) -> (usize, usize) {
+    let n = n as i64;
+    let a = if start < 0 {
+        (n + start).max(0)
+    } else {
+        start.min(n)
+    };
+    let b = match len {
+        None => n,
+        Some(l) if l < 0 => (n + l).max(a),
+        Some(l) => (a + l).min(n),
+    };
+    (a as usize, b.max(a) as usize)
+}
+
+/// Twig's `sort` without an arrow: PHP `asort` (keys kept, stable, PHP 8 comparison).
+fn sort(v: Value) -> Result<Value, Error> {
+    if !is_array(&v) {
+        return Err(fail(format!(
+            "The sort filter only works with arrays or \"Traversable\", got \"{}\".",
+            php::php_type(&v)
+        )));
+    }
+    let mut items = php_entries(&v);
+    items.sort_by(|a, b| php::compare(&a.1, &b.1));
+    Ok(from_entries(items))
+}
+
+/// PHP 8's `round()` (half away from zero, with PHP's pre-rounding to 15 significant digits).
+pub(crate) fn php_round(x: f64, places: i64) -> f64 {
+    if !x.is_finite() || x == 0.0 {
+        return x;
+    }
+    let places = places.clamp(-308, 308);
+    let sci = format!("{:.14e}", x.abs());
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i64 = exp.parse().unwrap_or(0);
+    let digits: Vec<u8> = mantissa
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .map(|d| d - b'0')
+        .collect();
+    // Number = 0.d1d2d3… × 10^(exp+1); keep (exp + 1 + places) digits.
+    let keep = exp + 1 + places;
+    if keep < 0 {
+        return 0.0 * x.signum();
+    }
+    let keep = keep as usize;
+    let mut kept: Vec<u8> = digits.iter().take(keep).copied().collect();
+    while kept.len() < keep {
+        kept.push(0);
+    }
+    let round_up = digits.get(keep).is_some_and(|d| *d >= 5);
+    let mut shift = exp + 1 - keep as i64;
+    if round_up {
+        let mut i = kept.len();
+        loop {
+            if i == 0 {
+                kept.insert(0, 1);
+                break;
+            }
+            i -= 1;
+            if kept[i] == 9 {
+                kept[i] = 0;
+            } else {
+                kept[i] += 1;
+                break;
+            }
+        }
+    }
+    if kept.is_empty() {
+        return 0.0 * x.signum();
+    }
+    let text: String = kept.iter().map(|d| (d + b'0') as char).collect();
+    if shift > 400 {
+        shift = 400;
+    }
+    let r: f64 = format!("{text}e{shift}").parse().unwrap_or(0.0);
+    if x < 0.0 { -r } else { r }
+}
+
+/// PHP's `number_format`.
+fn number_format(x: f64, decimals: i64, point: &str, sep: &str) -> String {
+    let decimals = decimals.clamp(0, 100) as usize;
+    let r = php_round(x, decimals as i64);
+    if !r.is_finite() {
+        return php::float_to_string(r);
+    }
+    let fixed = format!("{:.*}", decimals, r.abs());
+    let (int_part, frac) = fixed.split_once('.').unwrap_or((&fixed, ""));
+    let mut grouped = String::new();
+    for (i, c) in int_part.chars().enumerate() {
+        if i > 0 && (int_part.len() - i) % 3 == 0 {
+            grouped.push_str(sep);
+        }
+        grouped.push(c);
+    }
+    let is_zero = fixed.bytes().all(|b| b == b'0' || b == b'.');
+    let mut out = String::new();
+    if r < 0.0 && !is_zero {
+        out.push('-');
+    }
+    out.push_str(&grouped);
+    if decimals > 0 {
+        out.push_str(point);
+        out.push_str(frac);
+    }
+    out
+}
+
+/// PHP's `sprintf` for `%%`, `%s`, `%d`, `%u`, `%f`/`%F`, `%e`, `%x`/`%X`, `%o`, `%b`, `%c`, with
+/// flags (`-`, `+`, `0`, space, `'c` padding), width, precision and `n$` argument numbers.
+pub(crate) fn sprintf(format: &str, args: &[Value]) -> Result<String, Error> {
+    let mut out = String::new();
+    let mut chars = format.chars().peekable();
+    let mut next_arg = 0usize;
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        if chars.peek() == Some(&'%') {
+            chars.next();
+            out.push('%');
+            continue;
+        }
+        // argnum$
+        let mut spec = String::new();
+        while let Some(&d) = chars.peek() {
+            if d.is_ascii_digit() {
+                spec.push(d);
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        let mut argnum = None;
+        if chars.peek() == Some(&'$') && !spec.is_empty() {
+            chars.next();
+            argnum = spec.parse::<usize>().ok().filter(|n| *n > 0).map(|n| n - 1);
+            if argnum.is_none() {
+                return Err(fail(
+                    "Argument number specifier must be greater than zero and less than 2147483647",
+                ));
+            }
+            spec.clear();
+        }
+        let mut left = false;
+        let mut plus = false;
+        let mut pad = ' ';
+        // Flags come before width; digits already read are the width unless they start with 0.
+        if spec.is_empty() {
+            loop {
+                match chars.peek() {
+                    Some('-') => left = true,
+                    Some('+') => plus = true,
+                    Some('0') => pad = '0',
+                    Some(' ') => pad = ' ',
+                    Some('\'') => {
+                        chars.next();
+                        pad = chars
+                            .next()
+                            .ok_or_else(|| fail("Missing padding character"))?;
+                        continue;
+                    }
+                    _ => break,
+                }
+                chars.next();
+            }
+            while let Some(&d) = chars.peek() {
+                if d.is_ascii_digit() {
+                    spec.push(d);
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+        } else if spec.starts_with('0') {
+            pad = '0';
+        }
+        let width: usize = spec.parse().unwrap_or(0).min(10_000);
+        let mut precision = None;
+        if chars.peek() == Some(&'.') {
+            chars.next();
+            let mut p = String::new();
+            while let Some(&d) = chars.peek() {
+                if d.is_ascii_digit() {
+                    p.push(d);
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            precision = Some(p.parse::<usize>().unwrap_or(0).min(500));
+        }
+        let conv = chars
+            .next()
+            .ok_or_else(|| fail("Missing format specifier at end of string"))?;
+        let idx = argnum.unwrap_or_else(|| {
+            next_arg += 1;
+            next_arg - 1
+        });
+        let Some(a) = args.get(idx) else {
+            return Err(fail(format!(
+                "{} arguments are required, {} given",
+                idx + 2,
+                args.len() + 1
+            )));
+        };
+        let (body, numeric_neg) = match conv {
+            's' => {
+                let mut t = s(a);
+                if let Some(p) = precision {
+                    t = t.chars().take(p).collect();
+                }
+                (t, false)
+            }
+            'd' | 'i' => {
+                let n = php::to_num(a)?.as_int();
+                let mut t = n.unsigned_abs().to_string();
+                if n < 0 {
+                    t.insert(0, '-');
+                } else if plus {
+                    t.insert(0, '+');
+                }
+                (t, n < 0 || plus)
+            }
+            'u' => (format!("{}", php::to_num(a)?.as_int() as u64), false),
+            'f' | 'F' => {
+                let f = php::to_num(a)?.as_f64();
+                let p = precision.unwrap_or(6);
+                let mut t = format!("{:.*}", p, php_round(f, p as i64).abs());
+                if f < 0.0 && t.bytes().any(|b| (b'1'..=b'9').contains(&b)) {
+                    t.insert(0, '-');
+                } else if plus {
+                    t.insert(0, '+');
+                }
+                (t, f < 0.0 || plus)
+            }
+            'e' | 'E' => {
+                let f = php::to_num(a)?.as_f64();
+                let p = precision.unwrap_or(6);
+                let t = format!("{:.*e}", p, f);
+                let (m, e) = t.split_once('e').unwrap_or((&t, "0"));
+                let e: i64 = e.parse().unwrap_or(0);
+                let mut t = format!("{m}e{}{}", if e < 0 { '-' } else { '+' }, e.abs());
+                if conv == 'E' {
+                    t = t.to_uppercase();
+                }
+                if plus && f >= 0.0 {
+                    t.insert(0, '+');
+                }
+                (t, f < 0.0 || plus)
+            }
+            'x' => (format!("{:x}", php::to_num(a)?.as_int()), false),
+            'X' => (format!("{:X}", php::to_num(a)?.as_int()), false),
+            'o' => (format!("{:o}", php::to_num(a)?.as_int()), false),
+            'b' => (format!("{:b}", php::to_num(a)?.as_int()), false),
+            'c' => (
+                char::from_u32(php::to_num(a)?.as_int() as u32 & 0xff)
+                    .map(String::from)
+                    .unwrap_or_default(),
+                false,
+            ),
+            other => return Err(fail(format!("Unknown format specifier \"{other}\""))),
+        };
+        let len = body.chars().count();
+        if len >= width {
+            out.push_str(&body);
+        } else if left {
+            out.push_str(&body);
+            let fill = if pad == '0' { ' ' } else { pad };
+            out.extend(std::iter::repeat_n(fill, width - len));
+        } else if pad == '0' && numeric_neg && matches!(conv, 'd' | 'i' | 'f' | 'F' | 'e' | 'E') {
+            let (sign, digits) = body.split_at(1);
+            out.push_str(sign);
+            out.extend(std::iter::repeat_n('0', width - len));
+            out.push_str(digits);
+        } else {
+            out.extend(std::iter::repeat_n(pad, width - len));
+            out.push_str(&body);
+        }
+    }
+    Ok(out)
+}
+
+/// PHP's `strip_tags` (no allowed tags): removes tags, comments and PHP blocks, honouring quotes
+/// inside tags.
+fn strip_tags(text: &str) -> String {
+    let b: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c == '<' {
+            let next = b.get(i + 1).copied();
+            // `<` followed by whitespace is text in PHP's state machine.
+            if next.is_none_or(|n| n.is_whitespace()) {
+                out.push(c);
+                i += 1;
+                continue;
+            }
+            if b[i..].starts_with(&['<', '!', '-', '-']) {
+                let mut j = i + 4;
+                while j < b.len() && !(b[j] == '>' && j >= 2 && b[j - 1] == '-' && b[j - 2] == '-')
+                {
+                    j += 1;
+                }
+                i = j + 1;
+                continue;
+            }
+            let mut j = i + 1;
+            let mut quote: Option<char> = None;
+            let mut depth = 1;
+            while j < b.len() {
+                let d = b[j];
+                match quote {
+                    Some(q) if d == q => quote = None,
+                    Some(_) => {}
+                    None => match d {
+                        '"' | '\'' => quote = Some(d),
+                        '<' => depth += 1,
+                        '>' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    },
+                }
+                j += 1;
+            }
+            i = j + 1;
+            continue;
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}
+
+/// PHP's `nl2br`: `<br />` before every `\r\n`, `\n\r`, `\n` or `\r`.
+fn nl2br(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\n' || c == '\r' {
+            out.push_str("<br />");
+            out.push(c);
+            if let Some(&n) = chars.peek()
+                && (n == '\n' || n == '\r')
+                && n != c
+            {
+                out.push(n);
+                chars.next();
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// PHP's `rawurlencode` (RFC 3986: only `A-Z a-z 0-9 - _ . ~` stay).
+pub(crate) fn rawurlencode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// PHP's `rawurldecode` (`%XX` decoded, `+` kept; invalid UTF-8 replaced).
+fn rawurldecode(text: &str) -> String {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() + 0
+                && b[i + 1].is_ascii_hexdigit()
+                && b[i + 2].is_ascii_hexdigit() =>
+            {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("00");
+                out.push(u8::from_str_radix(hex, 16).unwrap_or(0));
+                i += 2;
+            }
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// PHP's `http_build_query($v, '', '&', PHP_QUERY_RFC3986)`.
+fn http_build_query(v: &Value) -> String {
+    let mut parts = Vec::new();
+    build_query(v, None, &mut parts);
+    parts.join("&")
+}
+
+fn build_query(v: &Value, prefix: Option<&str>, parts: &mut Vec<String>) {
+    for (k, val) in php_entries(v) {
+        let key = rawurlencode(&s(&k));
+        let name = match prefix {
+            None => key,
+            Some(p) => format!("{p}%5B{key}%5D"),
+        };
+        match val.kind() {
+            ValueKind::Undefined | ValueKind::None => {}
+            ValueKind::Seq | ValueKind::Map | ValueKind::Iterable => {
+                build_query(&val, Some(&name), parts)
+            }
+            ValueKind::Bool => parts.push(format!("{name}={}", if val.is_true() { 1 } else { 0 })),
+            _ => parts.push(format!("{name}={}", rawurlencode(&s(&val)))),
+        }
+    }
+}
+
+fn hmac_hex(algo: &str, key: &[u8], data: &[u8]) -> Result<String, Error> {
+    macro_rules! mac {
+        ($t:ty) => {{
+            let mut m = <hmac::Hmac<$t>>::new_from_slice(key).map_err(|e| fail(e.to_string()))?;
+            m.update(data);
+            Ok(hex::encode(m.finalize().into_bytes()))
+        }};
+    }
+    match algo {
+        "sha256" => mac!(sha2::Sha256),
+        "sha1" => mac!(sha1::Sha1),
+        "sha512" => mac!(sha2::Sha512),
+        "sha384" => mac!(sha2::Sha384),
+        "sha224" => mac!(sha2::Sha224),
+        "md5" => mac!(md5::Md5),
+        other => Err(fail(format!(
+            "hash_hmac(): Argument #1 ($algo) must be a valid cryptographic hashing algorithm, \"{other}\" given"
+        ))),
+    }
+}
+
+/// Cerb's `truncate(length=30, preserve=false, separator='...')` (Twig-extensions' Text).
+fn truncate(v: Value, args: Rest<Value>) -> Result<String, Error> {
+    let Some(text) = cerb_str(&v) else {
+        return Ok(String::new());
+    };
+    let mut length = if arg(&args, 0).is_undefined() {
+        30
+    } else {
+        php::to_num(&arg(&args, 0))?.as_int()
+    };
+    let preserve = runtime_truthy(&arg(&args, 1));
+    let sep = if arg(&args, 2).is_undefined() {
+        "...".to_string()
+    } else {
+        s(&arg(&args, 2))
+    };
+    let chars: Vec<char> = text.chars().collect();
+    if (chars.len() as i64) <= length {
+        return Ok(text);
+    }
+    if preserve {
+        let from = if length < 0 {
+            (chars.len() as i64 + length).max(0)
+        } else {
+            length
+        } as usize;
+        if let Some(pos) = chars.iter().skip(from).position(|c| *c == ' ') {
+            length = (from + pos) as i64;
+        }
+    }
+    let (a, b) = slice_bounds(chars.len(), 0, Some(length));
+    Ok(chars[a..b].iter().collect::<String>() + &sep)
+}
+
+/// A PCRE pattern with delimiters and flags (`/x/i`, `#x#s`) compiled with the `regex` crate,
+/// whose matching is linear in the input (no catastrophic backtracking).
+pub(crate) fn compile_pcre(pattern: &str) -> Result<regex::Regex, Error> {
+    thread_local! {
+        static CACHE: std::cell::RefCell<std::collections::HashMap<String, Option<regex::Regex>>> =
+            std::cell::RefCell::new(std::collections::HashMap::new());
+    }
+    if let Some(hit) = CACHE.with(|c| c.borrow().get(pattern).cloned()) {
+        return hit.ok_or_else(|| {
+            fail(format!(
+                "Regexp \"{pattern}\" passed to \"matches\" is not valid"
+            ))
+        });
+    }
+    let compiled = compile_pcre_uncached(pattern);
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= 256 {
+            c.clear();
+        }
+        c.insert(pattern.to_string(), compiled.as_ref().ok().cloned());
+    });
+    compiled
+}
+
+fn compile_pcre_uncached(pattern: &str) -> Result<regex::Regex, Error> {
+    let invalid = || {
+        fail(format!(
+            "Regexp \"{pattern}\" passed to \"matches\" is not valid"
+        ))
+    };
+    let trimmed = pattern.trim_start();
+    let mut chars = trimmed.chars();
+    let open = chars.next().ok_or_else(invalid)?;
+    if open.is_alphanumeric() || open == '\\' {
+        return Err(invalid());
+    }
+    let close = match open {
+        '(' => ')',
+        '[' => ']',
+        '{' => '}',
+        '<' => '>',
+        c => c,
+    };
+    let body_and_flags = &trimmed[open.len_utf8()..];
+    let end = body_and_flags.rfind(close).ok_or_else(invalid)?;
+    let body = &body_and_flags[..end];
+    let flags = &body_and_flags[end + close.len_utf8()..];
+    let mut builder = regex::RegexBuilder::new(body);
+    builder
+        .size_limit(1 << 20)
+        .dfa_size_limit(1 << 20)
+        .nest_limit(64);
+    for f in flags.chars() {
+        match f {
+            'i' => {
+                builder.case_insensitive(true);
+            }
+            'm' => {
+                builder.multi_line(true);
+            }
+            's' => {
+                builder.dot_matches_new_line(true);
+            }
+            'x' => {
+                builder.ignore_whitespace(true);
+            }
+            'u' | 'D' | 'U' | 'A' | '\n' | ' ' => {}
+            _ => return Err(invalid()),
+        }
+    }
+    builder.build().map_err(|_| invalid())
+}
+
+/// Twig's `range(low, high, step=1)`: PHP `range` over integers, floats or single letters.
+fn range(state: &State, low: Value, high: Value, step: Option<Value>) -> Result<Value, Error> {
+    let step_num = step
+        .map(|st| php::to_num(&st))
+        .transpose()?
+        .unwrap_or(Num::I(1));
+    let letters = |v: &Value| {
+        v.as_str()
+            .filter(|t| t.len() == 1 && !t.as_bytes()[0].is_ascii_digit())
+            .map(|t| t.as_bytes()[0])
+    };
+    if let (Some(a), Some(b)) = (letters(&low), letters(&high)) {
+        let st = step_num.as_int().unsigned_abs().max(1) as usize;
+        let out: Vec<Value> = if a <= b {
+            (a..=b)
+                .step_by(st)
+                .map(|c| Value::from((c as char).to_string()))
+                .collect()
+        } else {
+            (b..=a)
+                .rev()
+                .step_by(st)
+                .map(|c| Value::from((c as char).to_string()))
+                .collect()
+        };
+        return Ok(Value::from(out));
+    }
+    let (a, b) = (php::to_num(&low)?, php::to_num(&high)?);
+    if let (Num::I(a), Num::I(b), Num::I(st)) = (a, b, step_num) {
+        let st = st.unsigned_abs().max(1);
+        let count = (a.abs_diff(b) / st).saturating_add(1);
+        state.consume_fuel(count)?;
+        let out: Vec<Value> = if a <= b {
+            (0..count)
+                .map(|i| Value::from(a + (i * st) as i64))
+                .collect()
+        } else {
+            (0..count)
+                .map(|i| Value::from(a - (i * st) as i64))
+                .collect()
+        };
+        return Ok(Value::from(out));
+    }
+    let (a, b, st) = (a.as_f64(), b.as_f64(), step_num.as_f64().abs());
+    if !(st > 0.0) || !a.is_finite() || !b.is_finite() {
+        return Err(fail(
+            "range(): Argument #3 ($step) must not exceed the specified range",
+        ));
+    }
+    let count = ((a - b).abs() / st).floor() as u64 + 1;
+    state.consume_fuel(count)?;
+    let out: Vec<Value> = (0..count)
+        .map(|i| {
+            Value::from(if a <= b {
+                a + i as f64 * st
+            } else {
+                a - i as f64 * st
+            })
+        })
+        .collect();
+    Ok(Value::from(out))
+}
+
+/// PHP `min`/`max`: one array argument or several values.
+fn min_max(args: &[Value], want: Ordering) -> Result<Value, Error> {
+    let items: Vec<Value> = if args.len() == 1 && is_array(&args[0]) {
+        entries(&args[0]).into_iter().map(|(_, v)| v).collect()
+    } else {
+        args.to_vec()
+    };
+    let mut best: Option<Value> = None;
+    for v in items {
+        best = Some(match best {
+            None => v,
+            Some(b) => {
+                if php::compare(&v, &b) == want {
+                    v
+                } else {
+                    b
+                }
+            }
+        });
+    }
+    best.ok_or_else(|| fail("min(): Argument #1 ($value) must contain at least one element"))
+}
+
+fn random(v: Option<Value>, max: Option<Value>) -> Result<Value, Error> {
+    use rand::Rng as _;
+    let mut rng = rand::rng();
+    let v = v.unwrap_or(Value::UNDEFINED);
+    if let Some(max) = max.filter(|m| !is_null(m)) {
+        let (a, b) = (php::to_num(&v)?.as_int(), php::to_num(&max)?.as_int());
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        return Ok(Value::from(rng.random_range(lo..=hi)));
+    }
+    match v.kind() {
+        ValueKind::Undefined | ValueKind::None => {
+            Ok(Value::from(rng.random_range(0..=i32::MAX as i64)))
+        }
+        ValueKind::Seq | ValueKind::Map => {
+            let items = entries(&v);
+            if items.is_empty() {
+                return Err(fail("The random function cannot pick from an empty array."));
+            }
+            Ok(items[rng.random_range(0..items.len())].1.clone())
+        }
+        ValueKind::Number | ValueKind::Bool => {
+            let n = php::to_num(&v)?.as_int();
+            let (lo, hi) = if n < 0 { (n, 0) } else { (0, n) };
+            Ok(Value::from(rng.random_range(lo..=hi)))
+        }
+        _ => {
+            let chars: Vec<char> = s(&v).chars().collect();
+            if chars.is_empty() {
+                return Ok(Value::from(""));
+            }
+            Ok(Value::from(
+                chars[rng.random_range(0..chars.len())].to_string(),
+            ))
+        }
+    }
+}
+
+/// Cerb's `dict_set(obj, 'a.b', value)`: dots nest, `{DOT}` is a literal dot, `[]` appends.
+fn dict_set(obj: Value, path: Value, val: Value) -> Value {
+    let parts: Vec<String> = s(&path)
+        .split('.')
+        .map(|p| p.replace("{DOT}", "."))
+        .collect();
+    fn set(node: Value, parts: &[String], val: Value) -> Value {
+        let Some((part, rest)) = parts.split_first() else {
+            return val;
+        };
+        let mut items = if is_array(&node) {
+            php_entries(&node)
+        } else if is_empty(&node) {
+            Vec::new()
+        } else {
+            // Cerb leaves scalars alone: the assignment goes nowhere.
+            return node;
+        };
+        if part == "[]" {
+            let next = items
+                .iter()
+                .filter_map(|(k, _)| k.as_i64())
+                .max()
+                .map_or(0, |m| m + 1);
+            items.push((Value::from(next), set(Value::UNDEFINED, rest, val)));
+        } else {
+            let key = php::array_key(&Value::from(part.as_str()));
+            match items.iter().position(|(k, _)| *k == key) {
+                Some(i) => {
+                    let child = items[i].1.clone();
+                    items[i].1 = set(child, rest, val);
+                }
+                None => items.push((key, set(Value::UNDEFINED, rest, val))),
+            }
+        }
+        if items.is_empty() {
+            Value::from_pairs(Vec::<(Value, Value)>::new())
+        } else {
+            from_entries(items)
+        }
+    }
+    set(obj, &parts, val)
+}
+
+/// PHP's `json_encode` / `json_decode(…, true)`.
+pub(crate) mod json {
+    use super::*;
+
+    pub const HEX_TAG: i64 = 1;
+    pub const HEX_AMP: i64 = 2;
+    pub const HEX_APOS: i64 = 4;
+    pub const HEX_QUOT: i64 = 8;
+    pub const FORCE_OBJECT: i64 = 16;
+    pub const UNESCAPED_SLASHES: i64 = 64;
+    pub const PRETTY_PRINT: i64 = 128;
+    pub const UNESCAPED_UNICODE: i64 = 256;
+
+    /// `json_decode($s, true)`; invalid JSON is null.
+    pub fn decode(text: &str) -> Value {
+        match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(v) => Value::from(minijinja::value::Serde(&v)),
+            Err(_) => Value::from(()),
+        }
+    }
+
+    fn indent(out: &mut String, flags: i64, depth: usize) {
+        if flags & PRETTY_PRINT != 0 {
+            out.push('\n');
+            for _ in 0..depth {
+                out.push_str("    ");
+            }
+        }
+    }
+
+    pub fn encode(v: &Value, flags: i64, depth: usize, out: &mut String) -> Result<(), Error> {
+        if depth > 512 {
+            return Err(fail("Maximum stack depth exceeded"));
+        }
+        match v.kind() {
+            ValueKind::Undefined | ValueKind::None => out.push_str("null"),
+            ValueKind::Bool => out.push_str(if v.is_true() { "true" } else { "false" }),
+            ValueKind::Number => match php::to_num(v)? {
+                Num::I(i) => {
+                    let _ = write!(out, "{i}");
+                }
+                Num::F(f) => {
+                    if !f.is_finite() {
+                        return Err(fail("Inf and NaN cannot be JSON encoded"));
+                    }
+                    out.push_str(&float17(f));
+                }
+            },
+            ValueKind::Seq | ValueKind::Map | ValueKind::Iterable => {
+                let items = php_entries(v);
+                let is_list = items
+                    .iter()
+                    .enumerate()
+                    .all(|(i, (k, _))| k.as_i64() == Some(i as i64) && k.is_integer());
+                if items.is_empty() {
+                    out.push_str(if flags & FORCE_OBJECT != 0 {
+                        "{}"
+                    } else {
+                        "[]"
+                    });
+                    return Ok(());
+                }
+                let object = !is_list || flags & FORCE_OBJECT != 0;
+                out.push(if object { '{' } else { '[' });
+                for (i, (k, item)) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    indent(out, flags, depth + 1);
+                    if object {
+                        string(&s(k), flags, out);
+                        out.push(':');
+                        if flags & PRETTY_PRINT != 0 {
+                            out.push(' ');
+                        }
+                    }
+                    encode(item, flags, depth + 1, out)?;
+                }
+                indent(out, flags, depth);
+                out.push(if object { '}' } else { ']' });
+            }
+            _ => string(&s(v), flags, out),
+        }
+        Ok(())
+    }
+
+    /// A float as PHP's json_encode writes it (`serialize_precision = -1`).
+    fn float17(f: f64) -> String {
+        if f == 0.0 {
+            return if f.is_sign_negative() {
+                "-0".into()
+            } else {
+                "0".into()
+            };
+        }
+        let sci = format!("{f:e}");
+        let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+        let exp: i32 = exp.parse().unwrap_or(0);
+        let decpt = exp + 1;
+        if decpt < -3 || decpt > 17 {
+            let m = if mantissa.contains('.') {
+                mantissa.to_string()
+            } else {
+                format!("{mantissa}.0")
+            };
+            format!("{m}e{}{}", if exp < 0 { '-' } else { '+' }, exp.abs())
+        } else {
+            let t = format!("{f}");
+            t
+        }
+    }
+
+    fn string(text: &str, flags: i64, out: &mut String) {
+        out.push('"');
+        for c in text.chars() {
+            match c {
+                '"' if flags & HEX_QUOT != 0 => out.push_str("\\u0022"),
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '/' if flags & UNESCAPED_SLASHES == 0 => out.push_str("\\/"),
+                '\x08' => out.push_str("\\b"),
+                '\x0C' => out.push_str("\\f"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '<' if flags & HEX_TAG != 0 => out.push_str("\\u003C"),
+                '>' if flags & HEX_TAG != 0 => out.push_str("\\u003E"),
+                '&' if flags & HEX_AMP != 0 => out.push_str("\\u0026"),
+                '\'' if flags & HEX_APOS != 0 => out.push_str("\\u0027"),
+                c if (c as u32) < 0x20 => {
+                    let _ = write!(out, "\\u{:04x}", c as u32);
+                }
+                c if (c as u32) < 0x80 || flags & UNESCAPED_UNICODE != 0 => out.push(c),
+                c => {
+                    let mut buf = [0u16; 2];
+                    for unit in c.encode_utf16(&mut buf) {
+                        let _ = write!(out, "\\u{:04x}", unit);
+                    }
+                }
+            }
+        }
+        out.push('"');
+    }
+}
