@@ -147,7 +147,7 @@ pub struct CompiledBehavior {
     pub(crate) roots: Vec<usize>,
     pub(crate) subroutines: HashMap<String, usize>,
     /// `behavior_*` and `va_*` placeholders, computed once.
-    pub(crate) base: IndexMap<String, Value>,
+    pub(crate) base: Arc<IndexMap<String, Value>>,
 }
 
 impl std::fmt::Debug for CompiledBehavior {
@@ -185,7 +185,7 @@ impl CompiledBehavior {
         if !c.issues.is_empty() {
             return Err(c.issues);
         }
-        let base = base_placeholders(def, &bot);
+        let base = Arc::new(base_placeholders(def, &bot));
         Ok(CompiledBehavior {
             def: def.clone(),
             bot,

@@ -2,8 +2,11 @@
 //! `http_params` (query then form, keys folded), `http_headers` (lower-case, `_` for `-`,
 //! without Content-Type/Length), `http_path` and `http_client_ip`.
 
+use std::sync::Arc;
+
 use indexmap::IndexMap;
 use minijinja::Value;
+use minijinja::value::{Enumerator, Object};
 use serde::{Deserialize, Serialize};
 
 /// A webhook request as received (what ingress forwards).
@@ -44,7 +47,7 @@ impl Param {
                 if is_list {
                     Value::from(map.values().map(Param::to_value).collect::<Vec<_>>())
                 } else {
-                    Value::from_iter(map.iter().map(|(k, v)| (k.clone(), v.to_value())))
+                    Value::from_pairs(map.iter().map(|(k, v)| (k.clone(), v.to_value())))
                 }
             }
         }
@@ -56,8 +59,8 @@ impl Param {
 pub struct NormalizedRequest {
     pub verb: String,
     pub body: String,
-    pub params: IndexMap<String, Param>,
-    pub headers: IndexMap<String, String>,
+    pub params: Arc<IndexMap<String, Param>>,
+    pub headers: Arc<IndexMap<String, String>>,
     pub path: String,
     pub client_ip: String,
 }
@@ -79,12 +82,50 @@ impl NormalizedRequest {
 
     /// `http_params` as a template value.
     pub fn params_value(&self) -> Value {
-        Value::from_iter(self.params.iter().map(|(k, v)| (k.clone(), v.to_value())))
+        Value::from_object(ParamsObject(self.params.clone()))
     }
 
     /// `http_headers` as a template value.
     pub fn headers_value(&self) -> Value {
-        Value::from_iter(self.headers.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))))
+        Value::from_object(HeadersObject(self.headers.clone()))
+    }
+}
+
+/// `http_params` for templates: values are converted only when a template reads them.
+#[derive(Debug)]
+struct ParamsObject(Arc<IndexMap<String, Param>>);
+
+impl Object for ParamsObject {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        self.0.get(key.as_str()?).map(Param::to_value)
+    }
+    fn get_value_by_str(self: &Arc<Self>, key: &str) -> Option<Value> {
+        self.0.get(key).map(Param::to_value)
+    }
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Values(self.0.keys().map(|k| Value::from(k.as_str())).collect())
+    }
+    fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
+        Some(self.0.len())
+    }
+}
+
+/// `http_headers` for templates.
+#[derive(Debug)]
+struct HeadersObject(Arc<IndexMap<String, String>>);
+
+impl Object for HeadersObject {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        self.0.get(key.as_str()?).map(|v| Value::from(v.as_str()))
+    }
+    fn get_value_by_str(self: &Arc<Self>, key: &str) -> Option<Value> {
+        self.0.get(key).map(|v| Value::from(v.as_str()))
+    }
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Values(self.0.keys().map(|k| Value::from(k.as_str())).collect())
+    }
+    fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
+        Some(self.0.len())
     }
 }
 
@@ -138,8 +179,8 @@ impl WebhookRequest {
         NormalizedRequest {
             verb: self.method.to_ascii_uppercase(),
             body: String::from_utf8_lossy(&self.body).into_owned(),
-            params,
-            headers,
+            params: Arc::new(params),
+            headers: Arc::new(headers),
             path: self.path.clone(),
             client_ip,
         }
@@ -150,6 +191,16 @@ impl WebhookRequest {
 /// top-level keys the way Cerb does, inserting into `params` (later keys win).
 fn merge_query(params: &mut IndexMap<String, Param>, raw: &[u8]) {
     for (name, value) in form_urlencoded::parse(raw) {
+        // Fast path for plain names (every Twilio field): no PHP bracket or dot handling needed.
+        if name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') && !name.is_empty() {
+            let mut key = name.into_owned();
+            key.make_ascii_lowercase();
+            if key.contains('-') {
+                key = key.replace('-', "_");
+            }
+            params.insert(key, Param::Text(value.into_owned()));
+            continue;
+        }
         let (base, path) = php_name(&name);
         let key = param_key(&base);
         if key.is_empty() && path.is_empty() {

@@ -165,37 +165,50 @@ pub struct RunOutput {
     pub exit: ExitState,
 }
 
-/// The behavior dictionary, shared with templates without copying.
+/// The behavior dictionary: the behavior's base placeholders (shared, never copied) under the
+/// run's own values. Shared with templates without copying.
 #[derive(Debug, Default, Clone)]
-struct Dict(Arc<IndexMap<String, Value>>);
+struct Dict {
+    base: Arc<IndexMap<String, Value>>,
+    run: Arc<IndexMap<String, Value>>,
+}
 
 impl Dict {
+    fn new(base: Arc<IndexMap<String, Value>>) -> Dict {
+        Dict { base, run: Arc::default() }
+    }
     fn get(&self, key: &str) -> Option<&Value> {
-        self.0.get(key)
+        self.run.get(key).or_else(|| self.base.get(key))
     }
     fn set(&mut self, key: &str, value: Value) {
-        Arc::make_mut(&mut self.0).insert(key.to_string(), value);
+        Arc::make_mut(&mut self.run).insert(key.to_string(), value);
     }
     fn remove(&mut self, key: &str) {
-        Arc::make_mut(&mut self.0).shift_remove(key);
+        Arc::make_mut(&mut self.run).shift_remove(key);
     }
     fn context(&self) -> Value {
-        Value::from_object(DictObject(self.0.clone()))
+        Value::from_object(self.clone())
+    }
+    /// Every key and value, run values winning (the `_run_behavior` result).
+    fn to_value(&self) -> Value {
+        let mut all: IndexMap<String, Value> = (*self.base).clone();
+        for (k, v) in self.run.iter() {
+            all.insert(k.clone(), v.clone());
+        }
+        Value::from_pairs(all)
     }
 }
 
-#[derive(Debug)]
-struct DictObject(Arc<IndexMap<String, Value>>);
-
-impl Object for DictObject {
+impl Object for Dict {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        self.0.get(key.as_str()?).cloned()
+        self.get(key.as_str()?).cloned()
     }
     fn get_value_by_str(self: &Arc<Self>, key: &str) -> Option<Value> {
-        self.0.get(key).cloned()
+        self.get(key).cloned()
     }
     fn enumerate(self: &Arc<Self>) -> Enumerator {
-        Enumerator::Values(self.0.keys().map(|k| Value::from(k.as_str())).collect())
+        let keys = self.run.keys().chain(self.base.keys().filter(|k| !self.run.contains_key(*k)));
+        Enumerator::Values(keys.map(|k| Value::from(k.as_str())).collect())
     }
 }
 
@@ -207,19 +220,15 @@ const KEY_HEADERS: &str = "_http_response_headers";
 /// Runs an `event.webhook.received` behavior for one request.
 pub fn run_webhook(behavior: &CompiledBehavior, request: &WebhookRequest, host: &dyn Host, opts: &RunOptions) -> RunOutput {
     let normalized = request.normalize();
-    let mut dict = Dict::default();
+    let mut dict = Dict::new(behavior.base.clone());
     {
-        let d = Arc::make_mut(&mut dict.0);
-        d.reserve(behavior.base.len() + 8);
+        let d = Arc::make_mut(&mut dict.run);
         d.insert("http_verb".into(), Value::from(normalized.verb.as_str()));
         d.insert("http_body".into(), Value::from(normalized.body.as_str()));
         d.insert("http_params".into(), normalized.params_value());
         d.insert("http_headers".into(), normalized.headers_value());
         d.insert("http_path".into(), Value::from(normalized.path.as_str()));
         d.insert("http_client_ip".into(), Value::from(normalized.client_ip.as_str()));
-        for (k, v) in &behavior.base {
-            d.insert(k.clone(), v.clone());
-        }
     }
     let mut run = Runner::new(host, *opts, Some(normalized));
     run.behavior(behavior, dict, 0).finish(run)
@@ -355,7 +364,7 @@ impl<'h> Runner<'h> {
 
     /// The dictionary of a macro run: base placeholders plus coerced variables.
     fn macro_dict(&mut self, behavior: &CompiledBehavior, inputs: &IndexMap<String, String>, depth: usize) -> Dict {
-        let mut dict = Dict(Arc::new(behavior.base.clone()));
+        let mut dict = Dict::new(behavior.base.clone());
         for (key, raw) in inputs {
             match behavior.variables().get(key) {
                 Some(def) => match coerce_variable(def, raw) {
@@ -603,7 +612,7 @@ impl<'h> Runner<'h> {
                         }
                     }
                     headers.insert(n, Value::from(v));
-                    self.set(dict, KEY_HEADERS, Value::from_iter(headers));
+                    self.set(dict, KEY_HEADERS, Value::from_pairs(headers));
                 }
                 ActionKind::SetStatus(tpl) => {
                     if let Some(s) = self.render(b, tpl, dict, id, depth) {
@@ -743,7 +752,7 @@ impl<'h> Runner<'h> {
         }
         self.action_output(depth, id, title, action, format!(">>> Ran behavior {target_id}; results saved to {{{{{var}}}}}"));
         if !var.is_empty() {
-            let result = Value::from_iter(finished.dict.0.iter().map(|(k, v)| (k.clone(), v.clone())));
+            let result = finished.dict.to_value();
             self.set(dict, var, result);
         }
     }
@@ -925,12 +934,12 @@ pub fn url_host(url: &str) -> Option<String> {
 /// The response placeholder map of `core.va.action.http_request` (cerb-semantics §4.2).
 fn response_placeholder(outcome: &HttpOutcome, request_body: &str, raw: bool) -> Value {
     match outcome {
-        HttpOutcome::Error(e) => Value::from_iter([
+        HttpOutcome::Error(e) => Value::from_pairs([
             ("content_type".to_string(), Value::from(())),
-            ("headers".to_string(), Value::from_iter(std::iter::empty::<(String, Value)>())),
+            ("headers".to_string(), Value::from_pairs(std::iter::empty::<(String, Value)>())),
             // Cerb's quirk: on transport failure `body` is the request body.
             ("body".to_string(), Value::from(request_body)),
-            ("info".to_string(), Value::from_iter(std::iter::empty::<(String, Value)>())),
+            ("info".to_string(), Value::from_pairs(std::iter::empty::<(String, Value)>())),
             ("error".to_string(), Value::from(e.as_str())),
         ]),
         HttpOutcome::Response(r) => {
@@ -965,13 +974,13 @@ fn response_placeholder(outcome: &HttpOutcome, request_body: &str, raw: bool) ->
                     _ => Value::from(text),
                 }
             };
-            Value::from_iter([
+            Value::from_pairs([
                 ("content_type".to_string(), content_type.map(Value::from).unwrap_or(Value::from(()))),
-                ("headers".to_string(), Value::from_iter(headers.into_iter().map(|(k, v)| (k, Value::from(v))))),
+                ("headers".to_string(), Value::from_pairs(headers.into_iter().map(|(k, v)| (k, Value::from(v))))),
                 ("body".to_string(), body),
                 (
                     "info".to_string(),
-                    Value::from_iter([
+                    Value::from_pairs([
                         ("url".to_string(), Value::from(r.url.as_str())),
                         ("http_code".to_string(), Value::from(r.status)),
                     ]),

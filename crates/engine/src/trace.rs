@@ -67,15 +67,15 @@ impl TraceEvent {
             TraceEvent::Condition { depth, condition, name, oper, value, actual, pass, .. } => {
                 let p = pad(depth);
                 let label = match name {
-                    Some(n) => format!("{condition}` (`{n}`"),
-                    None => condition.clone(),
+                    Some(n) => format!("`{condition}` (`{n}`)"),
+                    None => format!("`{condition}`"),
                 };
                 let actual = match actual {
                     Some(a) => format!("`{a}`"),
                     None => "(array)".to_string(),
                 };
                 format!(
-                    "{p}Checking condition `{label}`...\n{p}Text: {actual} {oper} `{value}`\n{p}... {}",
+                    "{p}Checking condition {label}...\n{p}Text: {actual} {oper} `{value}`\n{p}... {}",
                     if *pass { "PASS" } else { "FAIL" }
                 )
             }

@@ -61,8 +61,8 @@ pub fn php_string(v: &Value) -> String {
         ValueKind::Undefined | ValueKind::None => String::new(),
         ValueKind::Bool => if v.is_true() { "1".into() } else { String::new() },
         ValueKind::Number => {
-            if let Ok(f) = f64::try_from(v.clone())
-                && v.as_i64().is_none()
+            if !v.is_integer()
+                && let Ok(f) = f64::try_from(v.clone())
             {
                 if f.fract() == 0.0 && f.abs() < 1e15 {
                     return format!("{}", f as i64);

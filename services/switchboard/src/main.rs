@@ -61,8 +61,13 @@ fn main() -> ExitCode {
         Err(e) if e.use_stderr() => {
             // One line naming the problem; `--help` has the rest.
             let rendered = e.to_string();
-            let line = rendered.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
-            eprintln!("{line}");
+            let line: Vec<&str> = rendered
+                .lines()
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            eprintln!("{} (see --help)", line.join(" "));
             return ExitCode::from(2);
         }
         Err(e) => {

@@ -1,0 +1,6 @@
+//! Integration tests of the behavior engine: tree semantics, conditions and actions, driven
+//! through the public API with behaviors written as Cerb JSON.
+
+mod actions;
+mod support;
+mod tree;

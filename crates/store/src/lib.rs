@@ -1,0 +1,655 @@
+//! Switchboard's PostgreSQL store, through sqlx: connected accounts (credentials encrypted at
+//! rest), imported bots, behaviors and webhook listeners (written all or nothing), the inbound
+//! message log (one row per `MessageSid`) and behavior runs. Migrations run only when asked.
+
+pub mod secrets;
+
+use secrecy::SecretString;
+use serde::Serialize;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Postgres, Row, Transaction};
+use switchboard_package::{BehaviorDef, BotDef, ImportPlan, Owner, WebhookListenerDef};
+
+pub use secrets::{MasterKey, SecretError};
+pub use sqlx;
+
+/// The migrations embedded in the binaries.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("SWITCHBOARD_MASTER_KEY is not set; it is needed to {0}")]
+    NoMasterKey(&'static str),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether retrying later may help (connection trouble), as opposed to a bad request.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed))
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Connects a pool.
+pub async fn connect(database_url: &str, max_connections: u32) -> Result<PgPool> {
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect(database_url)
+        .await?)
+}
+
+/// Runs pending migrations (the `migrate` subcommands; never implicitly).
+pub async fn migrate(pool: &PgPool) -> Result<()> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+/// Hosts a Twilio account's credentials may be sent to (Decision 11).
+pub const TWILIO_HOSTS: &[&str] = &["api.twilio.com", "lookups.twilio.com"];
+
+/// A connected account without its secret.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Account {
+    pub id: i64,
+    pub name: String,
+    pub provider: String,
+    pub account_sid: String,
+    pub allowed_hosts: Vec<String>,
+}
+
+/// A connected account with its decrypted auth token.
+#[derive(Debug)]
+pub struct AccountCredentials {
+    pub account: Account,
+    pub auth_token: SecretString,
+}
+
+/// A webhook listener as listed for operators.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WebhookRow {
+    pub id: i64,
+    pub name: String,
+    pub guid: String,
+    pub bot_id: Option<i64>,
+    pub bot_name: Option<String>,
+    pub behavior_id: Option<i64>,
+    pub behavior_title: Option<String>,
+    pub verify_signature: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BotRow {
+    pub id: i64,
+    pub uid: String,
+    pub name: String,
+    pub is_disabled: bool,
+    pub behaviors: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BehaviorRow {
+    pub id: i64,
+    pub bot_id: i64,
+    pub uid: String,
+    pub title: String,
+    pub event: String,
+    pub is_disabled: bool,
+    pub is_private: bool,
+}
+
+/// Everything a worker needs to run a listener's behavior.
+#[derive(Debug, Clone)]
+pub struct ListenerTarget {
+    pub listener: WebhookListenerDef,
+    /// The behavior and its bot, when the listener points at an existing one.
+    pub behavior: Option<(BehaviorDef, BotDef)>,
+}
+
+/// Outcome of claiming a `MessageSid` before running a behavior.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// First time: run the behavior, then [`Store::complete_message`].
+    New,
+    /// Seen before and answered: reply with this stored response.
+    Answered(serde_json::Value),
+    /// Seen before, still being answered by another worker.
+    InProgress,
+}
+
+/// A run to record.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub behavior_id: i64,
+    pub listener_id: Option<i64>,
+    pub message_sid: Option<String>,
+    pub request_id: Option<String>,
+    pub mode: String,
+    pub exit_state: String,
+    pub status: Option<i32>,
+    pub trace: serde_json::Value,
+    pub errors: serde_json::Value,
+    pub duration_us: i64,
+}
+
+/// The store: a pool and, when credentials are needed, the master key.
+#[derive(Clone)]
+pub struct Store {
+    pool: PgPool,
+    key: Option<std::sync::Arc<MasterKey>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("has_master_key", &self.key.is_some()).finish()
+    }
+}
+
+fn count_objects(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::Object(o) => 1 + o.values().map(count_objects).sum::<usize>(),
+        serde_json::Value::Array(a) => a.iter().map(count_objects).sum(),
+        _ => 0,
+    }
+}
+
+impl Store {
+    pub fn new(pool: PgPool, key: Option<MasterKey>) -> Store {
+        Store { pool, key: key.map(std::sync::Arc::new) }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn key(&self, purpose: &'static str) -> Result<&MasterKey> {
+        self.key.as_deref().ok_or(StoreError::NoMasterKey(purpose))
+    }
+
+    // ---- connected accounts -------------------------------------------------------------
+
+    /// Adds a Twilio account; the auth token is encrypted before it reaches the database.
+    pub async fn add_account(&self, name: &str, account_sid: &str, auth_token: &SecretString) -> Result<Account> {
+        use secrecy::ExposeSecret;
+        if name.trim().is_empty() {
+            return Err(StoreError::Invalid("account name is empty".into()));
+        }
+        let blob = self.key("encrypt the auth token")?.encrypt(auth_token.expose_secret(), account_sid);
+        let hosts: Vec<String> = TWILIO_HOSTS.iter().map(|h| h.to_string()).collect();
+        let row = sqlx::query(
+            "INSERT INTO connected_accounts (name, account_sid, auth_token_enc, allowed_hosts) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(name)
+        .bind(account_sid)
+        .bind(&blob)
+        .bind(&hosts)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => {
+                StoreError::Invalid(format!("an account named '{name}' already exists"))
+            }
+            _ => StoreError::Database(e),
+        })?;
+        Ok(Account {
+            id: row.get("id"),
+            name: name.into(),
+            provider: "twilio".into(),
+            account_sid: account_sid.into(),
+            allowed_hosts: hosts,
+        })
+    }
+
+    pub async fn list_accounts(&self) -> Result<Vec<Account>> {
+        let rows = sqlx::query("SELECT id, name, provider, account_sid, allowed_hosts FROM connected_accounts ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(account_from_row).collect())
+    }
+
+    pub async fn account(&self, id: i64) -> Result<Option<Account>> {
+        let row = sqlx::query("SELECT id, name, provider, account_sid, allowed_hosts FROM connected_accounts WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(account_from_row))
+    }
+
+    /// The accounts with this Account SID, with decrypted tokens (signature verification).
+    pub async fn credentials_by_sid(&self, account_sid: &str) -> Result<Vec<AccountCredentials>> {
+        let rows = sqlx::query(
+            "SELECT id, name, provider, account_sid, allowed_hosts, auth_token_enc FROM connected_accounts WHERE account_sid = $1 ORDER BY id",
+        )
+        .bind(account_sid)
+        .fetch_all(&self.pool)
+        .await?;
+        let key = self.key("decrypt auth tokens")?;
+        rows.iter()
+            .map(|r| {
+                let account = account_from_row(r);
+                let blob: Vec<u8> = r.get("auth_token_enc");
+                Ok(AccountCredentials { auth_token: key.decrypt(&blob, &account.account_sid)?, account })
+            })
+            .collect()
+    }
+
+    /// An account with its decrypted token, by id.
+    pub async fn credentials(&self, id: i64) -> Result<Option<AccountCredentials>> {
+        let row = sqlx::query(
+            "SELECT id, name, provider, account_sid, allowed_hosts, auth_token_enc FROM connected_accounts WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let account = account_from_row(&r);
+        let blob: Vec<u8> = r.get("auth_token_enc");
+        let auth_token = self.key("decrypt auth tokens")?.decrypt(&blob, &account.account_sid)?;
+        Ok(Some(AccountCredentials { account, auth_token }))
+    }
+
+    // ---- import ------------------------------------------------------------------------------
+
+    /// Reserves enough record ids for planning `raw_package` (an upper bound: one per JSON
+    /// object in the document). Unused ids are simply skipped in the sequence.
+    pub async fn reserve_ids(&self, raw_package: &serde_json::Value) -> Result<Vec<i64>> {
+        let n = count_objects(raw_package).max(1) as i64;
+        let rows = sqlx::query("SELECT nextval('record_ids') AS id FROM generate_series(1, $1)")
+            .bind(n)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| r.get::<i64, _>("id")).collect())
+    }
+
+    /// Writes an import plan in one transaction (Decision 2): all of it or nothing.
+    pub async fn write_plan(&self, plan: &ImportPlan) -> Result<i64> {
+        let mut tx = self.pool.begin().await?;
+        let import_id: i64 = sqlx::query("INSERT INTO imports (package_name, records) VALUES ($1, $2) RETURNING id")
+            .bind(&plan.package_name)
+            .bind(serde_json::to_value(&plan.records).expect("records serialize"))
+            .fetch_one(&mut *tx)
+            .await?
+            .get("id");
+        for bot in &plan.bots {
+            insert_bot(&mut tx, import_id, bot).await?;
+        }
+        for l in &plan.webhooks {
+            sqlx::query(
+                "INSERT INTO webhook_listeners (id, import_id, uid, name, guid, extension_id, extension_params, behavior_id, verify_signature) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(l.id)
+            .bind(import_id)
+            .bind(&l.uid)
+            .bind(&l.name)
+            .bind(&l.guid)
+            .bind(&l.extension_id)
+            .bind(&l.extension_params)
+            .bind(l.behavior_id)
+            .bind(l.verify_signature)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Invalid(format!(
+                    "records ({}) guid: a webhook listener with this guid already exists",
+                    l.uid
+                )),
+                _ => StoreError::Database(e),
+            })?;
+        }
+        tx.commit().await?;
+        Ok(import_id)
+    }
+
+    // ---- configuration -----------------------------------------------------------------------
+
+    pub async fn list_webhooks(&self) -> Result<Vec<WebhookRow>> {
+        let rows = sqlx::query(
+            "SELECT l.id, l.name, l.guid, l.behavior_id, l.verify_signature, b.title AS behavior_title, \
+                    bot.id AS bot_id, bot.name AS bot_name \
+             FROM webhook_listeners l \
+             LEFT JOIN behaviors b ON b.id = l.behavior_id \
+             LEFT JOIN bots bot ON bot.id = b.bot_id \
+             ORDER BY l.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| WebhookRow {
+                id: r.get("id"),
+                name: r.get("name"),
+                guid: r.get("guid"),
+                bot_id: r.get("bot_id"),
+                bot_name: r.get("bot_name"),
+                behavior_id: r.get("behavior_id"),
+                behavior_title: r.get("behavior_title"),
+                verify_signature: r.get("verify_signature"),
+            })
+            .collect())
+    }
+
+    pub async fn list_bots(&self) -> Result<Vec<BotRow>> {
+        let rows = sqlx::query(
+            "SELECT b.id, b.uid, b.name, b.is_disabled, (SELECT count(*) FROM behaviors x WHERE x.bot_id = b.id) AS n \
+             FROM bots b ORDER BY b.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| BotRow {
+                id: r.get("id"),
+                uid: r.get("uid"),
+                name: r.get("name"),
+                is_disabled: r.get("is_disabled"),
+                behaviors: r.get("n"),
+            })
+            .collect())
+    }
+
+    /// Resolves a bot given by id or by package uid (which must then be unique).
+    pub async fn resolve_bot(&self, id_or_uid: &str) -> Result<i64> {
+        resolve(&self.pool, BOT_QUERIES, "bot", id_or_uid).await
+    }
+
+    /// Resolves a behavior given by id or by package uid (which must then be unique).
+    pub async fn resolve_behavior(&self, id_or_uid: &str) -> Result<i64> {
+        resolve(&self.pool, BEHAVIOR_QUERIES, "behavior", id_or_uid).await
+    }
+
+    pub async fn list_behaviors(&self, bot_id: i64) -> Result<Vec<BehaviorRow>> {
+        let rows = sqlx::query(
+            "SELECT id, bot_id, uid, title, event, is_disabled, is_private FROM behaviors WHERE bot_id = $1 ORDER BY id",
+        )
+        .bind(bot_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| BehaviorRow {
+                id: r.get("id"),
+                bot_id: r.get("bot_id"),
+                uid: r.get("uid"),
+                title: r.get("title"),
+                event: r.get("event"),
+                is_disabled: r.get("is_disabled"),
+                is_private: r.get("is_private"),
+            })
+            .collect())
+    }
+
+    pub async fn set_bot_disabled(&self, id: i64, disabled: bool) -> Result<()> {
+        let done = sqlx::query("UPDATE bots SET is_disabled = $2, updated_at = now() WHERE id = $1")
+            .bind(id)
+            .bind(disabled)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("bot {id}")));
+        }
+        Ok(())
+    }
+
+    pub async fn set_behavior_disabled(&self, id: i64, disabled: bool) -> Result<()> {
+        let done = sqlx::query("UPDATE behaviors SET is_disabled = $2, updated_at = now() WHERE id = $1")
+            .bind(id)
+            .bind(disabled)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("behavior {id}")));
+        }
+        Ok(())
+    }
+
+    // ---- runtime -----------------------------------------------------------------------------
+
+    /// The listener for a guid (case-insensitive) and the behavior it points at.
+    pub async fn listener_target(&self, guid: &str) -> Result<Option<ListenerTarget>> {
+        let row = sqlx::query(
+            "SELECT id, uid, name, guid, extension_id, extension_params, behavior_id, verify_signature \
+             FROM webhook_listeners WHERE lower(guid) = lower($1)",
+        )
+        .bind(guid)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let listener = WebhookListenerDef {
+            uid: r.get("uid"),
+            id: r.get("id"),
+            name: r.get("name"),
+            guid: r.get("guid"),
+            extension_id: r.get("extension_id"),
+            extension_params: r.get("extension_params"),
+            behavior_id: r.get("behavior_id"),
+            verify_signature: r.get("verify_signature"),
+        };
+        let behavior = match listener.behavior_id {
+            Some(id) => self.behavior_with_bot(id).await?,
+            None => None,
+        };
+        Ok(Some(ListenerTarget { listener, behavior }))
+    }
+
+    /// A behavior (with its current enabled state) and its bot (without the bot's behaviors).
+    pub async fn behavior_with_bot(&self, behavior_id: i64) -> Result<Option<(BehaviorDef, BotDef)>> {
+        let row = sqlx::query(
+            "SELECT b.definition, b.is_disabled AS behavior_disabled, bot.id AS bot_id, bot.uid AS bot_uid, \
+                    bot.name AS bot_name, bot.is_disabled AS bot_disabled, bot.owner, bot.params \
+             FROM behaviors b JOIN bots bot ON bot.id = b.bot_id WHERE b.id = $1",
+        )
+        .bind(behavior_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let mut def: BehaviorDef = serde_json::from_value(r.get("definition"))
+            .map_err(|e| StoreError::Corrupt(format!("behavior {behavior_id} definition: {e}")))?;
+        def.is_disabled = r.get("behavior_disabled");
+        let owner: Owner = serde_json::from_value(r.get("owner"))
+            .map_err(|e| StoreError::Corrupt(format!("bot owner of behavior {behavior_id}: {e}")))?;
+        let bot = BotDef {
+            uid: r.get("bot_uid"),
+            id: r.get("bot_id"),
+            name: r.get("bot_name"),
+            is_disabled: r.get("bot_disabled"),
+            owner,
+            params: r.get("params"),
+            image: None,
+            behaviors: Vec::new(),
+        };
+        Ok(Some((def, bot)))
+    }
+
+    /// Claims a `MessageSid` atomically (insert-if-absent), or returns what it was answered with.
+    pub async fn claim_message(
+        &self,
+        message_sid: &str,
+        listener_id: i64,
+        account_sid: Option<&str>,
+        request_id: &str,
+        request: &serde_json::Value,
+    ) -> Result<Claim> {
+        let inserted = sqlx::query(
+            "INSERT INTO inbound_messages (message_sid, listener_id, account_sid, request_id, request) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (message_sid) DO NOTHING",
+        )
+        .bind(message_sid)
+        .bind(listener_id)
+        .bind(account_sid)
+        .bind(request_id)
+        .bind(request)
+        .execute(&self.pool)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            return Ok(Claim::New);
+        }
+        let row = sqlx::query("SELECT response FROM inbound_messages WHERE message_sid = $1")
+            .bind(message_sid)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(match row.get::<Option<serde_json::Value>, _>("response") {
+            Some(resp) => Claim::Answered(resp),
+            None => Claim::InProgress,
+        })
+    }
+
+    /// Gives up a claim whose run could not complete, so Twilio's retry runs it again.
+    pub async fn release_message(&self, message_sid: &str) -> Result<()> {
+        sqlx::query("DELETE FROM inbound_messages WHERE message_sid = $1 AND response IS NULL")
+            .bind(message_sid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records a run; returns its id.
+    pub async fn record_run(&self, run: &RunRecord) -> Result<i64> {
+        Ok(sqlx::query(
+            "INSERT INTO behavior_runs (behavior_id, listener_id, message_sid, request_id, mode, exit_state, status, trace, errors, duration_us) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+        )
+        .bind(run.behavior_id)
+        .bind(run.listener_id)
+        .bind(&run.message_sid)
+        .bind(&run.request_id)
+        .bind(&run.mode)
+        .bind(&run.exit_state)
+        .bind(run.status)
+        .bind(&run.trace)
+        .bind(&run.errors)
+        .bind(run.duration_us)
+        .fetch_one(&self.pool)
+        .await?
+        .get("id"))
+    }
+
+    /// Records a run and, for a claimed message, its response, in one transaction.
+    pub async fn complete_run(&self, run: &RunRecord, response: Option<&serde_json::Value>) -> Result<i64> {
+        let mut tx = self.pool.begin().await?;
+        let run_id: i64 = sqlx::query(
+            "INSERT INTO behavior_runs (behavior_id, listener_id, message_sid, request_id, mode, exit_state, status, trace, errors, duration_us) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+        )
+        .bind(run.behavior_id)
+        .bind(run.listener_id)
+        .bind(&run.message_sid)
+        .bind(&run.request_id)
+        .bind(&run.mode)
+        .bind(&run.exit_state)
+        .bind(run.status)
+        .bind(&run.trace)
+        .bind(&run.errors)
+        .bind(run.duration_us)
+        .fetch_one(&mut *tx)
+        .await?
+        .get("id");
+        if let (Some(sid), Some(resp)) = (&run.message_sid, response) {
+            sqlx::query("UPDATE inbound_messages SET response = $2, run_id = $3, completed_at = now() WHERE message_sid = $1")
+                .bind(sid)
+                .bind(resp)
+                .bind(run_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(run_id)
+    }
+
+    /// Number of runs recorded for a behavior (tests and operators).
+    pub async fn count_runs(&self, behavior_id: i64) -> Result<i64> {
+        Ok(sqlx::query("SELECT count(*) AS n FROM behavior_runs WHERE behavior_id = $1")
+            .bind(behavior_id)
+            .fetch_one(&self.pool)
+            .await?
+            .get("n"))
+    }
+}
+
+fn account_from_row(r: &sqlx::postgres::PgRow) -> Account {
+    Account {
+        id: r.get("id"),
+        name: r.get("name"),
+        provider: r.get("provider"),
+        account_sid: r.get("account_sid"),
+        allowed_hosts: r.get("allowed_hosts"),
+    }
+}
+
+async fn insert_bot(tx: &mut Transaction<'_, Postgres>, import_id: i64, bot: &BotDef) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO bots (id, import_id, uid, name, is_disabled, owner, params, image) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(bot.id)
+    .bind(import_id)
+    .bind(&bot.uid)
+    .bind(&bot.name)
+    .bind(bot.is_disabled)
+    .bind(serde_json::to_value(&bot.owner).expect("owner serializes"))
+    .bind(&bot.params)
+    .bind(&bot.image)
+    .execute(&mut **tx)
+    .await?;
+    for b in &bot.behaviors {
+        sqlx::query(
+            "INSERT INTO behaviors (id, bot_id, uid, title, event, is_disabled, is_private, priority, definition) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(b.id)
+        .bind(bot.id)
+        .bind(&b.uid)
+        .bind(&b.title)
+        .bind(&b.event)
+        .bind(b.is_disabled)
+        .bind(b.is_private)
+        .bind(b.priority)
+        .bind(serde_json::to_value(b).expect("behavior serializes"))
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// (query by id, query by uid) for [`resolve`].
+type ResolveQueries = (&'static str, &'static str);
+const BOT_QUERIES: ResolveQueries = ("SELECT 1 FROM bots WHERE id = $1", "SELECT id FROM bots WHERE uid = $1 ORDER BY id");
+const BEHAVIOR_QUERIES: ResolveQueries =
+    ("SELECT 1 FROM behaviors WHERE id = $1", "SELECT id FROM behaviors WHERE uid = $1 ORDER BY id");
+
+async fn resolve(pool: &PgPool, queries: ResolveQueries, what: &str, id_or_uid: &str) -> Result<i64> {
+    if let Ok(id) = id_or_uid.parse::<i64>() {
+        let exists = sqlx::query(queries.0)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+        return exists.map(|_| id).ok_or_else(|| StoreError::NotFound(format!("{what} {id}")));
+    }
+    let rows = sqlx::query(queries.1)
+        .bind(id_or_uid)
+        .fetch_all(pool)
+        .await?;
+    match rows.len() {
+        0 => Err(StoreError::NotFound(format!("{what} '{id_or_uid}'"))),
+        1 => Ok(rows[0].get("id")),
+        _ => Err(StoreError::Invalid(format!(
+            "{} {what}s have uid '{id_or_uid}' (the package was imported more than once); give the id instead: {}",
+            rows.len(),
+            rows.iter().map(|r| r.get::<i64, _>("id").to_string()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+

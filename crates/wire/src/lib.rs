@@ -1,0 +1,175 @@
+//! The NATS contract between Switchboard's services: subject names (under a configurable prefix,
+//! so tests and tenants can share one server), header names and message bodies. Every subject
+//! and every message type lives here and nowhere else.
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+/// Default subject prefix.
+pub const DEFAULT_PREFIX: &str = "switchboard";
+/// Queue group of behavior-worker replicas: each webhook goes to exactly one of them.
+pub const WORKER_QUEUE_GROUP: &str = "behavior-worker";
+/// NATS service name of the behavior worker (service discovery: `$SRV.INFO.behavior-worker`).
+pub const WORKER_SERVICE_NAME: &str = "behavior-worker";
+
+/// NATS header carrying the request id that ingress gave a webhook (also its HTTP response header).
+pub const HEADER_REQUEST_ID: &str = "Switchboard-Request-Id";
+
+/// Subject names under one prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subjects {
+    prefix: String,
+}
+
+impl Default for Subjects {
+    fn default() -> Self {
+        Subjects::new(DEFAULT_PREFIX)
+    }
+}
+
+impl Subjects {
+    /// `prefix` must be a valid subject prefix: tokens of `[A-Za-z0-9_-]` separated by dots.
+    pub fn new(prefix: &str) -> Subjects {
+        Subjects { prefix: prefix.trim_end_matches('.').to_string() }
+    }
+
+    /// Checks a prefix before use (config validation).
+    pub fn validate_prefix(prefix: &str) -> Result<(), String> {
+        if prefix.is_empty() {
+            return Err("subject prefix is empty".into());
+        }
+        for token in prefix.split('.') {
+            if token.is_empty() || !token.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                return Err(format!("subject prefix '{prefix}' has an invalid token '{token}' (use [A-Za-z0-9_-] separated by dots)"));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Request/reply: ingress → behavior-worker, one webhook ([`WebhookRequest`] → [`WebhookReply`]).
+    pub fn webhook_request(&self) -> String {
+        format!("{}.webhook.request", self.prefix)
+    }
+
+    /// Broadcast: configuration changed (import, enable/disable); workers drop cached behaviors.
+    pub fn config_changed(&self) -> String {
+        format!("{}.events.config.changed", self.prefix)
+    }
+}
+
+/// Version of the webhook request message; bumped on incompatible change.
+pub const WEBHOOK_REQUEST_VERSION: u32 = 1;
+
+/// A webhook as ingress received it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookRequest {
+    pub version: u32,
+    /// Unique id of this HTTP request (also in [`HEADER_REQUEST_ID`]).
+    pub request_id: String,
+    /// The listener guid from the path, as sent.
+    pub guid: String,
+    /// Path segments after the guid, joined by `/` (empty for `/webhooks/<guid>`).
+    #[serde(default)]
+    pub path: String,
+    /// The public URL the caller requested (what Twilio signed): base URL + path + `?query`.
+    pub public_url: String,
+    pub method: String,
+    /// Raw query string, without `?`.
+    #[serde(default)]
+    pub query: String,
+    /// Request headers in order, names as received (lower-case from HTTP/2 and hyper).
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    /// Raw body, base64 in JSON.
+    #[serde(default, with = "b64")]
+    pub body: Vec<u8>,
+    pub client_ip: String,
+}
+
+/// The HTTP response for a webhook.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookReply {
+    pub status: u16,
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    #[serde(default)]
+    pub body: String,
+}
+
+impl WebhookReply {
+    /// An empty-bodied reply with a status (404, 403, 503, ...).
+    pub fn status(status: u16) -> WebhookReply {
+        WebhookReply { status, headers: Vec::new(), body: String::new() }
+    }
+}
+
+/// What changed, for cache invalidation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigChanged {
+    /// `import`, `bot`, `behavior`, `listener`, `account`.
+    pub kind: String,
+    #[serde(default)]
+    pub ids: Vec<i64>,
+}
+
+/// Encodes a message as JSON bytes.
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    serde_json::to_vec(msg).expect("wire messages always serialize")
+}
+
+/// Decodes a message, with an error that says what is wrong and where.
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, serde_json::Error> {
+    serde_json::from_slice(bytes)
+}
+
+mod b64 {
+    use super::*;
+    pub fn serialize<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD.decode(s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_live_under_the_prefix() {
+        let s = Subjects::new("t1.");
+        assert_eq!(s.webhook_request(), "t1.webhook.request");
+        assert_eq!(s.config_changed(), "t1.events.config.changed");
+        assert!(Subjects::validate_prefix("switchboard").is_ok());
+        assert!(Subjects::validate_prefix("a.b-c_d").is_ok());
+        for bad in ["", "a..b", "a b", "a.*", "a.>"] {
+            assert!(Subjects::validate_prefix(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn webhook_request_round_trips_with_binary_body() {
+        let req = WebhookRequest {
+            version: WEBHOOK_REQUEST_VERSION,
+            request_id: "r1".into(),
+            guid: "abc".into(),
+            path: String::new(),
+            public_url: "https://bot.example.com/webhooks/abc".into(),
+            method: "POST".into(),
+            query: String::new(),
+            headers: vec![("x-twilio-signature".into(), "sig".into())],
+            body: vec![0, 159, 146, 150, b'&'],
+            client_ip: "203.0.113.1".into(),
+        };
+        let bytes = encode(&req);
+        assert_eq!(decode::<WebhookRequest>(&bytes).unwrap(), req);
+        let err = decode::<WebhookRequest>(br#"{"version":1}"#).unwrap_err().to_string();
+        assert!(err.contains("missing field"), "{err}");
+    }
+}

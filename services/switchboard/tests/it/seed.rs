@@ -1,0 +1,120 @@
+//! The seed package through the simulator: exact webhook bodies (cerb-semantics §9), the default
+//! Content-Type (Decision 7), and the exact HTTP requests of the two macro behaviors.
+
+use pretty_assertions::assert_eq;
+use serde_json::json;
+use switchboard::args::KeyValue;
+use switchboard::simulate::{SimulateRequest, Simulation, render_text, simulate};
+
+use crate::{golden, repo_root, seed_package};
+
+fn kv(s: &str) -> KeyValue {
+    s.parse().unwrap()
+}
+
+fn webhook(body: &str) -> Simulation {
+    simulate(&SimulateRequest {
+        package_json: seed_package(),
+        behavior_uid: "behavior_43".into(),
+        params: vec![kv(&format!("Body={body}")), kv("From=+15551234567")],
+        ..Default::default()
+    })
+    .expect("simulates")
+}
+
+#[test]
+fn webhook_replies_match_the_guide_byte_for_byte() {
+    let cases = [
+        ("help", "help.xml"),
+        ("HELP", "help.xml"),
+        ("Help", "help.xml"),
+        ("logo", "logo.xml"),
+        ("link", "link.xml"),
+        ("hi", "hi.xml"),
+        ("help ", "help-trailing-space.xml"),
+        ("Hi & <bye> 'q' \"d\"", "hostile.xml"),
+    ];
+    for (body, file) in cases {
+        let out = webhook(body).output;
+        assert_eq!(out.body, golden(file), "Body {body:?}");
+        assert_eq!(out.status, 200, "Body {body:?}");
+        assert_eq!(out.headers.get("content-type").map(String::as_str), Some("text/xml; charset=utf-8"), "Body {body:?}");
+        assert!(out.errors.is_empty(), "Body {body:?}: {:?}", out.errors);
+        assert!(out.http_requests.is_empty());
+    }
+}
+
+#[test]
+fn please_help_falls_to_the_default_outcome() {
+    let out = webhook("please help").output;
+    assert!(out.body.contains("You said: please help"), "{}", out.body);
+}
+
+#[test]
+fn send_sms_builds_the_exact_twilio_request() {
+    let sim = simulate(&SimulateRequest {
+        package_json: seed_package(),
+        behavior_uid: "behavior_41".into(),
+        prompts: vec![kv("twilio_account_id=7"), kv("account_sid=AC0123456789abcdef0123456789abcdef"), kv("default_from=+15557654321")],
+        vars: vec![kv("var_to=+15551234567"), kv("var_body=Hello world")],
+        ..Default::default()
+    })
+    .unwrap();
+    let out = &sim.output;
+    assert_eq!(out.http_requests.len(), 1);
+    let r = &out.http_requests[0];
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.url, "https://api.twilio.com/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages");
+    assert_eq!(r.body, "To=%2B15551234567&From=%2B15557654321&Body=Hello%20world");
+    assert_eq!(r.headers.get("content-type").map(String::as_str), Some("application/x-www-form-urlencoded"));
+    assert!(!r.sent, "the simulator sends nothing without --run-http");
+    assert!(r.authenticated_with.as_deref().unwrap().contains("#7"));
+    assert!(sim.notes.is_empty(), "every prompt was answered: {:?}", sim.notes);
+}
+
+#[test]
+fn look_up_a_number_builds_the_exact_lookup_request() {
+    let sim = simulate(&SimulateRequest {
+        package_json: seed_package(),
+        behavior_uid: "behavior_42".into(),
+        vars: vec![kv("var_phone_number=+15551234567")],
+        ..Default::default()
+    })
+    .unwrap();
+    let out = &sim.output;
+    assert_eq!(out.http_requests.len(), 1);
+    let r = &out.http_requests[0];
+    assert_eq!(r.method, "GET");
+    assert_eq!(r.url, "https://lookups.twilio.com/v1/PhoneNumbers/%2B15551234567?Type=carrier&Type=caller-name");
+    assert_eq!(r.body, "");
+    // Not sent, so `response` is the JSON decoding of an empty json_pretty: null.
+    assert_eq!(out.vars["response"], json!(null));
+    assert_eq!(sim.notes.len(), 3, "three prompts got sample values: {:?}", sim.notes);
+}
+
+#[test]
+fn credentials_never_appear_in_the_output() {
+    let sim = simulate(&SimulateRequest {
+        package_json: seed_package(),
+        behavior_uid: "behavior_41".into(),
+        vars: vec![kv("var_to=+15551234567"), kv("var_body=x")],
+        ..Default::default()
+    })
+    .unwrap();
+    let text = render_text(&sim);
+    assert!(!text.to_ascii_lowercase().contains("authorization"), "{text}");
+    assert!(text.contains("Authenticating with Sample connected account #1"), "{text}");
+}
+
+/// The readable trace for `help`, compared with a reviewed golden file
+/// (`UPDATE_GOLDEN=1 cargo test -p switchboard` rewrites it).
+#[test]
+fn help_trace_matches_the_golden_file() {
+    let text = render_text(&webhook("help"));
+    let path = repo_root().join("services/switchboard/tests/golden/simulate-help.txt");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).expect("golden trace exists");
+    assert_eq!(text, expected);
+}
