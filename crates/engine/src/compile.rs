@@ -148,6 +148,8 @@ pub struct CompiledBehavior {
     pub(crate) subroutines: HashMap<String, usize>,
     /// `behavior_*` and `va_*` placeholders, computed once.
     pub(crate) base: Arc<IndexMap<String, Value>>,
+    /// Whether a run may call the host (HTTP requests, `_run_behavior`).
+    uses_host: bool,
 }
 
 impl std::fmt::Debug for CompiledBehavior {
@@ -186,7 +188,12 @@ impl CompiledBehavior {
             return Err(c.issues);
         }
         let base = Arc::new(base_placeholders(def, &bot));
+        let uses_host = c.nodes.iter().any(|n| match &n.body {
+            CBody::Actions(actions) => actions.iter().any(|a| matches!(a.kind, ActionKind::Http(_) | ActionKind::RunBehavior { .. })),
+            _ => false,
+        });
         Ok(CompiledBehavior {
+            uses_host,
             def: def.clone(),
             bot,
             env: c.env,
@@ -196,6 +203,12 @@ impl CompiledBehavior {
             subroutines: c.subroutines,
             base,
         })
+    }
+
+    /// Whether running this behavior may call the [`crate::Host`] (HTTP requests, other
+    /// behaviors): callers on an async runtime run those on a blocking thread.
+    pub fn uses_host(&self) -> bool {
+        self.uses_host
     }
 
     /// Declared variables.

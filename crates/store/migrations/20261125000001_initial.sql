@@ -72,6 +72,8 @@ CREATE TABLE behavior_runs (
     listener_id   BIGINT,
     message_sid   TEXT,
     request_id    TEXT,
+    -- OpenTelemetry trace id of the run (32 hex digits; empty when tracing is off).
+    trace_id      TEXT NOT NULL DEFAULT '',
     mode          TEXT NOT NULL,
     exit_state    TEXT NOT NULL,
     status        INTEGER,

@@ -138,6 +138,7 @@ pub struct RunRecord {
     pub listener_id: Option<i64>,
     pub message_sid: Option<String>,
     pub request_id: Option<String>,
+    pub trace_id: String,
     pub mode: String,
     pub exit_state: String,
     pub status: Option<i32>,
@@ -519,45 +520,13 @@ impl Store {
 
     /// Records a run; returns its id.
     pub async fn record_run(&self, run: &RunRecord) -> Result<i64> {
-        Ok(sqlx::query(
-            "INSERT INTO behavior_runs (behavior_id, listener_id, message_sid, request_id, mode, exit_state, status, trace, errors, duration_us) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
-        )
-        .bind(run.behavior_id)
-        .bind(run.listener_id)
-        .bind(&run.message_sid)
-        .bind(&run.request_id)
-        .bind(&run.mode)
-        .bind(&run.exit_state)
-        .bind(run.status)
-        .bind(&run.trace)
-        .bind(&run.errors)
-        .bind(run.duration_us)
-        .fetch_one(&self.pool)
-        .await?
-        .get("id"))
+        insert_run(&self.pool, run).await
     }
 
     /// Records a run and, for a claimed message, its response, in one transaction.
     pub async fn complete_run(&self, run: &RunRecord, response: Option<&serde_json::Value>) -> Result<i64> {
         let mut tx = self.pool.begin().await?;
-        let run_id: i64 = sqlx::query(
-            "INSERT INTO behavior_runs (behavior_id, listener_id, message_sid, request_id, mode, exit_state, status, trace, errors, duration_us) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
-        )
-        .bind(run.behavior_id)
-        .bind(run.listener_id)
-        .bind(&run.message_sid)
-        .bind(&run.request_id)
-        .bind(&run.mode)
-        .bind(&run.exit_state)
-        .bind(run.status)
-        .bind(&run.trace)
-        .bind(&run.errors)
-        .bind(run.duration_us)
-        .fetch_one(&mut *tx)
-        .await?
-        .get("id");
+        let run_id = insert_run(&mut *tx, run).await?;
         if let (Some(sid), Some(resp)) = (&run.message_sid, response) {
             sqlx::query("UPDATE inbound_messages SET response = $2, run_id = $3, completed_at = now() WHERE message_sid = $1")
                 .bind(sid)
@@ -570,6 +539,15 @@ impl Store {
         Ok(run_id)
     }
 
+    /// The trace ids of a behavior's runs, oldest first (tests and operators).
+    pub async fn run_trace_ids(&self, behavior_id: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT trace_id FROM behavior_runs WHERE behavior_id = $1 ORDER BY id")
+            .bind(behavior_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| r.get("trace_id")).collect())
+    }
+
     /// Number of runs recorded for a behavior (tests and operators).
     pub async fn count_runs(&self, behavior_id: i64) -> Result<i64> {
         Ok(sqlx::query("SELECT count(*) AS n FROM behavior_runs WHERE behavior_id = $1")
@@ -578,6 +556,27 @@ impl Store {
             .await?
             .get("n"))
     }
+}
+
+async fn insert_run<'e, E: sqlx::PgExecutor<'e>>(executor: E, run: &RunRecord) -> Result<i64> {
+    Ok(sqlx::query(
+        "INSERT INTO behavior_runs (behavior_id, listener_id, message_sid, request_id, trace_id, mode, exit_state, status, trace, errors, duration_us) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+    )
+    .bind(run.behavior_id)
+    .bind(run.listener_id)
+    .bind(&run.message_sid)
+    .bind(&run.request_id)
+    .bind(&run.trace_id)
+    .bind(&run.mode)
+    .bind(&run.exit_state)
+    .bind(run.status)
+    .bind(&run.trace)
+    .bind(&run.errors)
+    .bind(run.duration_us)
+    .fetch_one(executor)
+    .await?
+    .get("id"))
 }
 
 fn account_from_row(r: &sqlx::postgres::PgRow) -> Account {

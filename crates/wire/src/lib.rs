@@ -55,6 +55,12 @@ impl Subjects {
         format!("{}.webhook.request", self.prefix)
     }
 
+    /// Request/reply: a behavior's HTTP request, performed by the outbound service
+    /// ([`HttpJob`] → [`HttpJobResult`]).
+    pub fn outbound_http(&self) -> String {
+        format!("{}.outbound.http", self.prefix)
+    }
+
     /// Broadcast: configuration changed (import, enable/disable); workers drop cached behaviors.
     pub fn config_changed(&self) -> String {
         format!("{}.events.config.changed", self.prefix)
@@ -105,6 +111,41 @@ impl WebhookReply {
     pub fn status(status: u16) -> WebhookReply {
         WebhookReply { status, headers: Vec::new(), body: String::new() }
     }
+}
+
+/// A behavior's `core.va.action.http_request`, for the outbound service to perform with the
+/// connected account's credentials (Decision 11).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpJob {
+    pub version: u32,
+    pub method: String,
+    pub url: String,
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    #[serde(default)]
+    pub body: String,
+    /// Connected account whose credentials to attach (the engine already checked the host).
+    #[serde(default)]
+    pub account_id: Option<i64>,
+    #[serde(default)]
+    pub ignore_ssl_validation: bool,
+}
+
+/// The outcome of an [`HttpJob`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum HttpJobResult {
+    Response {
+        status: u16,
+        #[serde(default)]
+        headers: Vec<(String, String)>,
+        #[serde(default, with = "b64")]
+        body: Vec<u8>,
+        url: String,
+    },
+    Error {
+        message: String,
+    },
 }
 
 /// What changed, for cache invalidation.

@@ -2,4 +2,5 @@
 //! tests call alike.
 
 pub mod args;
+pub mod ops;
 pub mod simulate;

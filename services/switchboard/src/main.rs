@@ -3,16 +3,42 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use secrecy::{ExposeSecret, SecretString};
 use switchboard::args::KeyValue;
+use switchboard::ops::Env;
 use switchboard::simulate::{JsonReport, SimulateRequest, render_text, simulate};
+use switchboard_store::{MasterKey, Store};
+use switchboard_wire::Subjects;
 
 /// Switchboard: Cerb-style SMS bots on Twilio.
 #[derive(Debug, Parser)]
 #[command(name = "switchboard", version, about, long_about = None)]
 struct Cli {
+    #[command(flatten)]
+    global: Global,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where Switchboard's state lives (not needed by `simulate`).
+#[derive(Debug, Args)]
+struct Global {
+    /// PostgreSQL URL.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    database_url: Option<String>,
+    /// NATS URL (to tell running workers about changes).
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222", global = true)]
+    nats_url: String,
+    /// Key that encrypts connected-account credentials (32 bytes, base64 or hex).
+    #[arg(long, env = "SWITCHBOARD_MASTER_KEY", hide_env_values = true, global = true)]
+    master_key: Option<SecretString>,
+    /// Public base URL of ingress, for webhook URLs.
+    #[arg(long, env = "PUBLIC_BASE_URL", default_value = "http://localhost:8080", global = true)]
+    public_base_url: String,
+    /// Prefix of every NATS subject.
+    #[arg(long, env = "SWITCHBOARD_SUBJECT_PREFIX", default_value = switchboard_wire::DEFAULT_PREFIX, global = true)]
+    subject_prefix: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,6 +79,91 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Apply database migrations.
+    Migrate,
+    /// Connected accounts (Twilio credentials, encrypted at rest).
+    #[command(subcommand)]
+    Accounts(AccountsCmd),
+    /// Import a Cerb package (answering its prompts); prints the records and webhook URLs.
+    Import {
+        /// The Cerb package JSON file.
+        package: PathBuf,
+        /// Answer a package prompt (twilio_account_id is an id from `accounts add`).
+        #[arg(long = "prompt", value_name = "KEY=VALUE")]
+        prompts: Vec<KeyValue>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Webhook listeners.
+    #[command(subcommand)]
+    Webhooks(WebhooksCmd),
+    /// Bots.
+    #[command(subcommand)]
+    Bots(BotsCmd),
+    /// Behaviors.
+    #[command(subcommand)]
+    Behaviors(BehaviorsCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum AccountsCmd {
+    /// Add a Twilio account; prints its id.
+    Add {
+        #[arg(long)]
+        name: String,
+        /// Twilio Account SID (AC + 32 hex digits).
+        #[arg(long)]
+        account_sid: String,
+        /// Twilio auth token (or set TWILIO_AUTH_TOKEN, which keeps it out of the process list).
+        #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
+        auth_token: SecretString,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List accounts (never prints tokens).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhooksCmd {
+    /// List webhook listeners with their URLs.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BotsCmd {
+    /// List bots.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Enable a bot (id, or package uid when unique).
+    Enable { bot: String },
+    /// Disable a bot: its webhooks answer 503.
+    Disable { bot: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum BehaviorsCmd {
+    /// List a bot's behaviors.
+    List {
+        /// Bot id, or package uid when unique.
+        #[arg(long)]
+        bot: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Enable a behavior (id, or package uid when unique).
+    Enable { behavior: String },
+    /// Disable a behavior: its webhooks answer 503.
+    Disable { behavior: String },
 }
 
 fn main() -> ExitCode {
@@ -79,41 +190,214 @@ fn main() -> ExitCode {
         eprintln!("error: could not install the TLS crypto provider");
         return ExitCode::FAILURE;
     }
-    match run(cli) {
-        Ok(code) => code,
+    let result = match cli.command {
+        Command::Simulate { package, behavior, prompts, params, headers, method, body, vars, run_http, json } => {
+            run_simulate(package, behavior, prompts, params, headers, method, body, vars, run_http, json)
+        }
+        command => match tokio::runtime::Runtime::new() {
+            Ok(rt) => rt.block_on(run_store_command(cli.global, command)),
+            Err(e) => Err(anyhow::anyhow!("starting the async runtime: {e}")),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
             ExitCode::FAILURE
         }
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
-        Command::Simulate { package, behavior, prompts, params, headers, method, body, vars, run_http, json } => {
-            let package_json = std::fs::read_to_string(&package)
-                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", package.display()))?;
-            let req = SimulateRequest {
-                package_json,
-                behavior_uid: behavior,
-                prompts,
-                params,
-                headers,
-                method: Some(method),
-                body,
-                vars,
-                run_http,
-            };
-            let sim = simulate(&req)?;
+#[allow(clippy::too_many_arguments)]
+fn run_simulate(
+    package: PathBuf,
+    behavior: String,
+    prompts: Vec<KeyValue>,
+    params: Vec<KeyValue>,
+    headers: Vec<KeyValue>,
+    method: String,
+    body: Option<String>,
+    vars: Vec<KeyValue>,
+    run_http: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let package_json =
+        std::fs::read_to_string(&package).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", package.display()))?;
+    let req = SimulateRequest {
+        package_json,
+        behavior_uid: behavior,
+        prompts,
+        params,
+        headers,
+        method: Some(method),
+        body,
+        vars,
+        run_http,
+    };
+    let sim = simulate(&req)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&JsonReport::from(&sim.output))?);
+        for note in &sim.notes {
+            eprintln!("note: {note}");
+        }
+    } else {
+        print!("{}", render_text(&sim));
+    }
+    Ok(())
+}
+
+async fn connect(global: &Global, need_key: bool) -> anyhow::Result<Env> {
+    let url = global
+        .database_url
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("DATABASE_URL (or --database-url) is required for this command"))?;
+    Subjects::validate_prefix(&global.subject_prefix).map_err(anyhow::Error::msg)?;
+    let pool = switchboard_store::connect(url, 2).await?;
+    let key = match &global.master_key {
+        Some(k) => Some(MasterKey::parse(k.expose_secret())?),
+        None if need_key => anyhow::bail!("SWITCHBOARD_MASTER_KEY (or --master-key) is required for this command"),
+        None => None,
+    };
+    // NATS is optional for the CLI: it only announces changes to running workers.
+    let nats = tokio::time::timeout(std::time::Duration::from_secs(2), async_nats::connect(&global.nats_url))
+        .await
+        .ok()
+        .and_then(Result::ok);
+    Ok(Env {
+        store: Store::new(pool, key),
+        nats,
+        subjects: Subjects::new(&global.subject_prefix),
+        public_base_url: global.public_base_url.clone(),
+    })
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+async fn run_store_command(global: Global, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Simulate { .. } => unreachable!("handled without the store"),
+        Command::Migrate => {
+            let env = connect(&global, false).await?;
+            switchboard_store::migrate(env.store.pool()).await?;
+            println!("migrations applied");
+        }
+        Command::Accounts(AccountsCmd::Add { name, account_sid, auth_token, json }) => {
+            let env = connect(&global, true).await?;
+            let account = env.add_account(&name, &account_sid, &auth_token).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&JsonReport::from(&sim.output))?);
-                for note in &sim.notes {
-                    eprintln!("note: {note}");
-                }
+                print_json(&account)?;
             } else {
-                print!("{}", render_text(&sim));
+                println!("{}", account.id);
             }
-            Ok(ExitCode::SUCCESS)
+        }
+        Command::Accounts(AccountsCmd::List { json }) => {
+            let env = connect(&global, false).await?;
+            let accounts = env.store.list_accounts().await?;
+            if json {
+                print_json(&accounts)?;
+            } else {
+                println!("{:<6} {:<24} {:<36} hosts", "ID", "NAME", "ACCOUNT SID");
+                for a in accounts {
+                    println!("{:<6} {:<24} {:<36} {}", a.id, a.name, a.account_sid, a.allowed_hosts.join(","));
+                }
+            }
+        }
+        Command::Import { package, prompts, json } => {
+            let env = connect(&global, false).await?;
+            let text =
+                std::fs::read_to_string(&package).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", package.display()))?;
+            let (report, notes) = env.import(&text, &prompts).await?;
+            for n in notes {
+                eprintln!("note: {n}");
+            }
+            if json {
+                print_json(&report)?;
+            } else {
+                println!("Created:");
+                for r in &report.records {
+                    println!("  {:<18} {:<24} id {:<8} {}", r.context, r.uid, r.id, r.label);
+                }
+                println!("Webhook URLs (paste into the Twilio number's \"A message comes in\" field, HTTP POST):");
+                for w in &report.webhooks {
+                    println!("  {}: {}", w.name, w.url);
+                }
+            }
+        }
+        Command::Webhooks(WebhooksCmd::List { json }) => {
+            let env = connect(&global, false).await?;
+            let rows = env.store.list_webhooks().await?;
+            let out: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|w| {
+                    serde_json::json!({
+                        "id": w.id, "name": w.name, "url": switchboard::ops::webhook_url(&env.public_base_url, &w.guid),
+                        "bot": w.bot_name, "bot_id": w.bot_id, "behavior": w.behavior_title, "behavior_id": w.behavior_id,
+                        "verify_signature": w.verify_signature,
+                    })
+                })
+                .collect();
+            if json {
+                print_json(&out)?;
+            } else {
+                for (w, o) in rows.iter().zip(&out) {
+                    println!(
+                        "{} {}\n  url: {}\n  bot: {}  behavior: {}  signature verification: {}",
+                        w.id,
+                        w.name,
+                        o["url"].as_str().unwrap_or_default(),
+                        w.bot_name.as_deref().unwrap_or("-"),
+                        w.behavior_title.as_deref().unwrap_or("-"),
+                        if w.verify_signature { "on" } else { "off" }
+                    );
+                }
+            }
+        }
+        Command::Bots(BotsCmd::List { json }) => {
+            let env = connect(&global, false).await?;
+            let bots = env.store.list_bots().await?;
+            if json {
+                print_json(&bots)?;
+            } else {
+                println!("{:<8} {:<20} {:<24} {:<9} behaviors", "ID", "UID", "NAME", "STATE");
+                for b in bots {
+                    let state = if b.is_disabled { "disabled" } else { "enabled" };
+                    println!("{:<8} {:<20} {:<24} {:<9} {}", b.id, b.uid, b.name, state, b.behaviors);
+                }
+            }
+        }
+        Command::Bots(BotsCmd::Enable { bot }) => {
+            let id = connect(&global, false).await?.set_bot_disabled(&bot, false).await?;
+            println!("bot {id} enabled");
+        }
+        Command::Bots(BotsCmd::Disable { bot }) => {
+            let id = connect(&global, false).await?.set_bot_disabled(&bot, true).await?;
+            println!("bot {id} disabled");
+        }
+        Command::Behaviors(BehaviorsCmd::List { bot, json }) => {
+            let env = connect(&global, false).await?;
+            let id = env.store.resolve_bot(&bot).await?;
+            let rows = env.store.list_behaviors(id).await?;
+            if json {
+                print_json(&rows)?;
+            } else {
+                println!("{:<8} {:<14} {:<32} {:<24} STATE", "ID", "UID", "TITLE", "EVENT");
+                for b in rows {
+                    let state = if b.is_disabled { "disabled" } else { "enabled" };
+                    println!("{:<8} {:<14} {:<32} {:<24} {state}", b.id, b.uid, b.title, b.event);
+                }
+            }
+        }
+        Command::Behaviors(BehaviorsCmd::Enable { behavior }) => {
+            let id = connect(&global, false).await?.set_behavior_disabled(&behavior, false).await?;
+            println!("behavior {id} enabled");
+        }
+        Command::Behaviors(BehaviorsCmd::Disable { behavior }) => {
+            let id = connect(&global, false).await?.set_behavior_disabled(&behavior, true).await?;
+            println!("behavior {id} disabled");
         }
     }
+    Ok(())
 }

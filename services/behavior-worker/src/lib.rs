@@ -1,0 +1,463 @@
+//! The behavior worker: a NATS service (queue group `behavior-worker`, so replicas share the
+//! load) that answers each webhook request from ingress. For a request it finds the listener by
+//! guid, verifies `X-Twilio-Signature` (Decision 13), answers a repeated `MessageSid` from the
+//! message log, runs the behavior with the engine, records the run and replies with the HTTP
+//! status, headers and body (cerb-semantics §8, Decisions 6-7).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use async_nats::service::ServiceExt as _;
+use futures::StreamExt as _;
+use secrecy::ExposeSecret as _;
+use switchboard_engine::{
+    BotInfo, CompiledBehavior, ConnectedAccount, Host, HttpOutcome, HttpRequest, HttpResponse, RunOptions, RunOutput,
+};
+use switchboard_package::{EVENT_WEBHOOK, WebhookListenerDef};
+use switchboard_store::{Claim, RunRecord, Store};
+use switchboard_wire::{self as wire, Subjects, WebhookReply, WebhookRequest};
+use tokio::sync::Semaphore;
+use tracing::{Instrument as _, field};
+
+/// Tuning of one worker process.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Requests handled at once; more wait in NATS (bounded concurrency, never a spawn per message).
+    pub max_in_flight: usize,
+    /// How long shutdown waits for in-flight requests.
+    pub drain_timeout: Duration,
+    /// Cached listeners and credentials are refreshed at least this often, even if an
+    /// invalidation announcement was missed.
+    pub cache_ttl: Duration,
+    /// How long a repeated `MessageSid` waits for the first delivery's answer.
+    pub duplicate_wait: Duration,
+    /// Timeout of an HTTP request a behavior makes through the outbound service.
+    pub http_timeout: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions {
+            max_in_flight: 64,
+            drain_timeout: Duration::from_secs(20),
+            cache_ttl: Duration::from_secs(30),
+            duplicate_wait: Duration::from_secs(5),
+            http_timeout: Duration::from_secs(35),
+        }
+    }
+}
+
+/// What a guid resolves to, cached.
+enum Target {
+    /// No listener with this guid (404).
+    Unknown,
+    /// A listener whose behavior is missing or not a webhook behavior (404).
+    NoBehavior,
+    Ready { listener: WebhookListenerDef, behavior: Arc<CompiledBehavior>, disabled: bool },
+}
+
+struct Worker {
+    store: Store,
+    nats: async_nats::Client,
+    subjects: Subjects,
+    opts: WorkerOptions,
+    targets: Mutex<HashMap<String, (Instant, Arc<Target>)>>,
+    /// Auth tokens by Account SID.
+    tokens: Mutex<HashMap<String, (Instant, Arc<Vec<secrecy::SecretString>>)>>,
+    behaviors: Mutex<HashMap<i64, (Instant, Arc<CompiledBehavior>)>>,
+}
+
+/// Runs the worker until `shutdown` completes, then stops taking requests and drains.
+pub async fn run(
+    store: Store,
+    nats: async_nats::Client,
+    subjects: Subjects,
+    opts: WorkerOptions,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let service = nats
+        .service_builder()
+        .description("Answers Switchboard webhooks by running Cerb behaviors")
+        .queue_group(wire::WORKER_QUEUE_GROUP)
+        .start(wire::WORKER_SERVICE_NAME, env!("CARGO_PKG_VERSION"))
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the NATS service: {e}"))?;
+    let mut endpoint = service
+        .endpoint(subjects.webhook_request())
+        .await
+        .map_err(|e| anyhow::anyhow!("adding the webhook endpoint: {e}"))?;
+    let mut changes = nats.subscribe(subjects.config_changed()).await.context("subscribing to config changes")?;
+    // Make sure the subscriptions are registered before we report ready.
+    nats.flush().await.context("flushing NATS subscriptions")?;
+    tracing::info!(subject = %subjects.webhook_request(), queue_group = wire::WORKER_QUEUE_GROUP, "behavior-worker ready");
+
+    let worker = Arc::new(Worker {
+        store,
+        nats: nats.clone(),
+        subjects,
+        opts: opts.clone(),
+        targets: Mutex::default(),
+        tokens: Mutex::default(),
+        behaviors: Mutex::default(),
+    });
+    let permits = Arc::new(Semaphore::new(opts.max_in_flight));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            change = changes.next() => {
+                if change.is_some() {
+                    worker.invalidate();
+                }
+            }
+            request = endpoint.next() => {
+                let Some(request) = request else { break };
+                let permit = permits.clone().acquire_owned().await.expect("semaphore never closed");
+                let worker = worker.clone();
+                tokio::spawn(async move {
+                    worker.handle(request).await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+    tracing::info!("behavior-worker stopping: no new requests; draining in-flight ones");
+    // Stop receiving first, so NATS routes new requests to the other replicas.
+    let _ = endpoint.stop().await;
+    let drained = tokio::time::timeout(opts.drain_timeout, permits.acquire_many(opts.max_in_flight as u32)).await;
+    if drained.is_err() {
+        tracing::warn!("drain timeout: some requests were still running");
+    }
+    let _ = nats.flush().await;
+    let _ = service.stop().await;
+    Ok(())
+}
+
+/// Publishes a configuration change so every worker drops its caches.
+pub async fn announce_change(nats: &async_nats::Client, subjects: &Subjects, kind: &str, ids: Vec<i64>) -> anyhow::Result<()> {
+    let msg = wire::ConfigChanged { kind: kind.into(), ids };
+    nats.publish(subjects.config_changed(), wire::encode(&msg).into()).await?;
+    nats.flush().await?;
+    Ok(())
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+fn valid_guid(guid: &str) -> bool {
+    !guid.is_empty() && guid.len() <= 40 && guid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl Worker {
+    fn invalidate(&self) {
+        self.targets.lock().unwrap().clear();
+        self.tokens.lock().unwrap().clear();
+        self.behaviors.lock().unwrap().clear();
+        tracing::debug!("configuration changed: caches cleared");
+    }
+
+    async fn handle(self: Arc<Self>, request: async_nats::service::Request) {
+        let span = tracing::info_span!(
+            "webhook",
+            request_id = field::Empty,
+            guid = field::Empty,
+            status = field::Empty,
+            otel.kind = "consumer",
+        );
+        switchboard_telemetry::set_parent_from_nats(&span, request.message.headers.as_ref());
+        let reply = async {
+            match wire::decode::<WebhookRequest>(&request.message.payload) {
+                Ok(req) => {
+                    tracing::Span::current().record("request_id", req.request_id.as_str());
+                    self.answer(req).await
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "rejected a malformed webhook request message");
+                    WebhookReply::status(400)
+                }
+            }
+        }
+        .instrument(span.clone())
+        .await;
+        span.record("status", reply.status);
+        if let Err(e) = request.respond(Ok(wire::encode(&reply).into())).await {
+            tracing::warn!(parent: &span, error = %e, "could not send the reply (ingress may have timed out)");
+        }
+    }
+
+    async fn target(&self, guid: &str) -> anyhow::Result<Arc<Target>> {
+        let key = guid.to_ascii_lowercase();
+        if let Some((at, t)) = self.targets.lock().unwrap().get(&key)
+            && at.elapsed() < self.opts.cache_ttl
+        {
+            return Ok(t.clone());
+        }
+        let target = match self.store.listener_target(guid).await? {
+            None => Target::Unknown,
+            Some(t) => match t.behavior {
+                Some((def, bot)) if def.event == EVENT_WEBHOOK => {
+                    let disabled = def.is_disabled || bot.is_disabled;
+                    let compiled = CompiledBehavior::compile(&def, Arc::new(BotInfo::from_def(&bot)))
+                        .map_err(|issues| anyhow::anyhow!("stored behavior {} does not compile: {issues:?}", def.id))?;
+                    Target::Ready { listener: t.listener, behavior: Arc::new(compiled), disabled }
+                }
+                _ => Target::NoBehavior,
+            },
+        };
+        let target = Arc::new(target);
+        self.targets.lock().unwrap().insert(key, (Instant::now(), target.clone()));
+        Ok(target)
+    }
+
+    async fn tokens(&self, account_sid: &str) -> anyhow::Result<Arc<Vec<secrecy::SecretString>>> {
+        if let Some((at, t)) = self.tokens.lock().unwrap().get(account_sid)
+            && at.elapsed() < self.opts.cache_ttl
+        {
+            return Ok(t.clone());
+        }
+        let creds = self.store.credentials_by_sid(account_sid).await?;
+        let tokens = Arc::new(creds.into_iter().map(|c| c.auth_token).collect::<Vec<_>>());
+        self.tokens.lock().unwrap().insert(account_sid.to_string(), (Instant::now(), tokens.clone()));
+        Ok(tokens)
+    }
+
+    /// Decision 13: the signature must validate with the auth token of an account whose SID is
+    /// the posted `AccountSid`.
+    async fn signature_ok(&self, req: &WebhookRequest, form: &[(String, String)]) -> anyhow::Result<Result<(), &'static str>> {
+        let Some(signature) = header(&req.headers, "x-twilio-signature") else {
+            return Ok(Err("missing X-Twilio-Signature"));
+        };
+        let account_sid = form
+            .iter()
+            .chain(switchboard_twilio::signature::parse_form(req.query.as_bytes()).iter())
+            .find(|(k, _)| k == "AccountSid")
+            .map(|(_, v)| v.clone());
+        let Some(account_sid) = account_sid else { return Ok(Err("no AccountSid in the request")) };
+        let tokens = self.tokens(&account_sid).await?;
+        if tokens.is_empty() {
+            return Ok(Err("no connected account has this AccountSid"));
+        }
+        let content_type = header(&req.headers, "content-type");
+        let ok = tokens.iter().any(|t| {
+            switchboard_twilio::signature::validate(t.expose_secret(), &req.public_url, content_type, &req.body, signature)
+        });
+        Ok(if ok { Ok(()) } else { Err("signature does not match") })
+    }
+
+    async fn answer(self: &Arc<Self>, req: WebhookRequest) -> WebhookReply {
+        match self.try_answer(req).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                // 5xx are opaque to the caller; the cause chain goes to the log once, here.
+                tracing::error!(error = format!("{e:#}"), "webhook failed");
+                WebhookReply::status(503)
+            }
+        }
+    }
+
+    async fn try_answer(self: &Arc<Self>, req: WebhookRequest) -> anyhow::Result<WebhookReply> {
+        tracing::Span::current().record("guid", &req.guid[..req.guid.len().min(6)]);
+        if !valid_guid(&req.guid) {
+            return Ok(WebhookReply::status(404));
+        }
+        let target = self.target(&req.guid).await?;
+        let (listener, behavior, disabled) = match &*target {
+            Target::Unknown | Target::NoBehavior => return Ok(WebhookReply::status(404)),
+            Target::Ready { listener, behavior, disabled } => (listener, behavior, *disabled),
+        };
+        if disabled {
+            return Ok(WebhookReply {
+                status: 503,
+                headers: vec![("content-type".into(), "text/html; charset=utf-8".into())],
+                body: "<h1>503: Temporarily unavailable</h1>".into(),
+            });
+        }
+        let is_form = header(&req.headers, "content-type")
+            .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+        let form = if is_form { switchboard_twilio::signature::parse_form(&req.body) } else { Vec::new() };
+        if listener.verify_signature
+            && let Err(reason) = self.signature_ok(&req, &form).await?
+        {
+            tracing::warn!(reason, "rejected a webhook: signature verification failed");
+            return Ok(WebhookReply::status(403));
+        }
+        let param = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let message_sid = param("MessageSid");
+        if let Some(sid) = &message_sid {
+            let logged = serde_json::json!({
+                "method": req.method, "query": req.query, "params": form, "client_ip": req.client_ip,
+            });
+            let mut claim = self.store.claim_message(sid, listener.id, param("AccountSid").as_deref(), &req.request_id, &logged).await?;
+            let waited = Instant::now();
+            while claim == Claim::InProgress && waited.elapsed() < self.opts.duplicate_wait {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                claim = self.store.claim_message(sid, listener.id, None, &req.request_id, &logged).await?;
+            }
+            match claim {
+                Claim::New => {}
+                Claim::Answered(stored) => {
+                    tracing::info!("repeated MessageSid: answering with the stored response");
+                    return serde_json::from_value(stored).context("stored response");
+                }
+                Claim::InProgress => {
+                    tracing::warn!("repeated MessageSid still being answered by another delivery");
+                    return Ok(WebhookReply::status(503));
+                }
+            }
+        }
+        let result = self.run_and_record(&req, listener, behavior.clone(), message_sid.clone()).await;
+        if result.is_err()
+            && let Some(sid) = &message_sid
+            && let Err(e) = self.store.release_message(sid).await
+        {
+            tracing::error!(error = %e, "could not release the MessageSid claim");
+        }
+        result
+    }
+
+    async fn run_and_record(
+        self: &Arc<Self>,
+        req: &WebhookRequest,
+        listener: &WebhookListenerDef,
+        behavior: Arc<CompiledBehavior>,
+        message_sid: Option<String>,
+    ) -> anyhow::Result<WebhookReply> {
+        let engine_req = switchboard_engine::WebhookRequest {
+            method: req.method.clone(),
+            path: req.path.clone(),
+            query: req.query.clone(),
+            headers: req.headers.clone(),
+            body: req.body.clone(),
+            client_ip: req.client_ip.clone(),
+        };
+        let started = Instant::now();
+        let output: RunOutput = if behavior.uses_host() {
+            // The host blocks on NATS and the database: keep it off the async workers.
+            let host = WorkerHost { worker: self.clone(), handle: tokio::runtime::Handle::current() };
+            let b = behavior.clone();
+            tokio::task::spawn_blocking(move || switchboard_engine::run_webhook(&b, &engine_req, &host, &RunOptions::real()))
+                .await
+                .context("behavior run panicked")?
+        } else {
+            switchboard_engine::run_webhook(&behavior, &engine_req, &NoHost, &RunOptions::real())
+        };
+        let duration_us = started.elapsed().as_micros() as i64;
+        for e in &output.errors {
+            tracing::warn!(node_id = e.node_id, error = %e.message, "behavior run error");
+        }
+        let reply = WebhookReply {
+            status: output.status,
+            headers: output.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            body: output.body.clone(),
+        };
+        let run = RunRecord {
+            behavior_id: behavior.def.id,
+            listener_id: Some(listener.id),
+            message_sid: message_sid.clone(),
+            request_id: Some(req.request_id.clone()),
+            trace_id: switchboard_telemetry::trace_id(&tracing::Span::current()),
+            mode: "real".into(),
+            exit_state: serde_json::to_value(output.exit)?.as_str().unwrap_or_default().to_string(),
+            status: Some(i32::from(output.status)),
+            trace: serde_json::to_value(&output.trace)?,
+            errors: serde_json::to_value(&output.errors)?,
+            duration_us,
+        };
+        let response = serde_json::to_value(&reply)?;
+        self.store.complete_run(&run, message_sid.as_ref().map(|_| &response)).await?;
+        Ok(reply)
+    }
+
+    async fn compiled_behavior(&self, id: i64) -> anyhow::Result<Option<Arc<CompiledBehavior>>> {
+        if let Some((at, b)) = self.behaviors.lock().unwrap().get(&id)
+            && at.elapsed() < self.opts.cache_ttl
+        {
+            return Ok(Some(b.clone()));
+        }
+        let Some((def, bot)) = self.store.behavior_with_bot(id).await? else { return Ok(None) };
+        let compiled = CompiledBehavior::compile(&def, Arc::new(BotInfo::from_def(&bot)))
+            .map_err(|issues| anyhow::anyhow!("stored behavior {id} does not compile: {issues:?}"))?;
+        let compiled = Arc::new(compiled);
+        self.behaviors.lock().unwrap().insert(id, (Instant::now(), compiled.clone()));
+        Ok(Some(compiled))
+    }
+}
+
+/// The host for behaviors that never call it.
+struct NoHost;
+
+impl Host for NoHost {
+    fn connected_account(&self, _: i64) -> Option<ConnectedAccount> {
+        None
+    }
+    fn http_request(&self, _: &HttpRequest) -> HttpOutcome {
+        HttpOutcome::Error("unavailable".into())
+    }
+    fn behavior(&self, _: i64) -> Option<Arc<CompiledBehavior>> {
+        None
+    }
+}
+
+/// The host of a real run on a blocking thread: accounts and behaviors from the store, HTTP
+/// requests through the outbound service (the only part that talks to the outside world).
+struct WorkerHost {
+    worker: Arc<Worker>,
+    handle: tokio::runtime::Handle,
+}
+
+impl Host for WorkerHost {
+    fn connected_account(&self, id: i64) -> Option<ConnectedAccount> {
+        match self.handle.block_on(self.worker.store.account(id)) {
+            Ok(a) => a.map(|a| ConnectedAccount { id: a.id, name: a.name, allowed_hosts: a.allowed_hosts }),
+            Err(e) => {
+                tracing::error!(error = %e, account_id = id, "loading a connected account failed");
+                None
+            }
+        }
+    }
+
+    fn http_request(&self, request: &HttpRequest) -> HttpOutcome {
+        let job = wire::HttpJob {
+            version: 1,
+            method: request.method.clone(),
+            url: request.url.clone(),
+            headers: request.headers.clone(),
+            body: request.body.clone(),
+            account_id: request.account,
+            ignore_ssl_validation: request.ignore_ssl_validation,
+        };
+        let mut headers = async_nats::HeaderMap::new();
+        switchboard_telemetry::inject_nats(&tracing::Span::current(), &mut headers);
+        let nats = self.worker.nats.clone();
+        let subject = self.worker.subjects.outbound_http();
+        let timeout = self.worker.opts.http_timeout;
+        let answer = self.handle.block_on(async move {
+            tokio::time::timeout(timeout, nats.request_with_headers(subject, headers, wire::encode(&job).into())).await
+        });
+        match answer {
+            Err(_) => HttpOutcome::Error("the outbound service did not answer in time".into()),
+            Ok(Err(e)) => HttpOutcome::Error(format!("the outbound service is unavailable: {e}")),
+            Ok(Ok(msg)) => match wire::decode::<wire::HttpJobResult>(&msg.payload) {
+                Ok(wire::HttpJobResult::Response { status, headers, body, url }) => {
+                    HttpOutcome::Response(HttpResponse { status, headers, body, url })
+                }
+                Ok(wire::HttpJobResult::Error { message }) => HttpOutcome::Error(message),
+                Err(e) => HttpOutcome::Error(format!("malformed answer from the outbound service: {e}")),
+            },
+        }
+    }
+
+    fn behavior(&self, id: i64) -> Option<Arc<CompiledBehavior>> {
+        match self.handle.block_on(self.worker.compiled_behavior(id)) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), behavior_id = id, "loading a behavior failed");
+                None
+            }
+        }
+    }
+}

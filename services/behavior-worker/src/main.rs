@@ -1,0 +1,103 @@
+//! `behavior-worker`: parse config, start telemetry, connect to NATS and PostgreSQL, serve.
+
+use clap::{Parser, Subcommand};
+use secrecy::{ExposeSecret, SecretString};
+use switchboard_store::{MasterKey, Store};
+use switchboard_wire::Subjects;
+
+/// Switchboard behavior worker: answers webhooks by running Cerb behaviors (a NATS service in
+/// queue group `behavior-worker`; run more replicas to scale).
+#[derive(Debug, Parser)]
+#[command(name = "behavior-worker", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// NATS server URL.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222", global = true)]
+    nats_url: String,
+    /// PostgreSQL URL.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    database_url: Option<String>,
+    /// Key that decrypts connected-account credentials (32 bytes, base64 or hex).
+    #[arg(long, env = "SWITCHBOARD_MASTER_KEY", hide_env_values = true, global = true)]
+    master_key: Option<SecretString>,
+    /// Prefix of every NATS subject.
+    #[arg(long, env = "SWITCHBOARD_SUBJECT_PREFIX", default_value = switchboard_wire::DEFAULT_PREFIX, global = true)]
+    subject_prefix: String,
+    /// Webhooks handled at once by this replica.
+    #[arg(long, env = "WORKER_MAX_IN_FLIGHT", default_value_t = 64, global = true)]
+    max_in_flight: usize,
+    /// Database connections of this replica.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16, global = true)]
+    db_max_connections: u32,
+    /// Log format: text or json.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
+    log_format: switchboard_telemetry::LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve webhook requests (the default).
+    Run,
+    /// Apply database migrations, then exit.
+    Migrate,
+    /// Exit 0 when NATS and PostgreSQL are reachable.
+    Healthcheck,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let _telemetry = switchboard_telemetry::init("behavior-worker", cli.log_format)?;
+    let database_url = cli.database_url.as_deref().ok_or_else(|| anyhow::anyhow!("DATABASE_URL (or --database-url) is required"))?;
+    Subjects::validate_prefix(&cli.subject_prefix).map_err(anyhow::Error::msg)?;
+    let pool = switchboard_store::connect(database_url, cli.db_max_connections).await?;
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Migrate => {
+            switchboard_store::migrate(&pool).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Healthcheck => {
+            switchboard_store::sqlx::query("SELECT 1").execute(&pool).await?;
+            async_nats::connect(&cli.nats_url).await?.flush().await?;
+            Ok(())
+        }
+        Command::Run => {
+            let key = match &cli.master_key {
+                Some(k) => Some(MasterKey::parse(k.expose_secret())?),
+                None => {
+                    tracing::warn!("SWITCHBOARD_MASTER_KEY is not set: webhooks that verify signatures will fail");
+                    None
+                }
+            };
+            let nats = async_nats::ConnectOptions::new()
+                .name("behavior-worker")
+                .retry_on_initial_connect()
+                .connect(&cli.nats_url)
+                .await?;
+            let opts = behavior_worker::WorkerOptions { max_in_flight: cli.max_in_flight.max(1), ..Default::default() };
+            behavior_worker::run(Store::new(pool, key), nats, Subjects::new(&cli.subject_prefix), opts, shutdown_signal()).await
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

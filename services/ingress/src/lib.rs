@@ -1,0 +1,216 @@
+//! Ingress: the only part of Switchboard facing the internet. It turns each webhook
+//! (`/webhooks/<guid>[/<path>]`, any method) into one NATS request to the behavior workers and
+//! returns their reply as the HTTP response. It holds no secrets and no database connection.
+//! Bounded: body size (413), reply timeout below Twilio's 15 s (503, so Twilio's fallback URL
+//! takes over), graceful shutdown that finishes in-flight requests.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use switchboard_wire::{self as wire, Subjects, WebhookReply, WebhookRequest};
+use tracing::{Instrument as _, field};
+
+/// Ingress settings.
+#[derive(Debug, Clone)]
+pub struct IngressConfig {
+    /// Public base URL Twilio calls (e.g. `https://bot.example.com`); the signed URL is this plus
+    /// the request's path and query.
+    pub public_base_url: Option<String>,
+    /// Rebuild the public URL from `X-Forwarded-Proto`/`X-Forwarded-Host` and take the client
+    /// address from `X-Forwarded-For` (only behind a proxy you trust).
+    pub trust_forwarded_headers: bool,
+    /// How long to wait for a worker's reply.
+    pub reply_timeout: Duration,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    pub subjects: Subjects,
+}
+
+impl Default for IngressConfig {
+    fn default() -> Self {
+        IngressConfig {
+            public_base_url: None,
+            trust_forwarded_headers: false,
+            reply_timeout: Duration::from_secs(10),
+            max_body_bytes: 256 * 1024,
+            subjects: Subjects::default(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    nats: async_nats::Client,
+    config: Arc<IngressConfig>,
+}
+
+/// The router (tests drive it with `oneshot`).
+pub fn app(nats: async_nats::Client, config: IngressConfig) -> Router {
+    let limit = config.max_body_bytes;
+    let state = AppState { nats, config: Arc::new(config) };
+    Router::new()
+        .route("/webhooks/{guid}", any(webhook))
+        .route("/webhooks/{guid}/{*rest}", any(webhook_with_path))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        // The handler enforces `max_body_bytes` itself (413); lift axum's default 2 MB cap.
+        .layer(DefaultBodyLimit::max(limit.saturating_add(1)))
+        .with_state(state)
+}
+
+/// Serves on `listener` until `shutdown` completes, then finishes in-flight requests.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    nats: async_nats::Client,
+    config: IngressConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    tracing::info!(addr = %listener.local_addr()?, "ingress listening");
+    axum::serve(listener, app(nats, config).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.nats.connection_state() {
+        async_nats::connection::State::Connected => (StatusCode::OK, "ready"),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "not connected to NATS"),
+    }
+}
+
+async fn webhook(state: State<AppState>, Path(guid): Path<String>, request: Request) -> Response {
+    forward(state, guid, String::new(), request).await
+}
+
+async fn webhook_with_path(state: State<AppState>, Path((guid, rest)): Path<(String, String)>, request: Request) -> Response {
+    forward(state, guid, rest, request).await
+}
+
+/// The URL the caller requested, as Twilio signed it.
+fn public_url(config: &IngressConfig, uri: &Uri, headers: &HeaderMap) -> String {
+    let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    if let Some(base) = &config.public_base_url {
+        return format!("{}{}", base.trim_end_matches('/'), path_and_query);
+    }
+    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(|s| s.split(',').next().unwrap_or("").trim().to_string());
+    let (proto, host) = if config.trust_forwarded_headers {
+        (h("x-forwarded-proto").unwrap_or_else(|| "http".into()), h("x-forwarded-host").or_else(|| h("host")))
+    } else {
+        ("http".to_string(), h("host"))
+    };
+    format!("{proto}://{}{path_and_query}", host.unwrap_or_else(|| "localhost".into()))
+}
+
+async fn forward(State(state): State<AppState>, guid: String, rest: String, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body: Bytes = match axum::body::to_bytes(body, state.config.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                || e.to_string().contains("length limit");
+            return if too_large {
+                (StatusCode::PAYLOAD_TOO_LARGE, "").into_response()
+            } else {
+                (StatusCode::BAD_REQUEST, "").into_response()
+            };
+        }
+    };
+    let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
+    let connect = parts.extensions.get::<ConnectInfo<SocketAddr>>().cloned();
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let span = tracing::info_span!(
+        "ingress.webhook",
+        request_id = %request_id,
+        method = %method,
+        status = field::Empty,
+        otel.kind = "server",
+    );
+    switchboard_telemetry::set_parent_from_http(&span, &headers);
+    let config = &state.config;
+    let client_ip = match (config.trust_forwarded_headers, headers.get("x-forwarded-for").and_then(|v| v.to_str().ok())) {
+        (true, Some(xff)) => xff.split(',').next().unwrap_or("").trim().to_string(),
+        _ => connect.map(|c| c.0.ip().to_string()).unwrap_or_default(),
+    };
+    let msg = WebhookRequest {
+        version: wire::WEBHOOK_REQUEST_VERSION,
+        request_id: request_id.clone(),
+        guid,
+        path: rest,
+        public_url: public_url(config, &uri, &headers),
+        method: method.to_string(),
+        query: uri.query().unwrap_or("").to_string(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect(),
+        body: body.to_vec(),
+        client_ip,
+    };
+    let response = async {
+        let mut nats_headers = async_nats::HeaderMap::new();
+        nats_headers.insert(wire::HEADER_REQUEST_ID, request_id.as_str());
+        switchboard_telemetry::inject_nats(&tracing::Span::current(), &mut nats_headers);
+        let request = state.nats.request_with_headers(config.subjects.webhook_request(), nats_headers, wire::encode(&msg).into());
+        let reply = match tokio::time::timeout(config.reply_timeout, request).await {
+            Err(_) => {
+                tracing::warn!("no reply from a behavior worker within the timeout");
+                return unavailable();
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "webhook request to the behavior workers failed");
+                return unavailable();
+            }
+            Ok(Ok(message)) => message,
+        };
+        match wire::decode::<WebhookReply>(&reply.payload) {
+            Ok(reply) => to_response(reply),
+            Err(e) => {
+                tracing::error!(error = %e, "malformed reply from a behavior worker");
+                (StatusCode::BAD_GATEWAY, "").into_response()
+            }
+        }
+    }
+    .instrument(span.clone())
+    .await;
+    span.record("status", response.status().as_u16());
+    let mut response = response;
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(HeaderName::from_static("switchboard-request-id"), v);
+    }
+    response
+}
+
+/// 503 with `Retry-After`: Twilio then requests the number's fallback URL, if any.
+fn unavailable() -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "1")], "").into_response()
+}
+
+fn to_response(reply: WebhookReply) -> Response {
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, reply.body).into_response();
+    let h = response.headers_mut();
+    for (name, value) in reply.headers {
+        let lower = name.to_ascii_lowercase();
+        // The body's length is ours to set; hop-by-hop headers do not pass through.
+        if matches!(lower.as_str(), "content-length" | "transfer-encoding" | "connection" | "keep-alive" | "upgrade") {
+            continue;
+        }
+        match (HeaderName::from_bytes(lower.as_bytes()), HeaderValue::from_str(&value)) {
+            (Ok(n), Ok(v)) => {
+                h.insert(n, v);
+            }
+            _ => tracing::warn!(header = %name, "dropped a response header that is not valid HTTP"),
+        }
+    }
+    response
+}
