@@ -1558,36 +1558,47 @@ fn compile_pcre_uncached(pattern: &str) -> Result<regex::Regex, Error> {
     builder.build().map_err(|_| invalid())
 }
 
-/// Twig's `range(low, high, step=1)`: PHP `range` over integers, floats or single letters.
+/// Twig's `range(low, high, step=1)`: PHP 8.2 `range` over integers, floats or letters (two
+/// non-numeric strings range over their first bytes). A step larger than the range is an error.
 fn range(state: &State, low: Value, high: Value, step: Option<Value>) -> Result<Value, Error> {
+    let too_big = || fail("range(): Argument #3 ($step) must not exceed the specified range");
     let step_num = step
         .map(|st| php::to_num(&st))
         .transpose()?
         .unwrap_or(Num::I(1));
-    let letters = |v: &Value| {
+    let letter = |v: &Value| {
         v.as_str()
-            .filter(|t| t.len() == 1 && !t.as_bytes()[0].is_ascii_digit())
+            .filter(|t| !t.is_empty() && php::numeric_str(t).is_none())
             .map(|t| t.as_bytes()[0])
     };
-    if let (Some(a), Some(b)) = (letters(&low), letters(&high)) {
-        let st = step_num.as_int().unsigned_abs().max(1) as usize;
+    if let (Some(a), Some(b)) = (letter(&low), letter(&high)) {
+        let st = step_num.as_int().unsigned_abs();
+        if st == 0 || (a != b && (a.abs_diff(b) as u64) < st) {
+            return Err(too_big());
+        }
+        let st = st.min(256) as usize;
+        let chars = |c: u8| Value::from((c as char).to_string());
         let out: Vec<Value> = if a <= b {
-            (a..=b)
-                .step_by(st)
-                .map(|c| Value::from((c as char).to_string()))
-                .collect()
+            (a..=b).step_by(st).map(chars).collect()
         } else {
-            (b..=a)
-                .rev()
-                .step_by(st)
-                .map(|c| Value::from((c as char).to_string()))
-                .collect()
+            (b..=a).rev().step_by(st).map(chars).collect()
         };
         return Ok(Value::from(out));
     }
-    let (a, b) = (php::to_num(&low)?, php::to_num(&high)?);
+    // PHP's range() casts what is not a number (an array counts as 1 or 0).
+    let cast = |v: &Value| -> Num {
+        if is_array(v) {
+            Num::I(php::to_float_cast(v) as i64)
+        } else {
+            php::to_num(v).unwrap_or(Num::I(0))
+        }
+    };
+    let (a, b) = (cast(&low), cast(&high));
     if let (Num::I(a), Num::I(b), Num::I(st)) = (a, b, step_num) {
-        let st = st.unsigned_abs().max(1);
+        let st = st.unsigned_abs();
+        if st == 0 || (a != b && a.abs_diff(b) < st) {
+            return Err(too_big());
+        }
         let count = (a.abs_diff(b) / st).saturating_add(1);
         state.consume_fuel(count)?;
         let out: Vec<Value> = if a <= b {
@@ -1602,10 +1613,13 @@ fn range(state: &State, low: Value, high: Value, step: Option<Value>) -> Result<
         return Ok(Value::from(out));
     }
     let (a, b, st) = (a.as_f64(), b.as_f64(), step_num.as_f64().abs());
-    if st.is_nan() || st <= 0.0 || !a.is_finite() || !b.is_finite() {
-        return Err(fail(
-            "range(): Argument #3 ($step) must not exceed the specified range",
-        ));
+    if st.is_nan()
+        || st <= 0.0
+        || !a.is_finite()
+        || !b.is_finite()
+        || (a != b && (a - b).abs() < st)
+    {
+        return Err(too_big());
     }
     let count = ((a - b).abs() / st).floor() as u64 + 1;
     state.consume_fuel(count)?;

@@ -227,6 +227,7 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     env.add_function("_tw_slice", |v: Value, start: Value, len: Value| {
         crate::filters::slice(&v, &start, &len, false)
     });
+    env.add_function("_tw_is_string", |v: Value| v.kind() == ValueKind::String);
     env.add_function("_tw_is_defined", |v: Value| !v.is_undefined());
     env.add_function("_tw_is_null", |v: Value| v.is_undefined() || v.is_none());
     env.add_function("_tw_is_none", |v: Value| v.is_undefined() || v.is_none());
@@ -343,6 +344,10 @@ pub(crate) fn charge(state: &State, v: &Value) -> Result<(), Error> {
     }
 }
 
+fn is_arr(v: &Value) -> bool {
+    matches!(v.kind(), ValueKind::Seq | ValueKind::Map)
+}
+
 /// PHP truthiness: `""`, `"0"`, `0`, `0.0`, null, false and empty arrays are false.
 pub(crate) fn truthy(v: &Value) -> bool {
     match v.kind() {
@@ -370,7 +375,7 @@ pub(crate) fn is_empty(v: &Value) -> bool {
 }
 
 fn int_mod(v: &Value, n: i64) -> Result<i64, Error> {
-    let i = php::to_num(v)?.as_int();
+    let i = php::to_num_strict(v, "%")?.as_int();
     Ok(i.wrapping_rem(n))
 }
 
@@ -463,6 +468,32 @@ impl GetOpt for Value {
 
 /// PHP 8 arithmetic on two values (numeric strings count as numbers).
 pub(crate) fn arith(op: &str, a: &Value, b: &Value) -> Result<Value, Error> {
+    // PHP's bitwise operators on two strings work byte by byte.
+    if let (Some(p), Some(q), "b-and" | "b-or" | "b-xor") = (a.as_str(), b.as_str(), op) {
+        let (p, q) = (p.as_bytes(), q.as_bytes());
+        let bytes: Vec<u8> = match op {
+            "b-or" => (0..p.len().max(q.len()))
+                .map(|i| p.get(i).copied().unwrap_or(0) | q.get(i).copied().unwrap_or(0))
+                .collect(),
+            "b-and" => p.iter().zip(q).map(|(x, y)| x & y).collect(),
+            _ => p.iter().zip(q).map(|(x, y)| x ^ y).collect(),
+        };
+        return Ok(Value::from(String::from_utf8_lossy(&bytes).into_owned()));
+    }
+    // `+` of two arrays is PHP's union: the left array's keys win.
+    if op == "+" && is_arr(a) && is_arr(b) {
+        let mut out: Vec<(Value, Value)> = entries(a)
+            .into_iter()
+            .map(|(k, v)| (php::array_key(&k), v))
+            .collect();
+        for (k, v) in entries(b) {
+            let k = php::array_key(&k);
+            if !out.iter().any(|(x, _)| *x == k) {
+                out.push((k, v));
+            }
+        }
+        return Ok(crate::filters::from_entries(out));
+    }
     let (x, y) = (php::to_num_strict(a, op)?, php::to_num_strict(b, op)?);
     let div_zero = || Error::new(ErrorKind::InvalidOperation, "Division by zero");
     let res = match op {

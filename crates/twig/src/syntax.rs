@@ -750,6 +750,9 @@ impl Parser<'_> {
                 };
                 continue;
             }
+            if op == "??" {
+                self.check_defined_subject(&left)?;
+            }
             let rhs = self.expression(if right_assoc { prec } else { prec + 1 })?;
             left = Expr::Binary(op, Box::new(left), Box::new(rhs));
         }
@@ -796,7 +799,28 @@ impl Parser<'_> {
         } else {
             Vec::new()
         };
+        if name == "defined" {
+            self.check_defined_subject(&subject)?;
+        }
         Ok(Expr::Test(Box::new(subject), name.replace(' ', "_"), args))
+    }
+
+    /// Twig's `defined` test (and so `??`) takes a variable, an attribute, a method call or a
+    /// literal; anything else is a syntax error.
+    fn check_defined_subject(&self, e: &Expr) -> Res<()> {
+        match e {
+            Expr::Name(_)
+            | Expr::Get(..)
+            | Expr::Method(..)
+            | Expr::Raw(_)
+            | Expr::Str(_)
+            | Expr::Array(_)
+            | Expr::Hash(_) => Ok(()),
+            _ => err(
+                self.line,
+                "The \"defined\" test only works with simple variables.",
+            ),
+        }
     }
 
     fn primary(&mut self) -> Res<Expr> {
@@ -1173,9 +1197,9 @@ fn emit(e: &Expr) -> String {
         Expr::Unary("not", a) => format!("(not _tw_bool({}))", emit(a)),
         Expr::Unary("-", a) => format!("_tw_neg({})", emit(a)),
         Expr::Unary(_, a) => format!("_tw_pos({})", emit(a)),
-        // Twig compiles unary minus without parentheses, so PHP applies `**` first:
-        // `-2 ** 2` is -4.
-        Expr::Binary("**", a, b) if matches!(**a, Expr::Unary("-" | "+", _)) => {
+        // Twig compiles unary operators without parentheses, so PHP applies `**` first:
+        // `-2 ** 2` is -4 and `a is not empty ** 2` is `not (empty(a) ** 2)`.
+        Expr::Binary("**", a, b) if matches!(**a, Expr::Unary(..)) => {
             let Expr::Unary(op, inner) = &**a else {
                 unreachable!()
             };
@@ -1196,8 +1220,13 @@ fn emit(e: &Expr) -> String {
                 "in" => format!("_tw_in({a}, {b})"),
                 "not in" => format!("(not _tw_in({a}, {b}))"),
                 "matches" => format!("_tw_matches({a}, {b})"),
-                "starts with" => format!("_tw_starts_with({a}, {b})"),
-                "ends with" => format!("_tw_ends_with({a}, {b})"),
+                // Twig only evaluates the right side when the left one is a string.
+                "starts with" => {
+                    format!("(_tw_starts_with({a}, {b}) if _tw_is_string({a}) else false)")
+                }
+                "ends with" => {
+                    format!("(_tw_ends_with({a}, {b}) if _tw_is_string({a}) else false)")
+                }
                 ".." => format!("range({a}, {b})"),
                 "~" => format!("_tw_cat({a}, {b})"),
                 "??" => format!("({a} if _tw_isset({a}) else {b})"),
