@@ -227,6 +227,7 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     env.add_function("_tw_slice", |v: Value, start: Value, len: Value| {
         crate::filters::slice(&v, &start, &len, false)
     });
+    env.add_function("_tw_discard", |_v: Value| ());
     env.add_function("_tw_is_string", |v: Value| v.kind() == ValueKind::String);
     env.add_function("_tw_is_defined", |v: Value| !v.is_undefined());
     env.add_function("_tw_is_null", |v: Value| v.is_undefined() || v.is_none());

@@ -108,11 +108,8 @@ impl Out {
             Trim::All => text.trim_start_matches(WS_ALL),
             Trim::Line => text.trim_start_matches(WS_LINE),
         };
-        if !text.is_empty() {
-            self.pending = Trim::None;
-        }
-        // Text stays text: a lone `{` that could start a minijinja tag is not possible here since
-        // delimiters are the same on both sides; nothing to escape.
+        // A trim applies to the whitespace right after its tag only, even when that is nothing.
+        self.pending = Trim::None;
         self.buf.push_str(text);
     }
 
@@ -1476,8 +1473,9 @@ fn block_tag(
             return Ok(vec!["verbatim".into()]);
         }
         "do" => {
+            // minijinja's `do` takes a call only: wrap the expression in one.
             let e = ps.expression(0)?;
-            vec![format!("do {}", emit(&e))]
+            vec![format!("do _tw_discard({})", emit(&e))]
         }
         "with" => {
             let vars = if ps.peek().is_none() || ps.is_name("only") {
