@@ -304,6 +304,15 @@ mod tests {
     }
 
     #[test]
+    fn render_errors_name_the_source_line() {
+        let src = "a\n{% verbatim %}\nx\ny\n{% endverbatim %}\n{{ 'b'\n ~ 'c' }}\n{# x\n #}\n{{ 1 // 0 }}";
+        match run(src, Value::UNDEFINED) {
+            Err(TwigError::Render(msg)) => assert!(msg.contains(":10)"), "{msg}"),
+            other => panic!("expected a render error, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn syntax_errors_name_the_line() {
         match run("a\n{% if %}", Value::UNDEFINED) {
             Err(TwigError::Syntax(msg)) => assert!(msg.contains("line 2"), "{msg}"),

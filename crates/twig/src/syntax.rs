@@ -169,8 +169,10 @@ fn translate_folded(src: &str, d: Delims) -> Res<String> {
                 };
                 let body = &src[p..p + end];
                 let tail = modifier(body.chars().last());
-                let newlines = body.matches('\n').count();
                 pos = p + end + d.comment.1.len();
+                // The newline Twig drops after the tag moves inside it, so lines stay aligned.
+                let newlines =
+                    body.matches('\n').count() + usize::from(eats_newline(src, pos, tail));
                 out.tag(&format!(
                     "{}{} +{}",
                     d.comment.0,
@@ -194,7 +196,10 @@ fn translate_folded(src: &str, d: Delims) -> Res<String> {
                 let tail = lx.tail;
                 pos = lx.pos;
                 let newlines = src[start..pos].matches('\n').count();
-                let pad = "\n".repeat(newlines);
+                let mut pad = "\n".repeat(newlines);
+                if kind == 1 && eats_newline(src, pos, tail) {
+                    pad.push('\n');
+                }
                 if kind == 2 {
                     if toks.is_empty() {
                         return err(
@@ -234,7 +239,14 @@ fn translate_folded(src: &str, d: Delims) -> Res<String> {
                             Trim::Line => body.trim_start_matches(WS_LINE),
                             Trim::None => body,
                         };
-                        out.tag(&format!("{} {} {}", d.variable.0, lit(body), d.variable.1));
+                        // Pad with the block's newlines so later error lines stay right.
+                        let lines = "\n".repeat(src[pos..body_end].matches('\n').count());
+                        out.tag(&format!(
+                            "{} {} {lines}{}",
+                            d.variable.0,
+                            lit(body),
+                            d.variable.1
+                        ));
                         // The newline after `{% endverbatim %}` is kept, as in Twig.
                         pos = after_tag_no_newline(src, body_end, end_tail, &mut out);
                         continue;
@@ -259,6 +271,11 @@ fn translate_folded(src: &str, d: Delims) -> Res<String> {
         );
     }
     Ok(out.buf)
+}
+
+/// Whether Twig drops the newline right after a block or comment tag.
+fn eats_newline(src: &str, pos: usize, tail: Trim) -> bool {
+    tail == Trim::None && src[pos..].starts_with('\n')
 }
 
 /// After `%}` / `#}`: Twig drops exactly one newline; after `-%}` / `~%}` the trim applies instead.
