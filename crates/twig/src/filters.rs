@@ -1585,7 +1585,20 @@ fn range(state: &State, low: Value, high: Value, step: Option<Value>) -> Result<
         };
         return Ok(Value::from(out));
     }
-    // PHP's range() casts what is not a number (an array counts as 1 or 0).
+    // PHP 8.2 picks integers unless a bound or the step is a float (or, when both bounds are
+    // strings, a float-looking numeric string); arrays count as 1 or 0.
+    let is_float = |v: &Value| v.kind() == ValueKind::Number && !v.is_integer();
+    let float_str = |v: &Value| {
+        v.as_str()
+            .and_then(php::numeric_str)
+            .is_some_and(|n| matches!(n, Num::F(_)))
+    };
+    let both_strings = low.kind() == ValueKind::String && high.kind() == ValueKind::String;
+    let step_float = matches!(step_num, Num::F(_));
+    let use_float = is_float(&low)
+        || is_float(&high)
+        || step_float
+        || (both_strings && (float_str(&low) || float_str(&high)));
     let cast = |v: &Value| -> Num {
         if is_array(v) {
             Num::I(php::to_float_cast(v) as i64)
@@ -1594,7 +1607,8 @@ fn range(state: &State, low: Value, high: Value, step: Option<Value>) -> Result<
         }
     };
     let (a, b) = (cast(&low), cast(&high));
-    if let (Num::I(a), Num::I(b), Num::I(st)) = (a, b, step_num) {
+    if !use_float {
+        let (a, b, st) = (a.as_int(), b.as_int(), step_num.as_int());
         let st = st.unsigned_abs();
         if st == 0 || (a != b && a.abs_diff(b) < st) {
             return Err(too_big());

@@ -1229,7 +1229,10 @@ fn emit(e: &Expr) -> String {
                 "and" => format!("(_tw_bool({a}) and _tw_bool({b}))"),
                 "==" => format!("_tw_eq({a}, {b})"),
                 "!=" => format!("(not _tw_eq({a}, {b}))"),
-                "<" | ">" | "<=" | ">=" => format!("(_tw_cmp({a}, {b}) {op} 0)"),
+                "<" | "<=" => format!("(_tw_cmp({a}, {b}) {op} 0)"),
+                // PHP evaluates `a > b` as `b < a`: it matters for uncomparable arrays.
+                ">" => format!("(_tw_cmp({b}, {a}) < 0)"),
+                ">=" => format!("(_tw_cmp({b}, {a}) <= 0)"),
                 "<=>" => format!("_tw_cmp({a}, {b})"),
                 "in" => format!("_tw_in({a}, {b})"),
                 "not in" => format!("(not _tw_in({a}, {b}))"),

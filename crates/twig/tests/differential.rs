@@ -299,6 +299,9 @@ fn hand_written() -> Vec<Case> {
         t(
             "{{ jsonpath_set({}, 'a.b', 1)|json_encode }}|{{ jsonpath_set({a: {x: 1}}, 'a.list[]', 2)|json_encode }}|{{ jsonpath_set(nul, 'k', 'v')|json_encode }}",
         ),
+        t(
+            "{{ [1, 2] >= map }}|{{ [1, 2] <= map }}|{{ map > [1, 2] }}|{{ map < [1, 2] }}|{{ [1, 2] <=> map }}|{{ range(1, '1.5')|join }}|{{ range(true, '1.5')|join }}",
+        ),
         // free-form dates (allow-listed)
         case("{{ '1.50'|date('H:i') }}", json!({})),
         case("{{ 1.5|date('H:i') }}", json!({})),
