@@ -133,7 +133,8 @@ pub(crate) fn register(env: &mut Environment<'static>) {
         let r = match method.as_str() {
             "common" => php_round(x, precision),
             "ceil" | "floor" => {
-                let p = 10f64.powi(precision.clamp(-400, 400) as i32);
+                // Twig computes `10 ** $precision` with the precision as given (floats too).
+                let p = 10f64.powf(php::to_float_cast(&arg(&args, 0)).clamp(-400.0, 400.0));
                 if method == "ceil" { (x * p).ceil() / p } else { (x * p).floor() / p }
             }
             _ => return Err(fail("The round filter only supports the \"common\", \"ceil\", and \"floor\" methods.")),
@@ -786,43 +787,49 @@ fn title_case(c: char, out: &mut String) {
 /// PHP `trim` with an optional character mask (`a..z` ranges) and Twig's side argument.
 fn trim(v: Value, mask: Option<Value>, side: Option<Value>) -> Result<String, Error> {
     let text = str_arg(&v, "trim")?;
-    // The mask as character ranges (`a..z` in PHP's syntax), so a wide range costs nothing.
-    let ranges: Vec<(char, char)> = match mask.filter(|m| !is_null(m)) {
-        None => [' ', '\t', '\n', '\r', '\0', '\x0B']
-            .iter()
-            .map(|c| (*c, *c))
-            .collect(),
+    // PHP trims bytes: the mask is a set of bytes with `a..z` ranges.
+    let mut set = [false; 256];
+    match mask.filter(|m| !is_null(m)) {
+        None => {
+            for b in [b' ', b'\t', b'\n', b'\r', 0, 0x0B] {
+                set[b as usize] = true;
+            }
+        }
         Some(m) => {
-            let m: Vec<char> = s(&m).chars().collect();
-            let mut ranges = Vec::new();
+            let m = s(&m).into_bytes();
             let mut i = 0;
             while i < m.len() {
-                if i + 3 < m.len() && m[i + 1] == '.' && m[i + 2] == '.' && m[i + 3] >= m[i] {
-                    ranges.push((m[i], m[i + 3]));
+                if i + 3 < m.len() && m[i + 1] == b'.' && m[i + 2] == b'.' && m[i + 3] >= m[i] {
+                    for b in m[i]..=m[i + 3] {
+                        set[b as usize] = true;
+                    }
                     i += 4;
                 } else {
-                    ranges.push((m[i], m[i]));
+                    set[m[i] as usize] = true;
                     i += 1;
                 }
             }
-            ranges
         }
-    };
-    let in_mask = |c: char| ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c));
+    }
     let side = side
         .filter(|x| !is_null(x))
         .map(|x| s(&x))
         .unwrap_or_else(|| "both".into());
-    Ok(match side.as_str() {
-        "both" => text.trim_matches(in_mask).to_string(),
-        "left" => text.trim_start_matches(in_mask).to_string(),
-        "right" => text.trim_end_matches(in_mask).to_string(),
+    let bytes = text.as_bytes();
+    let keep = |b: &u8| !set[*b as usize];
+    let start = bytes.iter().position(keep).unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(keep).map_or(0, |p| p + 1);
+    let (from, to) = match side.as_str() {
+        "both" => (start, end.max(start)),
+        "left" => (start, bytes.len()),
+        "right" => (0, end),
         _ => {
             return Err(fail(
                 "Trimming side must be \"left\", \"right\" or \"both\".",
             ));
         }
-    })
+    };
+    Ok(String::from_utf8_lossy(&bytes[from..to]).into_owned())
 }
 
 /// Twig's `replace`: PHP `strtr` with a hash (longest key first at each position).
@@ -869,6 +876,14 @@ fn split(v: Value, delim: Value, limit: Option<Value>) -> Result<Value, Error> {
     if delim.is_empty() {
         let chars: Vec<char> = text.chars().collect();
         let size = limit.unwrap_or(1).max(1) as usize;
+        // Twig returns the value itself (not its string) when it is shorter than the chunk.
+        if size > 1 && chars.len() < size {
+            return Ok(Value::from(vec![if is_null(&v) {
+                Value::from("")
+            } else {
+                v
+            }]));
+        }
         if chars.is_empty() {
             return Ok(Value::from(vec![Value::from("")]));
         }
@@ -1455,27 +1470,36 @@ fn truncate(v: Value, args: Rest<Value>) -> Result<String, Error> {
     let Some(text) = cerb_str(&v) else {
         return Ok(String::new());
     };
-    let mut length = if arg(&args, 0).is_undefined() {
-        30
-    } else {
-        php::to_num(&arg(&args, 0))?.as_int()
-    };
-    let preserve = runtime_truthy(&arg(&args, 1));
     let sep = if arg(&args, 2).is_undefined() {
         "...".to_string()
     } else {
         s(&arg(&args, 2))
     };
+    let length_arg = arg(&args, 0);
+    if length_arg.is_none() {
+        // PHP: `mb_strlen($v) > null` holds for any non-empty string, and a null length takes
+        // everything.
+        return Ok(if text.is_empty() { text } else { text + &sep });
+    }
+    let mut length = if length_arg.is_undefined() {
+        30
+    } else {
+        php::to_num(&length_arg)?.as_int()
+    };
+    let preserve = runtime_truthy(&arg(&args, 1));
     let chars: Vec<char> = text.chars().collect();
-    if (chars.len() as i64) <= length {
+    let n = chars.len() as i64;
+    if n <= length {
         return Ok(text);
     }
     if preserve {
-        let from = if length < 0 {
-            (chars.len() as i64 + length).max(0)
-        } else {
-            length
-        } as usize;
+        // mb_strpos($value, ' ', $length): the offset must lie inside the string.
+        if length > n || length < -n {
+            return Err(fail(
+                "mb_strpos(): Argument #3 ($offset) must be contained in argument #1 ($haystack)",
+            ));
+        }
+        let from = if length < 0 { n + length } else { length } as usize;
         if let Some(pos) = chars.iter().skip(from).position(|c| *c == ' ') {
             length = (from + pos) as i64;
         }

@@ -697,6 +697,107 @@ fn random_statements() -> Vec<Case> {
         .collect()
 }
 
+/// Random filter calls with random arguments on random inputs (deterministic): offsets, lengths,
+/// limits, precisions, masks, format specifications and escaping strategies at their edges.
+fn random_filter_calls() -> Vec<Case> {
+    let mut seed: u64 = 0xD1B5_4A32_D192_ED03;
+    let mut next = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    const INPUTS: &[&str] = &[
+        "'Hello, World'",
+        "'  pad  '",
+        "'ÅÄÖ åäö ß'",
+        "'😀a😀b'",
+        "'a\\u{301}e'",
+        "''",
+        "'0'",
+        "'12.5'",
+        "'-0.5'",
+        "1234.5678",
+        "-0.05",
+        "0",
+        "7",
+        "[1, 2, 3, 4, 5]",
+        "{a: 1, b: 2, c: 3}",
+        "[]",
+        "{'x y': 'a&b', 'n': [1, {'z': null}], 'f': false}",
+        "'a,b;c,,d'",
+        "'<b>x</b> & y'",
+        "null",
+    ];
+    // Integral arguments only: PHP casts float offsets and lengths midway (documented).
+    const NUMS: &[&str] = &["0", "1", "2", "-1", "-2", "3", "10", "null", "'2'", "4"];
+    let mut cases = Vec::new();
+    for _ in 0..1500 {
+        let input = INPUTS[next(INPUTS.len())];
+        let n1 = NUMS[next(NUMS.len())];
+        let n2 = NUMS[next(NUMS.len())];
+        let filter = match next(16) {
+            0 => format!("slice({n1}, {n2})|json_encode"),
+            1 => format!("slice({n1})|json_encode"),
+            2 => format!("split(',', {n1})|json_encode"),
+            3 => format!("split('', {n1})|json_encode"),
+            4 => format!("round({n1}, '{}')", ["common", "floor", "ceil"][next(3)]),
+            5 => format!(
+                "number_format({n1}, '{}', '{}')",
+                [".", ",", ""][next(3)],
+                [",", " ", ""][next(3)]
+            ),
+            6 => format!(
+                "trim('{}', '{}')",
+                [" ", "a..z", "0", "lo", "ÅÄ"][next(5)],
+                ["both", "left", "right"][next(3)]
+            ),
+            7 => format!("format({n1}, {n2})|json_encode",),
+            8 => format!(
+                "join('{}', '{}')",
+                [",", "", " - "][next(3)],
+                [" and ", ",", ""][next(3)]
+            ),
+            9 => format!(
+                "batch({}, {})|json_encode",
+                ["1", "2", "3"][next(3)],
+                ["null", "'x'"][next(2)]
+            ),
+            10 => format!(
+                "truncate({n1}, {}, '{}')",
+                ["false", "true"][next(2)],
+                ["...", "…", ""][next(3)]
+            ),
+            11 => format!(
+                "escape('{}')",
+                ["html", "js", "css", "url", "html_attr"][next(5)]
+            ),
+            12 => format!(
+                "replace({{'{}': '{}'}})",
+                ["a", "l", ",", "😀", "ß"][next(5)],
+                ["", "X", "--"][next(3)]
+            ),
+            13 => format!("reverse({})|json_encode", ["true", "false"][next(2)]),
+            14 => "url_encode".to_string(),
+            _ => format!("first|json_encode ~ ({input})|last|json_encode"),
+        };
+        let fmt = [
+            "'%s|%5s|%-5s|%05.1f'",
+            "'%d %x %o %b %e'",
+            "'%'%10s|%+d|%u'",
+            "'%2$s %1$s'",
+            "'%.3s|%5.2f'",
+        ][next(5)];
+        let template = if filter.starts_with("format(") {
+            format!("{{{{ {fmt}|{filter} }}}}")
+        } else {
+            format!("{{{{ ({input})|{filter} }}}}")
+        };
+        cases.push(case(template, json!({})));
+    }
+    cases
+}
+
 /// Dates with fixed inputs (never "now", so the corpus is deterministic): timestamps as numbers
 /// and digit strings, ISO-like strings with and without offsets, and invalid ones, in every
 /// format letter, in UTC and with a time zone argument.
@@ -802,6 +903,7 @@ fn renders_like_real_twig() {
     cases.extend(random_expressions());
     cases.extend(random_statements());
     cases.extend(date_cases());
+    cases.extend(random_filter_calls());
     let expected = php_render(&cases);
     let limits = Limits::default();
     let env = environment(Dialect::Runtime, &limits);
