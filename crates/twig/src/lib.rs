@@ -1,6 +1,7 @@
-//! Cerb's Twig dialect on minijinja: the syntax (Twig tags rewritten for minijinja, CRLF folding,
-//! newline trimming after block and comment tags), Cerb's filters and functions with Cerb's exact
-//! output, and the run limits of a template (fuel and rendered size).
+//! Cerb's Twig dialect on minijinja: the syntax (Twig templates translated for minijinja, CRLF
+//! folding, Twig's whitespace rules), Cerb's filters and functions with Cerb's exact output, and
+//! the run limits of a template (fuel and rendered size). See README.md for the supported dialect
+//! and the known differences from Cerb.
 
 mod date;
 mod filters;
@@ -84,9 +85,8 @@ impl Dialect {
     }
 }
 
-/// Which dialect an environment was built for; stored as an environment global would be visible
-/// to templates, so it lives in a process-wide registry keyed by nothing: we read it back from the
-/// syntax configuration instead.
+/// Which dialect an environment was built for, read back from its delimiters (a global would be
+/// visible to templates).
 fn dialect_of(env: &Environment<'_>) -> Dialect {
     if env.syntax().variable_delimiters().0 == "{{{" {
         Dialect::ImportTime
@@ -126,7 +126,10 @@ pub fn environment(dialect: Dialect, limits: &Limits) -> Environment<'static> {
     env
 }
 
-/// Twig source as minijinja parses it: line endings folded to LF, Twig-only syntax rewritten.
+/// Twig source as minijinja parses it: line endings folded to LF and the template translated
+/// (operators become calls to this crate's helpers, so the result only runs in an
+/// [`environment`]). A template that does not translate becomes one that fails to compile at the
+/// offending line; [`add_template`] reports Twig's message instead.
 ///
 /// Uses the run-time delimiters; [`add_template`] and [`render_str`] pick the environment's own.
 pub fn normalize_source(source: &str) -> Cow<'_, str> {
