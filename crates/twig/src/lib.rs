@@ -442,6 +442,49 @@ mod tests {
         );
     }
 
+    /// Values nested as deep as the fuel allows (built in a loop) do not overflow the stack in
+    /// any filter, comparison or test.
+    #[test]
+    fn deeply_nested_values_are_safe() {
+        let limits = Limits {
+            fuel: 1_000_000,
+            max_output_bytes: 1 << 20,
+        };
+        let env = environment(Dialect::Runtime, &limits);
+        let build = |depth: usize| {
+            format!(
+                "{{% set a = [] %}}{{% set m = {{}} %}}{{% for i in 1..{depth} %}}{{% set a = [a] %}}{{% set m = {{k: m}} %}}{{% endfor %}}"
+            )
+        };
+        let res = render_str(
+            &env,
+            &format!("{}{{{{ a|json_encode|length }}}}", build(20_000)),
+            &Value::UNDEFINED,
+            &limits,
+        );
+        assert!(
+            matches!(res, Err(TwigError::Render(ref m)) if m.contains("nested")),
+            "{res:?}"
+        );
+        let build = build(120);
+        for op in [
+            "{{ a|url_encode|length }}",
+            "{{ m|url_encode|length }}",
+            "{{ a|json_encode|length }}",
+            "{{ a == a }}",
+            "{{ a is same as(a) }}",
+            "{{ a < m }}",
+            "{{ a in [a] }}",
+            "{{ [a, m]|sort|length }}",
+            "{{ max(a, m)|length }}",
+            "{{ a|length }}",
+            "{{ a ~ '' }}",
+        ] {
+            let res = render_str(&env, &format!("{build}{op}"), &Value::UNDEFINED, &limits);
+            assert!(res.is_ok(), "{op}: {res:?}");
+        }
+    }
+
     /// Deeply nested expressions are a syntax error, not a stack overflow.
     #[test]
     fn nesting_is_bounded() {

@@ -149,19 +149,24 @@ pub(crate) fn register(env: &mut Environment<'static>) {
             })
             .unwrap_or_default()
     });
-    env.add_function("_tw_set", |scope: Value, name: &str, value: Value| {
-        if let Some(s) = scope_of(&scope) {
-            s.set(name, value);
-        }
-    });
+    env.add_function(
+        "_tw_set",
+        |scope: Value, name: &str, value: Value| -> Result<(), Error> {
+            match scope_of(&scope) {
+                Some(s) => s.set(name, value),
+                None => Ok(()),
+            }
+        },
+    );
     env.add_function(
         "_tw_set_many",
-        |scope: Value, names: Vec<String>, values: Vec<Value>| {
+        |scope: Value, names: Vec<String>, values: Vec<Value>| -> Result<(), Error> {
             if let Some(s) = scope_of(&scope) {
                 for (name, value) in names.iter().zip(values) {
-                    s.set(name, value);
+                    s.set(name, value)?;
                 }
             }
+            Ok(())
         },
     );
     env.add_function("_tw_snap", |scope: Value| -> Value {
@@ -188,7 +193,7 @@ pub(crate) fn register(env: &mut Environment<'static>) {
             }
             if let Some(s) = scope_of(&scope) {
                 for (k, v) in entries(&vars) {
-                    s.set(&php::to_php_string(&k), v);
+                    s.set(&php::to_php_string(&k), v)?;
                 }
             }
             Ok(())
@@ -289,14 +294,23 @@ impl Scope {
         self.lock().get(name).cloned()
     }
 
-    /// Twig stores null for an undefined value: the name is then defined.
-    fn set(&self, name: &str, value: Value) {
+    /// Twig stores null for an undefined value: the name is then defined. Values nested deeper
+    /// than [`MAX_NESTING`] are refused: building them needs a loop, and their recursive drop,
+    /// comparison or encoding would overflow the stack.
+    fn set(&self, name: &str, value: Value) -> Result<(), Error> {
+        if nested_deeper_than(&value, MAX_NESTING) {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!("value of \"{name}\" is nested more than {MAX_NESTING} levels deep"),
+            ));
+        }
         let value = if value.is_undefined() {
             Value::from(())
         } else {
             value
         };
         self.lock().insert(name.to_string(), value);
+        Ok(())
     }
 
     fn snapshot(&self) -> Scope {
@@ -327,6 +341,30 @@ impl Scope {
     fn restore(&self, before: &Scope) {
         let before = before.lock().clone();
         *self.lock() = before;
+    }
+}
+
+/// How deeply arrays may nest in a template's variables.
+pub(crate) const MAX_NESTING: usize = 128;
+
+/// Whether arrays nest more than `limit` levels (descends at most `limit + 1` levels).
+fn nested_deeper_than(v: &Value, limit: usize) -> bool {
+    if !is_arr(v) {
+        return false;
+    }
+    if limit == 0 {
+        return true;
+    }
+    match v.try_iter() {
+        Ok(it) => {
+            if v.kind() == ValueKind::Map {
+                it.filter_map(|k| v.get_item(&k).ok())
+                    .any(|x| nested_deeper_than(&x, limit - 1))
+            } else {
+                it.into_iter().any(|x| nested_deeper_than(&x, limit - 1))
+            }
+        }
+        Err(_) => false,
     }
 }
 
