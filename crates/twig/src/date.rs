@@ -171,12 +171,9 @@ pub(crate) fn timestamp(v: &Value, tz: &Value) -> Result<i64, Error> {
 /// Twig's `date(format, timezone)` filter.
 pub(crate) fn format_value(v: &Value, format: &str, tz: &Value) -> Result<String, Error> {
     let (offset, name) = zone(tz)?;
-    let (at, own) = instant(v, offset)?;
-    // A string with its own offset keeps it unless a timezone argument is given.
-    let (offset, name) = match own {
-        Some(o) if tz.is_undefined() || tz.is_none() => (o, fmt_offset(o, true)),
-        _ => (offset, name),
-    };
+    // Twig parses in the default time zone (UTC) and always converts to the argument's zone, or
+    // to the default one: a date's own offset never shows.
+    let (at, _) = instant(v, UtcOffset::UTC)?;
     Ok(format_date(at.to_offset(offset), format, &name))
 }
 

@@ -133,7 +133,8 @@ pub(crate) fn register(env: &mut Environment<'static>) {
         let r = match method.as_str() {
             "common" => php_round(x, precision),
             "ceil" | "floor" => {
-                let p = 10f64.powi(precision.clamp(-400, 400) as i32);
+                // Twig computes `10 ** $precision` with the precision as given (floats too).
+                let p = 10f64.powf(php::to_float_cast(&arg(&args, 0)).clamp(-400.0, 400.0));
                 if method == "ceil" { (x * p).ceil() / p } else { (x * p).floor() / p }
             }
             _ => return Err(fail("The round filter only supports the \"common\", \"ceil\", and \"floor\" methods.")),
@@ -786,43 +787,49 @@ fn title_case(c: char, out: &mut String) {
 /// PHP `trim` with an optional character mask (`a..z` ranges) and Twig's side argument.
 fn trim(v: Value, mask: Option<Value>, side: Option<Value>) -> Result<String, Error> {
     let text = str_arg(&v, "trim")?;
-    // The mask as character ranges (`a..z` in PHP's syntax), so a wide range costs nothing.
-    let ranges: Vec<(char, char)> = match mask.filter(|m| !is_null(m)) {
-        None => [' ', '\t', '\n', '\r', '\0', '\x0B']
-            .iter()
-            .map(|c| (*c, *c))
-            .collect(),
+    // PHP trims bytes: the mask is a set of bytes with `a..z` ranges.
+    let mut set = [false; 256];
+    match mask.filter(|m| !is_null(m)) {
+        None => {
+            for b in [b' ', b'\t', b'\n', b'\r', 0, 0x0B] {
+                set[b as usize] = true;
+            }
+        }
         Some(m) => {
-            let m: Vec<char> = s(&m).chars().collect();
-            let mut ranges = Vec::new();
+            let m = s(&m).into_bytes();
             let mut i = 0;
             while i < m.len() {
-                if i + 3 < m.len() && m[i + 1] == '.' && m[i + 2] == '.' && m[i + 3] >= m[i] {
-                    ranges.push((m[i], m[i + 3]));
+                if i + 3 < m.len() && m[i + 1] == b'.' && m[i + 2] == b'.' && m[i + 3] >= m[i] {
+                    for b in m[i]..=m[i + 3] {
+                        set[b as usize] = true;
+                    }
                     i += 4;
                 } else {
-                    ranges.push((m[i], m[i]));
+                    set[m[i] as usize] = true;
                     i += 1;
                 }
             }
-            ranges
         }
-    };
-    let in_mask = |c: char| ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c));
+    }
     let side = side
         .filter(|x| !is_null(x))
         .map(|x| s(&x))
         .unwrap_or_else(|| "both".into());
-    Ok(match side.as_str() {
-        "both" => text.trim_matches(in_mask).to_string(),
-        "left" => text.trim_start_matches(in_mask).to_string(),
-        "right" => text.trim_end_matches(in_mask).to_string(),
+    let bytes = text.as_bytes();
+    let keep = |b: &u8| !set[*b as usize];
+    let start = bytes.iter().position(keep).unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(keep).map_or(0, |p| p + 1);
+    let (from, to) = match side.as_str() {
+        "both" => (start, end.max(start)),
+        "left" => (start, bytes.len()),
+        "right" => (0, end),
         _ => {
             return Err(fail(
                 "Trimming side must be \"left\", \"right\" or \"both\".",
             ));
         }
-    })
+    };
+    Ok(String::from_utf8_lossy(&bytes[from..to]).into_owned())
 }
 
 /// Twig's `replace`: PHP `strtr` with a hash (longest key first at each position).
@@ -869,6 +876,14 @@ fn split(v: Value, delim: Value, limit: Option<Value>) -> Result<Value, Error> {
     if delim.is_empty() {
         let chars: Vec<char> = text.chars().collect();
         let size = limit.unwrap_or(1).max(1) as usize;
+        // Twig returns the value itself (not its string) when it is shorter than the chunk.
+        if size > 1 && chars.len() < size {
+            return Ok(Value::from(vec![if is_null(&v) {
+                Value::from("")
+            } else {
+                v
+            }]));
+        }
         if chars.is_empty() {
             return Ok(Value::from(vec![Value::from("")]));
         }
@@ -1455,27 +1470,36 @@ fn truncate(v: Value, args: Rest<Value>) -> Result<String, Error> {
     let Some(text) = cerb_str(&v) else {
         return Ok(String::new());
     };
-    let mut length = if arg(&args, 0).is_undefined() {
-        30
-    } else {
-        php::to_num(&arg(&args, 0))?.as_int()
-    };
-    let preserve = runtime_truthy(&arg(&args, 1));
     let sep = if arg(&args, 2).is_undefined() {
         "...".to_string()
     } else {
         s(&arg(&args, 2))
     };
+    let length_arg = arg(&args, 0);
+    if length_arg.is_none() {
+        // PHP: `mb_strlen($v) > null` holds for any non-empty string, and a null length takes
+        // everything.
+        return Ok(if text.is_empty() { text } else { text + &sep });
+    }
+    let mut length = if length_arg.is_undefined() {
+        30
+    } else {
+        php::to_num(&length_arg)?.as_int()
+    };
+    let preserve = runtime_truthy(&arg(&args, 1));
     let chars: Vec<char> = text.chars().collect();
-    if (chars.len() as i64) <= length {
+    let n = chars.len() as i64;
+    if n <= length {
         return Ok(text);
     }
     if preserve {
-        let from = if length < 0 {
-            (chars.len() as i64 + length).max(0)
-        } else {
-            length
-        } as usize;
+        // mb_strpos($value, ' ', $length): the offset must lie inside the string.
+        if length > n || length < -n {
+            return Err(fail(
+                "mb_strpos(): Argument #3 ($offset) must be contained in argument #1 ($haystack)",
+            ));
+        }
+        let from = if length < 0 { n + length } else { length } as usize;
         if let Some(pos) = chars.iter().skip(from).position(|c| *c == ' ') {
             length = (from + pos) as i64;
         }
@@ -1558,36 +1582,61 @@ fn compile_pcre_uncached(pattern: &str) -> Result<regex::Regex, Error> {
     builder.build().map_err(|_| invalid())
 }
 
-/// Twig's `range(low, high, step=1)`: PHP `range` over integers, floats or single letters.
+/// Twig's `range(low, high, step=1)`: PHP 8.2 `range` over integers, floats or letters (two
+/// non-numeric strings range over their first bytes). A step larger than the range is an error.
 fn range(state: &State, low: Value, high: Value, step: Option<Value>) -> Result<Value, Error> {
+    let too_big = || fail("range(): Argument #3 ($step) must not exceed the specified range");
     let step_num = step
         .map(|st| php::to_num(&st))
         .transpose()?
         .unwrap_or(Num::I(1));
-    let letters = |v: &Value| {
+    let letter = |v: &Value| {
         v.as_str()
-            .filter(|t| t.len() == 1 && !t.as_bytes()[0].is_ascii_digit())
+            .filter(|t| !t.is_empty() && php::numeric_str(t).is_none())
             .map(|t| t.as_bytes()[0])
     };
-    if let (Some(a), Some(b)) = (letters(&low), letters(&high)) {
-        let st = step_num.as_int().unsigned_abs().max(1) as usize;
+    if let (Some(a), Some(b)) = (letter(&low), letter(&high)) {
+        let st = step_num.as_int().unsigned_abs();
+        if st == 0 || (a != b && (a.abs_diff(b) as u64) < st) {
+            return Err(too_big());
+        }
+        let st = st.min(256) as usize;
+        let chars = |c: u8| Value::from((c as char).to_string());
         let out: Vec<Value> = if a <= b {
-            (a..=b)
-                .step_by(st)
-                .map(|c| Value::from((c as char).to_string()))
-                .collect()
+            (a..=b).step_by(st).map(chars).collect()
         } else {
-            (b..=a)
-                .rev()
-                .step_by(st)
-                .map(|c| Value::from((c as char).to_string()))
-                .collect()
+            (b..=a).rev().step_by(st).map(chars).collect()
         };
         return Ok(Value::from(out));
     }
-    let (a, b) = (php::to_num(&low)?, php::to_num(&high)?);
-    if let (Num::I(a), Num::I(b), Num::I(st)) = (a, b, step_num) {
-        let st = st.unsigned_abs().max(1);
+    // PHP 8.2 picks integers unless a bound or the step is a float (or, when both bounds are
+    // strings, a float-looking numeric string); arrays count as 1 or 0.
+    let is_float = |v: &Value| v.kind() == ValueKind::Number && !v.is_integer();
+    let float_str = |v: &Value| {
+        v.as_str()
+            .and_then(php::numeric_str)
+            .is_some_and(|n| matches!(n, Num::F(_)))
+    };
+    let both_strings = low.kind() == ValueKind::String && high.kind() == ValueKind::String;
+    let step_float = matches!(step_num, Num::F(_));
+    let use_float = is_float(&low)
+        || is_float(&high)
+        || step_float
+        || (both_strings && (float_str(&low) || float_str(&high)));
+    let cast = |v: &Value| -> Num {
+        if is_array(v) {
+            Num::I(php::to_float_cast(v) as i64)
+        } else {
+            php::to_num(v).unwrap_or(Num::I(0))
+        }
+    };
+    let (a, b) = (cast(&low), cast(&high));
+    if !use_float {
+        let (a, b, st) = (a.as_int(), b.as_int(), step_num.as_int());
+        let st = st.unsigned_abs();
+        if st == 0 || (a != b && a.abs_diff(b) < st) {
+            return Err(too_big());
+        }
         let count = (a.abs_diff(b) / st).saturating_add(1);
         state.consume_fuel(count)?;
         let out: Vec<Value> = if a <= b {
@@ -1602,10 +1651,13 @@ fn range(state: &State, low: Value, high: Value, step: Option<Value>) -> Result<
         return Ok(Value::from(out));
     }
     let (a, b, st) = (a.as_f64(), b.as_f64(), step_num.as_f64().abs());
-    if st.is_nan() || st <= 0.0 || !a.is_finite() || !b.is_finite() {
-        return Err(fail(
-            "range(): Argument #3 ($step) must not exceed the specified range",
-        ));
+    if st.is_nan()
+        || st <= 0.0
+        || !a.is_finite()
+        || !b.is_finite()
+        || (a != b && (a - b).abs() < st)
+    {
+        return Err(too_big());
     }
     let count = ((a - b).abs() / st).floor() as u64 + 1;
     state.consume_fuel(count)?;

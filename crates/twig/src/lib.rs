@@ -1,6 +1,7 @@
-//! Cerb's Twig dialect on minijinja: the syntax (Twig tags rewritten for minijinja, CRLF folding,
-//! newline trimming after block and comment tags), Cerb's filters and functions with Cerb's exact
-//! output, and the run limits of a template (fuel and rendered size).
+//! Cerb's Twig dialect on minijinja: the syntax (Twig templates translated for minijinja, CRLF
+//! folding, Twig's whitespace rules), Cerb's filters and functions with Cerb's exact output, and
+//! the run limits of a template (fuel and rendered size). See README.md for the supported dialect
+//! and the known differences from Cerb.
 
 mod date;
 mod filters;
@@ -84,9 +85,8 @@ impl Dialect {
     }
 }
 
-/// Which dialect an environment was built for; stored as an environment global would be visible
-/// to templates, so it lives in a process-wide registry keyed by nothing: we read it back from the
-/// syntax configuration instead.
+/// Which dialect an environment was built for, read back from its delimiters (a global would be
+/// visible to templates).
 fn dialect_of(env: &Environment<'_>) -> Dialect {
     if env.syntax().variable_delimiters().0 == "{{{" {
         Dialect::ImportTime
@@ -126,7 +126,10 @@ pub fn environment(dialect: Dialect, limits: &Limits) -> Environment<'static> {
     env
 }
 
-/// Twig source as minijinja parses it: line endings folded to LF, Twig-only syntax rewritten.
+/// Twig source as minijinja parses it: line endings folded to LF and the template translated
+/// (operators become calls to this crate's helpers, so the result only runs in an
+/// [`environment`]). A template that does not translate becomes one that fails to compile at the
+/// offending line; [`add_template`] reports Twig's message instead.
 ///
 /// Uses the run-time delimiters; [`add_template`] and [`render_str`] pick the environment's own.
 pub fn normalize_source(source: &str) -> Cow<'_, str> {
@@ -304,6 +307,15 @@ mod tests {
     }
 
     #[test]
+    fn render_errors_name_the_source_line() {
+        let src = "a\n{% verbatim %}\nx\ny\n{% endverbatim %}\n{{ 'b'\n ~ 'c' }}\n{# x\n #}\n{{ 1 // 0 }}";
+        match run(src, Value::UNDEFINED) {
+            Err(TwigError::Render(msg)) => assert!(msg.contains(":10)"), "{msg}"),
+            other => panic!("expected a render error, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn syntax_errors_name_the_line() {
         match run("a\n{% if %}", Value::UNDEFINED) {
             Err(TwigError::Syntax(msg)) => assert!(msg.contains("line 2"), "{msg}"),
@@ -428,6 +440,49 @@ mod tests {
             "took {:?}",
             started.elapsed()
         );
+    }
+
+    /// Values nested as deep as the fuel allows (built in a loop) do not overflow the stack in
+    /// any filter, comparison or test.
+    #[test]
+    fn deeply_nested_values_are_safe() {
+        let limits = Limits {
+            fuel: 1_000_000,
+            max_output_bytes: 1 << 20,
+        };
+        let env = environment(Dialect::Runtime, &limits);
+        let build = |depth: usize| {
+            format!(
+                "{{% set a = [] %}}{{% set m = {{}} %}}{{% for i in 1..{depth} %}}{{% set a = [a] %}}{{% set m = {{k: m}} %}}{{% endfor %}}"
+            )
+        };
+        let res = render_str(
+            &env,
+            &format!("{}{{{{ a|json_encode|length }}}}", build(20_000)),
+            &Value::UNDEFINED,
+            &limits,
+        );
+        assert!(
+            matches!(res, Err(TwigError::Render(ref m)) if m.contains("nested")),
+            "{res:?}"
+        );
+        let build = build(120);
+        for op in [
+            "{{ a|url_encode|length }}",
+            "{{ m|url_encode|length }}",
+            "{{ a|json_encode|length }}",
+            "{{ a == a }}",
+            "{{ a is same as(a) }}",
+            "{{ a < m }}",
+            "{{ a in [a] }}",
+            "{{ [a, m]|sort|length }}",
+            "{{ max(a, m)|length }}",
+            "{{ a|length }}",
+            "{{ a ~ '' }}",
+        ] {
+            let res = render_str(&env, &format!("{build}{op}"), &Value::UNDEFINED, &limits);
+            assert!(res.is_ok(), "{op}: {res:?}");
+        }
     }
 
     /// Deeply nested expressions are a syntax error, not a stack overflow.

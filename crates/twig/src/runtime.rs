@@ -149,19 +149,24 @@ pub(crate) fn register(env: &mut Environment<'static>) {
             })
             .unwrap_or_default()
     });
-    env.add_function("_tw_set", |scope: Value, name: &str, value: Value| {
-        if let Some(s) = scope_of(&scope) {
-            s.set(name, value);
-        }
-    });
+    env.add_function(
+        "_tw_set",
+        |scope: Value, name: &str, value: Value| -> Result<(), Error> {
+            match scope_of(&scope) {
+                Some(s) => s.set(name, value),
+                None => Ok(()),
+            }
+        },
+    );
     env.add_function(
         "_tw_set_many",
-        |scope: Value, names: Vec<String>, values: Vec<Value>| {
+        |scope: Value, names: Vec<String>, values: Vec<Value>| -> Result<(), Error> {
             if let Some(s) = scope_of(&scope) {
                 for (name, value) in names.iter().zip(values) {
-                    s.set(name, value);
+                    s.set(name, value)?;
                 }
             }
+            Ok(())
         },
     );
     env.add_function("_tw_snap", |scope: Value| -> Value {
@@ -188,7 +193,7 @@ pub(crate) fn register(env: &mut Environment<'static>) {
             }
             if let Some(s) = scope_of(&scope) {
                 for (k, v) in entries(&vars) {
-                    s.set(&php::to_php_string(&k), v);
+                    s.set(&php::to_php_string(&k), v)?;
                 }
             }
             Ok(())
@@ -227,6 +232,8 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     env.add_function("_tw_slice", |v: Value, start: Value, len: Value| {
         crate::filters::slice(&v, &start, &len, false)
     });
+    env.add_function("_tw_discard", |_v: Value| ());
+    env.add_function("_tw_is_string", |v: Value| v.kind() == ValueKind::String);
     env.add_function("_tw_is_defined", |v: Value| !v.is_undefined());
     env.add_function("_tw_is_null", |v: Value| v.is_undefined() || v.is_none());
     env.add_function("_tw_is_none", |v: Value| v.is_undefined() || v.is_none());
@@ -287,14 +294,23 @@ impl Scope {
         self.lock().get(name).cloned()
     }
 
-    /// Twig stores null for an undefined value: the name is then defined.
-    fn set(&self, name: &str, value: Value) {
+    /// Twig stores null for an undefined value: the name is then defined. Values nested deeper
+    /// than [`MAX_NESTING`] are refused: building them needs a loop, and their recursive drop,
+    /// comparison or encoding would overflow the stack.
+    fn set(&self, name: &str, value: Value) -> Result<(), Error> {
+        if nested_deeper_than(&value, MAX_NESTING) {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!("value of \"{name}\" is nested more than {MAX_NESTING} levels deep"),
+            ));
+        }
         let value = if value.is_undefined() {
             Value::from(())
         } else {
             value
         };
         self.lock().insert(name.to_string(), value);
+        Ok(())
     }
 
     fn snapshot(&self) -> Scope {
@@ -328,6 +344,30 @@ impl Scope {
     }
 }
 
+/// How deeply arrays may nest in a template's variables.
+pub(crate) const MAX_NESTING: usize = 128;
+
+/// Whether arrays nest more than `limit` levels (descends at most `limit + 1` levels).
+fn nested_deeper_than(v: &Value, limit: usize) -> bool {
+    if !is_arr(v) {
+        return false;
+    }
+    if limit == 0 {
+        return true;
+    }
+    match v.try_iter() {
+        Ok(it) => {
+            if v.kind() == ValueKind::Map {
+                it.filter_map(|k| v.get_item(&k).ok())
+                    .any(|x| nested_deeper_than(&x, limit - 1))
+            } else {
+                it.into_iter().any(|x| nested_deeper_than(&x, limit - 1))
+            }
+        }
+        Err(_) => false,
+    }
+}
+
 /// Charges fuel for a produced value: one unit per 64 bytes of a string or per item of an array,
 /// so work that builds large values is bounded by the template's fuel.
 pub(crate) fn charge(state: &State, v: &Value) -> Result<(), Error> {
@@ -341,6 +381,10 @@ pub(crate) fn charge(state: &State, v: &Value) -> Result<(), Error> {
     } else {
         Ok(())
     }
+}
+
+fn is_arr(v: &Value) -> bool {
+    matches!(v.kind(), ValueKind::Seq | ValueKind::Map)
 }
 
 /// PHP truthiness: `""`, `"0"`, `0`, `0.0`, null, false and empty arrays are false.
@@ -370,7 +414,7 @@ pub(crate) fn is_empty(v: &Value) -> bool {
 }
 
 fn int_mod(v: &Value, n: i64) -> Result<i64, Error> {
-    let i = php::to_num(v)?.as_int();
+    let i = php::to_num_strict(v, "%")?.as_int();
     Ok(i.wrapping_rem(n))
 }
 
@@ -463,6 +507,32 @@ impl GetOpt for Value {
 
 /// PHP 8 arithmetic on two values (numeric strings count as numbers).
 pub(crate) fn arith(op: &str, a: &Value, b: &Value) -> Result<Value, Error> {
+    // PHP's bitwise operators on two strings work byte by byte.
+    if let (Some(p), Some(q), "b-and" | "b-or" | "b-xor") = (a.as_str(), b.as_str(), op) {
+        let (p, q) = (p.as_bytes(), q.as_bytes());
+        let bytes: Vec<u8> = match op {
+            "b-or" => (0..p.len().max(q.len()))
+                .map(|i| p.get(i).copied().unwrap_or(0) | q.get(i).copied().unwrap_or(0))
+                .collect(),
+            "b-and" => p.iter().zip(q).map(|(x, y)| x & y).collect(),
+            _ => p.iter().zip(q).map(|(x, y)| x ^ y).collect(),
+        };
+        return Ok(Value::from(String::from_utf8_lossy(&bytes).into_owned()));
+    }
+    // `+` of two arrays is PHP's union: the left array's keys win.
+    if op == "+" && is_arr(a) && is_arr(b) {
+        let mut out: Vec<(Value, Value)> = entries(a)
+            .into_iter()
+            .map(|(k, v)| (php::array_key(&k), v))
+            .collect();
+        for (k, v) in entries(b) {
+            let k = php::array_key(&k);
+            if !out.iter().any(|(x, _)| *x == k) {
+                out.push((k, v));
+            }
+        }
+        return Ok(crate::filters::from_entries(out));
+    }
     let (x, y) = (php::to_num_strict(a, op)?, php::to_num_strict(b, op)?);
     let div_zero = || Error::new(ErrorKind::InvalidOperation, "Division by zero");
     let res = match op {

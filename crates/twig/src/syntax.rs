@@ -108,11 +108,8 @@ impl Out {
             Trim::All => text.trim_start_matches(WS_ALL),
             Trim::Line => text.trim_start_matches(WS_LINE),
         };
-        if !text.is_empty() {
-            self.pending = Trim::None;
-        }
-        // Text stays text: a lone `{` that could start a minijinja tag is not possible here since
-        // delimiters are the same on both sides; nothing to escape.
+        // A trim applies to the whitespace right after its tag only, even when that is nothing.
+        self.pending = Trim::None;
         self.buf.push_str(text);
     }
 
@@ -172,8 +169,10 @@ fn translate_folded(src: &str, d: Delims) -> Res<String> {
                 };
                 let body = &src[p..p + end];
                 let tail = modifier(body.chars().last());
-                let newlines = body.matches('\n').count();
                 pos = p + end + d.comment.1.len();
+                // The newline Twig drops after the tag moves inside it, so lines stay aligned.
+                let newlines =
+                    body.matches('\n').count() + usize::from(eats_newline(src, pos, tail));
                 out.tag(&format!(
                     "{}{} +{}",
                     d.comment.0,
@@ -197,7 +196,10 @@ fn translate_folded(src: &str, d: Delims) -> Res<String> {
                 let tail = lx.tail;
                 pos = lx.pos;
                 let newlines = src[start..pos].matches('\n').count();
-                let pad = "\n".repeat(newlines);
+                let mut pad = "\n".repeat(newlines);
+                if kind == 1 && eats_newline(src, pos, tail) {
+                    pad.push('\n');
+                }
                 if kind == 2 {
                     if toks.is_empty() {
                         return err(
@@ -237,7 +239,14 @@ fn translate_folded(src: &str, d: Delims) -> Res<String> {
                             Trim::Line => body.trim_start_matches(WS_LINE),
                             Trim::None => body,
                         };
-                        out.tag(&format!("{} {} {}", d.variable.0, lit(body), d.variable.1));
+                        // Pad with the block's newlines so later error lines stay right.
+                        let lines = "\n".repeat(src[pos..body_end].matches('\n').count());
+                        out.tag(&format!(
+                            "{} {} {lines}{}",
+                            d.variable.0,
+                            lit(body),
+                            d.variable.1
+                        ));
                         // The newline after `{% endverbatim %}` is kept, as in Twig.
                         pos = after_tag_no_newline(src, body_end, end_tail, &mut out);
                         continue;
@@ -262,6 +271,11 @@ fn translate_folded(src: &str, d: Delims) -> Res<String> {
         );
     }
     Ok(out.buf)
+}
+
+/// Whether Twig drops the newline right after a block or comment tag.
+fn eats_newline(src: &str, pos: usize, tail: Trim) -> bool {
+    tail == Trim::None && src[pos..].starts_with('\n')
 }
 
 /// After `%}` / `#}`: Twig drops exactly one newline; after `-%}` / `~%}` the trim applies instead.
@@ -750,6 +764,9 @@ impl Parser<'_> {
                 };
                 continue;
             }
+            if op == "??" {
+                self.check_defined_subject(&left)?;
+            }
             let rhs = self.expression(if right_assoc { prec } else { prec + 1 })?;
             left = Expr::Binary(op, Box::new(left), Box::new(rhs));
         }
@@ -796,7 +813,28 @@ impl Parser<'_> {
         } else {
             Vec::new()
         };
+        if name == "defined" {
+            self.check_defined_subject(&subject)?;
+        }
         Ok(Expr::Test(Box::new(subject), name.replace(' ', "_"), args))
+    }
+
+    /// Twig's `defined` test (and so `??`) takes a variable, an attribute, a method call or a
+    /// literal; anything else is a syntax error.
+    fn check_defined_subject(&self, e: &Expr) -> Res<()> {
+        match e {
+            Expr::Name(_)
+            | Expr::Get(..)
+            | Expr::Method(..)
+            | Expr::Raw(_)
+            | Expr::Str(_)
+            | Expr::Array(_)
+            | Expr::Hash(_) => Ok(()),
+            _ => err(
+                self.line,
+                "The \"defined\" test only works with simple variables.",
+            ),
+        }
     }
 
     fn primary(&mut self) -> Res<Expr> {
@@ -1173,9 +1211,9 @@ fn emit(e: &Expr) -> String {
         Expr::Unary("not", a) => format!("(not _tw_bool({}))", emit(a)),
         Expr::Unary("-", a) => format!("_tw_neg({})", emit(a)),
         Expr::Unary(_, a) => format!("_tw_pos({})", emit(a)),
-        // Twig compiles unary minus without parentheses, so PHP applies `**` first:
-        // `-2 ** 2` is -4.
-        Expr::Binary("**", a, b) if matches!(**a, Expr::Unary("-" | "+", _)) => {
+        // Twig compiles unary operators without parentheses, so PHP applies `**` first:
+        // `-2 ** 2` is -4 and `a is not empty ** 2` is `not (empty(a) ** 2)`.
+        Expr::Binary("**", a, b) if matches!(**a, Expr::Unary(..)) => {
             let Expr::Unary(op, inner) = &**a else {
                 unreachable!()
             };
@@ -1191,13 +1229,21 @@ fn emit(e: &Expr) -> String {
                 "and" => format!("(_tw_bool({a}) and _tw_bool({b}))"),
                 "==" => format!("_tw_eq({a}, {b})"),
                 "!=" => format!("(not _tw_eq({a}, {b}))"),
-                "<" | ">" | "<=" | ">=" => format!("(_tw_cmp({a}, {b}) {op} 0)"),
+                "<" | "<=" => format!("(_tw_cmp({a}, {b}) {op} 0)"),
+                // PHP evaluates `a > b` as `b < a`: it matters for uncomparable arrays.
+                ">" => format!("(_tw_cmp({b}, {a}) < 0)"),
+                ">=" => format!("(_tw_cmp({b}, {a}) <= 0)"),
                 "<=>" => format!("_tw_cmp({a}, {b})"),
                 "in" => format!("_tw_in({a}, {b})"),
                 "not in" => format!("(not _tw_in({a}, {b}))"),
                 "matches" => format!("_tw_matches({a}, {b})"),
-                "starts with" => format!("_tw_starts_with({a}, {b})"),
-                "ends with" => format!("_tw_ends_with({a}, {b})"),
+                // Twig only evaluates the right side when the left one is a string.
+                "starts with" => {
+                    format!("(_tw_starts_with({a}, {b}) if _tw_is_string({a}) else false)")
+                }
+                "ends with" => {
+                    format!("(_tw_ends_with({a}, {b}) if _tw_is_string({a}) else false)")
+                }
                 ".." => format!("range({a}, {b})"),
                 "~" => format!("_tw_cat({a}, {b})"),
                 "??" => format!("({a} if _tw_isset({a}) else {b})"),
@@ -1447,8 +1493,9 @@ fn block_tag(
             return Ok(vec!["verbatim".into()]);
         }
         "do" => {
+            // minijinja's `do` takes a call only: wrap the expression in one.
             let e = ps.expression(0)?;
-            vec![format!("do {}", emit(&e))]
+            vec![format!("do _tw_discard({})", emit(&e))]
         }
         "with" => {
             let vars = if ps.peek().is_none() || ps.is_name("only") {
