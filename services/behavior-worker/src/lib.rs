@@ -4,6 +4,8 @@
 //! message log, runs the behavior with the engine, records the run and replies with the HTTP
 //! status, headers and body (cerb-semantics §8, Decisions 6-7).
 
+pub mod cli;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -78,6 +80,20 @@ pub async fn run(
     opts: WorkerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    start(store, nats, subjects, opts).await?.serve(shutdown).await
+}
+
+/// A worker whose subscriptions are registered with the server: requests published from now on
+/// reach it (or a sibling replica).
+pub struct Started {
+    worker: Arc<Worker>,
+    service: async_nats::service::Service,
+    endpoint: async_nats::service::endpoint::Endpoint,
+    changes: async_nats::Subscriber,
+}
+
+/// Registers the NATS service endpoint (queue group) and the change subscription.
+pub async fn start(store: Store, nats: async_nats::Client, subjects: Subjects, opts: WorkerOptions) -> anyhow::Result<Started> {
     let service = nats
         .service_builder()
         .description("Answers Switchboard webhooks by running Cerb behaviors")
@@ -85,55 +101,63 @@ pub async fn run(
         .start(wire::WORKER_SERVICE_NAME, env!("CARGO_PKG_VERSION"))
         .await
         .map_err(|e| anyhow::anyhow!("starting the NATS service: {e}"))?;
-    let mut endpoint = service
+    let endpoint = service
         .endpoint(subjects.webhook_request())
         .await
         .map_err(|e| anyhow::anyhow!("adding the webhook endpoint: {e}"))?;
-    let mut changes = nats.subscribe(subjects.config_changed()).await.context("subscribing to config changes")?;
+    let changes = nats.subscribe(subjects.config_changed()).await.context("subscribing to config changes")?;
     // Make sure the subscriptions are registered before we report ready.
     nats.flush().await.context("flushing NATS subscriptions")?;
     tracing::info!(subject = %subjects.webhook_request(), queue_group = wire::WORKER_QUEUE_GROUP, "behavior-worker ready");
-
     let worker = Arc::new(Worker {
         store,
-        nats: nats.clone(),
+        nats,
         subjects,
-        opts: opts.clone(),
+        opts,
         targets: Mutex::default(),
         tokens: Mutex::default(),
         behaviors: Mutex::default(),
     });
-    let permits = Arc::new(Semaphore::new(opts.max_in_flight));
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            change = changes.next() => {
-                if change.is_some() {
-                    worker.invalidate();
+    Ok(Started { worker, service, endpoint, changes })
+}
+
+impl Started {
+    /// Serves until `shutdown` completes, then stops taking requests and drains in-flight ones.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Started { worker, service, mut endpoint, mut changes } = self;
+        let opts = worker.opts.clone();
+        let permits = Arc::new(Semaphore::new(opts.max_in_flight));
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                change = changes.next() => {
+                    if change.is_some() {
+                        worker.invalidate();
+                    }
+                }
+                request = endpoint.next() => {
+                    let Some(request) = request else { break };
+                    let permit = permits.clone().acquire_owned().await.expect("semaphore never closed");
+                    let worker = worker.clone();
+                    tokio::spawn(async move {
+                        worker.handle(request).await;
+                        drop(permit);
+                    });
                 }
             }
-            request = endpoint.next() => {
-                let Some(request) = request else { break };
-                let permit = permits.clone().acquire_owned().await.expect("semaphore never closed");
-                let worker = worker.clone();
-                tokio::spawn(async move {
-                    worker.handle(request).await;
-                    drop(permit);
-                });
-            }
         }
+        tracing::info!("behavior-worker stopping: no new requests; draining in-flight ones");
+        // Stop receiving first, so NATS routes new requests to the other replicas.
+        let _ = endpoint.stop().await;
+        let drained = tokio::time::timeout(opts.drain_timeout, permits.acquire_many(opts.max_in_flight as u32)).await;
+        if drained.is_err() {
+            tracing::warn!("drain timeout: some requests were still running");
+        }
+        let _ = worker.nats.flush().await;
+        let _ = service.stop().await;
+        Ok(())
     }
-    tracing::info!("behavior-worker stopping: no new requests; draining in-flight ones");
-    // Stop receiving first, so NATS routes new requests to the other replicas.
-    let _ = endpoint.stop().await;
-    let drained = tokio::time::timeout(opts.drain_timeout, permits.acquire_many(opts.max_in_flight as u32)).await;
-    if drained.is_err() {
-        tracing::warn!("drain timeout: some requests were still running");
-    }
-    let _ = nats.flush().await;
-    let _ = service.stop().await;
-    Ok(())
 }
 
 /// Publishes a configuration change so every worker drops its caches.

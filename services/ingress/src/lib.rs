@@ -4,6 +4,8 @@
 //! Bounded: body size (413), reply timeout below Twilio's 15 s (503, so Twilio's fallback URL
 //! takes over), graceful shutdown that finishes in-flight requests.
 
+pub mod cli;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;

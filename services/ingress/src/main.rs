@@ -2,50 +2,9 @@
 
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use ingress::cli::{Cli, Command};
 use switchboard_wire::Subjects;
-
-/// Switchboard ingress: Twilio webhooks in, NATS requests to the behavior workers, their replies
-/// back as HTTP responses. Holds no secrets and no database connection.
-#[derive(Debug, Parser)]
-#[command(name = "ingress", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-    /// Address to listen on.
-    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8080", global = true)]
-    listen_addr: String,
-    /// NATS server URL.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222", global = true)]
-    nats_url: String,
-    /// Public base URL that Twilio calls (e.g. https://bot.example.com); signatures are checked
-    /// against it plus the request's path and query.
-    #[arg(long, env = "PUBLIC_BASE_URL", global = true)]
-    public_base_url: Option<String>,
-    /// Trust X-Forwarded-Proto/-Host/-For (only behind your own proxy).
-    #[arg(long, env = "TRUST_FORWARDED_HEADERS", default_value_t = false, global = true)]
-    trust_forwarded_headers: bool,
-    /// Milliseconds to wait for a worker's reply (keep it under Twilio's 15 s).
-    #[arg(long, env = "REPLY_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=14_000), global = true)]
-    reply_timeout_ms: u64,
-    /// Largest accepted request body in bytes (larger: 413).
-    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 256 * 1024, global = true)]
-    max_body_bytes: usize,
-    /// Prefix of every NATS subject.
-    #[arg(long, env = "SWITCHBOARD_SUBJECT_PREFIX", default_value = switchboard_wire::DEFAULT_PREFIX, global = true)]
-    subject_prefix: String,
-    /// Log format: text or json.
-    #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
-    log_format: switchboard_telemetry::LogFormat,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Serve webhooks (the default).
-    Run,
-    /// Exit 0 when the ingress at LISTEN_ADDR answers /readyz.
-    Healthcheck,
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

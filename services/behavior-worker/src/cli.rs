@@ -1,0 +1,45 @@
+//! The command line and environment of `behavior-worker`: every option with its env var; the doc
+//! comments are the operator documentation (`--help`).
+
+use clap::{Parser, Subcommand};
+use secrecy::SecretString;
+
+/// Switchboard behavior worker: answers webhooks by running Cerb behaviors (a NATS service in
+/// queue group `behavior-worker`; run more replicas to scale).
+#[derive(Debug, Parser)]
+#[command(name = "behavior-worker", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// NATS server URL.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222", global = true)]
+    pub nats_url: String,
+    /// PostgreSQL URL.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// Key that decrypts connected-account credentials (32 bytes, base64 or hex).
+    #[arg(long, env = "SWITCHBOARD_MASTER_KEY", hide_env_values = true, global = true)]
+    pub master_key: Option<SecretString>,
+    /// Prefix of every NATS subject.
+    #[arg(long, env = "SWITCHBOARD_SUBJECT_PREFIX", default_value = switchboard_wire::DEFAULT_PREFIX, global = true)]
+    pub subject_prefix: String,
+    /// Webhooks handled at once by this replica.
+    #[arg(long, env = "WORKER_MAX_IN_FLIGHT", default_value_t = 64, global = true)]
+    pub max_in_flight: usize,
+    /// Database connections of this replica.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16, global = true)]
+    pub db_max_connections: u32,
+    /// Log format: text or json.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
+    pub log_format: switchboard_telemetry::LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve webhook requests (the default).
+    Run,
+    /// Apply database migrations, then exit.
+    Migrate,
+    /// Exit 0 when NATS and PostgreSQL are reachable.
+    Healthcheck,
+}

@@ -1,0 +1,46 @@
+//! The command line and environment of `ingress`: every option with its env var; the doc
+//! comments are the operator documentation (`--help`).
+
+use clap::{Parser, Subcommand};
+
+/// Switchboard ingress: Twilio webhooks in, NATS requests to the behavior workers, their replies
+/// back as HTTP responses. Holds no secrets and no database connection.
+#[derive(Debug, Parser)]
+#[command(name = "ingress", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Address to listen on.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8080", global = true)]
+    pub listen_addr: String,
+    /// NATS server URL.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222", global = true)]
+    pub nats_url: String,
+    /// Public base URL that Twilio calls (e.g. https://bot.example.com); signatures are checked
+    /// against it plus the request's path and query.
+    #[arg(long, env = "PUBLIC_BASE_URL", global = true)]
+    pub public_base_url: Option<String>,
+    /// Trust X-Forwarded-Proto/-Host/-For (only behind your own proxy).
+    #[arg(long, env = "TRUST_FORWARDED_HEADERS", default_value_t = false, global = true)]
+    pub trust_forwarded_headers: bool,
+    /// Milliseconds to wait for a worker's reply (keep it under Twilio's 15 s).
+    #[arg(long, env = "REPLY_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=14_000), global = true)]
+    pub reply_timeout_ms: u64,
+    /// Largest accepted request body in bytes (larger: 413).
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 256 * 1024, global = true)]
+    pub max_body_bytes: usize,
+    /// Prefix of every NATS subject.
+    #[arg(long, env = "SWITCHBOARD_SUBJECT_PREFIX", default_value = switchboard_wire::DEFAULT_PREFIX, global = true)]
+    pub subject_prefix: String,
+    /// Log format: text or json.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
+    pub log_format: switchboard_telemetry::LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve webhooks (the default).
+    Run,
+    /// Exit 0 when the ingress at LISTEN_ADDR answers /readyz.
+    Healthcheck,
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests over a real `nats-server` and a real PostgreSQL, with ingress and
+//! behavior-worker started through their production `run` functions and the seed package
+//! imported through the CLI's import.
+
+mod compose;
+mod webhooks;
