@@ -183,18 +183,27 @@ pub(crate) fn register(env: &mut Environment<'static>) {
             Ok(out)
         },
     );
+    // Twig: whitespace between tags removed, then the whole trimmed.
+    env.add_filter("spaceless", |v: Value| -> Result<String, Error> {
+        let text = str_arg(&v, "preg_replace")?;
+        let re = regex::Regex::new(r">\s+<").map_err(|e| fail(e.to_string()))?;
+        Ok(re
+            .replace_all(&text, "><")
+            .trim_matches([' ', '\t', '\n', '\r', '\0', '\x0B'])
+            .to_string())
+    });
     env.add_filter("striptags", |v: Value| {
         Ok::<_, Error>(strip_tags(&str_arg(&v, "strip_tags")?))
     });
-    // Twig pre-escapes nl2br's input for HTML, even with autoescape off.
+    // Twig pre-escapes the input of nl2br and spaceless for HTML (even with autoescape off)
+    // unless it is already HTML-safe; the translator inserts that `escape`.
     env.add_filter("nl2br", |v: Value| -> Result<String, Error> {
         if is_array(&v) {
             return Err(fail(
                 "nl2br(): Argument #1 ($string) must be of type string, array given",
             ));
         }
-        let escaped = escape(v, None)?;
-        Ok(nl2br(&s(&escaped)))
+        Ok(nl2br(&s(&v)))
     });
     env.add_filter("url_encode", |v: Value| {
         if is_array(&v) {

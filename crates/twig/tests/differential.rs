@@ -302,6 +302,12 @@ fn hand_written() -> Vec<Case> {
         t(
             "{{ [1, 2] >= map }}|{{ [1, 2] <= map }}|{{ map > [1, 2] }}|{{ map < [1, 2] }}|{{ [1, 2] <=> map }}|{{ range(1, '1.5')|join }}|{{ range(true, '1.5')|join }}",
         ),
+        t(
+            "{{ '  <div>\n  <b> x </b>\t</div>  '|spaceless }}|{% apply spaceless %}\n<p>  a  </p>\n\n<p>b</p>\n{% endapply %}|",
+        ),
+        t(
+            "{{ html|nl2br }}|{{ html|e|nl2br }}|{{ html|e('js')|nl2br }}|{{ html|raw|nl2br }}|{{ html|nl2br|nl2br }}|{{ html|upper|spaceless }}|{% apply upper|nl2br %}<b>\n</b>{% endapply %}|{% apply nl2br %}<i>\n{% endapply %}|{{ '<b>\n'|nl2br }}|{{ (t ? '<a>' : '<b>')|nl2br }}|{{ (t ? '<a>' : html)|nl2br }}|{{ ('<a>' ~ '<b>')|nl2br }}|{{ \"<#{s}>\"|nl2br }}",
+        ),
         // free-form dates (allow-listed)
         case("{{ '1.50'|date('H:i') }}", json!({})),
         case("{{ 1.5|date('H:i') }}", json!({})),
@@ -430,6 +436,7 @@ const CHAINS: &[&str] = &[
     "|default('x')|upper",
     "|split(' ', 2)|last",
     "|capitalize|e('html_attr')",
+    "|spaceless",
 ];
 
 /// Expression templates over two inputs `a` and `b`.
