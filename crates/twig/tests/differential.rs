@@ -308,6 +308,12 @@ fn hand_written() -> Vec<Case> {
         t(
             "{{ html|nl2br }}|{{ html|e|nl2br }}|{{ html|e('js')|nl2br }}|{{ html|raw|nl2br }}|{{ html|nl2br|nl2br }}|{{ html|upper|spaceless }}|{% apply upper|nl2br %}<b>\n</b>{% endapply %}|{% apply nl2br %}<i>\n{% endapply %}|{{ '<b>\n'|nl2br }}|{{ (t ? '<a>' : '<b>')|nl2br }}|{{ (t ? '<a>' : html)|nl2br }}|{{ ('<a>' ~ '<b>')|nl2br }}|{{ \"<#{s}>\"|nl2br }}",
         ),
+        t(
+            "{{ 0|date }}|{{ ts|date(null, '+01:00') }}|{{ 9007199254740993|json_encode }}|{{ 123456789012|number_format }}|{{ 2 ** 63 }}|{{ -2 ** 63 }}|{{ 9223372036854775807 + 1 }}",
+        ),
+        t(
+            "{% for k, v in {10: 'a', '11': 'b', 'x': 'c'} %}{{ k }}{{ k is same as(10) ? '!' }}{{ v }}{% endfor %}|{{ {10: 'a'}|merge({10: 'b'})|json_encode }}|{{ [10, 20]|merge({'5': 'x'})|json_encode }}",
+        ),
         // free-form dates (allow-listed)
         case("{{ '1.50'|date('H:i') }}", json!({})),
         case("{{ 1.5|date('H:i') }}", json!({})),
