@@ -483,6 +483,16 @@ async fn list(
         }
         Format::Xml => {
             let inner: String = items.iter().map(|m| m.to_xml()).collect();
+            let next_or_empty = if has_next {
+                page_uri(page + 1)
+            } else {
+                String::new()
+            };
+            let previous_or_empty = if page > 0 {
+                page_uri(page - 1)
+            } else {
+                String::new()
+            };
             let attr = |s: &str| crate::error::xml_escape(s);
             Ok(xml_response(
                 StatusCode::OK,
@@ -490,8 +500,8 @@ async fn list(
                     "<Messages end=\"{end}\" firstpageuri=\"{}\" nextpageuri=\"{}\" page=\"{page}\" \
                      pagesize=\"{page_size}\" previouspageuri=\"{}\" start=\"{start}\" uri=\"{}\">{inner}</Messages>",
                     attr(&page_uri(0)),
-                    attr(&has_next.then(|| page_uri(page + 1)).unwrap_or_default()),
-                    attr(&(page > 0).then(|| page_uri(page - 1)).unwrap_or_default()),
+                    attr(&next_or_empty),
+                    attr(&previous_or_empty),
                     attr(&page_uri(page)),
                 ),
             ))

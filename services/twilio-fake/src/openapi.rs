@@ -98,6 +98,9 @@ impl std::fmt::Debug for OpenApi {
     }
 }
 
+/// A matched operation's spec, path template and decoded path parameters.
+type Match<'a> = (&'a Spec, &'a Template, Vec<(String, String)>);
+
 struct Spec {
     file: String,
     doc: Value,
@@ -224,21 +227,21 @@ impl OpenApi {
     }
 
     /// The most specific template matching `path`, with its decoded path parameters.
-    fn find(&self, path: &str) -> Option<(&Spec, &Template, Vec<(String, String)>)> {
+    fn find(&self, path: &str) -> Option<Match<'_>> {
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        let mut best: Option<(usize, &Spec, &Template, Vec<(String, String)>)> = None;
+        let mut best: Option<(usize, Match<'_>)> = None;
         for spec in &self.specs {
             for template in &spec.templates {
                 let Some(params) = template.matches(&segments) else {
                     continue;
                 };
                 let literal = template.literal_len();
-                if best.as_ref().is_none_or(|(len, ..)| literal > *len) {
-                    best = Some((literal, spec, template, params));
+                if best.as_ref().is_none_or(|(len, _)| literal > *len) {
+                    best = Some((literal, (spec, template, params)));
                 }
             }
         }
-        best.map(|(_, spec, template, params)| (spec, template, params))
+        best.map(|(_, found)| found)
     }
 
     fn check_parameters(
@@ -485,7 +488,7 @@ impl OpenApi {
         if let Some(options) = schema["enum"].as_array() {
             let ok = options.iter().any(|o| match o {
                 Value::String(s) => s == value,
-                other => other.to_string() == value,
+                other => value.parse::<Value>().ok().as_ref() == Some(other),
             });
             if !ok {
                 let list: Vec<String> = options
