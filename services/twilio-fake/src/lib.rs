@@ -101,8 +101,11 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let state = Arc::new(build_state(&config, stop_rx.clone())?);
+    let state_has_openapi = state.openapi.is_some();
     let app = app(state);
-    tracing::info!(addr = ?listener.local_addr().ok(), "twilio-fake listening");
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, openapi_check = state_has_openapi, "twilio-fake listening");
+    }
 
     let mut drain_rx = stop_rx;
     let signal = async move {

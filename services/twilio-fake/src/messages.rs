@@ -363,9 +363,16 @@ enum DateFilter {
     OnOrAfter(Date),
 }
 
+/// A day from `YYYY-MM-DD` (anything after the tenth character, such as a time, is ignored)
+/// or from an RFC 2822 date, the formats Twilio's helper libraries send.
 fn parse_day(value: &str) -> Option<Date> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
-    Date::parse(value.get(..10)?, format).ok()
+    if let Some(day) = value.get(..10).and_then(|d| Date::parse(d, format).ok()) {
+        return Some(day);
+    }
+    OffsetDateTime::parse(value.trim(), &time::format_description::well_known::Rfc2822)
+        .ok()
+        .map(|t| t.to_offset(time::UtcOffset::UTC).date())
 }
 
 async fn list(
@@ -525,6 +532,15 @@ mod tests {
         assert!(is_sender("Switchboard"));
         assert!(!is_sender("Switchboard Bot!"));
         assert!(!is_sender("12"));
+    }
+
+    #[test]
+    fn date_filters() {
+        let day = time::macros::date!(2019 - 06 - 19);
+        assert_eq!(parse_day("2019-06-19"), Some(day));
+        assert_eq!(parse_day("2019-06-19T22:04:00Z"), Some(day));
+        assert_eq!(parse_day("Wed, 19 Jun 2019 22:04:00 +0000"), Some(day));
+        assert_eq!(parse_day("yesterday"), None);
     }
 
     #[test]
