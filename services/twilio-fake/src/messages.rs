@@ -45,7 +45,11 @@ pub async fn dispatch(
         }
         (&Method::GET, ["Messages"]) => list(&state, &account, &headers, &uri, format).await,
         (&Method::GET, ["Messages", sid]) => fetch(&state, &account, sid, &headers, format).await,
-        _ => Err(TwilioError::not_found(uri.path()).into_response()),
+        (_, ["Messages"] | ["Messages", _]) => Err(fail(
+            TwilioError::with_message(StatusCode::METHOD_NOT_ALLOWED, 20004, "Method not allowed"),
+            format,
+        )),
+        _ => Err(fail(TwilioError::not_found(uri.path()), format)),
     };
     match result {
         Ok(response) | Err(response) => response,

@@ -322,6 +322,34 @@ async fn unknown_paths_are_twilio_404s() {
     let body = expect_error(response, 404, 20404).await;
     assert!(body["message"].as_str().unwrap().contains("/Calls.json"));
     expect_error(fake.get("/nowhere").await, 404, 20404).await;
+    let delete = fake
+        .client
+        .delete(fake.messages_url())
+        .basic_auth(ACCOUNT, Some(TOKEN))
+        .send()
+        .await
+        .unwrap();
+    expect_error(delete, 405, 20004).await;
+}
+
+#[tokio::test]
+async fn spawn_for_other_crates_tests() {
+    let config = twilio_fake::Config::for_tests(
+        vec![twilio_fake::Account::new(ACCOUNT.parse().unwrap(), TOKEN)],
+        openapi_dir(),
+    );
+    let running = twilio_fake::spawn(config).await.unwrap();
+    let response = reqwest::Client::new()
+        .get(format!(
+            "{}/v2/PhoneNumbers/%2B15108675310",
+            running.base_url()
+        ))
+        .basic_auth(ACCOUNT, Some(TOKEN))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    running.stop().await.unwrap();
 }
 
 #[tokio::test]
