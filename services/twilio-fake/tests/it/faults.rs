@@ -154,6 +154,8 @@ async fn random_5xx_and_bad_settings() {
 
 #[tokio::test]
 async fn latency_global_and_per_number() {
+    // Only lower bounds are tight; upper bounds are the injected delays themselves, so a
+    // loaded machine does not make the test flaky.
     let fake = Fake::start().await;
     let timed = |to: &'static str| {
         let fake = &fake;
@@ -163,22 +165,26 @@ async fn latency_global_and_per_number() {
             (status, start.elapsed())
         }
     };
-    let (status, fast) = timed(TO).await;
-    assert_eq!(status, 201);
-    assert!(fast < Duration::from_millis(250), "{fast:?}");
-
-    fake.rule(VICTIM, json!({"latency_ms": 300})).await;
+    fake.rule(VICTIM, json!({"latency_ms": 600})).await;
     let (status, slow) = timed(VICTIM).await;
     assert_eq!(status, 201);
-    assert!(slow >= Duration::from_millis(300), "{slow:?}");
-    let (_, other) = timed(TO).await;
-    assert!(other < Duration::from_millis(250), "{other:?}");
+    assert!(slow >= Duration::from_millis(600), "{slow:?}");
+    let (status, other) = timed(TO).await;
+    assert_eq!(status, 201);
+    assert!(other < Duration::from_millis(600), "{other:?}");
 
-    fake.faults(json!({"latency_ms": 200})).await;
+    fake.faults(json!({"latency_ms": 250})).await;
     let (_, global) = timed(TO).await;
-    assert!(global >= Duration::from_millis(200), "{global:?}");
+    assert!(global >= Duration::from_millis(250), "{global:?}");
+    assert!(global < Duration::from_millis(600), "{global:?}");
     let (_, both) = timed(VICTIM).await;
-    assert!(both >= Duration::from_millis(500), "{both:?}");
+    assert!(both >= Duration::from_millis(850), "{both:?}");
+
+    // Lookups of the number wait too.
+    let start = Instant::now();
+    let lookup = fake.get("/v2/PhoneNumbers/%2B15550001111").await;
+    assert_eq!(lookup.status(), 200);
+    assert!(start.elapsed() >= Duration::from_millis(850));
 }
 
 #[tokio::test]
