@@ -4,6 +4,7 @@
 mod admin;
 mod auth;
 mod callbacks;
+mod contract;
 mod faults;
 mod lookups;
 mod messages;
