@@ -768,7 +768,16 @@ impl Parser<'_> {
                 self.check_defined_subject(&left)?;
             }
             let rhs = self.expression(if right_assoc { prec } else { prec + 1 })?;
-            left = Expr::Binary(op, Box::new(left), Box::new(rhs));
+            left = if op == "not in" {
+                // Twig compiles `not in` as `!twig_in_filter(…)`, a negation PHP binds looser
+                // than `**`: keep it a unary node so the `**` rule in `emit` applies.
+                Expr::Unary(
+                    "not",
+                    Box::new(Expr::Binary("in", Box::new(left), Box::new(rhs))),
+                )
+            } else {
+                Expr::Binary(op, Box::new(left), Box::new(rhs))
+            };
         }
         if min_prec == 0 {
             left = self.conditional(left)?;

@@ -320,6 +320,7 @@ fn hand_written() -> Vec<Case> {
         t(
             "{{ 'abc'|slice(-9223372036854775807, 9223372036854775807) }}|{{ {9223372036854775806: 'a'}|merge(['b'])|json_encode }}",
         ),
+        t("{{ (n not in ' 7 ') ** 1.5 }}|{{ (2 not in [1]) ** 0 }}|{{ 2 not in [1] ** 0 }}"),
         // free-form dates (allow-listed)
         case("{{ '1.50'|date('H:i') }}", json!({})),
         case("{{ 1.5|date('H:i') }}", json!({})),
