@@ -130,6 +130,7 @@ fn advance(
     Some(Some((url, params)))
 }
 
+#[tracing::instrument(skip_all, fields(message_sid = %sid, %status))]
 async fn deliver(
     state: &AppState,
     account: &str,
@@ -160,7 +161,7 @@ async fn deliver(
             (None, Some(e.to_string()))
         }
     };
-    state.store().callbacks.push(CallbackAttempt {
+    state.store().push_callback(CallbackAttempt {
         message_sid: sid.to_owned(),
         url: url.to_owned(),
         status: status.to_owned(),

@@ -25,6 +25,7 @@ pub const MAX_BODY_CHARS: usize = 1600;
 pub const MAX_MEDIA: usize = 10;
 
 /// Routes `/2010-04-01/Accounts/{AccountSid}/…` to the Messages operations.
+#[tracing::instrument(skip_all, fields(%method, path = %uri.path()))]
 pub async fn dispatch(
     State(state): State<Arc<AppState>>,
     ConnectInfo(conn): ConnectInfo<ConnHandle>,
@@ -171,7 +172,7 @@ async fn create(
         AcceptThenFail::Drop => "dropped".to_owned(),
     });
     let answer = render_one(&message, format, StatusCode::CREATED);
-    state.store().messages.push(message);
+    state.store().push_message(message);
     callbacks::start_lifecycle(state, account, &sid, via_service, delivery);
 
     match accept_then_fail {
