@@ -100,10 +100,18 @@ async fn create(
         let mut store = state.store();
         let rule = store.numbers.get_mut(to)?;
         let forced = rule.error.clone()?;
-        match rule.error.as_mut().and_then(|e| e.times.as_mut()) {
-            Some(1) => rule.error = None,
-            Some(n) => *n -= 1,
+        match forced.times {
             None => {}
+            Some(0) => {
+                rule.error = None;
+                return None;
+            }
+            Some(1) => rule.error = None,
+            Some(n) => {
+                if let Some(error) = rule.error.as_mut() {
+                    error.times = Some(n - 1);
+                }
+            }
         }
         Some(forced)
     });
@@ -134,7 +142,7 @@ async fn create(
     let sid = format!("{prefix}{}", hex::encode(rand::rng().random::<[u8; 16]>()));
     let body_text = first("Body").unwrap_or("").to_owned();
     let via_service = valid.messaging_service_sid.is_some();
-    let message = StoredMessage {
+    let mut message = StoredMessage {
         sid: sid.clone(),
         account_sid: account.to_owned(),
         to: valid.to.clone(),
@@ -166,7 +174,6 @@ async fn create(
             rule.and_then(|r| r.delivery.clone()),
         )
     };
-    let mut message = message;
     message.answered_with = accept_then_fail.as_ref().map(|a| match a {
         AcceptThenFail::Status { status, .. } => format!("status {status}"),
         AcceptThenFail::Drop => "dropped".to_owned(),

@@ -79,6 +79,13 @@ async fn forced_error_for_a_number_of_times() {
     assert_eq!(statuses, [429, 429, 201, 201]);
     let rule = fake.admin("/numbers").await;
     assert_eq!(rule[VICTIM]["error"], Value::Null, "the error is used up");
+    fake.rule(VICTIM, json!({"error": {"code": 21610, "times": 0}}))
+        .await;
+    assert_eq!(
+        send_to(&fake, VICTIM).await.status(),
+        201,
+        "zero times: never"
+    );
 }
 
 async fn statuses_with_rates(fake: &Fake, n: usize) -> Vec<u16> {
