@@ -709,6 +709,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn load_errors() {
+        let dir = std::env::temp_dir().join(format!("twilio-fake-oai-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(matches!(OpenApi::load(&dir), Err(LoadError::Missing(_))));
+        std::fs::write(dir.join("twilio_lookups_v1.json"), b"{not json").unwrap();
+        let error = OpenApi::load(&dir).unwrap_err();
+        assert!(matches!(error, LoadError::Invalid { .. }), "{error}");
+        std::fs::write(
+            dir.join("twilio_lookups_v1.json"),
+            br#"{"paths": {"/v1/X": {"get": {"operationId": "FetchX"}}}}"#,
+        )
+        .unwrap();
+        let api = OpenApi::load(&dir).unwrap();
+        let outcome = api.check(&CheckRequest {
+            method: "GET",
+            path: "/v1/X",
+            query: &[],
+            content_type: None,
+            form: &[],
+            body_is_empty: true,
+            has_basic_auth: false,
+        });
+        assert_eq!(outcome.operation.as_deref(), Some("FetchX"));
+        assert_eq!(outcome.violations, vec![]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn uris() {
         assert!(is_uri("https://example.com/status?x=1"));
         assert!(is_uri("http://127.0.0.1:8080/cb"));
