@@ -348,6 +348,10 @@ pub struct ListFilter {
     /// `DateSent>`, sent as `YYYY-MM-DDTHH:MM:SSZ`. Twilio compares sent dates: a message still
     /// queued may not have one yet, so an ambiguity check should not rely on this filter alone.
     pub date_sent_after: Option<OffsetDateTime>,
+    /// Applied here, not by Twilio: keep only messages created at or after this time (and those
+    /// without a readable `date_created`), and stop paging at the first older one, since Twilio
+    /// lists newest first. This is the filter for the ambiguity check: it sees queued messages.
+    pub created_after: Option<OffsetDateTime>,
     /// `PageSize` (1..=1000).
     pub page_size: u32,
     /// Pages fetched at most; [`MessageList::complete`] says whether the list ended before.
@@ -360,6 +364,7 @@ impl Default for ListFilter {
             to: None,
             from: None,
             date_sent_after: None,
+            created_after: None,
             page_size: 50,
             max_pages: 5,
         }
@@ -596,6 +601,9 @@ impl TwilioClient {
             ));
         }
         let http = reqwest::Client::builder()
+            // Twilio does not redirect API calls; following one could turn a POST into a GET or
+            // send the credentials elsewhere. A 3xx is reported as an error instead.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             .user_agent(config.user_agent)
@@ -677,10 +685,18 @@ impl TwilioClient {
             let (status, json) = self.execute(op, creds, self.http.get(&url)).await?;
             let page: MessagePage = serde_json::from_value(json)
                 .map_err(|source| TwilioError::Decode { op, status, source })?;
+            let mut reached_older = false;
             for item in page.messages {
-                messages.push(typed(op, status, item)?);
+                let message: Message = typed(op, status, item)?;
+                match (filter.created_after, message.created_at()) {
+                    (Some(after), Some(created)) if created < after => reached_older = true,
+                    _ => messages.push(message),
+                }
             }
-            match page.next_page_uri.filter(|u| !u.is_empty()) {
+            let next = page
+                .next_page_uri
+                .filter(|u| !u.is_empty() && !reached_older);
+            match next {
                 // Paths only: credentials never go to a host other than the configured one.
                 Some(next) => url = format!("{}{}", self.api_base, path_of(&next)),
                 None => {

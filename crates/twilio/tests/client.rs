@@ -133,6 +133,11 @@ async fn twilio(
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 (StatusCode::CREATED, axum::Json(message_json(&to, "queued"))).into_response()
             }
+            "+15005550008" => (
+                StatusCode::TEMPORARY_REDIRECT,
+                [(header::LOCATION, "/elsewhere")],
+            )
+                .into_response(),
             "+15005550007" => (StatusCode::CREATED, "{\"sid\": ").into_response(),
             _ => (StatusCode::CREATED, axum::Json(message_json(&to, "queued"))).into_response(),
         };
@@ -154,7 +159,10 @@ async fn twilio(
                 )),
             ),
             Some(_) => (
-                vec![json!({"sid": "SM00000000000000000000000000000002", "status": "delivered"})],
+                vec![json!({
+                    "sid": "SM00000000000000000000000000000002", "status": "delivered",
+                    "date_created": "Wed, 23 Aug 2023 22:10:00 +0000"
+                })],
                 json!(null),
             ),
         };
@@ -494,6 +502,37 @@ async fn list_follows_next_page_uri_up_to_the_bound() {
         .unwrap();
     assert!(!list.complete, "stopped before the last page");
     assert_eq!(list.messages.len(), 1);
+
+    // created_after filters here and stops paging at the first older message (newest first).
+    let requests = fake.seen().len();
+    let recent = ListFilter {
+        created_after: Some(time::macros::datetime!(2023-08-24 00:00 UTC)),
+        max_pages: 5,
+        ..ListFilter::default()
+    };
+    let list = fake
+        .client
+        .list_messages(&fake.creds, &recent)
+        .await
+        .unwrap();
+    let sids: Vec<&str> = list.messages.iter().map(|m| m.sid.as_str()).collect();
+    assert_eq!((sids, list.complete), (vec![SID], true));
+    assert_eq!(fake.seen().len(), requests + 2);
+    let later = ListFilter {
+        created_after: Some(time::macros::datetime!(2023-08-24 06:00 UTC)),
+        ..recent
+    };
+    let list = fake
+        .client
+        .list_messages(&fake.creds, &later)
+        .await
+        .unwrap();
+    assert!(list.messages.is_empty() && list.complete);
+    assert_eq!(
+        fake.seen().len(),
+        requests + 3,
+        "no second page once older messages show"
+    );
 }
 
 #[tokio::test]
@@ -580,4 +619,13 @@ async fn lookup_v2_invalid_number_is_a_normal_answer() {
         req.query.as_deref(),
         Some("Fields=line_type_intelligence,caller_name")
     );
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let fake = Fake::start().await;
+    let err = fake.create("+15005550008").await.unwrap_err();
+    assert_eq!(err.api_error().map(|e| e.status), Some(307));
+    assert!(!err.is_retryable());
+    assert_eq!(fake.seen().len(), 1, "the POST was not repeated elsewhere");
 }
