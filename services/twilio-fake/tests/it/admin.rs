@@ -106,3 +106,27 @@ async fn request_log_is_bounded() {
         .collect();
     assert_eq!(ids, [3, 4, 5]);
 }
+
+#[tokio::test]
+async fn request_log_filters() {
+    let fake = Fake::start().await;
+    fake.get("/v1/PhoneNumbers/%2B15108675310").await;
+    fake.create(&[("To", TO), ("From", FROM), ("Body", "x")])
+        .await;
+    fake.get("/v2/PhoneNumbers/%2B15108675310").await;
+    let ids = |records: Value| -> Vec<u64> {
+        records
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(ids(fake.admin("/requests?since=1").await), [2, 3]);
+    assert_eq!(ids(fake.admin("/requests?path_prefix=/v2/").await), [3]);
+    assert_eq!(ids(fake.admin("/requests?method=post").await), [2]);
+    assert_eq!(
+        ids(fake.admin("/requests?method=GET&path_prefix=/v1/").await),
+        [1]
+    );
+}

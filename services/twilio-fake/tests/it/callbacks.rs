@@ -288,3 +288,92 @@ async fn unreachable_callbacks_are_recorded() {
     assert_eq!(attempts[0]["response_status"], Value::Null);
     assert!(attempts[0]["error"].is_string());
 }
+
+#[tokio::test]
+async fn callbacks_on_demand_reproduce_out_of_order_delivery() {
+    let fake = Fake::start().await;
+    let (url, inbox) = receiver().await;
+    let m: Value = fake
+        .create(&[
+            ("To", TO),
+            ("From", FROM),
+            ("Body", "hi"),
+            ("StatusCallback", &url),
+        ])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let sid = m["sid"].as_str().unwrap();
+    wait_for(&inbox, 2).await;
+
+    // A late `sent` after `delivered`, as Twilio sometimes sends.
+    let response = fake
+        .client
+        .post(fake.url(&format!("/_fake/messages/{sid}/callbacks")))
+        .json(&json!({"status": "sent"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let attempt: Value = response.json().await.unwrap();
+    assert_eq!(attempt["status"], "sent");
+    assert_eq!(attempt["response_status"], 200);
+    let got = wait_for(&inbox, 3).await;
+    assert_eq!(got[2].get("MessageStatus"), Some("sent"));
+    assert!(signature::validate_form(
+        TOKEN,
+        &url,
+        &got[2].params,
+        &got[2].signature
+    ));
+    let fetched: Value = fake
+        .get(&format!(
+            "/2010-04-01/Accounts/{ACCOUNT}/Messages/{sid}.json"
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        fetched["status"], "delivered",
+        "the resource does not regress"
+    );
+
+    let with_code = fake
+        .client
+        .post(fake.url(&format!("/_fake/messages/{sid}/callbacks")))
+        .json(&json!({"status": "undelivered", "error_code": 30008}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_code.status(), 200);
+    let got = wait_for(&inbox, 4).await;
+    assert_eq!(got[3].get("ErrorCode"), Some("30008"));
+
+    let unknown = fake
+        .client
+        .post(fake.url("/_fake/messages/SM00000000000000000000000000000000/callbacks"))
+        .json(&json!({"status": "sent"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let plain: Value = fake
+        .create(&[("To", TO), ("From", FROM), ("Body", "no callback")])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let no_url = fake
+        .client
+        .post(fake.url(&format!(
+            "/_fake/messages/{}/callbacks",
+            plain["sid"].as_str().unwrap()
+        )))
+        .json(&json!({"status": "sent"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_url.status(), 422);
+}
