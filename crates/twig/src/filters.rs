@@ -183,18 +183,27 @@ pub(crate) fn register(env: &mut Environment<'static>) {
             Ok(out)
         },
     );
+    // Twig: whitespace between tags removed, then the whole trimmed.
+    env.add_filter("spaceless", |v: Value| -> Result<String, Error> {
+        let text = str_arg(&v, "preg_replace")?;
+        let re = regex::Regex::new(r">\s+<").map_err(|e| fail(e.to_string()))?;
+        Ok(re
+            .replace_all(&text, "><")
+            .trim_matches([' ', '\t', '\n', '\r', '\0', '\x0B'])
+            .to_string())
+    });
     env.add_filter("striptags", |v: Value| {
         Ok::<_, Error>(strip_tags(&str_arg(&v, "strip_tags")?))
     });
-    // Twig pre-escapes nl2br's input for HTML, even with autoescape off.
+    // Twig pre-escapes the input of nl2br and spaceless for HTML (even with autoescape off)
+    // unless it is already HTML-safe; the translator inserts that `escape`.
     env.add_filter("nl2br", |v: Value| -> Result<String, Error> {
         if is_array(&v) {
             return Err(fail(
                 "nl2br(): Argument #1 ($string) must be of type string, array given",
             ));
         }
-        let escaped = escape(v, None)?;
-        Ok(nl2br(&s(&escaped)))
+        Ok(nl2br(&s(&v)))
     });
     env.add_filter("url_encode", |v: Value| {
         if is_array(&v) {
@@ -208,14 +217,17 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     });
     env.add_filter(
         "json_encode",
-        |v: Value, flags: Option<Value>| -> Result<String, Error> {
+        |v: Value, flags: Option<Value>| -> Result<Value, Error> {
             let flags = flags
                 .map(|f| php::to_num(&f).map(Num::as_int))
                 .transpose()?
                 .unwrap_or(0);
             let mut out = String::new();
-            json::encode(&v, flags, 0, &mut out)?;
-            Ok(out)
+            // PHP's json_encode returns false (printed as nothing) when it cannot encode.
+            Ok(match json::encode(&v, flags, 0, &mut out) {
+                Ok(()) => Value::from(out),
+                Err(_) => Value::from(false),
+            })
         },
     );
     env.add_filter("json_pretty", |v: Value| -> Result<String, Error> {
@@ -224,13 +236,15 @@ pub(crate) fn register(env: &mut Environment<'static>) {
         };
         let decoded = json::decode(&text);
         let mut out = String::new();
-        json::encode(
+        match json::encode(
             &decoded,
             json::PRETTY_PRINT | json::UNESCAPED_SLASHES,
             0,
             &mut out,
-        )?;
-        Ok(out)
+        ) {
+            Ok(()) => Ok(out),
+            Err(_) => Ok(String::new()),
+        }
     });
     // Cerb's own filters return "" for anything that is not a string.
     env.add_filter("base64_encode", |v: Value| {
@@ -314,10 +328,10 @@ pub(crate) fn register(env: &mut Environment<'static>) {
                         .iter()
                         .filter_map(|(k, _)| k.as_i64())
                         .max()
-                        .map_or(0, |m| m + 1);
+                        .map_or(0, |m| m.saturating_add(1));
                     while chunk.len() < size {
                         chunk.push((Value::from(next), fill.clone()));
-                        next += 1;
+                        next = next.saturating_add(1);
                     }
                 }
                 out.push(from_entries(chunk));
@@ -492,7 +506,7 @@ fn cerb_array_functions(env: &mut Environment<'static>) {
                     Some(k) => {
                         let k = php::array_key(&k);
                         if let Some(n) = k.as_i64().filter(|_| k.is_integer()) {
-                            next = next.max(n + 1);
+                            next = next.max(n.saturating_add(1));
                         }
                         match out.iter().position(|(x, _)| *x == k) {
                             Some(p) => out[p].1 = cell,
@@ -501,7 +515,7 @@ fn cerb_array_functions(env: &mut Environment<'static>) {
                     }
                     None => {
                         out.push((Value::from(next), cell));
-                        next += 1;
+                        next = next.saturating_add(1);
                     }
                 }
             }
@@ -593,7 +607,7 @@ fn cerb_array_functions(env: &mut Environment<'static>) {
                         .iter()
                         .filter_map(|(k, _)| k.as_i64())
                         .max()
-                        .map_or(0, |m| m + 1);
+                        .map_or(0, |m| m.saturating_add(1));
                     list.push((Value::from(next), set(Value::from(()), rest, val)));
                     from_entries(list)
                 } else {
@@ -973,7 +987,7 @@ fn merge(a: Value, b: Value) -> Result<Value, Error> {
     for (k, v) in php_entries(&a).into_iter().chain(php_entries(&b)) {
         if k.is_integer() {
             out.insert(Value::from(next), v);
-            next += 1;
+            next = next.saturating_add(1);
         } else {
             out.insert(k, v);
         }
@@ -991,7 +1005,7 @@ fn renumber(items: Vec<(Value, Value)>, preserve: bool) -> Vec<(Value, Value)> {
         .into_iter()
         .map(|(k, v)| {
             if k.is_integer() {
-                next += 1;
+                next = next.saturating_add(1);
                 (Value::from(next - 1), v)
             } else {
                 (k, v)
@@ -1030,7 +1044,7 @@ fn slice_bounds(n: usize, start: i64, len: Option<i64>) -> (usize, usize) {
     let b = match len {
         None => n,
         Some(l) if l < 0 => (n + l).max(a),
-        Some(l) => (a + l).min(n),
+        Some(l) => a.saturating_add(l).min(n),
     };
     (a as usize, b.max(a) as usize)
 }
@@ -1225,7 +1239,7 @@ pub(crate) fn sprintf(format: &str, args: &[Value]) -> Result<String, Error> {
         let Some(a) = args.get(idx) else {
             return Err(fail(format!(
                 "{} arguments are required, {} given",
-                idx + 2,
+                idx.saturating_add(2),
                 args.len() + 1
             )));
         };
@@ -1477,9 +1491,20 @@ fn truncate(v: Value, args: Rest<Value>) -> Result<String, Error> {
     };
     let length_arg = arg(&args, 0);
     if length_arg.is_none() {
-        // PHP: `mb_strlen($v) > null` holds for any non-empty string, and a null length takes
-        // everything.
-        return Ok(if text.is_empty() { text } else { text + &sep });
+        // PHP: `mb_strlen($v) > null` holds for any non-empty string; with preserve the cut is at
+        // the first space (`mb_strpos` from offset null = 0), else a null length takes all.
+        if text.is_empty() {
+            return Ok(text);
+        }
+        let cut = if runtime_truthy(&arg(&args, 1)) {
+            text.find(' ')
+        } else {
+            None
+        };
+        return Ok(match cut {
+            Some(p) => text[..p].to_string() + &sep,
+            None => text + &sep,
+        });
     }
     let mut length = if length_arg.is_undefined() {
         30
@@ -1641,11 +1666,11 @@ fn range(state: &State, low: Value, high: Value, step: Option<Value>) -> Result<
         state.consume_fuel(count)?;
         let out: Vec<Value> = if a <= b {
             (0..count)
-                .map(|i| Value::from(a + (i * st) as i64))
+                .map(|i| Value::from((i128::from(a) + i128::from(i) * i128::from(st)) as i64))
                 .collect()
         } else {
             (0..count)
-                .map(|i| Value::from(a - (i * st) as i64))
+                .map(|i| Value::from((i128::from(a) - i128::from(i) * i128::from(st)) as i64))
                 .collect()
         };
         return Ok(Value::from(out));
@@ -1659,7 +1684,7 @@ fn range(state: &State, low: Value, high: Value, step: Option<Value>) -> Result<
     {
         return Err(too_big());
     }
-    let count = ((a - b).abs() / st).floor() as u64 + 1;
+    let count = (((a - b).abs() / st).floor() as u64).saturating_add(1);
     state.consume_fuel(count)?;
     let out: Vec<Value> = (0..count)
         .map(|i| {
@@ -1756,7 +1781,7 @@ fn dict_set(obj: Value, path: Value, val: Value) -> Value {
                 .iter()
                 .filter_map(|(k, _)| k.as_i64())
                 .max()
-                .map_or(0, |m| m + 1);
+                .map_or(0, |m| m.saturating_add(1));
             items.push((Value::from(next), set(Value::UNDEFINED, rest, val)));
         } else {
             let key = php::array_key(&Value::from(part.as_str()));

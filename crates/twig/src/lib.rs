@@ -398,6 +398,7 @@ mod tests {
             "{% set s = body %}{% for i in 1..30 %}{% set s = s|url_encode %}{% endfor %}{{ s|length }}",
             // huge ranges and batches
             "{{ range(0, 9000000000000000000)|length }}",
+            "{{ range(0, 1e+300)|length }}",
             "{{ [1]|batch(1000000000, 'x')|length }}",
             "{{ 'x'|format('%1000000000s') }}",
         ];
@@ -417,6 +418,31 @@ mod tests {
                 started.elapsed().as_secs() < 5,
                 "{src} took {:?}",
                 started.elapsed()
+            );
+        }
+    }
+
+    /// Extreme numbers end in an output or an error, never in an arithmetic overflow.
+    #[test]
+    fn extreme_numbers_do_not_overflow() {
+        let limits = Limits::default();
+        let env = environment(Dialect::Runtime, &limits);
+        for src in [
+            "{{ range(-9223372036854775807, 9223372036854775807, 9223372036854775807)|join(',') }}",
+            "{{ [1]|slice(1, 9223372036854775807)|length }}",
+            "{{ 'abc'|slice(-9223372036854775807, 9223372036854775807) }}",
+            "{{ '%9223372036854775807$s'|format('x') }}",
+            "{{ {9223372036854775807: 'a'}|merge(['b'])|json_encode }}",
+            "{{ dict_set({9223372036854775807: 1}, '[]', 2)|json_encode }}",
+            "{{ -9223372036854775807 - 1 - 1 }}|{{ 9223372036854775807 * 9223372036854775807 }}",
+            "{{ (-9223372036854775807 - 1) // -1 }}|{{ (-9223372036854775807 - 1) % -1 }}|{{ 2 ** 64 }}",
+            "{{ 1e+308 * 10 }}|{{ (1e+308 * 10)|json_encode }}|{{ 0 ** -1 }}|{{ (1e+308 * 10)|round(2) }}",
+            "{{ 1e+300|number_format(100) }}|{{ 1e+300|date('Y') }}|{{ -1e+300|abs }}",
+        ] {
+            let res = render_str(&env, src, &Value::UNDEFINED, &limits);
+            assert!(
+                res.is_ok() || matches!(res, Err(TwigError::Render(_))),
+                "{src}: {res:?}"
             );
         }
     }

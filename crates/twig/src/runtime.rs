@@ -46,6 +46,7 @@ pub(crate) const FILTERS: &[&str] = &[
     "sha1",
     "slice",
     "sort",
+    "spaceless",
     "split",
     "striptags",
     "title",

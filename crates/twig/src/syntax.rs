@@ -768,7 +768,16 @@ impl Parser<'_> {
                 self.check_defined_subject(&left)?;
             }
             let rhs = self.expression(if right_assoc { prec } else { prec + 1 })?;
-            left = Expr::Binary(op, Box::new(left), Box::new(rhs));
+            left = if op == "not in" {
+                // Twig compiles `not in` as `!twig_in_filter(…)`, a negation PHP binds looser
+                // than `**`: keep it a unary node so the `**` rule in `emit` applies.
+                Expr::Unary(
+                    "not",
+                    Box::new(Expr::Binary("in", Box::new(left), Box::new(rhs))),
+                )
+            } else {
+                Expr::Binary(op, Box::new(left), Box::new(rhs))
+            };
         }
         if min_prec == 0 {
             left = self.conditional(left)?;
@@ -1265,6 +1274,10 @@ fn emit(e: &Expr) -> String {
         ),
         // Every filter goes through one dispatcher that charges fuel for the size of its result,
         // so chains that multiply their input (`|e('js')|e('js')…`) hit the work limit.
+        Expr::Filter(a, name, args) if pre_escapes(name) && !is_html_safe(a) => {
+            let escaped = Expr::Filter(a.clone(), "escape".into(), Vec::new());
+            emit(&Expr::Filter(Box::new(escaped), name.clone(), args.clone()))
+        }
         Expr::Filter(a, name, args) => {
             if args.is_empty() {
                 format!("(({})|{}|_tw_charge)", emit(a), filter_name(name))
@@ -1283,6 +1296,35 @@ fn emit(e: &Expr) -> String {
             all.extend(args.iter().map(emit));
             format!("_tw_is_{}({})", name, all.join(", "))
         }
+    }
+}
+
+/// Filters Twig declares `pre_escape => html`.
+fn pre_escapes(name: &str) -> bool {
+    matches!(name, "nl2br" | "spaceless")
+}
+
+/// Filters whose output Twig marks safe for HTML (`escape` only with the html strategy).
+fn html_safe_filter(name: &str, args: &[Expr]) -> bool {
+    match name {
+        "raw" | "nl2br" | "spaceless" => true,
+        "escape" | "e" => match args.first() {
+            None => true,
+            Some(Expr::Str(s)) => s == "html",
+            Some(_) => false,
+        },
+        _ => false,
+    }
+}
+
+/// Twig's safety analysis: literals are safe, a ternary when both branches are, a filter when it
+/// declares so; everything else is escaped before `nl2br` and `spaceless`.
+fn is_html_safe(e: &Expr) -> bool {
+    match e {
+        Expr::Str(_) | Expr::Raw(_) => true,
+        Expr::Cond(_, a, b) => is_html_safe(a) && is_html_safe(b),
+        Expr::Filter(_, name, args) => html_safe_filter(name, args),
+        _ => false,
     }
 }
 
@@ -1466,8 +1508,15 @@ fn block_tag(
         }
         "apply" => {
             let mut chain = Vec::new();
+            // The captured body is HTML-safe; after a filter that is not, Twig escapes before
+            // nl2br and spaceless.
+            let mut safe = true;
             loop {
                 let (name, args) = ps.filter_call()?;
+                if pre_escapes(&name) && !safe {
+                    chain.push("escape".to_string());
+                }
+                safe = html_safe_filter(&name, &args);
                 chain.push(if args.is_empty() {
                     filter_name(&name)
                 } else {

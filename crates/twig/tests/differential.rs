@@ -302,6 +302,25 @@ fn hand_written() -> Vec<Case> {
         t(
             "{{ [1, 2] >= map }}|{{ [1, 2] <= map }}|{{ map > [1, 2] }}|{{ map < [1, 2] }}|{{ [1, 2] <=> map }}|{{ range(1, '1.5')|join }}|{{ range(true, '1.5')|join }}",
         ),
+        t(
+            "{{ '  <div>\n  <b> x </b>\t</div>  '|spaceless }}|{% apply spaceless %}\n<p>  a  </p>\n\n<p>b</p>\n{% endapply %}|",
+        ),
+        t(
+            "{{ html|nl2br }}|{{ html|e|nl2br }}|{{ html|e('js')|nl2br }}|{{ html|raw|nl2br }}|{{ html|nl2br|nl2br }}|{{ html|upper|spaceless }}|{% apply upper|nl2br %}<b>\n</b>{% endapply %}|{% apply nl2br %}<i>\n{% endapply %}|{{ '<b>\n'|nl2br }}|{{ (t ? '<a>' : '<b>')|nl2br }}|{{ (t ? '<a>' : html)|nl2br }}|{{ ('<a>' ~ '<b>')|nl2br }}|{{ \"<#{s}>\"|nl2br }}",
+        ),
+        t(
+            "{{ 0|date }}|{{ ts|date(null, '+01:00') }}|{{ 9007199254740993|json_encode }}|{{ 123456789012|number_format }}|{{ 2 ** 63 }}|{{ -2 ** 63 }}|{{ 9223372036854775807 + 1 }}",
+        ),
+        t(
+            "{% for k, v in {10: 'a', '11': 'b', 'x': 'c'} %}{{ k }}{{ k is same as(10) ? '!' }}{{ v }}{% endfor %}|{{ {10: 'a'}|merge({10: 'b'})|json_encode }}|{{ [10, 20]|merge({'5': 'x'})|json_encode }}",
+        ),
+        t(
+            "{{ -9223372036854775807 - 1 - 1 }}|{{ 9223372036854775807 * 9223372036854775807 }}|{{ 2 ** 64 }}|{{ 1e+308 * 10 }}|{{ (1e+308 * 10)|json_encode }}|{{ 1e+300|number_format(2)|length }}|{{ -1e+300|abs }}",
+        ),
+        t(
+            "{{ 'abc'|slice(-9223372036854775807, 9223372036854775807) }}|{{ {9223372036854775806: 'a'}|merge(['b'])|json_encode }}",
+        ),
+        t("{{ (n not in ' 7 ') ** 1.5 }}|{{ (2 not in [1]) ** 0 }}|{{ 2 not in [1] ** 0 }}"),
         // free-form dates (allow-listed)
         case("{{ '1.50'|date('H:i') }}", json!({})),
         case("{{ 1.5|date('H:i') }}", json!({})),
@@ -430,6 +449,7 @@ const CHAINS: &[&str] = &[
     "|default('x')|upper",
     "|split(' ', 2)|last",
     "|capitalize|e('html_attr')",
+    "|spaceless",
 ];
 
 /// Expression templates over two inputs `a` and `b`.
@@ -590,7 +610,7 @@ fn random_expressions() -> Vec<Case> {
         "s": "Hello", "n": 42, "f": 1.5, "szero": "0", "empty": "", "list": [3, 1, 2],
         "map": {"b": 2, "a": 1}, "nul": null,
     });
-    (0..600)
+    (0..2000)
         .map(|_| {
             case(
                 format!("{{{{ ({})|json_encode }}}}", expr(&mut next, 3)),
@@ -684,7 +704,7 @@ fn random_statements() -> Vec<Case> {
         out
     }
     let vars = json!({"s": "S", "n": 1, "t": true, "fa": false});
-    (0..400)
+    (0..1000)
         .map(|_| {
             case(
                 format!(
@@ -732,7 +752,7 @@ fn random_filter_calls() -> Vec<Case> {
     // Integral arguments only: PHP casts float offsets and lengths midway (documented).
     const NUMS: &[&str] = &["0", "1", "2", "-1", "-2", "3", "10", "null", "'2'", "4"];
     let mut cases = Vec::new();
-    for _ in 0..1500 {
+    for _ in 0..3000 {
         let input = INPUTS[next(INPUTS.len())];
         let n1 = NUMS[next(NUMS.len())];
         let n2 = NUMS[next(NUMS.len())];

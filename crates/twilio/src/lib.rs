@@ -7,7 +7,9 @@
 //! - [`ids`]: `AccountSid`, `MessageSid`, `MessagingServiceSid`, `E164`.
 //! - [`segments`]: GSM-7 / UCS-2 detection and SMS segment counts.
 //! - [`errors`]: REST API error bodies and whether to retry them.
+//! - [`client`]: the REST client (Messages, Lookup v1/v2), its error taxonomy and retry backoff.
 
+pub mod client;
 pub mod errors;
 pub mod ids;
 pub mod segments;

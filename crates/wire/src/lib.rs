@@ -2,6 +2,8 @@
 //! so tests and tenants can share one server), header names and message bodies. Every subject
 //! and every message type lives here and nowhere else.
 
+pub mod outbound;
+
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 

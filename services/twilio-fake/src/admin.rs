@@ -3,15 +3,18 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::callbacks::{self, ManualCallbackError};
 use crate::faults::{GlobalFaults, NumberRule};
+use crate::store::RequestRecord;
 
 /// Routes relative to `/_fake`.
 pub fn router() -> Router<Arc<AppState>> {
@@ -19,6 +22,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/health", get(health))
         .route("/requests", get(requests))
         .route("/messages", get(messages))
+        .route("/messages/{sid}/callbacks", post(send_callback))
         .route("/callbacks", get(callbacks))
         .route("/reset", post(reset))
         .route("/faults", get(get_faults).put(put_faults))
@@ -37,8 +41,70 @@ async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
     }))
 }
 
-async fn requests(State(state): State<Arc<AppState>>) -> Json<Value> {
-    Json(json!(state.store().requests))
+/// Filters of `GET /_fake/requests`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RequestFilter {
+    /// Only requests with a larger id (poll for what is new).
+    since: Option<u64>,
+    /// Only requests whose path starts with this.
+    path_prefix: Option<String>,
+    /// Only this method.
+    method: Option<String>,
+}
+
+async fn requests(
+    State(state): State<Arc<AppState>>,
+    Query(filter): Query<RequestFilter>,
+) -> Json<Value> {
+    let store = state.store();
+    let selected: Vec<&RequestRecord> = store
+        .requests
+        .iter()
+        .filter(|r| filter.since.is_none_or(|since| r.id > since))
+        .filter(|r| {
+            filter
+                .path_prefix
+                .as_deref()
+                .is_none_or(|prefix| r.path.starts_with(prefix))
+        })
+        .filter(|r| {
+            filter
+                .method
+                .as_deref()
+                .is_none_or(|m| r.method.eq_ignore_ascii_case(m))
+        })
+        .collect();
+    Json(json!(selected))
+}
+
+/// Body of `POST /_fake/messages/{sid}/callbacks`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallbackRequest {
+    /// The `MessageStatus` to report.
+    status: String,
+    /// `ErrorCode` to include.
+    #[serde(default)]
+    error_code: Option<u32>,
+}
+
+async fn send_callback(
+    State(state): State<Arc<AppState>>,
+    Path(sid): Path<String>,
+    Json(request): Json<CallbackRequest>,
+) -> Response {
+    match callbacks::send_now(&state, &sid, &request.status, request.error_code).await {
+        Ok(attempt) => Json(attempt).into_response(),
+        Err(e @ ManualCallbackError::UnknownMessage(_)) => {
+            (StatusCode::NOT_FOUND, Json(json!({"error": e.to_string()}))).into_response()
+        }
+        Err(e @ ManualCallbackError::NoStatusCallback(_)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"error": e.to_string()})),
+        )
+            .into_response(),
+    }
 }
 
 async fn messages(State(state): State<Arc<AppState>>) -> Json<Value> {

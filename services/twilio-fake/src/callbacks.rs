@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use crate::AppState;
 use crate::error::default_message;
 use crate::faults::{DeliveryFailure, FailedStatus};
-use crate::store::{API_VERSION, CallbackAttempt, rfc3339};
+use crate::store::{API_VERSION, CallbackAttempt, StoredMessage, rfc3339};
 
 /// The sender a Messaging Service "picks" when the create named none.
 pub const SERVICE_SENDER: &str = "+15005550006";
@@ -105,18 +105,31 @@ fn advance(
     let Some(url) = message.status_callback.clone() else {
         return Some(None);
     };
+    Some(Some((
+        url,
+        callback_params(message, status, error_code, now),
+    )))
+}
+
+/// The form fields of a status callback about `message`, in the order Twilio sends them.
+fn callback_params(
+    message: &StoredMessage,
+    status: &str,
+    error_code: Option<u32>,
+    now: OffsetDateTime,
+) -> Vec<(String, String)> {
     let mut params: Vec<(String, String)> = Vec::new();
     let mut put = |k: &str, v: &str| params.push((k.to_owned(), v.to_owned()));
-    put("SmsSid", sid);
+    put("SmsSid", &message.sid);
     put("SmsStatus", status);
     put("MessageStatus", status);
     put("To", &message.to);
     if let Some(service) = &message.messaging_service_sid {
         put("MessagingServiceSid", service);
     }
-    put("MessageSid", sid);
-    put("AccountSid", account);
-    put("From", message.from.as_deref().unwrap_or(""));
+    put("MessageSid", &message.sid);
+    put("AccountSid", &message.account_sid);
+    put("From", message.from.as_deref().unwrap_or(SERVICE_SENDER));
     put("ApiVersion", API_VERSION);
     if let Some(code) = error_code {
         put("ErrorCode", &code.to_string());
@@ -127,9 +140,46 @@ fn advance(
             time::macros::format_description!("[year repr:last_two][month][day][hour][minute]");
         put("RawDlrDoneDate", &now.format(format).unwrap_or_default());
     }
-    Some(Some((url, params)))
+    params
 }
 
+/// Why a callback asked for through the admin API was not sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManualCallbackError {
+    /// No message has that SID.
+    #[error("no message {0}")]
+    UnknownMessage(String),
+    /// The message was created without a `StatusCallback`.
+    #[error("message {0} has no StatusCallback")]
+    NoStatusCallback(String),
+}
+
+/// Sends one status callback about message `sid` now, with any status, without changing the
+/// stored message: how Twilio's out-of-order or repeated callbacks are reproduced.
+pub async fn send_now(
+    state: &AppState,
+    sid: &str,
+    status: &str,
+    error_code: Option<u32>,
+) -> Result<CallbackAttempt, ManualCallbackError> {
+    let (account, url, params) = {
+        let store = state.store();
+        let message = store
+            .messages
+            .iter()
+            .find(|m| m.sid == sid)
+            .ok_or_else(|| ManualCallbackError::UnknownMessage(sid.to_owned()))?;
+        let url = message
+            .status_callback
+            .clone()
+            .ok_or_else(|| ManualCallbackError::NoStatusCallback(sid.to_owned()))?;
+        let params = callback_params(message, status, error_code, OffsetDateTime::now_utc());
+        (message.account_sid.clone(), url, params)
+    };
+    Ok(deliver(state, &account, sid, status, &url, params).await)
+}
+
+#[tracing::instrument(skip_all, fields(message_sid = %sid, %status))]
 async fn deliver(
     state: &AppState,
     account: &str,
@@ -137,11 +187,14 @@ async fn deliver(
     status: &str,
     url: &str,
     params: Vec<(String, String)>,
-) {
-    let Some(token) = state.accounts.get(account) else {
-        return;
-    };
-    let signed = signature::sign_form(token.expose(), url, &params);
+) -> CallbackAttempt {
+    // Accounts are fixed at start-up and messages only exist for configured ones.
+    let token = state
+        .accounts
+        .get(account)
+        .map(|t| t.expose())
+        .unwrap_or_default();
+    let signed = signature::sign_form(token, url, &params);
     let idempotency_token = hex::encode(rand::rng().random::<[u8; 16]>());
     let _permit = state.callback_slots.acquire().await;
     let result = state
@@ -160,7 +213,7 @@ async fn deliver(
             (None, Some(e.to_string()))
         }
     };
-    state.store().callbacks.push(CallbackAttempt {
+    let attempt = CallbackAttempt {
         message_sid: sid.to_owned(),
         url: url.to_owned(),
         status: status.to_owned(),
@@ -169,7 +222,9 @@ async fn deliver(
         timestamp: rfc3339(OffsetDateTime::now_utc()),
         response_status,
         error,
-    });
+    };
+    state.store().push_callback(attempt.clone());
+    attempt
 }
 
 #[cfg(test)]

@@ -162,7 +162,7 @@ pub fn default_message(code: u32) -> String {
     .to_owned()
 }
 
-/// Escapes text for XML content and attribute values.
+/// Escapes text for XML content and double-quoted attribute values.
 pub fn xml_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -171,7 +171,6 @@ pub fn xml_escape(text: &str) -> String {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
             c => out.push(c),
         }
     }

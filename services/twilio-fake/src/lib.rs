@@ -101,8 +101,11 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let state = Arc::new(build_state(&config, stop_rx.clone())?);
+    let state_has_openapi = state.openapi.is_some();
     let app = app(state);
-    tracing::info!(addr = ?listener.local_addr().ok(), "twilio-fake listening");
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, openapi_check = state_has_openapi, "twilio-fake listening");
+    }
 
     let mut drain_rx = stop_rx;
     let signal = async move {
@@ -124,6 +127,59 @@ pub async fn run(
         () = drain_deadline => tracing::warn!("drain timed out; closing remaining connections"),
     }
     Ok(())
+}
+
+/// A fake started in the background by [`spawn`], for other crates' tests.
+#[derive(Debug)]
+pub struct Running {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), RunError>>>,
+}
+
+impl Running {
+    /// `http://addr`, the base URL of both the Messages and the Lookup API.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the fake and waits until [`run`] has returned.
+    pub async fn stop(mut self) -> Result<(), RunError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task
+                .await
+                .unwrap_or_else(|e| Err(RunError::Io(std::io::Error::other(e)))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Binds `config.listen` (use port 0 in tests) and runs the fake on a background task until
+/// the returned handle is stopped or dropped.
+pub async fn spawn(config: Config) -> Result<Running, RunError> {
+    let listener = TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(run(config, listener, async move {
+        let _ = stopped.await;
+    }));
+    Ok(Running {
+        addr,
+        stop: Some(stop),
+        task: Some(task),
+    })
 }
 
 fn build_state(config: &Config, shutdown: watch::Receiver<bool>) -> Result<AppState, RunError> {

@@ -191,6 +191,7 @@ fn network_codes(mobile: bool) -> (Value, Value) {
 }
 
 /// `GET /v1/PhoneNumbers/{PhoneNumber}`.
+#[tracing::instrument(skip_all)]
 pub async fn v1(
     State(state): State<Arc<AppState>>,
     Path(number): Path<String>,
@@ -236,6 +237,7 @@ pub async fn v1(
 }
 
 /// `GET /v2/PhoneNumbers/{PhoneNumber}`.
+#[tracing::instrument(skip_all)]
 pub async fn v2(
     State(state): State<Arc<AppState>>,
     Path(number): Path<String>,

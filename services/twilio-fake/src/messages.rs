@@ -25,6 +25,7 @@ pub const MAX_BODY_CHARS: usize = 1600;
 pub const MAX_MEDIA: usize = 10;
 
 /// Routes `/2010-04-01/Accounts/{AccountSid}/…` to the Messages operations.
+#[tracing::instrument(skip_all, fields(%method, path = %uri.path()))]
 pub async fn dispatch(
     State(state): State<Arc<AppState>>,
     ConnectInfo(conn): ConnectInfo<ConnHandle>,
@@ -45,7 +46,11 @@ pub async fn dispatch(
         }
         (&Method::GET, ["Messages"]) => list(&state, &account, &headers, &uri, format).await,
         (&Method::GET, ["Messages", sid]) => fetch(&state, &account, sid, &headers, format).await,
-        _ => Err(TwilioError::not_found(uri.path()).into_response()),
+        (_, ["Messages"] | ["Messages", _]) => Err(fail(
+            TwilioError::with_message(StatusCode::METHOD_NOT_ALLOWED, 20004, "Method not allowed"),
+            format,
+        )),
+        _ => Err(fail(TwilioError::not_found(uri.path()), format)),
     };
     match result {
         Ok(response) | Err(response) => response,
@@ -95,10 +100,18 @@ async fn create(
         let mut store = state.store();
         let rule = store.numbers.get_mut(to)?;
         let forced = rule.error.clone()?;
-        match rule.error.as_mut().and_then(|e| e.times.as_mut()) {
-            Some(1) => rule.error = None,
-            Some(n) => *n -= 1,
+        match forced.times {
             None => {}
+            Some(0) => {
+                rule.error = None;
+                return None;
+            }
+            Some(1) => rule.error = None,
+            Some(n) => {
+                if let Some(error) = rule.error.as_mut() {
+                    error.times = Some(n - 1);
+                }
+            }
         }
         Some(forced)
     });
@@ -129,7 +142,7 @@ async fn create(
     let sid = format!("{prefix}{}", hex::encode(rand::rng().random::<[u8; 16]>()));
     let body_text = first("Body").unwrap_or("").to_owned();
     let via_service = valid.messaging_service_sid.is_some();
-    let message = StoredMessage {
+    let mut message = StoredMessage {
         sid: sid.clone(),
         account_sid: account.to_owned(),
         to: valid.to.clone(),
@@ -161,13 +174,12 @@ async fn create(
             rule.and_then(|r| r.delivery.clone()),
         )
     };
-    let mut message = message;
     message.answered_with = accept_then_fail.as_ref().map(|a| match a {
         AcceptThenFail::Status { status, .. } => format!("status {status}"),
         AcceptThenFail::Drop => "dropped".to_owned(),
     });
     let answer = render_one(&message, format, StatusCode::CREATED);
-    state.store().messages.push(message);
+    state.store().push_message(message);
     callbacks::start_lifecycle(state, account, &sid, via_service, delivery);
 
     match accept_then_fail {
@@ -363,9 +375,16 @@ enum DateFilter {
     OnOrAfter(Date),
 }
 
+/// A day from `YYYY-MM-DD` (anything after the tenth character, such as a time, is ignored)
+/// or from an RFC 2822 date, the formats Twilio's helper libraries send.
 fn parse_day(value: &str) -> Option<Date> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
-    Date::parse(value.get(..10)?, format).ok()
+    if let Some(day) = value.get(..10).and_then(|d| Date::parse(d, format).ok()) {
+        return Some(day);
+    }
+    OffsetDateTime::parse(value.trim(), &time::format_description::well_known::Rfc2822)
+        .ok()
+        .map(|t| t.to_offset(time::UtcOffset::UTC).date())
 }
 
 async fn list(
@@ -483,6 +502,16 @@ async fn list(
         }
         Format::Xml => {
             let inner: String = items.iter().map(|m| m.to_xml()).collect();
+            let next_or_empty = if has_next {
+                page_uri(page + 1)
+            } else {
+                String::new()
+            };
+            let previous_or_empty = if page > 0 {
+                page_uri(page - 1)
+            } else {
+                String::new()
+            };
             let attr = |s: &str| crate::error::xml_escape(s);
             Ok(xml_response(
                 StatusCode::OK,
@@ -490,8 +519,8 @@ async fn list(
                     "<Messages end=\"{end}\" firstpageuri=\"{}\" nextpageuri=\"{}\" page=\"{page}\" \
                      pagesize=\"{page_size}\" previouspageuri=\"{}\" start=\"{start}\" uri=\"{}\">{inner}</Messages>",
                     attr(&page_uri(0)),
-                    attr(&has_next.then(|| page_uri(page + 1)).unwrap_or_default()),
-                    attr(&(page > 0).then(|| page_uri(page - 1)).unwrap_or_default()),
+                    attr(&next_or_empty),
+                    attr(&previous_or_empty),
                     attr(&page_uri(page)),
                 ),
             ))
@@ -515,6 +544,15 @@ mod tests {
         assert!(is_sender("Switchboard"));
         assert!(!is_sender("Switchboard Bot!"));
         assert!(!is_sender("12"));
+    }
+
+    #[test]
+    fn date_filters() {
+        let day = time::macros::date!(2019 - 06 - 19);
+        assert_eq!(parse_day("2019-06-19"), Some(day));
+        assert_eq!(parse_day("2019-06-19T22:04:00Z"), Some(day));
+        assert_eq!(parse_day("Wed, 19 Jun 2019 22:04:00 +0000"), Some(day));
+        assert_eq!(parse_day("yesterday"), None);
     }
 
     #[test]

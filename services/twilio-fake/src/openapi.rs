@@ -98,6 +98,9 @@ impl std::fmt::Debug for OpenApi {
     }
 }
 
+/// A matched operation's spec, path template and decoded path parameters.
+type Match<'a> = (&'a Spec, &'a Template, Vec<(String, String)>);
+
 struct Spec {
     file: String,
     doc: Value,
@@ -224,21 +227,21 @@ impl OpenApi {
     }
 
     /// The most specific template matching `path`, with its decoded path parameters.
-    fn find(&self, path: &str) -> Option<(&Spec, &Template, Vec<(String, String)>)> {
+    fn find(&self, path: &str) -> Option<Match<'_>> {
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        let mut best: Option<(usize, &Spec, &Template, Vec<(String, String)>)> = None;
+        let mut best: Option<(usize, Match<'_>)> = None;
         for spec in &self.specs {
             for template in &spec.templates {
                 let Some(params) = template.matches(&segments) else {
                     continue;
                 };
                 let literal = template.literal_len();
-                if best.as_ref().is_none_or(|(len, ..)| literal > *len) {
-                    best = Some((literal, spec, template, params));
+                if best.as_ref().is_none_or(|(len, _)| literal > *len) {
+                    best = Some((literal, (spec, template, params)));
                 }
             }
         }
-        best.map(|(_, spec, template, params)| (spec, template, params))
+        best.map(|(_, found)| found)
     }
 
     fn check_parameters(
@@ -485,7 +488,7 @@ impl OpenApi {
         if let Some(options) = schema["enum"].as_array() {
             let ok = options.iter().any(|o| match o {
                 Value::String(s) => s == value,
-                other => other.to_string() == value,
+                other => value.parse::<Value>().ok().as_ref() == Some(other),
             });
             if !ok {
                 let list: Vec<String> = options
@@ -704,6 +707,34 @@ pub fn is_uri(value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn load_errors() {
+        let dir = std::env::temp_dir().join(format!("twilio-fake-oai-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(matches!(OpenApi::load(&dir), Err(LoadError::Missing(_))));
+        std::fs::write(dir.join("twilio_lookups_v1.json"), b"{not json").unwrap();
+        let error = OpenApi::load(&dir).unwrap_err();
+        assert!(matches!(error, LoadError::Invalid { .. }), "{error}");
+        std::fs::write(
+            dir.join("twilio_lookups_v1.json"),
+            br#"{"paths": {"/v1/X": {"get": {"operationId": "FetchX"}}}}"#,
+        )
+        .unwrap();
+        let api = OpenApi::load(&dir).unwrap();
+        let outcome = api.check(&CheckRequest {
+            method: "GET",
+            path: "/v1/X",
+            query: &[],
+            content_type: None,
+            form: &[],
+            body_is_empty: true,
+            has_basic_auth: false,
+        });
+        assert_eq!(outcome.operation.as_deref(), Some("FetchX"));
+        assert_eq!(outcome.violations, vec![]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn uris() {

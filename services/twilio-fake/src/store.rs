@@ -12,6 +12,9 @@ use crate::error::xml_escape;
 use crate::faults::{FaultState, NumberRule};
 use crate::openapi::Violation;
 
+/// Most messages and callback attempts kept: a sandbox left running for days stays bounded.
+pub const MAX_KEPT: usize = 100_000;
+
 /// The API version every resource reports.
 pub const API_VERSION: &str = "2010-04-01";
 
@@ -200,16 +203,16 @@ pub struct CallbackAttempt {
 /// Everything mutable.
 #[derive(Debug)]
 pub struct Store {
-    /// Messages in creation order.
-    pub messages: Vec<StoredMessage>,
+    /// Messages in creation order (at most [`MAX_KEPT`], the oldest dropped first).
+    pub messages: VecDeque<StoredMessage>,
     /// Recent requests, oldest first.
     pub requests: VecDeque<RequestRecord>,
     /// Sequence number of the last request recorded.
     pub last_request_id: u64,
     /// Most requests kept.
     pub request_capacity: usize,
-    /// Callback attempts in order.
-    pub callbacks: Vec<CallbackAttempt>,
+    /// Callback attempts in order (at most [`MAX_KEPT`]).
+    pub callbacks: VecDeque<CallbackAttempt>,
     /// Global faults and their generator.
     pub faults: FaultState,
     /// Rules per number (E.164 as given in `To`).
@@ -220,11 +223,11 @@ impl Store {
     /// An empty store.
     pub fn new(seed: u64, request_capacity: usize) -> Store {
         Store {
-            messages: Vec::new(),
+            messages: VecDeque::new(),
             requests: VecDeque::new(),
             last_request_id: 0,
             request_capacity: request_capacity.max(1),
-            callbacks: Vec::new(),
+            callbacks: VecDeque::new(),
             faults: FaultState::new(seed),
             numbers: BTreeMap::new(),
         }
@@ -253,6 +256,22 @@ impl Store {
     /// The record with `id`, if still kept.
     pub fn request_mut(&mut self, id: u64) -> Option<&mut RequestRecord> {
         self.requests.iter_mut().rev().find(|r| r.id == id)
+    }
+
+    /// Keeps a created message.
+    pub fn push_message(&mut self, message: StoredMessage) {
+        if self.messages.len() >= MAX_KEPT {
+            self.messages.pop_front();
+        }
+        self.messages.push_back(message);
+    }
+
+    /// Keeps a callback attempt.
+    pub fn push_callback(&mut self, attempt: CallbackAttempt) {
+        if self.callbacks.len() >= MAX_KEPT {
+            self.callbacks.pop_front();
+        }
+        self.callbacks.push_back(attempt);
     }
 
     /// A message by SID within an account.

@@ -146,7 +146,7 @@ $filters = ['base64_encode', 'base64_decode', 'hash_hmac', 'json_pretty', 'md5',
     'truncate', 'url_decode', 'abs', 'batch', 'capitalize', 'convert_encoding', 'date', 'date_modify',
     'default', 'e', 'escape', 'first', 'format', 'join', 'json_encode', 'keys', 'last', 'length', 'lower',
     'merge', 'nl2br', 'number_format', 'raw', 'replace', 'reverse', 'round', 'slice', 'sort', 'split',
-    'striptags', 'title', 'trim', 'upper', 'url_encode'];
+    'striptags', 'title', 'trim', 'upper', 'url_encode', 'spaceless'];
 $functions = ['dict_set', 'json_decode', 'random_string', 'attribute', 'cycle', 'date', 'max', 'min',
     'random', 'range', 'array_column', 'array_combine', 'array_diff', 'array_intersect',
     'array_sort_keys', 'array_unique', 'array_values', 'jsonpath_set', 'regexp_match_all',
