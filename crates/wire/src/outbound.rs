@@ -538,7 +538,8 @@ pub struct JobEvent {
 #[error("{} job rejected: {}", .job.as_str(), .error.message)]
 pub struct Rejected {
     pub job: JobType,
-    /// The job's id if it could be read from the document (`job_id`, else `idempotency_key`).
+    /// The job's id if one could be found: `job_id`, else `idempotency_key`, else the
+    /// `Nats-Msg-Id` header.
     pub job_id: Option<String>,
     /// `metadata` if it could be read, for the event.
     pub metadata: Json,
@@ -546,7 +547,13 @@ pub struct Rejected {
 }
 
 impl Rejected {
-    fn new(job: JobType, doc: Option<&Json>, code: &str, problems: Vec<Problem>) -> Box<Rejected> {
+    fn new(
+        job: JobType,
+        doc: Option<&Json>,
+        msg_id: Option<&str>,
+        code: &str,
+        problems: Vec<Problem>,
+    ) -> Box<Rejected> {
         let text = |name: &str| {
             doc.and_then(|d| d.get(name))
                 .and_then(Json::as_str)
@@ -560,7 +567,9 @@ impl Rejected {
             .join("; ");
         Box::new(Rejected {
             job,
-            job_id: text("job_id").or_else(|| text("idempotency_key")),
+            job_id: text("job_id")
+                .or_else(|| text("idempotency_key"))
+                .or_else(|| msg_id.filter(|id| !id.is_empty()).map(str::to_owned)),
             metadata: doc
                 .and_then(|d| d.get("metadata"))
                 .cloned()
@@ -578,8 +587,8 @@ impl Rejected {
         })
     }
 
-    /// The `failed` event. `fallback_id` stands in for a job id the document did not yield
-    /// (the message's `Nats-Msg-Id`, or its stream sequence).
+    /// The `failed` event. `fallback_id` stands in for a job id neither the document nor the
+    /// headers yielded (`seq:<stream sequence>`).
     pub fn to_event(&self, fallback_id: &str, at: &str) -> JobEvent {
         JobEvent {
             version: EVENT_VERSION,
@@ -600,17 +609,22 @@ impl Rejected {
     }
 }
 
-/// Reads a send-SMS job: JSON, a known `version`, the fields of that version, then
-/// [`SendSmsJob::validate`]. Every way to fail gives a [`Rejected`] to publish, never a drop.
-pub fn decode_send_sms(bytes: &[u8]) -> Result<SendSmsJob, Box<Rejected>> {
-    let job: SendSmsJob = decode_job(JobType::SmsSend, bytes)?;
-    finish(JobType::SmsSend, bytes, job.validate()).map(|()| job)
+/// Reads a send-SMS job as delivered, with its `Nats-Msg-Id` header: JSON, a known `version`,
+/// only the fields of that version, then [`SendSmsJob::validate`] and [`check_msg_id`]. Every
+/// way to fail gives a [`Rejected`] to answer with a `failed` event, never a silent drop.
+pub fn decode_send_sms(bytes: &[u8], msg_id: Option<&str>) -> Result<SendSmsJob, Box<Rejected>> {
+    let (doc, job) = decode_job::<SendSmsJob>(JobType::SmsSend, bytes, msg_id)?;
+    let mut problems = job.validate();
+    problems.extend(check_msg_id(msg_id, &job.idempotency_key).err());
+    finish(JobType::SmsSend, &doc, msg_id, problems).map(|()| job)
 }
 
 /// As [`decode_send_sms`], for lookup jobs.
-pub fn decode_lookup(bytes: &[u8]) -> Result<LookupJob, Box<Rejected>> {
-    let job: LookupJob = decode_job(JobType::Lookup, bytes)?;
-    finish(JobType::Lookup, bytes, job.validate()).map(|()| job)
+pub fn decode_lookup(bytes: &[u8], msg_id: Option<&str>) -> Result<LookupJob, Box<Rejected>> {
+    let (doc, job) = decode_job::<LookupJob>(JobType::Lookup, bytes, msg_id)?;
+    let mut problems = job.validate();
+    problems.extend(check_msg_id(msg_id, &job.idempotency_key).err());
+    finish(JobType::Lookup, &doc, msg_id, problems).map(|()| job)
 }
 
 /// The `Nats-Msg-Id` rule: absent is allowed (no JetStream de-duplication then), present must
@@ -628,11 +642,13 @@ pub fn check_msg_id(header: Option<&str>, idempotency_key: &str) -> Result<(), P
 fn decode_job<T: serde::de::DeserializeOwned>(
     job: JobType,
     bytes: &[u8],
-) -> Result<T, Box<Rejected>> {
+    msg_id: Option<&str>,
+) -> Result<(Json, T), Box<Rejected>> {
     let doc: Json = serde_json::from_slice(bytes).map_err(|e| {
         Rejected::new(
             job,
             None,
+            msg_id,
             codes::INVALID_JOB,
             vec![Problem::new("", format!("not JSON: {e}"))],
         )
@@ -641,6 +657,7 @@ fn decode_job<T: serde::de::DeserializeOwned>(
         return Err(Rejected::new(
             job,
             None,
+            msg_id,
             codes::INVALID_JOB,
             vec![Problem::new("", "a job is a JSON object")],
         ));
@@ -651,6 +668,7 @@ fn decode_job<T: serde::de::DeserializeOwned>(
             return Err(Rejected::new(
                 job,
                 Some(&doc),
+                msg_id,
                 codes::UNSUPPORTED_VERSION,
                 vec![Problem::new(
                     "version",
@@ -664,29 +682,37 @@ fn decode_job<T: serde::de::DeserializeOwned>(
             return Err(Rejected::new(
                 job,
                 Some(&doc),
+                msg_id,
                 codes::INVALID_JOB,
                 vec![Problem::new("version", "required")],
             ));
         }
     }
-    T::deserialize(&doc).map_err(|e| {
-        Rejected::new(
+    match T::deserialize(&doc) {
+        Ok(value) => Ok((doc, value)),
+        Err(e) => Err(Rejected::new(
             job,
             Some(&doc),
+            msg_id,
             codes::INVALID_JOB,
             vec![serde_problem(&e.to_string())],
-        )
-    })
+        )),
+    }
 }
 
-fn finish(job: JobType, bytes: &[u8], problems: Vec<Problem>) -> Result<(), Box<Rejected>> {
+fn finish(
+    job: JobType,
+    doc: &Json,
+    msg_id: Option<&str>,
+    problems: Vec<Problem>,
+) -> Result<(), Box<Rejected>> {
     if problems.is_empty() {
         return Ok(());
     }
-    let doc = serde_json::from_slice::<Json>(bytes).ok();
     Err(Rejected::new(
         job,
-        doc.as_ref(),
+        Some(doc),
+        msg_id,
         codes::INVALID_JOB,
         problems,
     ))
@@ -1080,7 +1106,7 @@ mod tests {
 
     #[test]
     fn decode_rejects_with_a_failed_event_and_never_drops() {
-        let reject = |doc: &str| decode_send_sms(doc.as_bytes()).unwrap_err();
+        let reject = |doc: &str| decode_send_sms(doc.as_bytes(), None).unwrap_err();
 
         let r = reject("{nope");
         assert_eq!(
@@ -1161,9 +1187,9 @@ mod tests {
             "from: from or messaging_service_sid is required; body: body or media_urls is required"
         );
 
-        let ok = decode_send_sms(br#"{"version": 1, "idempotency_key": "k", "account": {"id": 1}, "to": "+14155551234", "from": "ACME", "body": "hi"}"#).unwrap();
+        let ok = decode_send_sms(br#"{"version": 1, "idempotency_key": "k", "account": {"id": 1}, "to": "+14155551234", "from": "ACME", "body": "hi"}"#, Some("k")).unwrap();
         assert_eq!(ok.id(), "k");
-        assert!(decode_lookup(br#"{"version": 1, "idempotency_key": "k", "account": {"id": 1}, "number": "+14155551234", "api": {"v2": {"fields": ["nope"]}}}"#).is_err());
+        assert!(decode_lookup(br#"{"version": 1, "idempotency_key": "k", "account": {"id": 1}, "number": "+14155551234", "api": {"v2": {"fields": ["nope"]}}}"#, None).is_err());
     }
 
     #[test]
@@ -1174,6 +1200,15 @@ mod tests {
             check_msg_id(Some("other"), "k").unwrap_err().field,
             "idempotency_key"
         );
+        let job = br#"{"version": 1, "idempotency_key": "k", "account": {"id": 1}, "to": "+14155551234", "from": "ACME", "body": "hi"}"#;
+        assert!(decode_send_sms(job, None).is_ok());
+        let r = decode_send_sms(job, Some("other")).unwrap_err();
+        assert_eq!(fields(&r.error.problems), ["idempotency_key"]);
+        // With no id in the document, the header names the job in its failed event.
+        let r = decode_lookup(b"[]", Some("m-1")).unwrap_err();
+        assert_eq!(r.to_event("seq:1", "t").job_id, "m-1");
+        let r = decode_lookup(b"[]", None).unwrap_err();
+        assert_eq!(r.to_event("seq:1", "t").job_id, "seq:1");
     }
 
     #[test]
@@ -1416,8 +1451,8 @@ mod tests {
         fn documented_jobs_decode_validate_and_match_their_schemas() {
             let sms_schema = schema("send-sms-job.v1.json");
             for doc in examples("send-sms-job") {
-                let job =
-                    decode_send_sms(&crate::encode(&doc)).unwrap_or_else(|r| panic!("{r}\n{doc}"));
+                let job = decode_send_sms(&crate::encode(&doc), None)
+                    .unwrap_or_else(|r| panic!("{r}\n{doc}"));
                 assert_eq!(
                     schema_errors(&sms_schema, &doc),
                     Vec::<String>::new(),
@@ -1427,8 +1462,8 @@ mod tests {
             }
             let lookup_schema = schema("lookup-job.v1.json");
             for doc in examples("lookup-job") {
-                let job =
-                    decode_lookup(&crate::encode(&doc)).unwrap_or_else(|r| panic!("{r}\n{doc}"));
+                let job = decode_lookup(&crate::encode(&doc), None)
+                    .unwrap_or_else(|r| panic!("{r}\n{doc}"));
                 assert_eq!(
                     schema_errors(&lookup_schema, &doc),
                     Vec::<String>::new(),
@@ -1457,7 +1492,7 @@ mod tests {
                 panic!("one event for it")
             };
             assert!(!schema_errors(&schema("send-sms-job.v1.json"), invalid).is_empty());
-            let rejected = decode_send_sms(&crate::encode(invalid)).unwrap_err();
+            let rejected = decode_send_sms(&crate::encode(invalid), Some("bad-1")).unwrap_err();
             let event = rejected.to_event("unused", expected["at"].as_str().unwrap());
             assert_eq!(serde_json::to_value(&event).unwrap(), *expected);
             assert!(schema_errors(&schema("job-event.v1.json"), expected).is_empty());
@@ -1486,12 +1521,12 @@ mod tests {
                         .find_map(|w| w.strip_prefix("Nats-Msg-Id:"));
                     let key = match subject {
                         "switchboard.jobs.sms.send" => {
-                            decode_send_sms(payload.as_bytes())
+                            decode_send_sms(payload.as_bytes(), msg_id)
                                 .unwrap_or_else(|r| panic!("{r}: {line}"))
                                 .idempotency_key
                         }
                         "switchboard.jobs.lookup" => {
-                            decode_lookup(payload.as_bytes())
+                            decode_lookup(payload.as_bytes(), msg_id)
                                 .unwrap_or_else(|r| panic!("{r}: {line}"))
                                 .idempotency_key
                         }
@@ -1579,7 +1614,7 @@ mod tests {
             let l = schema("lookup-job.v1.json");
             let lookup = json!({"version": 1, "idempotency_key": "k", "account": {"name": "a"}, "number": "+14155551234", "api": {"v1": {"types": ["carrier", "carrier"]}}});
             assert!(!schema_errors(&l, &lookup).is_empty(), "duplicates");
-            assert!(decode_lookup(&crate::encode(&lookup)).is_err());
+            assert!(decode_lookup(&crate::encode(&lookup), None).is_err());
         }
 
         const KEYWORDS: &[&str] = &[
