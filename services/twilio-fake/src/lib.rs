@@ -167,8 +167,11 @@ impl Drop for Running {
 }
 
 /// Binds `config.listen` (use port 0 in tests) and runs the fake on a background task until
-/// the returned handle is stopped or dropped.
+/// the returned handle is stopped or dropped. Installs the ring provider for rustls, as `main`
+/// does, if none is installed yet.
 pub async fn spawn(config: Config) -> Result<Running, RunError> {
+    // Before returning: the caller's own reqwest clients need a provider too.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod binary;
 mod callbacks;
 mod contract;
 mod faults;
