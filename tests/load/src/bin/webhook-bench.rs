@@ -1,0 +1,241 @@
+//! Load benchmark of the webhook path. Starts a private nats-server, a fresh PostgreSQL database
+//! with the seed package imported, the release `behavior-worker` and `ingress` binaries, and
+//! sends signed Twilio webhooks (unique MessageSid each, realistic form) at fixed concurrency;
+//! then does the same against the baseline (`baseline server` + `baseline replier`: a bare axum
+//! handler doing one NATS request to a trivial replier). Reports requests/s, p50/p99 latency,
+//! errors and peak RSS of each process, and the ratio to the baseline.
+//!
+//! Run: `scripts/bench-webhooks` (builds the release binaries, then runs this).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use switchboard_e2e::*;
+
+#[derive(Parser)]
+struct Cli {
+    /// Seconds of measured load per concurrency level.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Concurrent connections (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "16,64")]
+    connections: Vec<usize>,
+    /// Directory with the release binaries.
+    #[arg(long, default_value = "target/release")]
+    bin_dir: PathBuf,
+}
+
+struct Proc {
+    name: &'static str,
+    child: Child,
+}
+
+impl Proc {
+    fn spawn(name: &'static str, mut cmd: Command) -> anyhow::Result<Proc> {
+        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        Ok(Proc { name, child })
+    }
+    /// Fails if the process already exited (a crash would make the figures meaningless).
+    fn check_alive(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            anyhow::bail!("{} exited early: {status}", self.name);
+        }
+        Ok(())
+    }
+    /// Peak resident set size (VmHWM) in MiB.
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+            .unwrap_or(f64::NAN)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Result {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: usize,
+    requests: usize,
+}
+
+async fn wait_ready(url: &str) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    for _ in 0..200 {
+        if http.get(url).send().await.is_ok_and(|r| r.status().is_success() || r.status().as_u16() == 405) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("{url} did not become ready")
+}
+
+/// Signed requests, prepared before the clock starts (unique MessageSid each).
+fn prepare(n: usize, guid: &str) -> Vec<(String, String)> {
+    let bodies = ["help", "hi", "logo", "link"];
+    (0..n)
+        .map(|i| {
+            let form = inbound_sms(&message_sid(), "+15551234567", bodies[i % bodies.len()]);
+            let s = switchboard_twilio::signature::sign_form(AUTH_TOKEN, &format!("{PUBLIC_BASE_URL}/webhooks/{guid}"), &form);
+            (s.body, s.signature)
+        })
+        .collect()
+}
+
+async fn load(url: String, requests: Arc<Vec<(String, String)>>, connections: usize, seconds: u64) -> Result {
+    let next = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (url, requests, next) = (url.clone(), requests.clone(), next.clone());
+        // One client (one keep-alive connection) per task, like wrk's connections.
+        let http = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0;
+            while Instant::now() < deadline {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let (body, sig) = &requests[i % requests.len()];
+                let t = Instant::now();
+                let ok = match http
+                    .post(&url)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .header("x-twilio-signature", sig)
+                    .body(body.clone())
+                    .send()
+                    .await
+                {
+                    Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                lat.push(t.elapsed());
+                if !ok {
+                    errors += 1;
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.unwrap();
+        all.extend(l);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort();
+    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(f64::NAN);
+    Result { rps: all.len() as f64 / elapsed, p50_ms: pct(0.50), p99_ms: pct(0.99), errors, requests: all.len() }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let bin = |name: &str| cli.bin_dir.join(name);
+    let stack = Stack::new().await?;
+    let nats_url = stack.nats.url();
+    // More requests than can be sent, so every MessageSid is new (no dedupe shortcut).
+    let per_level = 40_000usize;
+
+    println!("# Webhook load benchmark ({} s per level, {} cores)", cli.seconds, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    let mut rows = Vec::new();
+
+    // --- Switchboard: ingress + one behavior-worker ---
+    let port = free_port();
+    let mut worker = Command::new(bin("behavior-worker"));
+    worker
+        .arg("run")
+        .env("NATS_URL", &nats_url)
+        .env("DATABASE_URL", &stack.database_url)
+        .env("SWITCHBOARD_MASTER_KEY", MASTER_KEY)
+        .env("SWITCHBOARD_SUBJECT_PREFIX", stack.subjects.prefix())
+        .env("RUST_LOG", "warn");
+    let worker = Proc::spawn("behavior-worker", worker)?;
+    let mut ingress = Command::new(bin("ingress"));
+    ingress
+        .arg("run")
+        .env("NATS_URL", &nats_url)
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("PUBLIC_BASE_URL", PUBLIC_BASE_URL)
+        .env("SWITCHBOARD_SUBJECT_PREFIX", stack.subjects.prefix())
+        .env("RUST_LOG", "warn");
+    let ingress = Proc::spawn("ingress", ingress)?;
+    wait_ready(&format!("http://127.0.0.1:{port}/readyz")).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let url = format!("http://127.0.0.1:{port}/webhooks/{}", stack.guid);
+    // Warm-up (caches, connections).
+    load(url.clone(), Arc::new(prepare(2_000, &stack.guid)), 8, 2).await;
+    for &c in &cli.connections {
+        let r = load(url.clone(), Arc::new(prepare(per_level, &stack.guid)), c, cli.seconds).await;
+        rows.push(("switchboard", c, r));
+    }
+    let (mut ingress, mut worker) = (ingress, worker);
+    ingress.check_alive()?;
+    worker.check_alive()?;
+    let sb_rss = (ingress.peak_rss_mib(), worker.peak_rss_mib());
+    drop(ingress);
+    drop(worker);
+
+    // --- Baseline ---
+    let port = free_port();
+    let mut replier = Command::new(bin("baseline"));
+    replier.args(["--nats-url", &nats_url, "replier"]);
+    let replier = Proc::spawn("baseline replier", replier)?;
+    let mut server = Command::new(bin("baseline"));
+    server.args(["--nats-url", &nats_url, "server", "--listen", &format!("127.0.0.1:{port}")]);
+    let server = Proc::spawn("baseline server", server)?;
+    wait_ready(&format!("http://127.0.0.1:{port}/webhooks/x")).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let url = format!("http://127.0.0.1:{port}/webhooks/{}", stack.guid);
+    load(url.clone(), Arc::new(prepare(2_000, &stack.guid)), 8, 2).await;
+    for &c in &cli.connections {
+        let r = load(url.clone(), Arc::new(prepare(per_level, &stack.guid)), c, cli.seconds).await;
+        rows.push(("baseline", c, r));
+    }
+    let (mut server, mut replier) = (server, replier);
+    server.check_alive()?;
+    replier.check_alive()?;
+    let base_rss = (server.peak_rss_mib(), replier.peak_rss_mib());
+
+    println!();
+    println!("| system | connections | requests | req/s | p50 ms | p99 ms | errors | ratio to baseline req/s |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for (name, c, r) in &rows {
+        let base = rows.iter().find(|(n, bc, _)| *n == "baseline" && bc == c).map(|(_, _, b)| b.rps).unwrap_or(f64::NAN);
+        println!(
+            "| {name} | {c} | {} | {:.0} | {:.2} | {:.2} | {} | {:.0}% |",
+            r.requests,
+            r.rps,
+            r.p50_ms,
+            r.p99_ms,
+            r.errors,
+            100.0 * r.rps / base
+        );
+    }
+    println!();
+    println!("Peak RSS: ingress {:.1} MiB, behavior-worker {:.1} MiB; baseline server {:.1} MiB, baseline replier {:.1} MiB", sb_rss.0, sb_rss.1, base_rss.0, base_rss.1);
+    let runs = stack.runs().await;
+    println!("Behavior runs recorded: {runs}");
+    Ok(())
+}
