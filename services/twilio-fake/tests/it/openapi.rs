@@ -88,6 +88,13 @@ async fn valid_requests_have_no_violations() {
         .await;
     assert_eq!(violations(&fake).await, vec![]);
     assert_eq!(fake.last_request().await["operation"], "FetchPhoneNumber");
+    fake.get("/v1/PhoneNumbers/%2B15108675310?AddOns=x&AddOnsData.x.key=1")
+        .await;
+    assert_eq!(
+        violations(&fake).await,
+        vec![],
+        "a prefixed collapsible map"
+    );
     fake.get("/v2/PhoneNumbers/%2B15108675310?Fields=line_type_intelligence,caller_name")
         .await;
     assert_eq!(violations(&fake).await, vec![]);
