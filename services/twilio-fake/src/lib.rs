@@ -19,6 +19,7 @@ pub mod store;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -67,6 +68,8 @@ pub struct AppState {
     pub callback_slots: Semaphore,
     /// Becomes true when the server is shutting down; callback tasks stop.
     pub shutdown: watch::Receiver<bool>,
+    /// API requests being handled now (for the `max_concurrent` fault).
+    pub in_flight: AtomicUsize,
 }
 
 impl AppState {
@@ -222,6 +225,7 @@ fn build_state(config: &Config, shutdown: watch::Receiver<bool>) -> Result<AppSt
             .map(|u| u.trim_end_matches('/').to_owned()),
         callback_slots: Semaphore::new(MAX_CONCURRENT_CALLBACKS),
         shutdown,
+        in_flight: AtomicUsize::new(0),
     })
 }
 
@@ -323,6 +327,7 @@ async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next
     };
     let id = state.store().push_request(record);
 
+    let _in_flight = InFlight::enter(&state);
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
@@ -338,6 +343,22 @@ async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next
         r.fault = fault;
     }
     response
+}
+
+/// Counts an API request as in flight until dropped.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(state: &'a AppState) -> InFlight<'a> {
+        state.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(&state.in_flight)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// The user and password of `Authorization: Basic …`, if the header is there and decodes.
@@ -379,7 +400,8 @@ fn subtle_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Applies latency (global and for `number`) and the random global faults. Returns the fault
+/// Applies the concurrency limit, latency (global and for `number`) and the random global
+/// faults. Returns the fault
 /// answer when one was drawn, with its note for the request log.
 pub async fn apply_faults(
     state: &AppState,
@@ -387,6 +409,14 @@ pub async fn apply_faults(
 ) -> Result<(), (TwilioError, String)> {
     let (latency, drawn) = {
         let mut store = state.store();
+        let global = &store.faults.global;
+        if let Some(max) = global.max_concurrent
+            && state.in_flight.load(Ordering::SeqCst) > max
+        {
+            let mut error = TwilioError::new(StatusCode::TOO_MANY_REQUESTS, 20429);
+            error.retry_after = global.retry_after;
+            return Err((error, "max_concurrent".to_owned()));
+        }
         let per_number = number
             .and_then(|n| store.numbers.get(n))
             .and_then(|rule| rule.latency_ms)
