@@ -318,7 +318,9 @@ async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next
         form,
         headers,
         auth_user,
-        operation: outcome.as_ref().and_then(|o| o.operation.clone()),
+        operation: operation_of(parts.method.as_str(), parts.uri.path())
+            .map(str::to_owned)
+            .or_else(|| outcome.as_ref().and_then(|o| o.operation.clone())),
         openapi_checked: outcome.is_some(),
         openapi_violations: outcome.map(|o| o.violations).unwrap_or_default(),
         response_status: None,
@@ -343,6 +345,24 @@ async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next
         r.fault = fault;
     }
     response
+}
+
+/// The spec's `operationId` of a request the fake serves, known without the OpenAPI
+/// descriptions (so the request log names operations when they are not loaded).
+pub fn operation_of(method: &str, path: &str) -> Option<&'static str> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let strip = |s: &str| s.strip_suffix(".json").unwrap_or(s).to_owned();
+    match (method, segments.as_slice()) {
+        ("POST", ["2010-04-01", "Accounts", _, last]) if strip(last) == "Messages" => {
+            Some("CreateMessage")
+        }
+        ("GET", ["2010-04-01", "Accounts", _, last]) if strip(last) == "Messages" => {
+            Some("ListMessage")
+        }
+        ("GET", ["2010-04-01", "Accounts", _, "Messages", _]) => Some("FetchMessage"),
+        ("GET", ["v1" | "v2", "PhoneNumbers", _]) => Some("FetchPhoneNumber"),
+        _ => None,
+    }
 }
 
 /// Counts an API request as in flight until dropped.
@@ -438,4 +458,62 @@ pub fn with_note(response: impl IntoResponse, note: impl Into<String>) -> Respon
     let mut response = response.into_response();
     response.extensions_mut().insert(FaultNote(note.into()));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fake's own operation names agree with the official descriptions.
+    #[test]
+    fn operation_names_match_the_spec() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/twilio-oai");
+        let api = OpenApi::load(&dir).expect("Twilio's OpenAPI descriptions beside the repository");
+        let account = "AC0123456789abcdef0123456789abcdef";
+        let sid = "SM0123456789abcdef0123456789abcdef";
+        let cases = [
+            (
+                "POST",
+                format!("/2010-04-01/Accounts/{account}/Messages.json"),
+            ),
+            ("POST", format!("/2010-04-01/Accounts/{account}/Messages")),
+            (
+                "GET",
+                format!("/2010-04-01/Accounts/{account}/Messages.json"),
+            ),
+            (
+                "GET",
+                format!("/2010-04-01/Accounts/{account}/Messages/{sid}.json"),
+            ),
+            (
+                "GET",
+                format!("/2010-04-01/Accounts/{account}/Messages/{sid}"),
+            ),
+            ("GET", "/v1/PhoneNumbers/%2B15108675310".to_owned()),
+            ("GET", "/v2/PhoneNumbers/%2B15108675310".to_owned()),
+        ];
+        for (method, path) in cases {
+            let outcome = api.check(&CheckRequest {
+                method,
+                path: &path,
+                query: &[],
+                content_type: None,
+                form: &[],
+                body_is_empty: true,
+                has_basic_auth: true,
+            });
+            assert_eq!(
+                outcome.operation.as_deref(),
+                operation_of(method, &path),
+                "{method} {path}"
+            );
+            assert!(outcome.operation.is_some(), "{method} {path}");
+        }
+        assert_eq!(operation_of("DELETE", "/v1/PhoneNumbers/x"), None);
+        assert_eq!(
+            operation_of("GET", "/2010-04-01/Accounts/AC1/Calls.json"),
+            None
+        );
+    }
 }

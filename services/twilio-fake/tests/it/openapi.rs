@@ -241,5 +241,9 @@ async fn without_descriptions_nothing_is_checked() {
     assert_eq!(response.status(), 201);
     let record = fake.last_request().await;
     assert_eq!(record["openapi_checked"], false);
+    assert_eq!(
+        record["operation"], "CreateMessage",
+        "named without the descriptions"
+    );
     assert_eq!(record["openapi_violations"], serde_json::json!([]));
 }
