@@ -34,7 +34,7 @@ use base64::Engine as _;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
-pub use config::{Account, AuthToken, Config};
+pub use config::{Account, ApiKey, AuthToken, Config};
 use conn::FakeListener;
 use error::TwilioError;
 use openapi::{CheckRequest, OpenApi};
@@ -54,6 +54,8 @@ const MAX_CONCURRENT_CALLBACKS: usize = 32;
 pub struct AppState {
     /// Auth tokens by AccountSid.
     pub accounts: HashMap<String, AuthToken>,
+    /// API keys by SID: (account, secret).
+    pub api_keys: HashMap<String, (String, AuthToken)>,
     /// The OpenAPI checker, when the descriptions were found.
     pub openapi: Option<Arc<OpenApi>>,
     /// Messages, requests, callbacks, faults.
@@ -214,6 +216,11 @@ fn build_state(config: &Config, shutdown: watch::Receiver<bool>) -> Result<AppSt
             .accounts
             .iter()
             .map(|a| (a.sid.to_string(), a.token.clone()))
+            .collect(),
+        api_keys: config
+            .api_keys
+            .iter()
+            .map(|k| (k.sid.clone(), (k.account.to_string(), k.secret.clone())))
             .collect(),
         openapi,
         store: Mutex::new(Store::new(config.seed, config.request_log_capacity)),
@@ -396,23 +403,29 @@ pub fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     Some((user.to_owned(), password.to_owned()))
 }
 
-/// Checks the Basic credentials against the configured accounts (and, for 2010 API paths,
-/// that the path's AccountSid is the authenticated one). Returns the AccountSid.
+/// Checks the Basic credentials against the configured accounts and API keys (and, for 2010
+/// API paths, that the path's AccountSid is the authenticated account). Returns the AccountSid.
 pub fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     path_account: Option<&str>,
 ) -> Result<String, TwilioError> {
     let (user, password) = basic_credentials(headers).ok_or_else(TwilioError::unauthorized)?;
-    let token = state
-        .accounts
-        .get(&user)
-        .ok_or_else(TwilioError::unauthorized)?;
-    let matches: bool = subtle_eq(token.expose().as_bytes(), password.as_bytes());
-    if !matches || path_account.is_some_and(|account| account != user) {
+    let (account, secret) = match state.accounts.get(&user) {
+        Some(token) => (user.as_str(), token),
+        None => {
+            let (account, secret) = state
+                .api_keys
+                .get(&user)
+                .ok_or_else(TwilioError::unauthorized)?;
+            (account.as_str(), secret)
+        }
+    };
+    let matches: bool = subtle_eq(secret.expose().as_bytes(), password.as_bytes());
+    if !matches || path_account.is_some_and(|path| path != account) {
         return Err(TwilioError::unauthorized());
     }
-    Ok(user)
+    Ok(account.to_owned())
 }
 
 fn subtle_eq(a: &[u8], b: &[u8]) -> bool {
