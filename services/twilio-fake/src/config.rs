@@ -25,6 +25,17 @@ pub struct Config {
     )]
     pub accounts: Vec<Account>,
 
+    /// An API key acting for an account, as `AC…:SK…:secret` (repeat the option, or separate
+    /// with commas in the environment variable). Basic auth as `SK…:secret` then opens that
+    /// account's paths; callbacks are still signed with the account's auth token.
+    #[arg(
+        long = "api-key",
+        env = "TWILIO_FAKE_API_KEYS",
+        value_delimiter = ',',
+        value_name = "AC…:SK…:SECRET"
+    )]
+    pub api_keys: Vec<ApiKey>,
+
     /// Delay before each status callback (queued, sent, delivered…), in milliseconds.
     #[arg(long, env = "TWILIO_FAKE_CALLBACK_DELAY_MS", default_value_t = 200)]
     pub callback_delay_ms: u64,
@@ -65,6 +76,7 @@ impl Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             accounts,
+            api_keys: Vec::new(),
             callback_delay_ms: 20,
             public_base_url: None,
             openapi_dir: openapi_dir.into(),
@@ -131,6 +143,42 @@ impl FromStr for Account {
     }
 }
 
+/// An API key (`SK…` and its secret) that authenticates for an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    /// The account it acts for.
+    pub account: AccountSid,
+    /// `SK` followed by 32 hex digits.
+    pub sid: String,
+    /// The key's secret (the Basic auth password).
+    pub secret: AuthToken,
+}
+
+impl FromStr for ApiKey {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<ApiKey, String> {
+        let mut parts = s.trim().splitn(3, ':');
+        let (Some(account), Some(sid), Some(secret)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err("expected AC…:SK…:secret".to_owned());
+        };
+        let account = AccountSid::parse(account).map_err(|e| e.to_string())?;
+        let hex = sid.strip_prefix("SK").unwrap_or("");
+        if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err("the API key SID must be SK followed by 32 hex digits".to_owned());
+        }
+        if secret.is_empty() {
+            return Err("the API key secret is empty".to_owned());
+        }
+        Ok(ApiKey {
+            account,
+            sid: sid.to_owned(),
+            secret: AuthToken::new(secret),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +190,18 @@ mod tests {
         assert_eq!(a.token.expose(), "s3cret");
         assert!(!format!("{a:?}").contains("s3cret"));
         assert!("AC0123:tok".parse::<Account>().is_err());
+        let key: ApiKey =
+            "AC0123456789abcdef0123456789abcdef:SK0123456789abcdef0123456789abcdef:se:cret"
+                .parse()
+                .unwrap();
+        assert_eq!(key.sid, "SK0123456789abcdef0123456789abcdef");
+        assert_eq!(key.secret.expose(), "se:cret");
+        assert!(!format!("{key:?}").contains("se:cret"));
+        assert!(
+            "AC0123456789abcdef0123456789abcdef:SK01:x"
+                .parse::<ApiKey>()
+                .is_err()
+        );
         assert!(
             "AC0123456789abcdef0123456789abcdef"
                 .parse::<Account>()

@@ -30,6 +30,9 @@ pub struct GlobalFaults {
     pub latency_ms: u64,
     /// Every successful create is then answered with an error or a dropped connection.
     pub accept_then_fail: Option<AcceptThenFail>,
+    /// Twilio's REST concurrency limit: an API request arriving while this many are already
+    /// in flight is answered 429 / 20429 at once (with `retry_after` when set).
+    pub max_concurrent: Option<usize>,
 }
 
 impl Default for GlobalFaults {
@@ -43,6 +46,7 @@ impl Default for GlobalFaults {
             retry_after: None,
             latency_ms: 0,
             accept_then_fail: None,
+            max_concurrent: None,
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod store;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -33,7 +34,7 @@ use base64::Engine as _;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
-pub use config::{Account, AuthToken, Config};
+pub use config::{Account, ApiKey, AuthToken, Config};
 use conn::FakeListener;
 use error::TwilioError;
 use openapi::{CheckRequest, OpenApi};
@@ -53,6 +54,8 @@ const MAX_CONCURRENT_CALLBACKS: usize = 32;
 pub struct AppState {
     /// Auth tokens by AccountSid.
     pub accounts: HashMap<String, AuthToken>,
+    /// API keys by SID: (account, secret).
+    pub api_keys: HashMap<String, (String, AuthToken)>,
     /// The OpenAPI checker, when the descriptions were found.
     pub openapi: Option<Arc<OpenApi>>,
     /// Messages, requests, callbacks, faults.
@@ -67,6 +70,8 @@ pub struct AppState {
     pub callback_slots: Semaphore,
     /// Becomes true when the server is shutting down; callback tasks stop.
     pub shutdown: watch::Receiver<bool>,
+    /// API requests being handled now (for the `max_concurrent` fault).
+    pub in_flight: AtomicUsize,
 }
 
 impl AppState {
@@ -212,6 +217,11 @@ fn build_state(config: &Config, shutdown: watch::Receiver<bool>) -> Result<AppSt
             .iter()
             .map(|a| (a.sid.to_string(), a.token.clone()))
             .collect(),
+        api_keys: config
+            .api_keys
+            .iter()
+            .map(|k| (k.sid.clone(), (k.account.to_string(), k.secret.clone())))
+            .collect(),
         openapi,
         store: Mutex::new(Store::new(config.seed, config.request_log_capacity)),
         http,
@@ -222,6 +232,7 @@ fn build_state(config: &Config, shutdown: watch::Receiver<bool>) -> Result<AppSt
             .map(|u| u.trim_end_matches('/').to_owned()),
         callback_slots: Semaphore::new(MAX_CONCURRENT_CALLBACKS),
         shutdown,
+        in_flight: AtomicUsize::new(0),
     })
 }
 
@@ -314,7 +325,9 @@ async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next
         form,
         headers,
         auth_user,
-        operation: outcome.as_ref().and_then(|o| o.operation.clone()),
+        operation: operation_of(parts.method.as_str(), parts.uri.path())
+            .map(str::to_owned)
+            .or_else(|| outcome.as_ref().and_then(|o| o.operation.clone())),
         openapi_checked: outcome.is_some(),
         openapi_violations: outcome.map(|o| o.violations).unwrap_or_default(),
         response_status: None,
@@ -323,6 +336,7 @@ async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next
     };
     let id = state.store().push_request(record);
 
+    let _in_flight = InFlight::enter(&state);
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
@@ -340,6 +354,40 @@ async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next
     response
 }
 
+/// The spec's `operationId` of a request the fake serves, known without the OpenAPI
+/// descriptions (so the request log names operations when they are not loaded).
+pub fn operation_of(method: &str, path: &str) -> Option<&'static str> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let strip = |s: &str| s.strip_suffix(".json").unwrap_or(s).to_owned();
+    match (method, segments.as_slice()) {
+        ("POST", ["2010-04-01", "Accounts", _, last]) if strip(last) == "Messages" => {
+            Some("CreateMessage")
+        }
+        ("GET", ["2010-04-01", "Accounts", _, last]) if strip(last) == "Messages" => {
+            Some("ListMessage")
+        }
+        ("GET", ["2010-04-01", "Accounts", _, "Messages", _]) => Some("FetchMessage"),
+        ("GET", ["v1" | "v2", "PhoneNumbers", _]) => Some("FetchPhoneNumber"),
+        _ => None,
+    }
+}
+
+/// Counts an API request as in flight until dropped.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(state: &'a AppState) -> InFlight<'a> {
+        state.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(&state.in_flight)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// The user and password of `Authorization: Basic …`, if the header is there and decodes.
 pub fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -355,23 +403,29 @@ pub fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     Some((user.to_owned(), password.to_owned()))
 }
 
-/// Checks the Basic credentials against the configured accounts (and, for 2010 API paths,
-/// that the path's AccountSid is the authenticated one). Returns the AccountSid.
+/// Checks the Basic credentials against the configured accounts and API keys (and, for 2010
+/// API paths, that the path's AccountSid is the authenticated account). Returns the AccountSid.
 pub fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     path_account: Option<&str>,
 ) -> Result<String, TwilioError> {
     let (user, password) = basic_credentials(headers).ok_or_else(TwilioError::unauthorized)?;
-    let token = state
-        .accounts
-        .get(&user)
-        .ok_or_else(TwilioError::unauthorized)?;
-    let matches: bool = subtle_eq(token.expose().as_bytes(), password.as_bytes());
-    if !matches || path_account.is_some_and(|account| account != user) {
+    let (account, secret) = match state.accounts.get(&user) {
+        Some(token) => (user.as_str(), token),
+        None => {
+            let (account, secret) = state
+                .api_keys
+                .get(&user)
+                .ok_or_else(TwilioError::unauthorized)?;
+            (account.as_str(), secret)
+        }
+    };
+    let matches: bool = subtle_eq(secret.expose().as_bytes(), password.as_bytes());
+    if !matches || path_account.is_some_and(|path| path != account) {
         return Err(TwilioError::unauthorized());
     }
-    Ok(user)
+    Ok(account.to_owned())
 }
 
 fn subtle_eq(a: &[u8], b: &[u8]) -> bool {
@@ -379,7 +433,8 @@ fn subtle_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Applies latency (global and for `number`) and the random global faults. Returns the fault
+/// Applies the concurrency limit, latency (global and for `number`) and the random global
+/// faults. Returns the fault
 /// answer when one was drawn, with its note for the request log.
 pub async fn apply_faults(
     state: &AppState,
@@ -387,6 +442,14 @@ pub async fn apply_faults(
 ) -> Result<(), (TwilioError, String)> {
     let (latency, drawn) = {
         let mut store = state.store();
+        let global = &store.faults.global;
+        if let Some(max) = global.max_concurrent
+            && state.in_flight.load(Ordering::SeqCst) > max
+        {
+            let mut error = TwilioError::new(StatusCode::TOO_MANY_REQUESTS, 20429);
+            error.retry_after = global.retry_after;
+            return Err((error, "max_concurrent".to_owned()));
+        }
         let per_number = number
             .and_then(|n| store.numbers.get(n))
             .and_then(|rule| rule.latency_ms)
@@ -408,4 +471,62 @@ pub fn with_note(response: impl IntoResponse, note: impl Into<String>) -> Respon
     let mut response = response.into_response();
     response.extensions_mut().insert(FaultNote(note.into()));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fake's own operation names agree with the official descriptions.
+    #[test]
+    fn operation_names_match_the_spec() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/twilio-oai");
+        let api = OpenApi::load(&dir).expect("Twilio's OpenAPI descriptions beside the repository");
+        let account = "AC0123456789abcdef0123456789abcdef";
+        let sid = "SM0123456789abcdef0123456789abcdef";
+        let cases = [
+            (
+                "POST",
+                format!("/2010-04-01/Accounts/{account}/Messages.json"),
+            ),
+            ("POST", format!("/2010-04-01/Accounts/{account}/Messages")),
+            (
+                "GET",
+                format!("/2010-04-01/Accounts/{account}/Messages.json"),
+            ),
+            (
+                "GET",
+                format!("/2010-04-01/Accounts/{account}/Messages/{sid}.json"),
+            ),
+            (
+                "GET",
+                format!("/2010-04-01/Accounts/{account}/Messages/{sid}"),
+            ),
+            ("GET", "/v1/PhoneNumbers/%2B15108675310".to_owned()),
+            ("GET", "/v2/PhoneNumbers/%2B15108675310".to_owned()),
+        ];
+        for (method, path) in cases {
+            let outcome = api.check(&CheckRequest {
+                method,
+                path: &path,
+                query: &[],
+                content_type: None,
+                form: &[],
+                body_is_empty: true,
+                has_basic_auth: true,
+            });
+            assert_eq!(
+                outcome.operation.as_deref(),
+                operation_of(method, &path),
+                "{method} {path}"
+            );
+            assert!(outcome.operation.is_some(), "{method} {path}");
+        }
+        assert_eq!(operation_of("DELETE", "/v1/PhoneNumbers/x"), None);
+        assert_eq!(
+            operation_of("GET", "/2010-04-01/Accounts/AC1/Calls.json"),
+            None
+        );
+    }
 }

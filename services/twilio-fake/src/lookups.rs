@@ -26,8 +26,8 @@ pub struct Parsed {
     pub national: String,
 }
 
-/// Calling codes the fake knows, longest first within a leading digit is not needed: none of
-/// these is a prefix of another.
+/// Calling codes the fake knows, with their country and national number lengths. None is a
+/// prefix of another, so the first match is the only one.
 const COUNTRIES: &[(&str, &str, usize, usize)] = &[
     // (calling code, ISO country, fewest national digits, most national digits)
     ("1", "US", 10, 10),

@@ -261,6 +261,7 @@ impl OpenApi {
             .map(|p| resolve(doc, p))
             .collect();
         let mut known_query = Vec::new();
+        let mut map_prefixes: Vec<String> = Vec::new();
         for param in declared {
             let name = param["name"].as_str().unwrap_or_default();
             let required = param["required"].as_bool().unwrap_or(false);
@@ -275,6 +276,13 @@ impl OpenApi {
                 }
                 Some("query") => {
                     known_query.push(name);
+                    // Twilio's `prefixed-collapsible-map-X` objects travel as `Name.key=value`.
+                    if schema["format"]
+                        .as_str()
+                        .is_some_and(|f| f.starts_with("prefixed-collapsible-map-"))
+                    {
+                        map_prefixes.push(format!("{name}."));
+                    }
                     let values: Vec<&str> = request
                         .query
                         .iter()
@@ -295,7 +303,8 @@ impl OpenApi {
         }
         let mut reported = Vec::new();
         for (key, _) in request.query {
-            if !known_query.contains(&key.as_str()) && !reported.contains(key) {
+            let in_map = map_prefixes.iter().any(|p| key.starts_with(p.as_str()));
+            if !known_query.contains(&key.as_str()) && !in_map && !reported.contains(key) {
                 reported.push(key.clone());
                 v.push(Violation::new(
                     "query",

@@ -106,3 +106,55 @@ async fn credentials_are_checked() {
     assert_eq!(records[0]["auth_user"], serde_json::Value::Null);
     assert_eq!(records[0]["response_status"], 401);
 }
+
+#[tokio::test]
+async fn api_keys_act_for_their_account() {
+    let key = "SKabcdefabcdefabcdefabcdefabcdefab";
+    let fake = Fake::start_with(|c| {
+        c.api_keys = vec![format!("{ACCOUNT}:{key}:key-secret").parse().unwrap()];
+    })
+    .await;
+    let form = [("To", TO), ("From", FROM), ("Body", "x")];
+    let created = fake
+        .client
+        .post(fake.messages_url())
+        .basic_auth(key, Some("key-secret"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let m: serde_json::Value = created.json().await.unwrap();
+    assert_eq!(m["account_sid"], ACCOUNT);
+    let record = fake.last_request().await;
+    assert_eq!(record["auth_user"], key);
+
+    let wrong = fake
+        .client
+        .post(fake.messages_url())
+        .basic_auth(key, Some("nope"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    expect_error(wrong, 401, 20003).await;
+    let other_account = fake
+        .client
+        .post(fake.url(&format!(
+            "/2010-04-01/Accounts/{OTHER_ACCOUNT}/Messages.json"
+        )))
+        .basic_auth(key, Some("key-secret"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    expect_error(other_account, 401, 20003).await;
+    let lookup = fake
+        .client
+        .get(fake.url("/v2/PhoneNumbers/%2B15108675310"))
+        .basic_auth(key, Some("key-secret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lookup.status(), 200);
+}

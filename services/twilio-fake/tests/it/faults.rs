@@ -257,3 +257,34 @@ async fn accept_then_fail_by_dropping_the_connection() {
     // The server is fine afterwards.
     assert_eq!(send_to(&fake, TO).await.status(), 201);
 }
+
+#[tokio::test]
+async fn concurrency_limit_answers_429() {
+    let fake = Fake::start().await;
+    fake.faults(json!({"max_concurrent": 2, "latency_ms": 500, "retry_after": 1}))
+        .await;
+    let sends = (0..5).map(|i| {
+        let fake = &fake;
+        async move {
+            // Stagger the arrivals so the first two are surely in flight first.
+            tokio::time::sleep(Duration::from_millis(if i < 2 { 0 } else { 150 })).await;
+            send_to(fake, TO).await
+        }
+    });
+    let responses = futures::future::join_all(sends).await;
+    let mut statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 201, 429, 429, 429]);
+    let limited = responses.iter().find(|r| r.status() == 429).unwrap();
+    assert_eq!(limited.headers()["retry-after"], "1");
+    let notes: Vec<Value> = fake
+        .requests()
+        .await
+        .iter()
+        .map(|r| r["fault"].clone())
+        .filter(|f| !f.is_null())
+        .collect();
+    assert_eq!(notes, vec![json!("max_concurrent"); 3]);
+    // Once the first two are done, requests pass again.
+    assert_eq!(send_to(&fake, TO).await.status(), 201);
+}

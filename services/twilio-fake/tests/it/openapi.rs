@@ -88,6 +88,13 @@ async fn valid_requests_have_no_violations() {
         .await;
     assert_eq!(violations(&fake).await, vec![]);
     assert_eq!(fake.last_request().await["operation"], "FetchPhoneNumber");
+    fake.get("/v1/PhoneNumbers/%2B15108675310?AddOns=x&AddOnsData.x.key=1")
+        .await;
+    assert_eq!(
+        violations(&fake).await,
+        vec![],
+        "a prefixed collapsible map"
+    );
     fake.get("/v2/PhoneNumbers/%2B15108675310?Fields=line_type_intelligence,caller_name")
         .await;
     assert_eq!(violations(&fake).await, vec![]);
@@ -234,5 +241,9 @@ async fn without_descriptions_nothing_is_checked() {
     assert_eq!(response.status(), 201);
     let record = fake.last_request().await;
     assert_eq!(record["openapi_checked"], false);
+    assert_eq!(
+        record["operation"], "CreateMessage",
+        "named without the descriptions"
+    );
     assert_eq!(record["openapi_violations"], serde_json::json!([]));
 }
