@@ -148,8 +148,18 @@ impl Started {
             }
         }
         tracing::info!("behavior-worker stopping: no new requests; draining in-flight ones");
-        // Stop receiving first, so NATS routes new requests to the other replicas.
+        // Stop receiving first, so NATS routes new requests to the other replicas; then answer
+        // what was already delivered to this replica (buffered in the client), instead of
+        // leaving those callers to time out.
         let _ = endpoint.stop().await;
+        while let Ok(Some(request)) = tokio::time::timeout(Duration::from_millis(500), endpoint.next()).await {
+            let permit = permits.clone().acquire_owned().await.expect("semaphore never closed");
+            let worker = worker.clone();
+            tokio::spawn(async move {
+                worker.handle(request).await;
+                drop(permit);
+            });
+        }
         let drained = tokio::time::timeout(opts.drain_timeout, permits.acquire_many(opts.max_in_flight as u32)).await;
         if drained.is_err() {
             tracing::warn!("drain timeout: some requests were still running");

@@ -17,6 +17,7 @@ fn help(bin: &str) -> String {
     let mut cmd = match bin {
         "ingress" => ingress::cli::Cli::command(),
         "behavior-worker" => behavior_worker::cli::Cli::command(),
+        "twilio-fake" => <twilio_fake::Config as clap::Args>::augment_args(clap::Command::new("twilio-fake")),
         other => panic!("unknown binary {other}"),
     };
     cmd.render_long_help().to_string()
@@ -26,7 +27,7 @@ fn help(bin: &str) -> String {
 fn compose_runs_the_whole_system() {
     let c = compose();
     let services = c["services"].as_mapping().expect("services");
-    for name in ["nats", "postgres", "migrate", "ingress", "behavior-worker"] {
+    for name in ["nats", "postgres", "migrate", "ingress", "behavior-worker", "twilio-fake"] {
         assert!(services.contains_key(name), "service {name}");
     }
     assert!(c["services"]["nats"]["command"].as_sequence().unwrap().iter().any(|a| a.as_str() == Some("-js")), "JetStream on");
@@ -37,7 +38,12 @@ fn compose_runs_the_whole_system() {
 fn every_environment_variable_in_compose_is_one_the_binary_reads() {
     let c = compose();
     let known_elsewhere = ["POSTGRES_PASSWORD", "POSTGRES_USER", "POSTGRES_DB", "RUST_LOG", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME"];
-    for (service, bin) in [("ingress", "ingress"), ("behavior-worker", "behavior-worker"), ("migrate", "behavior-worker")] {
+    for (service, bin) in [
+        ("ingress", "ingress"),
+        ("behavior-worker", "behavior-worker"),
+        ("migrate", "behavior-worker"),
+        ("twilio-fake", "twilio-fake"),
+    ] {
         let help = help(bin);
         let cmd = c["services"][service]["command"].as_sequence().unwrap_or_else(|| panic!("{service} command"));
         assert_eq!(cmd[0].as_str(), Some(bin), "{service} runs {bin}");
