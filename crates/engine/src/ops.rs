@@ -127,23 +127,7 @@ fn like_regex(value: &str) -> Regex {
 /// delimiter; bracket pairs `()[]{}<>`) with flags `i m s x u`.
 pub fn compile_pcre(value: &str) -> Result<Regex, PatternError> {
     let err = |reason: &str| PatternError { pattern: value.to_string(), reason: reason.to_string() };
-    let trimmed = value.trim_start();
-    let mut chars = trimmed.chars();
-    let open = chars.next().ok_or_else(|| err("empty pattern"))?;
-    if open.is_alphanumeric() || open == '\\' {
-        return Err(err("delimiter must not be alphanumeric or backslash"));
-    }
-    let close = match open {
-        '(' => ')',
-        '[' => ']',
-        '{' => '}',
-        '<' => '>',
-        c => c,
-    };
-    let rest = &trimmed[open.len_utf8()..];
-    let end = rest.rfind(close).ok_or_else(|| err(&format!("no ending delimiter '{close}' found")))?;
-    let body = &rest[..end];
-    let flags = &rest[end + close.len_utf8()..];
+    let switchboard_twig::pcre::Parts { body, flags } = switchboard_twig::pcre::split(value).map_err(|reason| err(&reason))?;
     let mut builder = RegexBuilder::new(body);
     builder.size_limit(REGEX_SIZE_LIMIT).unicode(false);
     for flag in flags.chars() {

@@ -133,6 +133,20 @@ impl Object for HeadersObject {
     }
 }
 
+/// Adds a header value under `key`, joining repeated headers with `", "` as PHP's server
+/// variables and Cerb's HTTP client do.
+pub(crate) fn append_header<S: std::hash::BuildHasher>(map: &mut IndexMap<String, String, S>, key: String, value: &str) {
+    match map.get_mut(&key) {
+        Some(existing) => {
+            existing.push_str(", ");
+            existing.push_str(value);
+        }
+        None => {
+            map.insert(key, value.to_string());
+        }
+    }
+}
+
 /// How a condition's `name` is folded before lookup: lower-case and `-` → `_` only.
 pub fn condition_key(name: &str) -> String {
     name.to_lowercase().replace('-', "_")
@@ -168,16 +182,7 @@ impl WebhookRequest {
             if lower == "content-type" || lower == "content-length" {
                 continue;
             }
-            let key = lower.replace('-', "_");
-            match headers.get_mut(&key) {
-                Some(existing) => {
-                    existing.push_str(", ");
-                    existing.push_str(value);
-                }
-                None => {
-                    headers.insert(key, value.clone());
-                }
-            }
+            append_header(&mut headers, lower.replace('-', "_"), value);
         }
         let client_ip = self.client_ip.split(',').next().unwrap_or("").trim().to_string();
         NormalizedRequest {

@@ -945,16 +945,7 @@ fn response_placeholder(outcome: &HttpOutcome, request_body: &str, raw: bool) ->
         HttpOutcome::Response(r) => {
             let mut headers: IndexMap<String, String> = IndexMap::new();
             for (k, v) in &r.headers {
-                let key = k.to_ascii_lowercase();
-                match headers.get_mut(&key) {
-                    Some(existing) => {
-                        existing.push_str(", ");
-                        existing.push_str(v);
-                    }
-                    None => {
-                        headers.insert(key, v.clone());
-                    }
-                }
+                crate::request::append_header(&mut headers, k.to_ascii_lowercase(), v);
             }
             let content_type = headers
                 .get("content-type")

@@ -1564,23 +1564,7 @@ fn compile_pcre_uncached(pattern: &str) -> Result<regex::Regex, Error> {
             "Regexp \"{pattern}\" passed to \"matches\" is not valid"
         ))
     };
-    let trimmed = pattern.trim_start();
-    let mut chars = trimmed.chars();
-    let open = chars.next().ok_or_else(invalid)?;
-    if open.is_alphanumeric() || open == '\\' {
-        return Err(invalid());
-    }
-    let close = match open {
-        '(' => ')',
-        '[' => ']',
-        '{' => '}',
-        '<' => '>',
-        c => c,
-    };
-    let body_and_flags = &trimmed[open.len_utf8()..];
-    let end = body_and_flags.rfind(close).ok_or_else(invalid)?;
-    let body = &body_and_flags[..end];
-    let flags = &body_and_flags[end + close.len_utf8()..];
+    let crate::pcre::Parts { body, flags } = crate::pcre::split(pattern).map_err(|_| invalid())?;
     let mut builder = regex::RegexBuilder::new(body);
     builder
         .size_limit(1 << 20)

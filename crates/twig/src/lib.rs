@@ -3,6 +3,7 @@
 //! the run limits of a template (fuel and rendered size). See README.md for the supported dialect
 //! and the known differences from Cerb.
 
+pub mod pcre;
 mod date;
 mod filters;
 mod php;
