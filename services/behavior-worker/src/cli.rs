@@ -29,6 +29,11 @@ pub struct Cli {
     /// Database connections of this replica.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16, global = true)]
     pub db_max_connections: u32,
+    /// Wait for the database to flush each run record to disk before answering. Off: a
+    /// database crash can lose the last few hundred milliseconds of run records and MessageSid
+    /// claims (a Twilio retry of such a message then runs again); on: two disk flushes per webhook.
+    #[arg(long, env = "WORKER_SYNCHRONOUS_COMMIT", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    pub synchronous_commit: bool,
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
     pub log_format: switchboard_telemetry::LogFormat,

@@ -13,7 +13,7 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = switchboard_telemetry::init("behavior-worker", cli.log_format)?;
     let database_url = cli.database_url.as_deref().ok_or_else(|| anyhow::anyhow!("DATABASE_URL (or --database-url) is required"))?;
     Subjects::validate_prefix(&cli.subject_prefix).map_err(anyhow::Error::msg)?;
-    let pool = switchboard_store::connect(database_url, cli.db_max_connections).await?;
+    let pool = switchboard_store::connect_with(database_url, cli.db_max_connections, cli.synchronous_commit).await?;
     match cli.command.unwrap_or(Command::Run) {
         Command::Migrate => {
             switchboard_store::migrate(&pool).await?;
