@@ -1,0 +1,126 @@
+//! Transient failures at Twilio: rate-limited and failing sends are retried until each job is
+//! sent exactly once, and an ambiguous create is resolved by listing, not by sending again.
+
+use serde_json::json;
+use switchboard_store::outbound::JobState;
+use switchboard_wire::outbound::EventKind;
+
+use crate::support::{Harness, number, sms_job};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_30_percent_429_and_503_every_job_is_sent_exactly_once() {
+    let mut h = Harness::new().await.unwrap();
+    h.fake_put(
+        "faults",
+        json!({"seed": 7, "rate_429": 0.15, "rate_5xx": 0.15, "status_5xx": 503}),
+    )
+    .await;
+    h.start().await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..50 {
+        let job = sms_job(&format!("flaky-{i}"), &number(100 + i));
+        h.publish(&job).await.unwrap();
+        ids.push(format!("job-flaky-{i}"));
+    }
+    let finals = h.wait_final(&ids).await;
+    for (id, event) in &finals {
+        assert_eq!(event.kind, EventKind::Sent, "{id}: {event:?}");
+    }
+    h.wait_idle().await;
+
+    let created = h.created_by_recipient().await;
+    for i in 0..50 {
+        assert_eq!(created.get(&number(100 + i)), Some(&1), "job {i}");
+    }
+    let requests = h.create_requests_by_recipient().await;
+    let creates: usize = requests.values().sum();
+    assert!(
+        creates > 50,
+        "the faults fired: {creates} creates for 50 jobs"
+    );
+    for id in &ids {
+        assert_eq!(h.count_kind(id, EventKind::Sent), 1, "{id}");
+    }
+    // Events and rows agree on the SIDs.
+    for i in 0..50 {
+        let row = h
+            .store
+            .outbound_job(&format!("flaky-{i}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.state, JobState::Sent);
+        assert_eq!(row.twilio_sid, finals[&format!("job-flaky-{i}")].twilio_sid);
+    }
+    h.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ambiguous_create_is_resolved_by_the_list_check() {
+    let mut h = Harness::new().await.unwrap();
+    let answered_500 = number(20);
+    let dropped = number(21);
+    h.fake_put(
+        &format!("numbers/{}", answered_500.replace('+', "%2B")),
+        json!({"accept_then_fail": {"mode": "status", "status": 500}}),
+    )
+    .await;
+    h.fake_put(
+        &format!("numbers/{}", dropped.replace('+', "%2B")),
+        json!({"accept_then_fail": {"mode": "drop"}}),
+    )
+    .await;
+    h.start().await.unwrap();
+    h.publish(&sms_job("ambiguous-500", &answered_500))
+        .await
+        .unwrap();
+    h.publish(&sms_job("ambiguous-drop", &dropped))
+        .await
+        .unwrap();
+
+    let ids = ["job-ambiguous-500", "job-ambiguous-drop"].map(String::from);
+    let finals = h.wait_final(&ids).await;
+    h.wait_idle().await;
+
+    let messages = h.fake_get("messages").await;
+    for (id, to) in [
+        ("job-ambiguous-500", &answered_500),
+        ("job-ambiguous-drop", &dropped),
+    ] {
+        let event = &finals[id];
+        assert_eq!(event.kind, EventKind::Sent, "{id}: {event:?}");
+        let created: Vec<&serde_json::Value> = messages
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["message"]["to"] == to.as_str())
+            .collect();
+        assert_eq!(created.len(), 1, "{id}: one message at Twilio");
+        assert_eq!(
+            event.twilio_sid.as_deref(),
+            created[0]["message"]["sid"].as_str(),
+            "{id}: the message Twilio created was adopted"
+        );
+    }
+    let requests = h.create_requests_by_recipient().await;
+    assert_eq!(requests.get(&answered_500), Some(&1), "no second create");
+    assert_eq!(requests.get(&dropped), Some(&1), "no second create");
+    let lists = h.fake_get("requests?method=GET").await;
+    assert!(
+        lists
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["operation"] == "ListMessage"),
+        "the check listed messages"
+    );
+    let row = h
+        .store
+        .outbound_job("ambiguous-500")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.state, JobState::Sent);
+    assert_eq!(row.attempts, 1);
+    h.stop().await.unwrap();
+}
