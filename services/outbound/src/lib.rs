@@ -216,10 +216,14 @@ pub async fn run(
             permit = slots.clone().acquire_owned() => permit?,
         };
         let wanted = 1 + slots.available_permits();
-        let batch = tokio::select! {
-            () = stopped(&mut stop) => break 'fetching,
-            batch = consumer.batch().max_messages(wanted).expires(ctx.config.fetch_wait).messages() => batch,
-        };
+        // Not raced with shutdown: once the pull request is out, the server may deliver to it,
+        // so its messages are read (and NAKed at shutdown) rather than left to the ack wait.
+        let batch = consumer
+            .batch()
+            .max_messages(wanted)
+            .expires(ctx.config.fetch_wait)
+            .messages()
+            .await;
         let mut batch = match batch {
             Ok(batch) => batch,
             Err(e) => {
@@ -281,6 +285,11 @@ pub async fn run(
         );
         tasks.abort_all();
     }
+    // Acks and NAKs are plain publishes, buffered in the client: send them before the
+    // connection goes, or JetStream redelivers those jobs after the ack wait.
+    if let Err(e) = ctx.nats.flush().await {
+        tracing::warn!(error = %e, "flushing the last acknowledgements failed");
+    }
     Ok(())
 }
 
@@ -291,10 +300,11 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 }
 
 /// Gives back the jobs of a pull that arrive after shutdown began, so another replica (or the
-/// next start) takes them at once instead of after the ack wait.
+/// next start) takes them at once instead of after the ack wait. Reads until the pull ends (the
+/// server's timeout status at its expiry), so no job delivered to it is left behind.
 async fn nak_rest(batch: &mut consumer::pull::Batch, wait: Duration) {
     while let Ok(Some(Ok(message))) =
-        tokio::time::timeout(wait + Duration::from_secs(1), batch.next()).await
+        tokio::time::timeout(wait + Duration::from_secs(5), batch.next()).await
     {
         if let Err(e) = message.ack_with(AckKind::Nak(None)).await {
             tracing::warn!(error = %e, "could not NAK a job at shutdown");
@@ -397,6 +407,7 @@ async fn process(ctx: &Ctx, message: &jetstream::Message) -> anyhow::Result<Disp
     let seq = info.stream_sequence;
     let published = info.published;
     let msg_id = header(message, HEADER_MSG_ID);
+    tracing::debug!(seq, delivered = info.delivered, msg_id, "job delivered");
 
     let job = match decode_send_sms(&message.payload, msg_id) {
         Ok(job) => job,

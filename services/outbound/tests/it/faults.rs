@@ -3,7 +3,7 @@
 
 use serde_json::json;
 use switchboard_store::outbound::JobState;
-use switchboard_wire::outbound::EventKind;
+use switchboard_wire::outbound::{EventKind, HEADER_DEAD_LETTER_ATTEMPTS, HEADER_DEAD_LETTER_CODE};
 
 use crate::support::{Harness, number, sms_job};
 
@@ -122,5 +122,75 @@ async fn an_ambiguous_create_is_resolved_by_the_list_check() {
         .unwrap();
     assert_eq!(row.state, JobState::Sent);
     assert_eq!(row.attempts, 1);
+    h.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_keeps_failing_is_dead_lettered_after_the_attempts() {
+    let mut h = Harness::new().await.unwrap();
+    let busy = number(30);
+    let broken = number(31);
+    h.fake_put(
+        &format!("numbers/{}", busy.replace('+', "%2B")),
+        json!({"error": {"code": 20429}}),
+    )
+    .await;
+    h.fake_put(
+        &format!("numbers/{}", broken.replace('+', "%2B")),
+        json!({"error": {"code": 503, "empty_body": true}}),
+    )
+    .await;
+    h.start().await.unwrap();
+    h.publish(&sms_job("dead-429", &busy)).await.unwrap();
+    h.publish(&sms_job("dead-503", &broken)).await.unwrap();
+
+    let ids = ["job-dead-429", "job-dead-503"].map(String::from);
+    let finals = h.wait_final(&ids).await;
+    h.wait_idle().await;
+    let attempts = h.config.backoff.max_attempts;
+    for id in &ids {
+        let event = &finals[id];
+        assert_eq!(event.kind, EventKind::DeadLettered, "{id}: {event:?}");
+        assert_eq!(event.attempt, attempts, "{id}");
+        let error = event.error.as_ref().unwrap();
+        assert_eq!(error.code, "retries_exhausted", "{id}");
+        assert_eq!(h.count_kind(id, EventKind::DeadLettered), 1, "{id}");
+    }
+    assert!(
+        finals["job-dead-429"]
+            .error
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("20429"),
+        "names the last error"
+    );
+    let requests = h.create_requests_by_recipient().await;
+    assert_eq!(requests.get(&busy), Some(&(attempts as usize)));
+    assert_eq!(requests.get(&broken), Some(&(attempts as usize)));
+    assert!(h.created_by_recipient().await.is_empty());
+
+    let dead = h.dead_letters().await;
+    assert_eq!(dead.len(), 2);
+    for message in &dead {
+        assert_eq!(
+            message
+                .headers
+                .get(HEADER_DEAD_LETTER_CODE)
+                .unwrap()
+                .as_str(),
+            "retries_exhausted"
+        );
+        assert_eq!(
+            message
+                .headers
+                .get(HEADER_DEAD_LETTER_ATTEMPTS)
+                .unwrap()
+                .as_str(),
+            attempts.to_string()
+        );
+    }
+    let row = h.store.outbound_job("dead-503").await.unwrap().unwrap();
+    assert_eq!(row.state, JobState::Dead);
     h.stop().await.unwrap();
 }

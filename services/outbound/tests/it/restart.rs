@@ -37,8 +37,16 @@ async fn stopped_and_restarted_mid_batch_every_job_is_sent_once() {
         .count();
     assert!(sent_before < 40, "stopped mid-batch ({sent_before} sent)");
 
+    let restarted = tokio::time::Instant::now();
     h.start().await.unwrap();
     let finals = h.wait_final(&ids).await;
+    // Jobs fetched but not started were NAKed and the last acks flushed: none waited for the
+    // ack wait to be redelivered.
+    assert!(
+        restarted.elapsed() < h.config.ack_wait(),
+        "the restart took {:?}",
+        restarted.elapsed()
+    );
     h.wait_idle().await;
     for (id, event) in &finals {
         assert_eq!(event.kind, EventKind::Sent, "{id}: {event:?}");
