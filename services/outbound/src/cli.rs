@@ -150,3 +150,50 @@ impl Cli {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed_and_every_option_has_an_env_var() {
+        Cli::command().debug_assert();
+        for arg in Cli::command().get_arguments() {
+            if !["help", "version"].contains(&arg.get_id().as_str()) {
+                assert!(arg.get_env().is_some(), "--{} has no env var", arg.get_id());
+            }
+        }
+    }
+
+    #[test]
+    fn options_become_the_service_configuration() {
+        let cli = Cli::try_parse_from([
+            "outbound",
+            "--max-in-flight",
+            "0",
+            "--max-attempts",
+            "3",
+            "--backoff-base-ms",
+            "100",
+            "--backoff-cap-ms",
+            "50",
+            "--twilio-api-base",
+            "http://127.0.0.1:8090",
+        ])
+        .unwrap();
+        let config = cli.outbound_config();
+        assert_eq!(config.max_in_flight, 1, "at least one job at a time");
+        assert_eq!(config.backoff.max_attempts, 3);
+        assert_eq!(
+            config.backoff.cap,
+            Duration::from_millis(100),
+            "cap not below base"
+        );
+        assert_eq!(cli.client_config().api_base, "http://127.0.0.1:8090");
+        assert!(cli.command.is_none(), "run is the default");
+        let cli = Cli::try_parse_from(["outbound", "migrate"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Migrate)));
+    }
+}
