@@ -5,7 +5,7 @@ use serde_json::json;
 use switchboard_store::outbound::JobState;
 use switchboard_wire::outbound::{EventKind, HEADER_DEAD_LETTER_ATTEMPTS, HEADER_DEAD_LETTER_CODE};
 
-use crate::support::{Harness, number, sms_job};
+use crate::support::{ACCOUNT_SID, AUTH_TOKEN, FROM, Harness, number, sms_job};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_30_percent_429_and_503_every_job_is_sent_exactly_once() {
@@ -192,5 +192,61 @@ async fn a_job_that_keeps_failing_is_dead_lettered_after_the_attempts() {
     }
     let row = h.store.outbound_job("dead-503").await.unwrap().unwrap();
     assert_eq!(row.state, JobState::Dead);
+    h.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_cut_short_by_a_crash_is_adopted_not_repeated() {
+    let mut h = Harness::new().await.unwrap();
+    let to = number(40);
+    let job = sms_job("crashed-1", &to);
+    // What a process that died mid-create leaves behind: the row in `sending` (attempt 1, its
+    // lease run out) and, at Twilio, the message that create made.
+    let (row, _) = h
+        .store
+        .outbound_job_upsert("crashed-1", "job-crashed-1", "sms.send")
+        .await
+        .unwrap();
+    h.store
+        .outbound_claim_attempt(&row, std::time::Duration::ZERO)
+        .await
+        .unwrap()
+        .expect("claimed");
+    let created: serde_json::Value = h
+        .http
+        .post(format!(
+            "{}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json",
+            h.fake.base_url()
+        ))
+        .basic_auth(ACCOUNT_SID, Some(AUTH_TOKEN))
+        .form(&[
+            ("To", to.as_str()),
+            ("From", FROM),
+            ("Body", "Hello from crashed-1"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sid = created["sid"].as_str().unwrap().to_owned();
+
+    h.start().await.unwrap();
+    h.publish(&job).await.unwrap();
+    let finals = h.wait_final(&["job-crashed-1".to_owned()]).await;
+    let event = &finals["job-crashed-1"];
+    assert_eq!(event.kind, EventKind::Sent, "{event:?}");
+    assert_eq!(event.twilio_sid.as_deref(), Some(sid.as_str()), "adopted");
+    h.wait_idle().await;
+    assert_eq!(h.created_by_recipient().await.get(&to), Some(&1));
+    assert_eq!(
+        h.create_requests_by_recipient().await.get(&to),
+        Some(&1),
+        "only the crashed process's create"
+    );
+    let row = h.store.outbound_job("crashed-1").await.unwrap().unwrap();
+    assert_eq!(row.state, JobState::Sent);
+    assert_eq!(row.attempts, 1);
     h.stop().await.unwrap();
 }
