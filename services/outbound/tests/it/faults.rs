@@ -250,3 +250,51 @@ async fn a_create_cut_short_by_a_crash_is_adopted_not_repeated() {
     assert_eq!(row.attempts, 1);
     h.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_full_is_retried_and_retry_after_is_honoured() {
+    let mut h = Harness::new().await.unwrap();
+    let queue_full = number(50);
+    let told_to_wait = number(51);
+    h.fake_put(
+        &format!("numbers/{}", queue_full.replace('+', "%2B")),
+        json!({"error": {"code": 21611, "times": 2}}),
+    )
+    .await;
+    h.fake_put(
+        &format!("numbers/{}", told_to_wait.replace('+', "%2B")),
+        json!({"error": {"code": 20429, "retry_after": 1, "times": 1}}),
+    )
+    .await;
+    h.start().await.unwrap();
+    h.publish(&sms_job("full-1", &queue_full)).await.unwrap();
+    h.publish(&sms_job("wait-1", &told_to_wait)).await.unwrap();
+    let ids = ["job-full-1", "job-wait-1"].map(String::from);
+    let finals = h.wait_final(&ids).await;
+    for id in &ids {
+        assert_eq!(finals[id].kind, EventKind::Sent, "{id}: {:?}", finals[id]);
+    }
+    let requests = h.create_requests_by_recipient().await;
+    assert_eq!(
+        requests.get(&queue_full),
+        Some(&3),
+        "21611 twice, then sent"
+    );
+    assert_eq!(requests.get(&told_to_wait), Some(&2), "429 once, then sent");
+
+    let at = |id: &str, kind: EventKind| {
+        let event = h
+            .events_of(id)
+            .into_iter()
+            .find(|e| e.kind == kind)
+            .unwrap();
+        time::OffsetDateTime::parse(&event.at, &time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let waited = at("job-wait-1", EventKind::Sent) - at("job-wait-1", EventKind::Accepted);
+    assert!(
+        waited >= time::Duration::milliseconds(900),
+        "Retry-After: 1 was honoured over the 100 ms backoff cap (waited {waited})"
+    );
+    h.stop().await.unwrap();
+}
