@@ -1,0 +1,311 @@
+//! The outbound service's job state (`outbound_jobs`, migration `20261125000002_outbound.sql`):
+//! one row per job, keyed by its idempotency key, moved through queued → sending → sent | failed
+//! | dead by compare-and-set updates, so a redelivered or re-published job is never sent twice.
+//! Also the account lookup by name that jobs (`{"account": {"name": …}}`) need.
+
+use sqlx::Row;
+use time::OffsetDateTime;
+
+use crate::{Account, AccountCredentials, Result, Store, StoreError, account_from_row};
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobState {
+    /// Known, no create in flight, none made that could have succeeded.
+    Queued,
+    /// A create was started and its outcome is not known to have created nothing: either it is
+    /// in flight (`lease_until` in the future) or it failed ambiguously or the process died.
+    Sending,
+    /// Twilio created the message (`twilio_sid`).
+    Sent,
+    /// Permanently failed (a Twilio error that repeating cannot fix, an unknown account).
+    Failed,
+    /// Retries or age exhausted; the job was dead-lettered.
+    Dead,
+}
+
+impl JobState {
+    /// The value in the `state` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Sending => "sending",
+            JobState::Sent => "sent",
+            JobState::Failed => "failed",
+            JobState::Dead => "dead",
+        }
+    }
+
+    /// True for the states a job never leaves.
+    pub fn is_final(self) -> bool {
+        matches!(self, JobState::Sent | JobState::Failed | JobState::Dead)
+    }
+
+    fn parse(s: &str) -> Result<JobState> {
+        Ok(match s {
+            "queued" => JobState::Queued,
+            "sending" => JobState::Sending,
+            "sent" => JobState::Sent,
+            "failed" => JobState::Failed,
+            "dead" => JobState::Dead,
+            other => return Err(StoreError::Corrupt(format!("outbound job state '{other}'"))),
+        })
+    }
+}
+
+/// One `outbound_jobs` row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboundJob {
+    pub idempotency_key: String,
+    pub job_id: String,
+    /// `sms.send` (the contract's job type name).
+    pub job_type: String,
+    pub state: JobState,
+    /// Creates started at Twilio.
+    pub attempts: u32,
+    /// While a create is in flight, until when it may be.
+    pub lease_until: Option<OffsetDateTime>,
+    pub twilio_sid: Option<String>,
+    pub twilio_status: Option<String>,
+    pub last_error_code: Option<String>,
+    pub last_error_message: Option<String>,
+    /// The `accepted` event was published.
+    pub accepted_published: bool,
+    /// The final event (and, for failures, the dead-letter copy) was published.
+    pub final_published: bool,
+    pub created_at: OffsetDateTime,
+    /// When the first create started: the ambiguity check lists messages created since then.
+    pub first_attempt_at: Option<OffsetDateTime>,
+    pub updated_at: OffsetDateTime,
+    pub finished_at: Option<OffsetDateTime>,
+    /// The database's clock when the row was read (leases are compared with it, not ours).
+    pub now: OffsetDateTime,
+}
+
+impl OutboundJob {
+    /// True while another delivery holds a create in flight.
+    pub fn is_leased(&self) -> bool {
+        self.state == JobState::Sending && self.lease_until.is_some_and(|until| until > self.now)
+    }
+
+    fn from_row(r: &sqlx::postgres::PgRow) -> Result<OutboundJob> {
+        let attempts: i32 = r.get("attempts");
+        Ok(OutboundJob {
+            idempotency_key: r.get("idempotency_key"),
+            job_id: r.get("job_id"),
+            job_type: r.get("job_type"),
+            state: JobState::parse(r.get("state"))?,
+            attempts: u32::try_from(attempts).unwrap_or(0),
+            lease_until: r.get("lease_until"),
+            twilio_sid: r.get("twilio_sid"),
+            twilio_status: r.get("twilio_status"),
+            last_error_code: r.get("last_error_code"),
+            last_error_message: r.get("last_error_message"),
+            accepted_published: r.get("accepted_published"),
+            final_published: r.get("final_published"),
+            created_at: r.get("created_at"),
+            first_attempt_at: r.get("first_attempt_at"),
+            updated_at: r.get("updated_at"),
+            finished_at: r.get("finished_at"),
+            now: r.get("db_now"),
+        })
+    }
+}
+
+/// Every column, plus the database clock.
+const COLUMNS: &str = "idempotency_key, job_id, job_type, state, attempts, lease_until, twilio_sid, \
+    twilio_status, last_error_code, last_error_message, accepted_published, final_published, \
+    created_at, first_attempt_at, updated_at, finished_at, now() AS db_now";
+
+/// A failure to record against a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFailure<'a> {
+    /// A Twilio code as a decimal string, or one of the contract's own codes.
+    pub code: &'a str,
+    pub message: &'a str,
+}
+
+/// Which event flag to set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    Accepted,
+    Final,
+}
+
+impl Store {
+    /// An account by its unique name, without its secret.
+    pub async fn account_by_name(&self, name: &str) -> Result<Option<Account>> {
+        let row = sqlx::query(
+            "SELECT id, name, provider, account_sid, allowed_hosts FROM connected_accounts WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(account_from_row))
+    }
+
+    /// An account with its decrypted token, by name.
+    pub async fn credentials_by_name(&self, name: &str) -> Result<Option<AccountCredentials>> {
+        match self.account_by_name(name).await? {
+            Some(account) => self.credentials(account.id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The job's row, created `queued` if it is new. The flag says whether this call created it.
+    pub async fn outbound_job_upsert(
+        &self,
+        idempotency_key: &str,
+        job_id: &str,
+        job_type: &str,
+    ) -> Result<(OutboundJob, bool)> {
+        let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO outbound_jobs (idempotency_key, job_id, job_type) VALUES ($1, $2, $3) \
+             ON CONFLICT (idempotency_key) DO NOTHING RETURNING {COLUMNS}"
+        )))
+        .bind(idempotency_key)
+        .bind(job_id)
+        .bind(job_type)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = inserted {
+            return Ok((OutboundJob::from_row(&row)?, true));
+        }
+        let job = self
+            .outbound_job(idempotency_key)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("outbound job '{idempotency_key}'")))?;
+        Ok((job, false))
+    }
+
+    /// The job's row.
+    pub async fn outbound_job(&self, idempotency_key: &str) -> Result<Option<OutboundJob>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM outbound_jobs WHERE idempotency_key = $1"
+        )))
+        .bind(idempotency_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(OutboundJob::from_row).transpose()
+    }
+
+    /// Starts create attempt `seen.attempts + 1`: `sending`, leased for `lease`, if the row is
+    /// still as `seen` left it (same state and attempts, not leased). `None` when another
+    /// delivery changed it first; it must not send then.
+    pub async fn outbound_claim_attempt(
+        &self,
+        seen: &OutboundJob,
+        lease: std::time::Duration,
+    ) -> Result<Option<OutboundJob>> {
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE outbound_jobs SET state = 'sending', attempts = attempts + 1, \
+               lease_until = now() + make_interval(secs => $4::double precision / 1000), \
+               first_attempt_at = coalesce(first_attempt_at, now()), updated_at = now() \
+             WHERE idempotency_key = $1 AND state = $2 AND attempts = $3 \
+               AND (lease_until IS NULL OR lease_until <= now()) \
+             RETURNING {COLUMNS}"
+        )))
+        .bind(&seen.idempotency_key)
+        .bind(seen.state.as_str())
+        .bind(i32::try_from(seen.attempts).unwrap_or(i32::MAX))
+        .bind(lease_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(OutboundJob::from_row).transpose()
+    }
+
+    /// Records the message Twilio created (or the one the ambiguity check found): `sent`.
+    /// `false` when the job had already ended (another delivery recorded its outcome first).
+    pub async fn outbound_mark_sent(
+        &self,
+        idempotency_key: &str,
+        twilio_sid: &str,
+        twilio_status: Option<&str>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE outbound_jobs SET state = 'sent', twilio_sid = $2, twilio_status = $3, \
+               lease_until = NULL, updated_at = now(), finished_at = now() \
+             WHERE idempotency_key = $1 AND state IN ('queued', 'sending')",
+        )
+        .bind(idempotency_key)
+        .bind(twilio_sid)
+        .bind(twilio_status)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records a failure and the state it leaves the job in: `queued` (retry; nothing was
+    /// created), `sending` (retry after checking; something may have been created), `failed` or
+    /// `dead` (final). Releases the lease. `false` when the job had already ended.
+    pub async fn outbound_record_failure(
+        &self,
+        idempotency_key: &str,
+        state: JobState,
+        failure: &JobFailure<'_>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE outbound_jobs SET state = $2, last_error_code = $3, last_error_message = $4, \
+               lease_until = NULL, updated_at = now(), \
+               finished_at = CASE WHEN $2 IN ('failed', 'dead') THEN now() ELSE NULL END \
+             WHERE idempotency_key = $1 AND state IN ('queued', 'sending')",
+        )
+        .bind(idempotency_key)
+        .bind(state.as_str())
+        .bind(failure.code)
+        .bind(failure.message)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Notes that an event was published.
+    pub async fn outbound_mark_published(
+        &self,
+        idempotency_key: &str,
+        which: Published,
+    ) -> Result<()> {
+        let sql = match which {
+            Published::Accepted => {
+                "UPDATE outbound_jobs SET accepted_published = TRUE, updated_at = now() WHERE idempotency_key = $1"
+            }
+            Published::Final => {
+                "UPDATE outbound_jobs SET final_published = TRUE, updated_at = now() WHERE idempotency_key = $1"
+            }
+        };
+        sqlx::query(sql)
+            .bind(idempotency_key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Which of `sids` another job (not `idempotency_key`) already owns.
+    pub async fn outbound_sids_taken(
+        &self,
+        sids: &[String],
+        idempotency_key: &str,
+    ) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT twilio_sid FROM outbound_jobs WHERE twilio_sid = ANY($1) AND idempotency_key <> $2",
+        )
+        .bind(sids)
+        .bind(idempotency_key)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| r.get("twilio_sid")).collect())
+    }
+
+    /// Jobs by state, for operators and tests.
+    pub async fn outbound_count_by_state(&self) -> Result<Vec<(JobState, i64)>> {
+        let rows = sqlx::query(
+            "SELECT state, count(*) AS n FROM outbound_jobs GROUP BY state ORDER BY state",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((JobState::parse(r.get("state"))?, r.get("n"))))
+            .collect()
+    }
+}

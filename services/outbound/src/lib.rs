@@ -1,0 +1,1038 @@
+//! `outbound`: consumes send-SMS jobs (`docs/jobs.md`) from NATS JetStream with the durable pull
+//! consumer `outbound` and sends them through Twilio's Messages API, never losing a job and never
+//! sending one twice.
+//!
+//! How: every job has a row in `outbound_jobs` (its idempotency key). A create starts only after
+//! the row is marked `sending` with the attempt (a compare-and-set, so two deliveries of one key
+//! cannot both send); a row that already has a SID is acknowledged without sending; a create that
+//! failed ambiguously (5xx, timeout, unreadable 201, or a process that died mid-request) is
+//! followed by a list of the recipient's messages at Twilio before anything is sent again, and a
+//! match is adopted. The JetStream message is acknowledged only after its outcome is recorded
+//! and its final event published; retries are NAKs with a delay from [`Backoff`].
+//!
+//! [`run`] does everything; `main.rs` only reads the configuration and connects.
+
+pub mod cli;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, AckKind, consumer, stream};
+use futures::StreamExt;
+use rand::Rng;
+use secrecy::ExposeSecret;
+use switchboard_store::Store;
+use switchboard_store::outbound::{JobFailure, JobState, OutboundJob, Published};
+use switchboard_twilio::client::{
+    Backoff, CreateMessage, Credentials, ListFilter, Message, Sender, TwilioClient, TwilioError,
+};
+use switchboard_twilio::{AccountSid, E164, ErrorKind, MessagingServiceSid};
+use switchboard_wire::outbound::{
+    AccountRef, EVENT_VERSION, EventKind, HEADER_DEAD_LETTER_ATTEMPTS, HEADER_DEAD_LETTER_CODE,
+    HEADER_MSG_ID, HEADER_REPLY_TO, JobError, JobEvent, JobSubjects, JobType, OUTBOUND_CONSUMER,
+    SendSmsJob, codes, decode_send_sms,
+};
+use time::OffsetDateTime;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tracing::Instrument as _;
+
+/// On dead-lettered copies: the message of the last error (with the last Twilio error, if any).
+pub const HEADER_DEAD_LETTER_MESSAGE: &str = "Switchboard-Error-Message";
+
+/// How far Twilio's clock may be behind ours: the ambiguity check lists messages created since
+/// the first attempt less this.
+const CLOCK_SKEW: Duration = Duration::from_secs(120);
+
+/// How long the events stream remembers event ids, so an event published again after a crash
+/// is stored once.
+const EVENT_DUPLICATE_WINDOW: Duration = Duration::from_secs(60 * 60);
+
+/// The job type name in `outbound_jobs.job_type`.
+const SMS_SEND: &str = "sms.send";
+
+/// How the service behaves; [`OutboundConfig::new`] gives the defaults.
+#[derive(Debug, Clone)]
+pub struct OutboundConfig {
+    /// Subjects and stream names.
+    pub subjects: JobSubjects,
+    /// Jobs worked on at once (the semaphore) and the consumer's max ack pending.
+    pub max_in_flight: usize,
+    /// Retry delays and the number of creates per job.
+    pub backoff: Backoff,
+    /// A job older than this (since publication) is dead-lettered instead of tried again.
+    pub max_age: Duration,
+    /// The Twilio client's request timeout; the consumer's ack wait is set well above it.
+    pub request_timeout: Duration,
+    /// At shutdown, how long in-flight jobs may take to finish before they are abandoned (they
+    /// are redelivered after the ack wait).
+    pub drain_timeout: Duration,
+    /// How long one pull request waits for jobs; also bounds how long a shutdown waits for a
+    /// pull to end.
+    pub fetch_wait: Duration,
+}
+
+impl OutboundConfig {
+    /// Defaults for a subject prefix.
+    pub fn new(prefix: &str) -> OutboundConfig {
+        OutboundConfig {
+            subjects: JobSubjects::new(prefix),
+            max_in_flight: 32,
+            backoff: Backoff {
+                base: Duration::from_millis(500),
+                cap: Duration::from_secs(60),
+                max_attempts: 8,
+            },
+            max_age: Duration::from_secs(3600),
+            request_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(30),
+            fetch_wait: Duration::from_secs(5),
+        }
+    }
+
+    /// The consumer's ack wait: the request timeout plus room for the store and NATS. Jobs also
+    /// send progress acks while they work, so a slow list check does not trigger a redelivery.
+    pub fn ack_wait(&self) -> Duration {
+        self.request_timeout + Duration::from_secs(30)
+    }
+}
+
+/// Creates (idempotently) the job, dead-letter and event streams and the durable consumer.
+pub async fn setup(
+    js: &jetstream::Context,
+    config: &OutboundConfig,
+) -> anyhow::Result<consumer::PullConsumer> {
+    use anyhow::Context as _;
+    let subjects = &config.subjects;
+    let jobs = js
+        .get_or_create_stream(stream::Config {
+            name: subjects.job_stream(),
+            subjects: vec![subjects.jobs_wildcard()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: stream::StorageType::File,
+            duplicate_window: Duration::from_secs(
+                switchboard_wire::outbound::DUPLICATE_WINDOW_SECS,
+            ),
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("creating the stream {}", subjects.job_stream()))?;
+    js.get_or_create_stream(stream::Config {
+        name: subjects.dead_letter_stream(),
+        subjects: vec![subjects.dead_letter_wildcard()],
+        retention: stream::RetentionPolicy::Limits,
+        storage: stream::StorageType::File,
+        duplicate_window: EVENT_DUPLICATE_WINDOW,
+        ..Default::default()
+    })
+    .await
+    .with_context(|| format!("creating the stream {}", subjects.dead_letter_stream()))?;
+    js.get_or_create_stream(stream::Config {
+        name: subjects.event_stream(),
+        subjects: subjects.events_wildcards().to_vec(),
+        retention: stream::RetentionPolicy::Limits,
+        storage: stream::StorageType::File,
+        duplicate_window: EVENT_DUPLICATE_WINDOW,
+        ..Default::default()
+    })
+    .await
+    .with_context(|| format!("creating the stream {}", subjects.event_stream()))?;
+
+    let consumer_config = consumer::pull::Config {
+        durable_name: Some(OUTBOUND_CONSUMER.to_owned()),
+        description: Some("Switchboard outbound service: send-SMS jobs".to_owned()),
+        // Lookup jobs stay stored in the work queue until the lookup slice consumes them.
+        filter_subject: subjects.sms_send(),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: config.ack_wait(),
+        // Retries are ours (NAK with delay), bounded by attempts and age in the job's row.
+        max_deliver: -1,
+        max_ack_pending: i64::try_from(config.max_in_flight).unwrap_or(i64::MAX),
+        ..Default::default()
+    };
+    // Create or update (the ack wait and the in-flight bound follow the configuration).
+    match jobs.create_consumer(consumer_config).await {
+        Ok(consumer) => Ok(consumer),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not create or update the consumer; using it as it is");
+            jobs.get_consumer(OUTBOUND_CONSUMER)
+                .await
+                .map_err(|e| anyhow::anyhow!("getting the consumer {OUTBOUND_CONSUMER}: {e}"))
+        }
+    }
+}
+
+/// What the service needs while it runs.
+struct Ctx {
+    config: OutboundConfig,
+    store: Store,
+    nats: async_nats::Client,
+    js: jetstream::Context,
+    twilio: TwilioClient,
+}
+
+/// Consumes jobs until `shutdown` completes, then stops fetching, NAKs the jobs it fetched but
+/// did not start, and waits (at most the drain timeout) for those in flight.
+pub async fn run(
+    config: OutboundConfig,
+    store: Store,
+    nats: async_nats::Client,
+    twilio: TwilioClient,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let js = jetstream::new(nats.clone());
+    let consumer = setup(&js, &config).await?;
+    tracing::info!(
+        stream = %config.subjects.job_stream(),
+        subject = %config.subjects.sms_send(),
+        max_in_flight = config.max_in_flight,
+        "outbound consuming"
+    );
+    let (stop_tx, mut stop) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let ctx = Arc::new(Ctx {
+        config,
+        store,
+        nats,
+        js,
+        twilio,
+    });
+    let slots = Arc::new(Semaphore::new(ctx.config.max_in_flight));
+    let mut tasks = JoinSet::new();
+
+    'fetching: loop {
+        while let Some(done) = tasks.try_join_next() {
+            if let Err(e) = done {
+                tracing::error!(error = %e, "job task failed");
+            }
+        }
+        let first = tokio::select! {
+            () = stopped(&mut stop) => break 'fetching,
+            permit = slots.clone().acquire_owned() => permit?,
+        };
+        let wanted = 1 + slots.available_permits();
+        // Not raced with shutdown: once the pull request is out, the server may deliver to it,
+        // so its messages are read (and NAKed at shutdown) rather than left to the ack wait.
+        let batch = consumer
+            .batch()
+            .max_messages(wanted)
+            .expires(ctx.config.fetch_wait)
+            .messages()
+            .await;
+        let mut batch = match batch {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::warn!(error = %e, "pulling jobs failed; trying again");
+                drop(first);
+                tokio::select! {
+                    () = stopped(&mut stop) => break 'fetching,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue 'fetching,
+                }
+            }
+        };
+        let mut first = Some(first);
+        loop {
+            let next = tokio::select! {
+                biased;
+                () = stopped(&mut stop) => {
+                    nak_rest(&mut batch, ctx.config.fetch_wait).await;
+                    break 'fetching;
+                }
+                next = batch.next() => next,
+            };
+            let message = match next {
+                None => break,
+                Some(Ok(message)) => message,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "pulling jobs failed");
+                    break;
+                }
+            };
+            let permit = match first.take() {
+                Some(permit) => permit,
+                // Only this loop takes permits, so the ones counted above are still free.
+                None => slots.clone().acquire_owned().await?,
+            };
+            let ctx = ctx.clone();
+            tasks.spawn(async move {
+                handle(&ctx, message).await;
+                drop(permit);
+            });
+        }
+    }
+
+    tracing::info!(
+        in_flight = tasks.len(),
+        "shutting down: draining jobs in flight"
+    );
+    let drained = tokio::time::timeout(ctx.config.drain_timeout, async {
+        while let Some(done) = tasks.join_next().await {
+            if let Err(e) = done {
+                tracing::error!(error = %e, "job task failed");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            abandoned = tasks.len(),
+            "drain timed out; the jobs still in flight are redelivered after the ack wait"
+        );
+        tasks.abort_all();
+    }
+    // Acks and NAKs are plain publishes, buffered in the client: send them before the
+    // connection goes, or JetStream redelivers those jobs after the ack wait.
+    if let Err(e) = ctx.nats.flush().await {
+        tracing::warn!(error = %e, "flushing the last acknowledgements failed");
+    }
+    Ok(())
+}
+
+/// Completes once shutdown was asked for (at once if it already was).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // Returns a guard that must not live across later awaits: dropped here.
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Gives back the jobs of a pull that arrive after shutdown began, so another replica (or the
+/// next start) takes them at once instead of after the ack wait. Reads until the pull ends (the
+/// server's timeout status at its expiry), so no job delivered to it is left behind.
+async fn nak_rest(batch: &mut consumer::pull::Batch, wait: Duration) {
+    while let Ok(Some(Ok(message))) =
+        tokio::time::timeout(wait + Duration::from_secs(5), batch.next()).await
+    {
+        if let Err(e) = message.ack_with(AckKind::Nak(None)).await {
+            tracing::warn!(error = %e, "could not NAK a job at shutdown");
+        }
+    }
+}
+
+/// What to tell JetStream about a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Disposition {
+    /// Done (its outcome is recorded and published).
+    Ack,
+    /// Deliver again after this delay.
+    Retry(Duration),
+}
+
+/// Works on one delivery, with progress acks while it takes long, and answers JetStream.
+async fn handle(ctx: &Ctx, message: jetstream::Message) {
+    let (seq, delivered) = message
+        .info()
+        .map(|i| (i.stream_sequence, i.delivered))
+        .unwrap_or((0, 0));
+    let span = tracing::info_span!(
+        "outbound.job",
+        job_id = tracing::field::Empty,
+        seq,
+        delivered
+    );
+    switchboard_telemetry::set_parent_from_nats(&span, message.headers.as_ref());
+    async {
+        let outcome = {
+            let work = process(ctx, &message);
+            tokio::pin!(work);
+            let mut progress = tokio::time::interval(ctx.config.ack_wait() / 3);
+            progress.tick().await;
+            loop {
+                tokio::select! {
+                    outcome = &mut work => break outcome,
+                    _ = progress.tick() => {
+                        if let Err(e) = message.ack_with(AckKind::Progress).await {
+                            tracing::warn!(error = %e, "progress ack failed");
+                        }
+                    }
+                }
+            }
+        };
+        let reply = match outcome {
+            Ok(Disposition::Ack) => AckKind::Ack,
+            Ok(Disposition::Retry(delay)) => {
+                tracing::debug!(delay_ms = delay.as_millis() as u64, "job retried later");
+                AckKind::Nak(Some(delay))
+            }
+            Err(e) => {
+                let delay = jittered(&ctx.config.backoff, u32::try_from(delivered).unwrap_or(1));
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    retry_ms = delay.as_millis() as u64,
+                    "job could not be handled; it is retried"
+                );
+                AckKind::Nak(Some(delay))
+            }
+        };
+        if let Err(e) = message.ack_with(reply).await {
+            tracing::warn!(error = %e, "answering JetStream failed; the job is redelivered");
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// A full-jitter delay for the `n`th delivery of a job the service itself could not handle
+/// (store or NATS trouble); not bounded by the attempts, which count creates.
+fn jittered(backoff: &Backoff, n: u32) -> Duration {
+    let ceiling = backoff.ceiling(n.saturating_sub(1));
+    let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(rand::rng().random_range(0..=nanos))
+}
+
+/// RFC 3339 UTC timestamp for events.
+fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn header<'a>(message: &'a jetstream::Message, name: &str) -> Option<&'a str> {
+    message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(name))
+        .map(|v| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+/// The job's path from delivery to disposition.
+async fn process(ctx: &Ctx, message: &jetstream::Message) -> anyhow::Result<Disposition> {
+    let info = message
+        .info()
+        .map_err(|e| anyhow::anyhow!("not a JetStream delivery: {e}"))?;
+    let seq = info.stream_sequence;
+    let published = info.published;
+    let msg_id = header(message, HEADER_MSG_ID);
+    tracing::debug!(seq, delivered = info.delivered, msg_id, "job delivered");
+
+    let job = match decode_send_sms(&message.payload, msg_id) {
+        Ok(job) => job,
+        Err(rejected) => {
+            let event = rejected.to_event(&format!("seq:{seq}"), &now_rfc3339());
+            tracing::Span::current().record("job_id", event.job_id.as_str());
+            tracing::warn!(error = %rejected, "job rejected");
+            let error = &rejected.error;
+            publish_event(ctx, message, &event, &format!("{}:failed", event.job_id)).await?;
+            dead_letter(ctx, message, &error.code, &error.message, 0).await?;
+            return Ok(Disposition::Ack);
+        }
+    };
+    tracing::Span::current().record("job_id", job.id());
+    let key = job.idempotency_key.as_str();
+
+    let (row, _new) = ctx
+        .store
+        .outbound_job_upsert(key, job.id(), SMS_SEND)
+        .await?;
+    if row.state.is_final() {
+        if !row.final_published {
+            finish(ctx, message, &job, &row).await?;
+        } else {
+            tracing::info!(
+                state = row.state.as_str(),
+                "job already done; acknowledged without sending"
+            );
+        }
+        return Ok(Disposition::Ack);
+    }
+    if !row.accepted_published {
+        let event = event(&job, EventKind::Accepted, 0);
+        publish_event(ctx, message, &event, &format!("{key}:accepted")).await?;
+        ctx.store
+            .outbound_mark_published(key, Published::Accepted)
+            .await?;
+    }
+    if row.is_leased() {
+        // Another delivery of this key has a create in flight; look again when it is over.
+        let left = row.lease_until.map_or(Duration::ZERO, |until| {
+            Duration::try_from(until - row.now).unwrap_or(Duration::ZERO)
+        });
+        return Ok(Disposition::Retry(left + Duration::from_millis(100)));
+    }
+
+    let creds = match credentials(ctx, &job.account).await? {
+        Some(creds) => creds,
+        None => {
+            let message_text = match &job.account {
+                AccountRef::Id(id) => format!("no connected account with id {id}"),
+                AccountRef::Name(name) => format!("no connected account named '{name}'"),
+            };
+            let failure = JobFailure {
+                code: codes::UNKNOWN_ACCOUNT,
+                message: &message_text,
+            };
+            return record_final(ctx, message, &job, JobState::Failed, &failure).await;
+        }
+    };
+
+    let age_from = published.min(row.created_at);
+    let expired = OffsetDateTime::now_utc() - age_from > ctx.config.max_age;
+    let exhausted = row.attempts >= ctx.config.backoff.max_attempts;
+
+    if row.state == JobState::Sending {
+        // The last create may have created the message: look before sending again.
+        match find_existing(ctx, &creds, &job, &row).await {
+            Found::Yes(existing) => {
+                tracing::info!(sid = %existing.sid, "ambiguous create resolved: Twilio has the message; adopted");
+                let status = existing.raw.get("status").and_then(|s| s.as_str());
+                ctx.store
+                    .outbound_mark_sent(key, existing.sid.as_str(), status)
+                    .await?;
+                return reload_and_finish(ctx, message, &job).await;
+            }
+            Found::No => {
+                tracing::info!("ambiguous create resolved: Twilio has no such message");
+            }
+            Found::Unknown(why) => {
+                if expired || exhausted {
+                    let text = format!(
+                        "after {} attempts it is unknown whether Twilio created the message: {why}",
+                        row.attempts
+                    );
+                    let failure = JobFailure {
+                        code: codes::OUTCOME_UNKNOWN,
+                        message: &text,
+                    };
+                    return record_final(ctx, message, &job, JobState::Dead, &failure).await;
+                }
+                tracing::warn!(reason = %why, "could not check Twilio for an earlier create; retrying later");
+                return Ok(Disposition::Retry(jittered(
+                    &ctx.config.backoff,
+                    row.attempts.max(1),
+                )));
+            }
+        }
+    }
+
+    if exhausted || expired {
+        let last = match (&row.last_error_code, &row.last_error_message) {
+            (Some(code), Some(text)) => format!("; last error {code}: {text}"),
+            _ => String::new(),
+        };
+        let why = if exhausted {
+            format!("{} attempts made{last}", row.attempts)
+        } else {
+            format!(
+                "older than {} s after {} attempts{last}",
+                ctx.config.max_age.as_secs(),
+                row.attempts
+            )
+        };
+        let failure = JobFailure {
+            code: codes::RETRIES_EXHAUSTED,
+            message: &why,
+        };
+        return record_final(ctx, message, &job, JobState::Dead, &failure).await;
+    }
+
+    let request = match create_request(&job) {
+        Ok(request) => request,
+        Err(problem) => {
+            let failure = JobFailure {
+                code: codes::INVALID_JOB,
+                message: &problem,
+            };
+            return record_final(ctx, message, &job, JobState::Failed, &failure).await;
+        }
+    };
+    let Some(claimed) = ctx
+        .store
+        .outbound_claim_attempt(&row, ctx.config.ack_wait())
+        .await?
+    else {
+        // Another delivery of this key moved the row on; look again shortly.
+        return Ok(Disposition::Retry(Duration::from_millis(200)));
+    };
+    let attempt = claimed.attempts;
+    let mut request = request;
+    request.attempt = Some(attempt);
+
+    match ctx.twilio.create_message(&creds, &request).await {
+        Ok(created) => {
+            let status = created.raw.get("status").and_then(|s| s.as_str());
+            tracing::info!(sid = %created.sid, attempt, "sent to Twilio");
+            ctx.store
+                .outbound_mark_sent(key, created.sid.as_str(), status)
+                .await?;
+            reload_and_finish(ctx, message, &job).await
+        }
+        Err(error) => after_failure(ctx, message, &job, attempt, &error).await,
+    }
+}
+
+/// Classifies a failed create: permanent → `failed`; retryable → NAK with a delay (`queued`, or
+/// `sending` when the message may exist); out of attempts → `dead`.
+async fn after_failure(
+    ctx: &Ctx,
+    message: &jetstream::Message,
+    job: &SendSmsJob,
+    attempt: u32,
+    error: &TwilioError,
+) -> anyhow::Result<Disposition> {
+    let key = job.idempotency_key.as_str();
+    let (code, text) = error_code_and_message(error);
+    let throttled = error
+        .api_error()
+        .is_some_and(|e| e.kind() == ErrorKind::Throttled);
+    let retryable = error.is_retryable() || throttled;
+    if !retryable {
+        if let TwilioError::Setup(_) = error {
+            anyhow::bail!("Twilio client: {error}");
+        }
+        tracing::warn!(attempt, code = %code, error = %text, "permanent Twilio error");
+        let failure = JobFailure {
+            code: &code,
+            message: &text,
+        };
+        return record_final(ctx, message, job, JobState::Failed, &failure).await;
+    }
+    let ambiguous = error.is_ambiguous();
+    let state = if ambiguous {
+        JobState::Sending
+    } else {
+        JobState::Queued
+    };
+    let failure = JobFailure {
+        code: &code,
+        message: &text,
+    };
+    ctx.store
+        .outbound_record_failure(key, state, &failure)
+        .await?;
+    let delay = ctx
+        .config
+        .backoff
+        .delay(attempt, error.retry_after(), &mut rand::rng());
+    tracing::warn!(attempt, ambiguous, code = %code, error = %text, retry_ms = delay.map(|d| d.as_millis() as u64), "Twilio create failed");
+    match delay {
+        Some(delay) => Ok(Disposition::Retry(delay)),
+        // Out of attempts. An ambiguous failure is checked first (the next delivery lists,
+        // then dead-letters); otherwise nothing was created and the job is dead now.
+        None if ambiguous => Ok(Disposition::Retry(ctx.config.backoff.base)),
+        None => {
+            let why = format!("{attempt} attempts made; last error {code}: {text}");
+            let failure = JobFailure {
+                code: codes::RETRIES_EXHAUSTED,
+                message: &why,
+            };
+            record_final(ctx, message, job, JobState::Dead, &failure).await
+        }
+    }
+}
+
+/// Twilio's code as a decimal string, or a name for failures without one.
+fn error_code_and_message(error: &TwilioError) -> (String, String) {
+    match error {
+        TwilioError::Api { error, .. } => (error.code.to_string(), error.message.clone()),
+        TwilioError::Connect { .. } => ("connect_failed".into(), error.to_string()),
+        TwilioError::Timeout { .. } => ("timeout".into(), error.to_string()),
+        TwilioError::Io { .. } => ("connection_lost".into(), error.to_string()),
+        TwilioError::Decode { .. } => ("unreadable_answer".into(), error.to_string()),
+        TwilioError::Setup(_) => ("setup".into(), error.to_string()),
+    }
+}
+
+/// Records a final failure state and publishes it. If another delivery ended the job first, its
+/// outcome is the one published.
+async fn record_final(
+    ctx: &Ctx,
+    message: &jetstream::Message,
+    job: &SendSmsJob,
+    state: JobState,
+    failure: &JobFailure<'_>,
+) -> anyhow::Result<Disposition> {
+    ctx.store
+        .outbound_record_failure(&job.idempotency_key, state, failure)
+        .await?;
+    reload_and_finish(ctx, message, job).await
+}
+
+async fn reload_and_finish(
+    ctx: &Ctx,
+    message: &jetstream::Message,
+    job: &SendSmsJob,
+) -> anyhow::Result<Disposition> {
+    let row = ctx
+        .store
+        .outbound_job(&job.idempotency_key)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the job's row disappeared"))?;
+    if !row.state.is_final() {
+        anyhow::bail!(
+            "the job's row is {} after its outcome was recorded",
+            row.state.as_str()
+        );
+    }
+    finish(ctx, message, job, &row).await?;
+    Ok(Disposition::Ack)
+}
+
+/// Publishes a finished job's final event (and, for failures, its dead-letter copy) from its
+/// row, then notes that it did. Safe to repeat: the copies carry message ids the streams
+/// de-duplicate.
+async fn finish(
+    ctx: &Ctx,
+    message: &jetstream::Message,
+    job: &SendSmsJob,
+    row: &OutboundJob,
+) -> anyhow::Result<()> {
+    let key = job.idempotency_key.as_str();
+    let kind = match row.state {
+        JobState::Sent => EventKind::Sent,
+        JobState::Failed => EventKind::Failed,
+        JobState::Dead => EventKind::DeadLettered,
+        JobState::Queued | JobState::Sending => {
+            anyhow::bail!("job {key} is not finished")
+        }
+    };
+    let mut event = event(job, kind, row.attempts);
+    if kind == EventKind::Sent {
+        event.twilio_sid = row.twilio_sid.clone();
+        event.status = row.twilio_status.clone();
+    } else {
+        let code = row.last_error_code.clone().unwrap_or_default();
+        let text = row.last_error_message.clone().unwrap_or_default();
+        dead_letter(ctx, message, &code, &text, row.attempts).await?;
+        let more_info = code
+            .parse::<u32>()
+            .is_ok()
+            .then(|| format!("https://www.twilio.com/docs/errors/{code}"));
+        event.error = Some(JobError {
+            code,
+            message: text,
+            more_info,
+            field: None,
+            problems: Vec::new(),
+        });
+    }
+    publish_event(ctx, message, &event, &format!("{key}:{}", kind.as_str())).await?;
+    ctx.store
+        .outbound_mark_published(key, Published::Final)
+        .await?;
+    Ok(())
+}
+
+fn event(job: &SendSmsJob, kind: EventKind, attempt: u32) -> JobEvent {
+    JobEvent {
+        version: EVENT_VERSION,
+        job_id: job.id().to_owned(),
+        job: JobType::SmsSend,
+        kind,
+        at: now_rfc3339(),
+        attempt,
+        twilio_sid: None,
+        status: None,
+        error: None,
+        result: None,
+        metadata: job.metadata.clone(),
+    }
+}
+
+/// Publishes an event to its subject (stored by the events stream, which de-duplicates by
+/// `event_id`) and, for a final event, to the job's `Switchboard-Reply-To` subject.
+async fn publish_event(
+    ctx: &Ctx,
+    message: &jetstream::Message,
+    event: &JobEvent,
+    event_id: &str,
+) -> anyhow::Result<()> {
+    let payload = bytes::Bytes::from(switchboard_wire::encode(event));
+    let mut headers = HeaderMap::new();
+    headers.insert(HEADER_MSG_ID, event_id);
+    switchboard_telemetry::inject_nats(&tracing::Span::current(), &mut headers);
+    let subject = ctx.config.subjects.event(JobType::SmsSend, event.kind);
+    ctx.js
+        .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("publishing to {subject}: {e}"))?
+        .await
+        .map_err(|e| anyhow::anyhow!("publishing to {subject}: {e}"))?;
+    if event.kind.is_final()
+        && let Some(reply_to) = header(message, HEADER_REPLY_TO)
+    {
+        ctx.nats
+            .publish_with_headers(reply_to.to_owned(), headers, payload)
+            .await
+            .map_err(|e| anyhow::anyhow!("publishing to the reply subject {reply_to}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Copies the job, byte for byte and with its headers, to the dead-letter subject, adding the
+/// error and the attempts.
+async fn dead_letter(
+    ctx: &Ctx,
+    message: &jetstream::Message,
+    code: &str,
+    text: &str,
+    attempts: u32,
+) -> anyhow::Result<()> {
+    let mut headers = HeaderMap::new();
+    if let Some(original) = &message.headers {
+        for (name, values) in original.iter() {
+            for value in values {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+    }
+    // The id de-duplicates repeated copies of one job; one without a header is named by its
+    // sequence number.
+    if header(message, HEADER_MSG_ID).is_none() {
+        let seq = message.info().map(|i| i.stream_sequence).unwrap_or(0);
+        headers.insert(HEADER_MSG_ID, format!("seq:{seq}").as_str());
+    }
+    headers.insert(HEADER_DEAD_LETTER_CODE, code);
+    headers.insert(HEADER_DEAD_LETTER_ATTEMPTS, attempts.to_string().as_str());
+    // Header values are single lines.
+    let one_line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    headers.insert(HEADER_DEAD_LETTER_MESSAGE, one_line.as_str());
+    let subject = ctx.config.subjects.dead_letter(JobType::SmsSend);
+    ctx.js
+        .publish_with_headers(subject.clone(), headers, message.payload.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("publishing to {subject}: {e}"))?
+        .await
+        .map_err(|e| anyhow::anyhow!("publishing to {subject}: {e}"))?;
+    Ok(())
+}
+
+/// The account's Twilio credentials; `None` when there is no such account.
+async fn credentials(ctx: &Ctx, account: &AccountRef) -> anyhow::Result<Option<Credentials>> {
+    let found = match account {
+        AccountRef::Id(id) => ctx.store.credentials(*id).await?,
+        AccountRef::Name(name) => ctx.store.credentials_by_name(name).await?,
+    };
+    let Some(found) = found else {
+        return Ok(None);
+    };
+    let sid = AccountSid::parse(&found.account.account_sid).map_err(|e| {
+        anyhow::anyhow!(
+            "account {} has an invalid Account SID: {e}",
+            found.account.id
+        )
+    })?;
+    Ok(Some(Credentials::auth_token(
+        sid,
+        found.auth_token.expose_secret(),
+    )))
+}
+
+/// The Messages create form of a job.
+fn create_request(job: &SendSmsJob) -> Result<CreateMessage, String> {
+    let to = E164::parse(&job.to).map_err(|e| format!("to: {e}"))?;
+    let sender = match (&job.from, &job.messaging_service_sid) {
+        (Some(from), _) => Sender::From(from.clone()),
+        (None, Some(sid)) => Sender::MessagingService(
+            MessagingServiceSid::parse(sid).map_err(|e| format!("messaging_service_sid: {e}"))?,
+        ),
+        (None, None) => return Err("from: give from or messaging_service_sid".into()),
+    };
+    let mut request = CreateMessage::new(to, sender);
+    request.body = job.body.clone();
+    request.media_urls = job.media_urls.clone();
+    request.status_callback = job.status_callback.clone();
+    request.validity_period = job.validity_period;
+    Ok(request)
+}
+
+/// What the ambiguity check found at Twilio.
+enum Found {
+    /// The message the earlier create made.
+    Yes(Box<Message>),
+    /// Twilio has no such message: the earlier create made nothing.
+    No,
+    /// The check could not tell.
+    Unknown(String),
+}
+
+/// Lists the recipient's messages created since the job's first attempt and picks one that is
+/// this job's (same recipient, sender and body, not owned by another job).
+async fn find_existing(
+    ctx: &Ctx,
+    creds: &Credentials,
+    job: &SendSmsJob,
+    row: &OutboundJob,
+) -> Found {
+    let Ok(to) = E164::parse(&job.to) else {
+        return Found::Unknown("the job's to is not E.164".into());
+    };
+    let since = row.first_attempt_at.unwrap_or(row.created_at) - CLOCK_SKEW;
+    let filter = ListFilter {
+        to: Some(to),
+        from: job.from.clone(),
+        created_after: Some(since),
+        ..Default::default()
+    };
+    let list = match list_messages(&ctx.twilio, creds, filter).await {
+        Ok(list) => list,
+        Err(e) => return Found::Unknown(e),
+    };
+    let candidates: Vec<&Message> = list
+        .messages
+        .iter()
+        .filter(|m| is_this_job(job, m))
+        .collect();
+    let sids: Vec<String> = candidates.iter().map(|m| m.sid.to_string()).collect();
+    let taken = if sids.is_empty() {
+        Vec::new()
+    } else {
+        match ctx
+            .store
+            .outbound_sids_taken(&sids, &job.idempotency_key)
+            .await
+        {
+            Ok(taken) => taken,
+            Err(e) => return Found::Unknown(e.to_string()),
+        }
+    };
+    // Newest first: the last free match is the earliest, the one the first create made.
+    match candidates
+        .into_iter()
+        .rev()
+        .find(|m| !taken.iter().any(|t| t == m.sid.as_str()))
+    {
+        Some(found) => Found::Yes(Box::new(found.clone())),
+        None if list.complete => Found::No,
+        None => Found::Unknown("more messages to this recipient than one check reads".into()),
+    }
+}
+
+/// [`TwilioClient::list_messages`] on a blocking thread of the runtime: its future is not
+/// `Send` (it holds a `form_urlencoded::Serializer` across awaits), so it cannot run inside a
+/// spawned job task directly. It still uses the runtime's IO through `Handle::block_on`.
+async fn list_messages(
+    twilio: &TwilioClient,
+    creds: &Credentials,
+    filter: ListFilter,
+) -> Result<switchboard_twilio::client::MessageList, String> {
+    let (twilio, creds) = (twilio.clone(), creds.clone());
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        runtime.block_on(async move { twilio.list_messages(&creds, &filter).await })
+    })
+    .await
+    .map_err(|e| format!("list task failed: {e}"))?
+    .map_err(|e| e.to_string())
+}
+
+/// Whether a listed message is what this job would have created.
+fn is_this_job(job: &SendSmsJob, m: &Message) -> bool {
+    let outbound = m
+        .direction
+        .as_deref()
+        .is_none_or(|d| d.starts_with("outbound"));
+    let to = m.to.as_deref() == Some(job.to.as_str());
+    let sender = match (&job.from, &job.messaging_service_sid) {
+        (Some(from), _) => m.from.as_deref() == Some(from.as_str()),
+        (None, Some(sid)) => m.messaging_service_sid.as_deref() == Some(sid.as_str()),
+        (None, None) => false,
+    };
+    let body = match (&job.body, &m.body) {
+        (Some(want), Some(got)) => want == got,
+        _ => true,
+    };
+    outbound && to && sender && body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(from: Option<&str>, mss: Option<&str>, body: Option<&str>) -> SendSmsJob {
+        let mut doc = serde_json::json!({
+            "version": 1, "idempotency_key": "k1", "account": {"id": 1}, "to": "+14155551234",
+        });
+        if let Some(from) = from {
+            doc["from"] = from.into();
+        }
+        if let Some(mss) = mss {
+            doc["messaging_service_sid"] = mss.into();
+        }
+        doc["body"] = body.unwrap_or("hi").into();
+        serde_json::from_value(doc).unwrap()
+    }
+
+    fn message(json: serde_json::Value) -> Message {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_listed_message_matches_on_recipient_sender_and_body() {
+        let j = job(Some("+15005550006"), None, Some("hello"));
+        let base = serde_json::json!({
+            "sid": "SM0123456789abcdef0123456789abcdef", "to": "+14155551234",
+            "from": "+15005550006", "body": "hello", "direction": "outbound-api",
+        });
+        assert!(is_this_job(&j, &message(base.clone())));
+        for (field, value) in [
+            ("to", "+14155559999"),
+            ("from", "+15005550007"),
+            ("body", "hello!"),
+            ("direction", "inbound"),
+        ] {
+            let mut other = base.clone();
+            other[field] = value.into();
+            assert!(!is_this_job(&j, &message(other)), "{field}");
+        }
+        let mss = "MG0123456789abcdef0123456789abcdef";
+        let j = job(None, Some(mss), Some("hello"));
+        let mut via_service = base.clone();
+        via_service["from"] = "+15550001111".into();
+        via_service["messaging_service_sid"] = mss.into();
+        assert!(is_this_job(&j, &message(via_service)));
+        assert!(!is_this_job(&j, &message(base)));
+    }
+
+    #[test]
+    fn create_requests_carry_the_job() {
+        let j = job(
+            None,
+            Some("MG0123456789abcdef0123456789abcdef"),
+            Some("hi & bye"),
+        );
+        let form = create_request(&j).unwrap().to_form();
+        assert_eq!(
+            form,
+            "To=%2B14155551234&MessagingServiceSid=MG0123456789abcdef0123456789abcdef&Body=hi+%26+bye"
+        );
+    }
+
+    #[test]
+    fn failures_name_their_codes() {
+        let error = TwilioError::Api {
+            op: switchboard_twilio::client::Operation::CreateMessage,
+            error: switchboard_twilio::ApiError::from_response(
+                400,
+                br#"{"code": 21610, "message": "Attempt to send to unsubscribed recipient"}"#,
+            ),
+            retry_after: None,
+        };
+        assert_eq!(
+            error_code_and_message(&error),
+            (
+                "21610".to_owned(),
+                "Attempt to send to unsubscribed recipient".to_owned()
+            )
+        );
+    }
+
+    #[test]
+    fn jitter_stays_under_the_ceiling() {
+        let backoff = Backoff {
+            base: Duration::from_millis(10),
+            cap: Duration::from_millis(80),
+            max_attempts: 3,
+        };
+        for n in 1..20 {
+            assert!(jittered(&backoff, n) <= backoff.ceiling(n - 1));
+        }
+        assert!(OutboundConfig::new("x").ack_wait() > OutboundConfig::new("x").request_timeout);
+    }
+}

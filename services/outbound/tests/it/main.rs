@@ -1,0 +1,8 @@
+//! Integration tests of the outbound service over a private nats-server, a fresh PostgreSQL
+//! database and a real `twilio-fake`, counting what the sandbox received.
+
+mod faults;
+mod rejects;
+mod restart;
+mod send;
+mod support;
