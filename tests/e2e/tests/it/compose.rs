@@ -17,6 +17,7 @@ fn help(bin: &str) -> String {
     let mut cmd = match bin {
         "ingress" => ingress::cli::Cli::command(),
         "behavior-worker" => behavior_worker::cli::Cli::command(),
+        "outbound" => outbound::cli::Cli::command(),
         "twilio-fake" => <twilio_fake::Config as clap::Args>::augment_args(clap::Command::new("twilio-fake")),
         other => panic!("unknown binary {other}"),
     };
@@ -27,7 +28,7 @@ fn help(bin: &str) -> String {
 fn compose_runs_the_whole_system() {
     let c = compose();
     let services = c["services"].as_mapping().expect("services");
-    for name in ["nats", "postgres", "migrate", "ingress", "behavior-worker", "twilio-fake"] {
+    for name in ["nats", "postgres", "migrate", "ingress", "behavior-worker", "twilio-fake", "outbound"] {
         assert!(services.contains_key(name), "service {name}");
     }
     assert!(c["services"]["nats"]["command"].as_sequence().unwrap().iter().any(|a| a.as_str() == Some("-js")), "JetStream on");
@@ -43,6 +44,7 @@ fn every_environment_variable_in_compose_is_one_the_binary_reads() {
         ("behavior-worker", "behavior-worker"),
         ("migrate", "behavior-worker"),
         ("twilio-fake", "twilio-fake"),
+        ("outbound", "outbound"),
     ] {
         let help = help(bin);
         let cmd = c["services"][service]["command"].as_sequence().unwrap_or_else(|| panic!("{service} command"));
