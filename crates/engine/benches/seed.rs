@@ -15,9 +15,17 @@ fn bench(c: &mut Criterion) {
     let behavior = seed_behavior();
     let opts = RunOptions::real();
     let mut group = c.benchmark_group("seed_webhook");
-    for (name, body) in [("help", "help"), ("logo", "logo"), ("link", "link"), ("hi", "hi"), ("hostile", "Hi+%26+%3Cbye%3E+%27q%27+%22d%22")] {
+    for (name, body) in [
+        ("help", "help"),
+        ("logo", "logo"),
+        ("link", "link"),
+        ("hi", "hi"),
+        ("hostile", "Hi+%26+%3Cbye%3E+%27q%27+%22d%22"),
+    ] {
         let req = twilio_form(body);
-        group.bench_function(name, |b| b.iter(|| run_webhook(&behavior, &req, &OfflineHost, &opts)));
+        group.bench_function(name, |b| {
+            b.iter(|| run_webhook(&behavior, &req, &OfflineHost, &opts))
+        });
     }
     group.finish();
 }

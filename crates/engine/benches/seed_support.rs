@@ -7,12 +7,18 @@ use switchboard_engine::{BotInfo, CompiledBehavior, WebhookRequest};
 use switchboard_package::{Package, PlanOptions, PromptAnswers};
 
 pub fn seed_behavior() -> CompiledBehavior {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/seed/twilio-bot.package.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/seed/twilio-bot.package.json"
+    );
     let json = std::fs::read_to_string(path).expect("seed package next to the repository");
     let package = Package::parse(&json).expect("seed parses");
     let mut answers = PromptAnswers::new();
     answers.insert("twilio_account_id".into(), "1".into());
-    answers.insert("account_sid".into(), "AC0123456789abcdef0123456789abcdef".into());
+    answers.insert(
+        "account_sid".into(),
+        "AC0123456789abcdef0123456789abcdef".into(),
+    );
     answers.insert("default_from".into(), "+15557654321".into());
     let mut n = 0;
     let mut next_id = || {
@@ -20,9 +26,16 @@ pub fn seed_behavior() -> CompiledBehavior {
         n
     };
     let plan = package
-        .plan(PlanOptions { answers: &answers, next_id: &mut next_id, rng: &mut rand::rng(), defaults: serde_json::json!({}) })
+        .plan(PlanOptions {
+            answers: &answers,
+            next_id: &mut next_id,
+            rng: &mut rand::rng(),
+            defaults: serde_json::json!({}),
+        })
         .expect("seed plans");
-    let (bot, def) = plan.behavior_by_uid("behavior_43").expect("webhook behavior");
+    let (bot, def) = plan
+        .behavior_by_uid("behavior_43")
+        .expect("webhook behavior");
     CompiledBehavior::compile(def, Arc::new(BotInfo::from_def(bot))).expect("compiles")
 }
 
@@ -38,14 +51,22 @@ pub fn twilio_form(body: &str) -> WebhookRequest {
         method: "POST".into(),
         headers: vec![
             ("host".into(), "bot.example.com".into()),
-            ("content-type".into(), "application/x-www-form-urlencoded".into()),
-            ("x-twilio-signature".into(), "RLgvztumgz1NkHWX4Mu8s2FFNQM=".into()),
+            (
+                "content-type".into(),
+                "application/x-www-form-urlencoded".into(),
+            ),
+            (
+                "x-twilio-signature".into(),
+                "RLgvztumgz1NkHWX4Mu8s2FFNQM=".into(),
+            ),
             ("user-agent".into(), "TwilioProxy/1.1".into()),
-            ("i-twilio-idempotency-token".into(), "6a1f1e8c-1a5e-4a2e-9a1e-0123456789ab".into()),
+            (
+                "i-twilio-idempotency-token".into(),
+                "6a1f1e8c-1a5e-4a2e-9a1e-0123456789ab".into(),
+            ),
         ],
         body: form.into_bytes(),
         client_ip: "54.172.60.1".into(),
         ..Default::default()
     }
 }
-

@@ -65,7 +65,10 @@ pub(crate) enum CBody {
     None,
     Outcome(Vec<Group>),
     Actions(Vec<CAction>),
-    Loop { foreach: Tpl, as_placeholder: String },
+    Loop {
+        foreach: Tpl,
+        as_placeholder: String,
+    },
 }
 
 #[derive(Debug)]
@@ -106,14 +109,32 @@ pub(crate) struct CAction {
 #[derive(Debug)]
 pub(crate) enum ActionKind {
     SetBody(Tpl),
-    SetHeader { name: Tpl, value: Tpl },
+    SetHeader {
+        name: Tpl,
+        value: Tpl,
+    },
     SetStatus(Tpl),
     Http(Box<HttpAction>),
-    SetCustomVar { var: String, value: Tpl, json: bool, simulator_only: bool },
-    SetVar { var: String, value: Tpl },
-    Exit { suspend: bool },
+    SetCustomVar {
+        var: String,
+        value: Tpl,
+        json: bool,
+        simulator_only: bool,
+    },
+    SetVar {
+        var: String,
+        value: Tpl,
+    },
+    Exit {
+        suspend: bool,
+    },
     RunSubroutine(String),
-    RunBehavior { behavior_id: Tpl, var: String, inputs: Vec<(String, Tpl)>, run_in_simulator: bool },
+    RunBehavior {
+        behavior_id: Tpl,
+        var: String,
+        inputs: Vec<(String, Tpl)>,
+        run_in_simulator: bool,
+    },
     Unsupported,
 }
 
@@ -164,7 +185,10 @@ impl std::fmt::Debug for CompiledBehavior {
 
 impl CompiledBehavior {
     /// Compiles with the default limits.
-    pub fn compile(def: &BehaviorDef, bot: Arc<BotInfo>) -> Result<CompiledBehavior, Vec<ImportIssue>> {
+    pub fn compile(
+        def: &BehaviorDef,
+        bot: Arc<BotInfo>,
+    ) -> Result<CompiledBehavior, Vec<ImportIssue>> {
         CompiledBehavior::compile_with(def, bot, Limits::default())
     }
 
@@ -183,13 +207,20 @@ impl CompiledBehavior {
             behavior_uid: def.uid.clone(),
             templates: 0,
         };
-        let roots = def.nodes.iter().enumerate().map(|(i, n)| c.node(n, &format!("nodes[{i}]"))).collect();
+        let roots = def
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| c.node(n, &format!("nodes[{i}]")))
+            .collect();
         if !c.issues.is_empty() {
             return Err(c.issues);
         }
         let base = Arc::new(base_placeholders(def, &bot));
         let uses_host = c.nodes.iter().any(|n| match &n.body {
-            CBody::Actions(actions) => actions.iter().any(|a| matches!(a.kind, ActionKind::Http(_) | ActionKind::RunBehavior { .. })),
+            CBody::Actions(actions) => actions
+                .iter()
+                .any(|a| matches!(a.kind, ActionKind::Http(_) | ActionKind::RunBehavior { .. })),
             _ => false,
         });
         Ok(CompiledBehavior {
@@ -236,7 +267,11 @@ impl Compiler {
             NodeKind::Outcome => CBody::Outcome(self.groups(def, path)),
             NodeKind::Action => CBody::Actions(self.actions(def)),
             NodeKind::Loop => CBody::Loop {
-                foreach: self.tpl(def.id, "foreach_json", str_param(&def.params, "foreach_json")),
+                foreach: self.tpl(
+                    def.id,
+                    "foreach_json",
+                    str_param(&def.params, "foreach_json"),
+                ),
                 as_placeholder: str_param(&def.params, "as_placeholder").to_string(),
             },
             NodeKind::Switch | NodeKind::Subroutine => CBody::None,
@@ -280,7 +315,9 @@ impl Compiler {
     }
 
     fn groups(&mut self, def: &switchboard_package::NodeDef, path: &str) -> Vec<Group> {
-        let Some(groups) = def.params.get("groups").and_then(Json::as_array) else { return Vec::new() };
+        let Some(groups) = def.params.get("groups").and_then(Json::as_array) else {
+            return Vec::new();
+        };
         let mut out = Vec::new();
         for (gi, group) in groups.iter().enumerate() {
             let any = match group.get("any") {
@@ -289,8 +326,16 @@ impl Compiler {
                 None => false,
             };
             let mut conditions = Vec::new();
-            for (ci, cond) in group.get("conditions").and_then(Json::as_array).into_iter().flatten().enumerate() {
-                let Some(token) = cond.get("condition").and_then(Json::as_str) else { continue };
+            for (ci, cond) in group
+                .get("conditions")
+                .and_then(Json::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let Some(token) = cond.get("condition").and_then(Json::as_str) else {
+                    continue;
+                };
                 let oper = str_param(cond, "oper").to_string();
                 let value = match cond.get("value") {
                     Some(Json::String(s)) => s.clone(),
@@ -303,8 +348,13 @@ impl Compiler {
                         self.issues.push(ImportIssue {
                             section: "bots".into(),
                             uid: Some(self.behavior_uid.clone()),
-                            field: Some(format!("{path}.params.groups[{gi}].conditions[{ci}].value")),
-                            message: format!("node '{}': invalid regexp `{pattern}`: {reason}", def.title),
+                            field: Some(format!(
+                                "{path}.params.groups[{gi}].conditions[{ci}].value"
+                            )),
+                            message: format!(
+                                "node '{}': invalid regexp `{pattern}`: {reason}",
+                                def.title
+                            ),
                         });
                         Operator::parse_lenient(&oper, &value)
                     }
@@ -316,11 +366,19 @@ impl Compiler {
                     "http_body" => Subject::HttpBody,
                     "http_client_ip" => Subject::HttpClientIp,
                     "http_path" => Subject::HttpPath,
-                    "_custom_script" => Subject::Script(self.tpl(def.id, "tpl", str_param(cond, "tpl"))),
+                    "_custom_script" => {
+                        Subject::Script(self.tpl(def.id, "tpl", str_param(cond, "tpl")))
+                    }
                     t if t.starts_with("var_") => Subject::Var(t.to_string()),
                     _ => Subject::Invalid,
                 };
-                conditions.push(CCondition { token: token.to_string(), subject, op, oper, value });
+                conditions.push(CCondition {
+                    token: token.to_string(),
+                    subject,
+                    op,
+                    oper,
+                    value,
+                });
             }
             out.push(Group { any, conditions });
         }
@@ -328,25 +386,39 @@ impl Compiler {
     }
 
     fn actions(&mut self, def: &switchboard_package::NodeDef) -> Vec<CAction> {
-        let Some(actions) = def.params.get("actions").and_then(Json::as_array) else { return Vec::new() };
+        let Some(actions) = def.params.get("actions").and_then(Json::as_array) else {
+            return Vec::new();
+        };
         let mut out = Vec::new();
         for a in actions {
             // Entries without `action` are skipped (Cerb).
-            let Some(name) = a.get("action").and_then(Json::as_str) else { continue };
+            let Some(name) = a.get("action").and_then(Json::as_str) else {
+                continue;
+            };
             let id = def.id;
             let kind = match name {
-                "set_http_body" => ActionKind::SetBody(self.tpl(id, "value", str_param(a, "value"))),
+                "set_http_body" => {
+                    ActionKind::SetBody(self.tpl(id, "value", str_param(a, "value")))
+                }
                 "set_http_header" => ActionKind::SetHeader {
                     name: self.tpl(id, "name", str_param(a, "name")),
                     value: self.tpl(id, "value", str_param(a, "value")),
                 },
-                "set_http_status" => ActionKind::SetStatus(self.tpl(id, "value", str_param(a, "value"))),
+                "set_http_status" => {
+                    ActionKind::SetStatus(self.tpl(id, "value", str_param(a, "value")))
+                }
                 "core.va.action.http_request" => {
                     let options = a.get("options").cloned().unwrap_or(Json::Null);
                     let flag = |k: &str| options.get(k).is_some_and(truthy_json);
                     let auth = match str_param(a, "auth") {
-                        "connected_account" => AuthSpec::Account(intval(str_param(a, "auth_connected_account_id"))),
-                        "placeholder" => AuthSpec::Placeholder(self.tpl(id, "auth_placeholder", str_param(a, "auth_placeholder"))),
+                        "connected_account" => {
+                            AuthSpec::Account(intval(str_param(a, "auth_connected_account_id")))
+                        }
+                        "placeholder" => AuthSpec::Placeholder(self.tpl(
+                            id,
+                            "auth_placeholder",
+                            str_param(a, "auth_placeholder"),
+                        )),
                         _ => AuthSpec::None,
                     };
                     ActionKind::Http(Box::new(HttpAction {
@@ -364,7 +436,11 @@ impl Compiler {
                 "_set_custom_var" => {
                     let raw = str_param(a, "value");
                     // PHP emptiness: "" and "0" mean "no value" (Cerb skips the action).
-                    let value = if raw.is_empty() || raw == "0" { Tpl::Empty } else { self.tpl(id, "value", raw) };
+                    let value = if raw.is_empty() || raw == "0" {
+                        Tpl::Empty
+                    } else {
+                        self.tpl(id, "value", raw)
+                    };
                     ActionKind::SetCustomVar {
                         var: str_param(a, "var").to_string(),
                         value,
@@ -372,8 +448,12 @@ impl Compiler {
                         simulator_only: a.get("is_simulator_only").is_some_and(truthy_json),
                     }
                 }
-                "_exit" => ActionKind::Exit { suspend: str_param(a, "mode") == "suspend" },
-                "_run_subroutine" => ActionKind::RunSubroutine(str_param(a, "subroutine").to_string()),
+                "_exit" => ActionKind::Exit {
+                    suspend: str_param(a, "mode") == "suspend",
+                },
+                "_run_subroutine" => {
+                    ActionKind::RunSubroutine(str_param(a, "subroutine").to_string())
+                }
                 "_run_behavior" => {
                     let behavior_id = match a.get("behavior_id") {
                         Some(Json::Number(n)) => Tpl::Literal(n.to_string()),
@@ -406,7 +486,10 @@ impl Compiler {
                 },
                 _ => ActionKind::Unsupported,
             };
-            out.push(CAction { name: name.to_string(), kind });
+            out.push(CAction {
+                name: name.to_string(),
+                kind,
+            });
         }
         out
     }
@@ -419,21 +502,36 @@ fn base_placeholders(def: &BehaviorDef, bot: &BotInfo) -> IndexMap<String, Value
     m.insert("behavior_id".into(), Value::from(def.id));
     m.insert("behavior__label".into(), Value::from(def.title.as_str()));
     m.insert("behavior_name".into(), Value::from(def.title.as_str()));
-    m.insert("behavior_event_point".into(), Value::from(def.event.as_str()));
+    m.insert(
+        "behavior_event_point".into(),
+        Value::from(def.event.as_str()),
+    );
     m.insert("behavior_is_disabled".into(), b(def.is_disabled));
     m.insert("behavior_is_private".into(), b(def.is_private));
     m.insert("behavior_priority".into(), Value::from(def.priority));
-    m.insert("behavior_uri".into(), Value::from(def.uri.clone().unwrap_or_default()));
-    m.insert("behavior_variables".into(), crate::values::to_value(&def.variables));
+    m.insert(
+        "behavior_uri".into(),
+        Value::from(def.uri.clone().unwrap_or_default()),
+    );
+    m.insert(
+        "behavior_variables".into(),
+        crate::values::to_value(&def.variables),
+    );
     m.insert("behavior_bot_id".into(), Value::from(bot.id));
     m.insert("behavior_bot_name".into(), Value::from(bot.name.as_str()));
-    m.insert("behavior_bot_config".into(), crate::values::to_value(&bot.config));
+    m.insert(
+        "behavior_bot_config".into(),
+        crate::values::to_value(&bot.config),
+    );
     m.insert("va_id".into(), Value::from(bot.id));
     m.insert("va__label".into(), Value::from(bot.name.as_str()));
     m.insert("va_name".into(), Value::from(bot.name.as_str()));
     m.insert("va_config".into(), crate::values::to_value(&bot.config));
     m.insert("va_is_disabled".into(), b(bot.is_disabled));
-    m.insert("va_owner__context".into(), Value::from(bot.owner.context.as_str()));
+    m.insert(
+        "va_owner__context".into(),
+        Value::from(bot.owner.context.as_str()),
+    );
     m.insert("va_owner_id".into(), crate::values::to_value(&bot.owner.id));
     m
 }

@@ -13,7 +13,7 @@ pub mod values;
 pub use compile::{BotInfo, CompiledBehavior};
 pub use request::{NormalizedRequest, WebhookRequest};
 pub use run::{
-    ConnectedAccount, ExitState, Host, HttpOutcome, HttpRequest, HttpRequestRecord, HttpResponse, Mode, OfflineHost,
-    RunError, RunOptions, RunOutput, coerce_variable, run_macro, run_webhook,
+    ConnectedAccount, ExitState, Host, HttpOutcome, HttpRequest, HttpRequestRecord, HttpResponse,
+    Mode, OfflineHost, RunError, RunOptions, RunOutput, coerce_variable, run_macro, run_webhook,
 };
 pub use trace::TraceEvent;

@@ -126,8 +126,12 @@ fn like_regex(value: &str) -> Regex {
 /// Compiles a PCRE-style `/pattern/flags` (any non-alphanumeric, non-backslash, non-space
 /// delimiter; bracket pairs `()[]{}<>`) with flags `i m s x u`.
 pub fn compile_pcre(value: &str) -> Result<Regex, PatternError> {
-    let err = |reason: &str| PatternError { pattern: value.to_string(), reason: reason.to_string() };
-    let switchboard_twig::pcre::Parts { body, flags } = switchboard_twig::pcre::split(value).map_err(|reason| err(&reason))?;
+    let err = |reason: &str| PatternError {
+        pattern: value.to_string(),
+        reason: reason.to_string(),
+    };
+    let switchboard_twig::pcre::Parts { body, flags } =
+        switchboard_twig::pcre::split(value).map_err(|reason| err(&reason))?;
     let mut builder = RegexBuilder::new(body);
     builder.size_limit(REGEX_SIZE_LIMIT).unicode(false);
     for flag in flags.chars() {
@@ -141,12 +145,19 @@ pub fn compile_pcre(value: &str) -> Result<Regex, PatternError> {
             other => return Err(err(&format!("unsupported modifier '{other}'"))),
         };
     }
-    builder.build().map_err(|e| err(&first_line(&e.to_string())))
+    builder
+        .build()
+        .map_err(|e| err(&first_line(&e.to_string())))
 }
 
 fn first_line(s: &str) -> String {
     // regex errors are multi-line with a caret diagram; keep the explanation line.
-    s.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or(s).trim().to_string()
+    s.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(s)
+        .trim()
+        .to_string()
 }
 
 #[cfg(test)]
@@ -197,7 +208,11 @@ mod tests {
             ("!bogus", "x", Some("x"), true),
         ];
         for (oper, value, actual, expected) in cases {
-            assert_eq!(check(oper, value, *actual), *expected, "{actual:?} {oper} {value:?}");
+            assert_eq!(
+                check(oper, value, *actual),
+                *expected,
+                "{actual:?} {oper} {value:?}"
+            );
         }
     }
 
@@ -212,8 +227,19 @@ mod tests {
 
     #[test]
     fn invalid_regexp_is_refused_or_never_matches() {
-        for bad in ["help", "/unterminated", "/(a/", "/x/q", "", "/a(?=b)/", "/(a)\\1/"] {
-            assert!(Operator::parse("regexp", bad).is_err(), "{bad:?} should not compile");
+        for bad in [
+            "help",
+            "/unterminated",
+            "/(a/",
+            "/x/q",
+            "",
+            "/a(?=b)/",
+            "/(a)\\1/",
+        ] {
+            assert!(
+                Operator::parse("regexp", bad).is_err(),
+                "{bad:?} should not compile"
+            );
             let op = Operator::parse_lenient("regexp", bad);
             assert!(!op.eval(Some("a"), bad));
             let neg = Operator::parse_lenient("!regexp", bad);

@@ -81,7 +81,10 @@ impl NormalizedRequest {
 
     /// A header as text (`""` when missing).
     pub fn header_text(&self, name: &str) -> &str {
-        self.headers.get(&condition_key(name)).map(String::as_str).unwrap_or("")
+        self.headers
+            .get(&condition_key(name))
+            .map(String::as_str)
+            .unwrap_or("")
     }
 
     /// `http_params` as a template value.
@@ -135,7 +138,11 @@ impl Object for HeadersObject {
 
 /// Adds a header value under `key`, joining repeated headers with `", "` as PHP's server
 /// variables and Cerb's HTTP client do.
-pub(crate) fn append_header<S: std::hash::BuildHasher>(map: &mut IndexMap<String, String, S>, key: String, value: &str) {
+pub(crate) fn append_header<S: std::hash::BuildHasher>(
+    map: &mut IndexMap<String, String, S>,
+    key: String,
+    value: &str,
+) {
     match map.get_mut(&key) {
         Some(existing) => {
             existing.push_str(", ");
@@ -184,7 +191,13 @@ impl WebhookRequest {
             }
             append_header(&mut headers, lower.replace('-', "_"), value);
         }
-        let client_ip = self.client_ip.split(',').next().unwrap_or("").trim().to_string();
+        let client_ip = self
+            .client_ip
+            .split(',')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
         NormalizedRequest {
             verb: self.method.to_ascii_uppercase(),
             body: String::from_utf8_lossy(&self.body).into_owned(),
@@ -212,10 +225,18 @@ fn merge_query(params: &mut FastMap<String, Param>, raw: &[u8]) {
             None => (pair, &pair[..0]),
         };
         // Fast path for plain names (every Twilio field): no PHP bracket or dot handling needed.
-        if !name.is_empty() && name.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        if !name.is_empty()
+            && name
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
             let mut key = String::with_capacity(name.len());
             for &b in name {
-                key.push(if b == b'-' { '_' } else { b.to_ascii_lowercase() as char });
+                key.push(if b == b'-' {
+                    '_'
+                } else {
+                    b.to_ascii_lowercase() as char
+                });
             }
             params.insert(key, Param::Text(decode_component(value)));
             continue;
@@ -229,7 +250,9 @@ fn merge_query(params: &mut FastMap<String, Param>, raw: &[u8]) {
         if path.is_empty() {
             params.insert(key, Param::Text(decode_component(value)));
         } else {
-            let slot = params.entry(key).or_insert_with(|| Param::List(IndexMap::new()));
+            let slot = params
+                .entry(key)
+                .or_insert_with(|| Param::List(IndexMap::new()));
             insert_path(slot, &path, decode_component(value));
         }
     }
@@ -249,15 +272,13 @@ fn decode_component(raw: &[u8]) -> String {
     while i < raw.len() {
         match raw[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < raw.len() => {
-                match (hex(raw[i + 1]), hex(raw[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h << 4 | l);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < raw.len() => match (hex(raw[i + 1]), hex(raw[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;
@@ -275,7 +296,13 @@ fn php_name(name: &str) -> (String, Vec<String>) {
     let base: String = base_raw
         .trim_start_matches(' ')
         .chars()
-        .map(|c| if c == ' ' || c == '.' || c == '[' { '_' } else { c })
+        .map(|c| {
+            if c == ' ' || c == '.' || c == '[' {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect();
     let mut path = Vec::new();
     let mut rest = rest;
@@ -295,9 +322,16 @@ fn insert_path(slot: &mut Param, path: &[String], value: String) {
     if !matches!(slot, Param::List(_)) {
         *slot = Param::List(IndexMap::new());
     }
-    let Param::List(map) = slot else { unreachable!() };
+    let Param::List(map) = slot else {
+        unreachable!()
+    };
     let key = if path[0].is_empty() {
-        let next = map.keys().filter_map(|k| k.parse::<usize>().ok()).map(|n| n + 1).max().unwrap_or(0);
+        let next = map
+            .keys()
+            .filter_map(|k| k.parse::<usize>().ok())
+            .map(|n| n + 1)
+            .max()
+            .unwrap_or(0);
         next.to_string()
     } else {
         path[0].clone()
@@ -305,7 +339,9 @@ fn insert_path(slot: &mut Param, path: &[String], value: String) {
     if path.len() == 1 {
         map.insert(key, Param::Text(value));
     } else {
-        let child = map.entry(key).or_insert_with(|| Param::List(IndexMap::new()));
+        let child = map
+            .entry(key)
+            .or_insert_with(|| Param::List(IndexMap::new()));
         insert_path(child, &path[1..], value);
     }
 }
@@ -318,7 +354,10 @@ mod tests {
         WebhookRequest {
             method: "post".into(),
             headers: vec![
-                ("Content-Type".into(), "application/x-www-form-urlencoded".into()),
+                (
+                    "Content-Type".into(),
+                    "application/x-www-form-urlencoded".into(),
+                ),
                 ("Content-Length".into(), body.len().to_string()),
                 ("X-Twilio-Signature".into(), "abc=".into()),
                 ("User-Agent".into(), "TwilioProxy/1.1".into()),
@@ -331,7 +370,8 @@ mod tests {
 
     #[test]
     fn twilio_form_is_folded_like_cerb() {
-        let n = form("Body=Hi+%26+bye&From=%2B15551234567&MessageSid=SM1&raw-Request.x=1").normalize();
+        let n =
+            form("Body=Hi+%26+bye&From=%2B15551234567&MessageSid=SM1&raw-Request.x=1").normalize();
         assert_eq!(n.verb, "POST");
         assert_eq!(n.param_text("body"), Some("Hi & bye"));
         assert_eq!(n.param_text("From"), Some("+15551234567"));
@@ -341,10 +381,16 @@ mod tests {
         assert_eq!(n.param_text("missing"), Some(""));
         assert_eq!(n.client_ip, "203.0.113.5");
         assert_eq!(n.header_text("x-twilio-signature"), "abc=");
-        assert_eq!(n.headers.get("user_agent").map(String::as_str), Some("TwilioProxy/1.1"));
+        assert_eq!(
+            n.headers.get("user_agent").map(String::as_str),
+            Some("TwilioProxy/1.1")
+        );
         assert!(!n.headers.contains_key("content_type"));
         assert!(!n.headers.contains_key("content_length"));
-        assert_eq!(n.body, "Body=Hi+%26+bye&From=%2B15551234567&MessageSid=SM1&raw-Request.x=1");
+        assert_eq!(
+            n.body,
+            "Body=Hi+%26+bye&From=%2B15551234567&MessageSid=SM1&raw-Request.x=1"
+        );
     }
 
     #[test]
@@ -378,8 +424,22 @@ mod tests {
     #[test]
     fn decoding_matches_the_form_urlencoded_crate() {
         let cases = [
-            "a=1&b=2", "Body=Hi+%26+bye", "x=%", "x=%2", "x=%zz", "x=%41%42", "x=%e2%82%ac", "x=%ff%fe",
-            "&&a=&=b&c", "k%20ey=v+al", "To=%2B15551234567", "emoji=%F0%9F%98%80+ok", "a=b=c", "=", "%", "+=+",
+            "a=1&b=2",
+            "Body=Hi+%26+bye",
+            "x=%",
+            "x=%2",
+            "x=%zz",
+            "x=%41%42",
+            "x=%e2%82%ac",
+            "x=%ff%fe",
+            "&&a=&=b&c",
+            "k%20ey=v+al",
+            "To=%2B15551234567",
+            "emoji=%F0%9F%98%80+ok",
+            "a=b=c",
+            "=",
+            "%",
+            "+=+",
         ];
         for raw in cases {
             let ours: Vec<(String, String)> = raw
@@ -391,8 +451,9 @@ mod tests {
                     None => (decode_component(p), String::new()),
                 })
                 .collect();
-            let theirs: Vec<(String, String)> =
-                form_urlencoded::parse(raw.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+            let theirs: Vec<(String, String)> = form_urlencoded::parse(raw.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
             assert_eq!(ours, theirs, "{raw:?}");
         }
     }

@@ -10,7 +10,9 @@ use minijinja::value::{Enumerator, Object};
 use serde::Serialize;
 use switchboard_package::{NodeKind, NodeStatus, RecordId, VariableDef};
 
-use crate::compile::{ActionKind, AuthSpec, CBody, CCondition, CompiledBehavior, HttpAction, Subject, Tpl};
+use crate::compile::{
+    ActionKind, AuthSpec, CBody, CCondition, CompiledBehavior, HttpAction, Subject, Tpl,
+};
 use crate::request::{NormalizedRequest, WebhookRequest};
 use crate::trace::TraceEvent;
 use crate::values::{as_condition_text, intval, php_string, truthy};
@@ -42,10 +44,16 @@ pub struct RunOptions {
 
 impl RunOptions {
     pub fn real() -> RunOptions {
-        RunOptions { mode: Mode::Real, simulator_http: false }
+        RunOptions {
+            mode: Mode::Real,
+            simulator_http: false,
+        }
     }
     pub fn simulator(run_http: bool) -> RunOptions {
-        RunOptions { mode: Mode::Simulator, simulator_http: run_http }
+        RunOptions {
+            mode: Mode::Simulator,
+            simulator_http: run_http,
+        }
     }
 }
 
@@ -175,7 +183,10 @@ struct Dict {
 
 impl Dict {
     fn new(base: Arc<IndexMap<String, Value>>) -> Dict {
-        Dict { base, run: Arc::default() }
+        Dict {
+            base,
+            run: Arc::default(),
+        }
     }
     fn get(&self, key: &str) -> Option<&Value> {
         self.run.get(key).or_else(|| self.base.get(key))
@@ -207,7 +218,10 @@ impl Object for Dict {
         self.get(key).cloned()
     }
     fn enumerate(self: &Arc<Self>) -> Enumerator {
-        let keys = self.run.keys().chain(self.base.keys().filter(|k| !self.run.contains_key(*k)));
+        let keys = self
+            .run
+            .keys()
+            .chain(self.base.keys().filter(|k| !self.run.contains_key(*k)));
         Enumerator::Values(keys.map(|k| Value::from(k.as_str())).collect())
     }
 }
@@ -218,7 +232,12 @@ const KEY_STATUS: &str = "_http_status";
 const KEY_HEADERS: &str = "_http_response_headers";
 
 /// Runs an `event.webhook.received` behavior for one request.
-pub fn run_webhook(behavior: &CompiledBehavior, request: &WebhookRequest, host: &dyn Host, opts: &RunOptions) -> RunOutput {
+pub fn run_webhook(
+    behavior: &CompiledBehavior,
+    request: &WebhookRequest,
+    host: &dyn Host,
+    opts: &RunOptions,
+) -> RunOutput {
     let normalized = request.normalize();
     let mut dict = Dict::new(behavior.base.clone());
     {
@@ -228,7 +247,10 @@ pub fn run_webhook(behavior: &CompiledBehavior, request: &WebhookRequest, host: 
         d.insert("http_params".into(), normalized.params_value());
         d.insert("http_headers".into(), normalized.headers_value());
         d.insert("http_path".into(), Value::from(normalized.path.as_str()));
-        d.insert("http_client_ip".into(), Value::from(normalized.client_ip.as_str()));
+        d.insert(
+            "http_client_ip".into(),
+            Value::from(normalized.client_ip.as_str()),
+        );
     }
     let mut run = Runner::new(host, *opts, Some(normalized));
     run.behavior(behavior, dict, 0).finish(run)
@@ -258,7 +280,10 @@ impl Finished {
             .set_keys
             .iter()
             .filter(|k| ![KEY_BODY, KEY_STATUS, KEY_HEADERS].contains(&k.as_str()))
-            .filter_map(|k| dict.get(k).map(|v| (k.clone(), serde_json::to_value(v).unwrap_or_default())))
+            .filter_map(|k| {
+                dict.get(k)
+                    .map(|v| (k.clone(), serde_json::to_value(v).unwrap_or_default()))
+            })
             .collect();
         RunOutput {
             status,
@@ -297,7 +322,11 @@ fn response_of(dict: &Dict) -> (u16, IndexMap<String, String>, String) {
     }
     if !headers.contains_key("content-type") {
         let xml = body.starts_with("<?xml") || body.starts_with("<Response");
-        let ct = if xml { "text/xml; charset=utf-8" } else { "text/html; charset=utf-8" };
+        let ct = if xml {
+            "text/xml; charset=utf-8"
+        } else {
+            "text/html; charset=utf-8"
+        };
         headers.insert("content-type".into(), ct.into());
     }
     (status, headers, body)
@@ -349,7 +378,11 @@ impl<'h> Runner<'h> {
     }
 
     fn error(&mut self, depth: usize, node_id: Option<RecordId>, message: String) {
-        self.trace.push(TraceEvent::Error { depth, node_id, message: message.clone() });
+        self.trace.push(TraceEvent::Error {
+            depth,
+            node_id,
+            message: message.clone(),
+        });
         self.errors.push(RunError { node_id, message });
     }
 
@@ -363,7 +396,12 @@ impl<'h> Runner<'h> {
     }
 
     /// The dictionary of a macro run: base placeholders plus coerced variables.
-    fn macro_dict(&mut self, behavior: &CompiledBehavior, inputs: &IndexMap<String, String>, depth: usize) -> Dict {
+    fn macro_dict(
+        &mut self,
+        behavior: &CompiledBehavior,
+        inputs: &IndexMap<String, String>,
+        depth: usize,
+    ) -> Dict {
         let mut dict = Dict::new(behavior.base.clone());
         for (key, raw) in inputs {
             match behavior.variables().get(key) {
@@ -399,7 +437,13 @@ impl<'h> Runner<'h> {
         Finished { dict }
     }
 
-    fn visit(&mut self, b: &CompiledBehavior, index: usize, dict: &mut Dict, depth: usize) -> Visit {
+    fn visit(
+        &mut self,
+        b: &CompiledBehavior,
+        index: usize,
+        dict: &mut Dict,
+        depth: usize,
+    ) -> Visit {
         if self.stopped() {
             return Visit::NotPassed;
         }
@@ -422,7 +466,11 @@ impl<'h> Runner<'h> {
         }
         self.visited += 1;
         if self.visited > MAX_VISITED_NODES {
-            self.abort(depth, Some(node.id), format!("run limit: more than {MAX_VISITED_NODES} nodes visited"));
+            self.abort(
+                depth,
+                Some(node.id),
+                format!("run limit: more than {MAX_VISITED_NODES} nodes visited"),
+            );
             return Visit::NotPassed;
         }
         self.trace.push(TraceEvent::Enter {
@@ -447,16 +495,27 @@ impl<'h> Runner<'h> {
                 Visit::Passed
             }
             NodeKind::Outcome => {
-                let CBody::Outcome(groups) = &node.body else { unreachable!() };
+                let CBody::Outcome(groups) = &node.body else {
+                    unreachable!()
+                };
                 let mut pass = true;
                 for group in groups {
-                    self.trace.push(TraceEvent::Group { depth: depth + 1, node_id: node.id, any: group.any });
+                    self.trace.push(TraceEvent::Group {
+                        depth: depth + 1,
+                        node_id: node.id,
+                        any: group.any,
+                    });
                     if !self.group(b, group.any, &group.conditions, node.id, dict, depth + 1) {
                         pass = false;
                         break;
                     }
                 }
-                self.trace.push(TraceEvent::Outcome { depth: depth + 1, node_id: node.id, title: node.title.clone(), used: pass });
+                self.trace.push(TraceEvent::Outcome {
+                    depth: depth + 1,
+                    node_id: node.id,
+                    title: node.title.clone(),
+                    used: pass,
+                });
                 if !pass {
                     return Visit::NotPassed;
                 }
@@ -477,7 +536,13 @@ impl<'h> Runner<'h> {
         }
     }
 
-    fn children(&mut self, b: &CompiledBehavior, children: &[usize], dict: &mut Dict, depth: usize) {
+    fn children(
+        &mut self,
+        b: &CompiledBehavior,
+        children: &[usize],
+        dict: &mut Dict,
+        depth: usize,
+    ) {
         for &child in children {
             if self.stopped() {
                 break;
@@ -486,7 +551,15 @@ impl<'h> Runner<'h> {
         }
     }
 
-    fn group(&mut self, b: &CompiledBehavior, any: bool, conditions: &[CCondition], node_id: RecordId, dict: &Dict, depth: usize) -> bool {
+    fn group(
+        &mut self,
+        b: &CompiledBehavior,
+        any: bool,
+        conditions: &[CCondition],
+        node_id: RecordId,
+        dict: &Dict,
+        depth: usize,
+    ) -> bool {
         if conditions.is_empty() {
             return true;
         }
@@ -503,20 +576,39 @@ impl<'h> Runner<'h> {
         last
     }
 
-    fn condition(&mut self, b: &CompiledBehavior, c: &CCondition, node_id: RecordId, dict: &Dict, depth: usize) -> bool {
+    fn condition(
+        &mut self,
+        b: &CompiledBehavior,
+        c: &CCondition,
+        node_id: RecordId,
+        dict: &Dict,
+        depth: usize,
+    ) -> bool {
         let req = self.request.as_ref();
         let (name, actual): (Option<String>, Option<String>) = match &c.subject {
-            Subject::HttpParam(n) => (Some(n.clone()), match req {
-                Some(r) => r.param_text(n).map(str::to_string),
-                None => Some(String::new()),
-            }),
-            Subject::HttpHeader(n) => (Some(n.clone()), Some(req.map(|r| r.header_text(n).to_string()).unwrap_or_default())),
+            Subject::HttpParam(n) => (
+                Some(n.clone()),
+                match req {
+                    Some(r) => r.param_text(n).map(str::to_string),
+                    None => Some(String::new()),
+                },
+            ),
+            Subject::HttpHeader(n) => (
+                Some(n.clone()),
+                Some(
+                    req.map(|r| r.header_text(n).to_string())
+                        .unwrap_or_default(),
+                ),
+            ),
             Subject::HttpVerb | Subject::HttpBody | Subject::HttpClientIp | Subject::HttpPath => {
                 (None, as_condition_text(dict.get(&c.token)))
             }
             Subject::Var(key) => (None, as_condition_text(dict.get(key))),
             Subject::Script(tpl) => {
-                let text = self.render(b, tpl, dict, node_id, depth).map(|s| s.trim().to_string()).unwrap_or_default();
+                let text = self
+                    .render(b, tpl, dict, node_id, depth)
+                    .map(|s| s.trim().to_string())
+                    .unwrap_or_default();
                 (None, Some(text))
             }
             Subject::Invalid => {
@@ -530,7 +622,11 @@ impl<'h> Runner<'h> {
                     actual: Some(String::new()),
                     pass: false,
                 });
-                self.error(depth, Some(node_id), format!("invalid condition `{}`", c.token));
+                self.error(
+                    depth,
+                    Some(node_id),
+                    format!("invalid condition `{}`", c.token),
+                );
                 return false;
             }
         };
@@ -549,7 +645,14 @@ impl<'h> Runner<'h> {
     }
 
     /// Renders a template field. `None` (with the error recorded) when it fails.
-    fn render(&mut self, b: &CompiledBehavior, tpl: &Tpl, dict: &Dict, node_id: RecordId, depth: usize) -> Option<String> {
+    fn render(
+        &mut self,
+        b: &CompiledBehavior,
+        tpl: &Tpl,
+        dict: &Dict,
+        node_id: RecordId,
+        depth: usize,
+    ) -> Option<String> {
         match tpl {
             Tpl::Empty => Some(String::new()),
             Tpl::Literal(s) => Some(s.clone()),
@@ -557,13 +660,15 @@ impl<'h> Runner<'h> {
                 self.error(depth, Some(node_id), e.clone());
                 None
             }
-            Tpl::Compiled(name) => match switchboard_twig::render(&b.env, name, &dict.context(), &b.limits) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    self.error(depth, Some(node_id), e.to_string());
-                    None
+            Tpl::Compiled(name) => {
+                match switchboard_twig::render(&b.env, name, &dict.context(), &b.limits) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        self.error(depth, Some(node_id), e.to_string());
+                        None
+                    }
                 }
-            },
+            }
         }
     }
 
@@ -572,7 +677,14 @@ impl<'h> Runner<'h> {
         self.set_keys.insert(key.to_string());
     }
 
-    fn action_output(&mut self, depth: usize, node_id: RecordId, node_title: &str, action: &str, output: String) {
+    fn action_output(
+        &mut self,
+        depth: usize,
+        node_id: RecordId,
+        node_title: &str,
+        action: &str,
+        output: String,
+    ) {
         self.trace.push(TraceEvent::Action {
             depth,
             node_id,
@@ -584,7 +696,9 @@ impl<'h> Runner<'h> {
 
     fn actions(&mut self, b: &CompiledBehavior, index: usize, dict: &mut Dict, depth: usize) {
         let node = &b.nodes[index];
-        let CBody::Actions(actions) = &node.body else { unreachable!() };
+        let CBody::Actions(actions) = &node.body else {
+            unreachable!()
+        };
         for action in actions {
             if self.stopped() {
                 return;
@@ -593,15 +707,30 @@ impl<'h> Runner<'h> {
             match &action.kind {
                 ActionKind::SetBody(tpl) => {
                     if let Some(body) = self.render(b, tpl, dict, id, depth) {
-                        self.action_output(depth, id, title, &action.name, format!(">>> Setting HTTP response body:\n{body}"));
+                        self.action_output(
+                            depth,
+                            id,
+                            title,
+                            &action.name,
+                            format!(">>> Setting HTTP response body:\n{body}"),
+                        );
                         self.set(dict, KEY_BODY, Value::from(body));
                     }
                 }
                 ActionKind::SetHeader { name, value } => {
-                    let (Some(n), Some(v)) = (self.render(b, name, dict, id, depth), self.render(b, value, dict, id, depth)) else {
+                    let (Some(n), Some(v)) = (
+                        self.render(b, name, dict, id, depth),
+                        self.render(b, value, dict, id, depth),
+                    ) else {
                         continue;
                     };
-                    self.action_output(depth, id, title, &action.name, format!(">>> Setting HTTP response header:\n{n}: {v}"));
+                    self.action_output(
+                        depth,
+                        id,
+                        title,
+                        &action.name,
+                        format!(">>> Setting HTTP response header:\n{n}: {v}"),
+                    );
                     let mut headers: IndexMap<String, Value> = IndexMap::new();
                     if let Some(existing) = dict.get(KEY_HEADERS)
                         && let Ok(keys) = existing.try_iter()
@@ -618,24 +747,43 @@ impl<'h> Runner<'h> {
                     if let Some(s) = self.render(b, tpl, dict, id, depth) {
                         let code = intval(&s);
                         if !(100..=599).contains(&code) {
-                            self.error(depth, Some(id), format!("set_http_status: `{s}` is not an HTTP status (100-599)"));
+                            self.error(
+                                depth,
+                                Some(id),
+                                format!("set_http_status: `{s}` is not an HTTP status (100-599)"),
+                            );
                             continue;
                         }
-                        self.action_output(depth, id, title, &action.name, format!(">>> Setting HTTP response status:\n{s}"));
+                        self.action_output(
+                            depth,
+                            id,
+                            title,
+                            &action.name,
+                            format!(">>> Setting HTTP response status:\n{s}"),
+                        );
                         self.set(dict, KEY_STATUS, Value::from(s));
                     }
                 }
                 ActionKind::Http(http) => self.http(b, http, dict, id, title, &action.name, depth),
-                ActionKind::SetCustomVar { var, value, json, simulator_only } => {
+                ActionKind::SetCustomVar {
+                    var,
+                    value,
+                    json,
+                    simulator_only,
+                } => {
                     if *simulator_only && !self.simulator() {
                         continue;
                     }
                     if var.is_empty() || matches!(value, Tpl::Empty) {
                         continue;
                     }
-                    let Some(text) = self.render(b, value, dict, id, depth) else { continue };
+                    let Some(text) = self.render(b, value, dict, id, depth) else {
+                        continue;
+                    };
                     let v = if *json {
-                        serde_json::from_str::<serde_json::Value>(&text).map(|j| crate::values::to_value(&j)).unwrap_or(Value::from(()))
+                        serde_json::from_str::<serde_json::Value>(&text)
+                            .map(|j| crate::values::to_value(&j))
+                            .unwrap_or(Value::from(()))
                     } else {
                         Value::from(text)
                     };
@@ -644,11 +792,19 @@ impl<'h> Runner<'h> {
                     } else {
                         php_string(&v)
                     };
-                    self.action_output(depth, id, title, &action.name, format!(">>> Setting placeholder {{{{{var}}}}}:\n{shown}"));
+                    self.action_output(
+                        depth,
+                        id,
+                        title,
+                        &action.name,
+                        format!(">>> Setting placeholder {{{{{var}}}}}:\n{shown}"),
+                    );
                     self.set(dict, var, v);
                 }
                 ActionKind::SetVar { var, value } => {
-                    let Some(text) = self.render(b, value, dict, id, depth) else { continue };
+                    let Some(text) = self.render(b, value, dict, id, depth) else {
+                        continue;
+                    };
                     let v = match b.variables().get(var) {
                         Some(def) => match coerce_variable(def, &text) {
                             Ok(v) => v,
@@ -659,22 +815,46 @@ impl<'h> Runner<'h> {
                         },
                         None => Value::from(text),
                     };
-                    self.action_output(depth, id, title, &action.name, format!(">>> Setting variable {{{{{var}}}}}:\n{}", php_string(&v)));
+                    self.action_output(
+                        depth,
+                        id,
+                        title,
+                        &action.name,
+                        format!(">>> Setting variable {{{{{var}}}}}:\n{}", php_string(&v)),
+                    );
                     self.set(dict, var, v);
                 }
                 ActionKind::Exit { suspend } => {
                     let mode = if *suspend { "suspend" } else { "stop" };
-                    self.trace.push(TraceEvent::Exit { depth, node_id: id, mode: mode.into() });
-                    self.exit = Some(if *suspend { ExitState::Suspend } else { ExitState::Stop });
+                    self.trace.push(TraceEvent::Exit {
+                        depth,
+                        node_id: id,
+                        mode: mode.into(),
+                    });
+                    self.exit = Some(if *suspend {
+                        ExitState::Suspend
+                    } else {
+                        ExitState::Stop
+                    });
                     return;
                 }
                 ActionKind::RunSubroutine(name) => {
                     let Some(&target) = b.subroutines.get(name) else {
-                        self.error(depth, Some(id), format!("_run_subroutine: no subroutine titled '{name}'"));
+                        self.error(
+                            depth,
+                            Some(id),
+                            format!("_run_subroutine: no subroutine titled '{name}'"),
+                        );
                         continue;
                     };
                     if self.subroutine_depth >= MAX_SUBROUTINE_DEPTH {
-                        self.abort(depth, Some(id), format!("run limit: subroutines nested deeper than {MAX_SUBROUTINE_DEPTH}"));
+                        self.abort(
+                            depth,
+                            Some(id),
+                            format!(
+                                "run limit: subroutines nested deeper than {MAX_SUBROUTINE_DEPTH}"
+                            ),
+                        );
                         return;
                     }
                     let sub = &b.nodes[target];
@@ -691,11 +871,31 @@ impl<'h> Runner<'h> {
                     // The rest of this action node is skipped (cerb-semantics §2.3).
                     return;
                 }
-                ActionKind::RunBehavior { behavior_id, var, inputs, run_in_simulator } => {
-                    self.run_behavior(b, dict, id, title, &action.name, depth, behavior_id, var, inputs, *run_in_simulator);
+                ActionKind::RunBehavior {
+                    behavior_id,
+                    var,
+                    inputs,
+                    run_in_simulator,
+                } => {
+                    self.run_behavior(
+                        b,
+                        dict,
+                        id,
+                        title,
+                        &action.name,
+                        depth,
+                        behavior_id,
+                        var,
+                        inputs,
+                        *run_in_simulator,
+                    );
                 }
                 ActionKind::Unsupported => {
-                    self.error(depth, Some(id), format!("unsupported action `{}`", action.name));
+                    self.error(
+                        depth,
+                        Some(id),
+                        format!("unsupported action `{}`", action.name),
+                    );
                 }
             }
         }
@@ -715,25 +915,54 @@ impl<'h> Runner<'h> {
         inputs: &[(String, Tpl)],
         run_in_simulator: bool,
     ) {
-        let Some(target_id) = self.render(b, behavior_id, dict, id, depth).map(|s| intval(&s)) else { return };
+        let Some(target_id) = self
+            .render(b, behavior_id, dict, id, depth)
+            .map(|s| intval(&s))
+        else {
+            return;
+        };
         if self.simulator() && !run_in_simulator {
-            self.action_output(depth, id, title, action, format!(">>> Would run behavior {target_id} (not configured to run in the simulator)"));
+            self.action_output(
+                depth,
+                id,
+                title,
+                action,
+                format!(
+                    ">>> Would run behavior {target_id} (not configured to run in the simulator)"
+                ),
+            );
             return;
         }
         if self.stack.len() >= MAX_BEHAVIOR_DEPTH {
-            self.error(depth, Some(id), format!("run limit: _run_behavior nested deeper than {MAX_BEHAVIOR_DEPTH}"));
+            self.error(
+                depth,
+                Some(id),
+                format!("run limit: _run_behavior nested deeper than {MAX_BEHAVIOR_DEPTH}"),
+            );
             return;
         }
         if self.stack.contains(&target_id) {
-            self.error(depth, Some(id), format!("_run_behavior: behavior {target_id} is already running (no recursion)"));
+            self.error(
+                depth,
+                Some(id),
+                format!("_run_behavior: behavior {target_id} is already running (no recursion)"),
+            );
             return;
         }
         let Some(target) = self.host.behavior(target_id) else {
-            self.error(depth, Some(id), format!("_run_behavior: behavior {target_id} not found"));
+            self.error(
+                depth,
+                Some(id),
+                format!("_run_behavior: behavior {target_id} not found"),
+            );
             return;
         };
         if target.def.is_disabled || target.bot.is_disabled {
-            self.error(depth, Some(id), format!("_run_behavior: behavior {target_id} or its bot is disabled"));
+            self.error(
+                depth,
+                Some(id),
+                format!("_run_behavior: behavior {target_id} or its bot is disabled"),
+            );
             return;
         }
         let mut rendered = IndexMap::new();
@@ -750,7 +979,13 @@ impl<'h> Runner<'h> {
         if matches!(self.exit, Some(ExitState::Stop | ExitState::Suspend)) {
             self.exit = None;
         }
-        self.action_output(depth, id, title, action, format!(">>> Ran behavior {target_id}; results saved to {{{{{var}}}}}"));
+        self.action_output(
+            depth,
+            id,
+            title,
+            action,
+            format!(">>> Ran behavior {target_id}; results saved to {{{{{var}}}}}"),
+        );
         if !var.is_empty() {
             let result = finished.dict.to_value();
             self.set(dict, var, result);
@@ -758,18 +993,46 @@ impl<'h> Runner<'h> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn http(&mut self, b: &CompiledBehavior, http: &HttpAction, dict: &mut Dict, id: RecordId, title: &str, action: &str, depth: usize) {
-        let Some(url) = self.render(b, &http.url, dict, id, depth) else { return };
+    fn http(
+        &mut self,
+        b: &CompiledBehavior,
+        http: &HttpAction,
+        dict: &mut Dict,
+        id: RecordId,
+        title: &str,
+        action: &str,
+        depth: usize,
+    ) {
+        let Some(url) = self.render(b, &http.url, dict, id, depth) else {
+            return;
+        };
         let url = url.trim().to_string();
         if http.verb.is_empty() || url.is_empty() || http.placeholder.is_empty() {
-            self.action_output(depth, id, title, action, ">>> HTTP request skipped: verb, URL or response placeholder is empty".into());
+            self.action_output(
+                depth,
+                id,
+                title,
+                action,
+                ">>> HTTP request skipped: verb, URL or response placeholder is empty".into(),
+            );
             return;
         }
-        let headers_text = self.render(b, &http.headers, dict, id, depth).unwrap_or_default();
-        let body = self.render(b, &http.body, dict, id, depth).unwrap_or_default();
+        let headers_text = self
+            .render(b, &http.headers, dict, id, depth)
+            .unwrap_or_default();
+        let body = self
+            .render(b, &http.body, dict, id, depth)
+            .unwrap_or_default();
         let mut headers = parse_header_lines(&headers_text);
-        if matches!(http.verb.as_str(), "POST" | "PUT" | "PATCH") && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
-            headers.push(("Content-Type".into(), "application/x-www-form-urlencoded".into()));
+        if matches!(http.verb.as_str(), "POST" | "PUT" | "PATCH")
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            headers.push((
+                "Content-Type".into(),
+                "application/x-www-form-urlencoded".into(),
+            ));
         }
         let mut text = format!(">>> Sending HTTP request:\n{} {url}\n", http.verb);
         for (k, v) in &headers {
@@ -785,7 +1048,10 @@ impl<'h> Runner<'h> {
         let account_id = match &http.auth {
             AuthSpec::None => 0,
             AuthSpec::Account(id) => *id,
-            AuthSpec::Placeholder(tpl) => self.render(b, tpl, dict, id, depth).map(|s| intval(&s)).unwrap_or(0),
+            AuthSpec::Placeholder(tpl) => self
+                .render(b, tpl, dict, id, depth)
+                .map(|s| intval(&s))
+                .unwrap_or(0),
         };
         let mut account = None;
         if account_id != 0 {
@@ -800,7 +1066,11 @@ impl<'h> Runner<'h> {
                         acc.name, http.placeholder
                     ));
                     self.action_output(depth, id, title, action, text);
-                    self.error(depth, Some(id), format!("connected account {account_id} is not allowed for {url}"));
+                    self.error(
+                        depth,
+                        Some(id),
+                        format!("connected account {account_id} is not allowed for {url}"),
+                    );
                     self.set(dict, &http.placeholder, Value::from(false));
                     return;
                 }
@@ -810,7 +1080,11 @@ impl<'h> Runner<'h> {
                         http.placeholder
                     ));
                     self.action_output(depth, id, title, action, text);
-                    self.error(depth, Some(id), format!("connected account {account_id} not found"));
+                    self.error(
+                        depth,
+                        Some(id),
+                        format!("connected account {account_id} not found"),
+                    );
                     self.set(dict, &http.placeholder, Value::from(false));
                     return;
                 }
@@ -828,12 +1102,18 @@ impl<'h> Runner<'h> {
         self.http_requests.push(HttpRequestRecord {
             method: request.method.clone(),
             url: request.url.clone(),
-            headers: headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect(),
             body: request.body.clone(),
             sent: send,
             authenticated_with: account.as_ref().map(|a| a.name.clone()),
         });
-        text.push_str(&format!(">>> Saving response to {{{{{}}}}}\n", http.placeholder));
+        text.push_str(&format!(
+            ">>> Saving response to {{{{{}}}}}\n",
+            http.placeholder
+        ));
         if !send {
             let note = if !http.run_in_simulator {
                 ">>> NOTE: This HTTP request is not configured to run in the simulator."
@@ -848,13 +1128,20 @@ impl<'h> Runner<'h> {
         let placeholder = response_placeholder(&outcome, &request.body, http.raw_response_body);
         match &outcome {
             HttpOutcome::Response(r) => {
-                text.push_str(&format!(">>> Response info: HTTP {} from {}\n", r.status, r.url));
+                text.push_str(&format!(
+                    ">>> Response info: HTTP {} from {}\n",
+                    r.status, r.url
+                ));
                 text.push_str(">>> Response body:\n");
                 text.push_str(&String::from_utf8_lossy(&r.body));
             }
             HttpOutcome::Error(e) => {
                 text.push_str(&format!(">>> Error in response:\n{e}"));
-                self.error(depth, Some(id), format!("HTTP request to {url} failed: {e}"));
+                self.error(
+                    depth,
+                    Some(id),
+                    format!("HTTP request to {url} failed: {e}"),
+                );
             }
         }
         self.action_output(depth, id, title, action, text);
@@ -863,16 +1150,33 @@ impl<'h> Runner<'h> {
 
     fn run_loop(&mut self, b: &CompiledBehavior, index: usize, dict: &mut Dict, depth: usize) {
         let node = &b.nodes[index];
-        let CBody::Loop { foreach, as_placeholder } = &node.body else { unreachable!() };
-        let Some(text) = self.render(b, foreach, dict, node.id, depth) else { return };
-        let items: Vec<(String, serde_json::Value)> = match serde_json::from_str::<serde_json::Value>(&text) {
-            Ok(serde_json::Value::Array(a)) if !a.is_empty() => a.into_iter().enumerate().map(|(i, v)| (i.to_string(), v)).collect(),
-            Ok(serde_json::Value::Object(o)) if !o.is_empty() => o.into_iter().collect(),
-            _ => {
-                self.error(depth, Some(node.id), "loop: foreach_json is not a non-empty JSON array".into());
-                return;
-            }
+        let CBody::Loop {
+            foreach,
+            as_placeholder,
+        } = &node.body
+        else {
+            unreachable!()
         };
+        let Some(text) = self.render(b, foreach, dict, node.id, depth) else {
+            return;
+        };
+        let items: Vec<(String, serde_json::Value)> =
+            match serde_json::from_str::<serde_json::Value>(&text) {
+                Ok(serde_json::Value::Array(a)) if !a.is_empty() => a
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| (i.to_string(), v))
+                    .collect(),
+                Ok(serde_json::Value::Object(o)) if !o.is_empty() => o.into_iter().collect(),
+                _ => {
+                    self.error(
+                        depth,
+                        Some(node.id),
+                        "loop: foreach_json is not a non-empty JSON array".into(),
+                    );
+                    return;
+                }
+            };
         if as_placeholder.is_empty() {
             self.error(depth, Some(node.id), "loop: as_placeholder is empty".into());
             return;
@@ -883,13 +1187,25 @@ impl<'h> Runner<'h> {
                 break;
             }
             if counter >= MAX_LOOP_ITERATIONS {
-                self.abort(depth, Some(node.id), format!("run limit: more than {MAX_LOOP_ITERATIONS} loop iterations"));
+                self.abort(
+                    depth,
+                    Some(node.id),
+                    format!("run limit: more than {MAX_LOOP_ITERATIONS} loop iterations"),
+                );
                 break;
             }
-            self.trace.push(TraceEvent::Iteration { depth, node_id: node.id, key: key.clone(), counter: counter + 1 });
+            self.trace.push(TraceEvent::Iteration {
+                depth,
+                node_id: node.id,
+                key: key.clone(),
+                counter: counter + 1,
+            });
             dict.set(as_placeholder, crate::values::to_value(&item));
             dict.set(&format!("{as_placeholder}__key"), Value::from(key));
-            dict.set(&format!("{as_placeholder}__counter"), Value::from(counter + 1));
+            dict.set(
+                &format!("{as_placeholder}__counter"),
+                Value::from(counter + 1),
+            );
             self.children(b, &node.children, dict, depth + 1);
         }
         for suffix in ["", "__key", "__counter"] {
@@ -914,7 +1230,9 @@ pub fn parse_header_lines(text: &str) -> Vec<(String, String)> {
 
 /// Whether `url`'s host equals one of `allowed` (case-insensitive; scheme, port, path ignored).
 fn host_allowed(url: &str, allowed: &[String]) -> bool {
-    let Some(host) = url_host(url) else { return false };
+    let Some(host) = url_host(url) else {
+        return false;
+    };
     allowed.iter().any(|a| a.eq_ignore_ascii_case(&host))
 }
 
@@ -922,7 +1240,10 @@ fn host_allowed(url: &str, allowed: &[String]) -> bool {
 pub fn url_host(url: &str) -> Option<String> {
     let rest = url.split_once("://")?.1;
     let authority = rest.split(['/', '?', '#']).next()?;
-    let hostport = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
+    let hostport = authority
+        .rsplit_once('@')
+        .map(|(_, h)| h)
+        .unwrap_or(authority);
     let host = if let Some(v6) = hostport.strip_prefix('[') {
         v6.split(']').next()?
     } else {
@@ -936,10 +1257,16 @@ fn response_placeholder(outcome: &HttpOutcome, request_body: &str, raw: bool) ->
     match outcome {
         HttpOutcome::Error(e) => Value::from_pairs([
             ("content_type".to_string(), Value::from(())),
-            ("headers".to_string(), Value::from_pairs(std::iter::empty::<(String, Value)>())),
+            (
+                "headers".to_string(),
+                Value::from_pairs(std::iter::empty::<(String, Value)>()),
+            ),
             // Cerb's quirk: on transport failure `body` is the request body.
             ("body".to_string(), Value::from(request_body)),
-            ("info".to_string(), Value::from_pairs(std::iter::empty::<(String, Value)>())),
+            (
+                "info".to_string(),
+                Value::from_pairs(std::iter::empty::<(String, Value)>()),
+            ),
             ("error".to_string(), Value::from(e.as_str())),
         ]),
         HttpOutcome::Response(r) => {
@@ -947,27 +1274,46 @@ fn response_placeholder(outcome: &HttpOutcome, request_body: &str, raw: bool) ->
             for (k, v) in &r.headers {
                 crate::request::append_header(&mut headers, k.to_ascii_lowercase(), v);
             }
-            let content_type = headers
-                .get("content-type")
-                .map(|ct| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+            let content_type = headers.get("content-type").map(|ct| {
+                ct.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            });
             let text = String::from_utf8_lossy(&r.body).into_owned();
             let body = if raw {
                 Value::from(text)
             } else {
                 match content_type.as_deref() {
-                    Some("application/json" | "text/javascript") => serde_json::from_str::<serde_json::Value>(&text)
-                        .map(|j| crate::values::to_value(&j))
-                        .unwrap_or(Value::from(())),
+                    Some("application/json" | "text/javascript") => {
+                        serde_json::from_str::<serde_json::Value>(&text)
+                            .map(|j| crate::values::to_value(&j))
+                            .unwrap_or(Value::from(()))
+                    }
                     Some(
-                        "application/octet-stream" | "application/pdf" | "application/zip" | "audio/mpeg" | "audio/ogg"
-                        | "image/gif" | "image/jpeg" | "image/jpg" | "image/png",
+                        "application/octet-stream"
+                        | "application/pdf"
+                        | "application/zip"
+                        | "audio/mpeg"
+                        | "audio/ogg"
+                        | "image/gif"
+                        | "image/jpeg"
+                        | "image/jpg"
+                        | "image/png",
                     ) => Value::from(base64_encode(&r.body)),
                     _ => Value::from(text),
                 }
             };
             Value::from_pairs([
-                ("content_type".to_string(), content_type.map(Value::from).unwrap_or(Value::from(()))),
-                ("headers".to_string(), Value::from_pairs(headers.into_iter().map(|(k, v)| (k, Value::from(v))))),
+                (
+                    "content_type".to_string(),
+                    content_type.map(Value::from).unwrap_or(Value::from(())),
+                ),
+                (
+                    "headers".to_string(),
+                    Value::from_pairs(headers.into_iter().map(|(k, v)| (k, Value::from(v)))),
+                ),
                 ("body".to_string(), body),
                 (
                     "info".to_string(),
@@ -986,7 +1332,9 @@ fn base64_encode(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let n = (chunk[0] as u32) << 16 | (*chunk.get(1).unwrap_or(&0) as u32) << 8 | *chunk.get(2).unwrap_or(&0) as u32;
+        let n = (chunk[0] as u32) << 16
+            | (*chunk.get(1).unwrap_or(&0) as u32) << 8
+            | *chunk.get(2).unwrap_or(&0) as u32;
         for i in 0..4 {
             if i <= chunk.len() {
                 out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -1027,14 +1375,23 @@ pub fn coerce_variable(def: &VariableDef, raw: &str) -> Result<Value, String> {
             if let Ok(n) = t.parse::<i64>() {
                 return Ok(Value::from(n));
             }
-            parse_date(t).map(Value::from).ok_or_else(|| format!("The date variable '{key}' has an invalid value '{raw}'"))
+            parse_date(t)
+                .map(Value::from)
+                .ok_or_else(|| format!("The date variable '{key}' has an invalid value '{raw}'"))
         }
         k if k.starts_with("ctx_") => {
             let ids: Result<Vec<i64>, _> = match serde_json::from_str::<serde_json::Value>(raw) {
-                Ok(serde_json::Value::Array(a)) => a.iter().map(|v| v.as_i64().or_else(|| v.as_str().map(intval)).ok_or(())).collect(),
-                _ => raw.split(',').map(|s| s.trim().parse::<i64>().map_err(|_| ())).collect(),
+                Ok(serde_json::Value::Array(a)) => a
+                    .iter()
+                    .map(|v| v.as_i64().or_else(|| v.as_str().map(intval)).ok_or(()))
+                    .collect(),
+                _ => raw
+                    .split(',')
+                    .map(|s| s.trim().parse::<i64>().map_err(|_| ()))
+                    .collect(),
             };
-            ids.map(Value::from).map_err(|_| format!("The variable '{key}' must be set to an array of IDs"))
+            ids.map(Value::from)
+                .map_err(|_| format!("The variable '{key}' must be set to an array of IDs"))
         }
         _ => Ok(Value::from(raw)),
     }
@@ -1050,7 +1407,11 @@ fn parse_date(s: &str) -> Option<i64> {
     }
     let time = time.trim_end_matches('Z');
     let mut t = time.split(':').map(|p| p.parse::<i64>().ok());
-    let (hh, mm, ss) = (t.next()??, t.next().unwrap_or(Some(0))?, t.next().unwrap_or(Some(0))?);
+    let (hh, mm, ss) = (
+        t.next()??,
+        t.next().unwrap_or(Some(0))?,
+        t.next().unwrap_or(Some(0))?,
+    );
     if !(0..24).contains(&hh) || !(0..60).contains(&mm) || !(0..61).contains(&ss) {
         return None;
     }
@@ -1083,12 +1444,24 @@ mod tests {
 
     #[test]
     fn hosts() {
-        assert_eq!(url_host("https://Lookups.Twilio.com/v1/x?y"), Some("lookups.twilio.com".into()));
-        assert_eq!(url_host("https://u:p@api.twilio.com:443/x"), Some("api.twilio.com".into()));
+        assert_eq!(
+            url_host("https://Lookups.Twilio.com/v1/x?y"),
+            Some("lookups.twilio.com".into())
+        );
+        assert_eq!(
+            url_host("https://u:p@api.twilio.com:443/x"),
+            Some("api.twilio.com".into())
+        );
         assert_eq!(url_host("http://[::1]:8080/"), Some("::1".into()));
         assert_eq!(url_host("not a url"), None);
-        assert!(host_allowed("https://api.twilio.com/2010", &["api.twilio.com".into()]));
-        assert!(!host_allowed("https://api.twilio.com.evil.test/", &["api.twilio.com".into()]));
+        assert!(host_allowed(
+            "https://api.twilio.com/2010",
+            &["api.twilio.com".into()]
+        ));
+        assert!(!host_allowed(
+            "https://api.twilio.com.evil.test/",
+            &["api.twilio.com".into()]
+        ));
     }
 
     #[test]

@@ -9,13 +9,33 @@ use switchboard_package::RecordId;
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum TraceEvent {
     /// A behavior starts (the top-level one, or one called with `_run_behavior`).
-    Behavior { depth: usize, behavior_id: RecordId, title: String, event_point: String },
+    Behavior {
+        depth: usize,
+        behavior_id: RecordId,
+        title: String,
+        event_point: String,
+    },
     /// A node is entered.
-    Enter { depth: usize, node_id: RecordId, node_type: &'static str, title: String },
+    Enter {
+        depth: usize,
+        node_id: RecordId,
+        node_type: &'static str,
+        title: String,
+    },
     /// A node is skipped without evaluation (disabled, simulator-only, subroutine).
-    Skip { depth: usize, node_id: RecordId, node_type: &'static str, title: String, reason: String },
+    Skip {
+        depth: usize,
+        node_id: RecordId,
+        node_type: &'static str,
+        title: String,
+        reason: String,
+    },
     /// A condition group starts.
-    Group { depth: usize, node_id: RecordId, any: bool },
+    Group {
+        depth: usize,
+        node_id: RecordId,
+        any: bool,
+    },
     /// One condition with its values and result.
     Condition {
         depth: usize,
@@ -31,13 +51,33 @@ pub enum TraceEvent {
         pass: bool,
     },
     /// An outcome's verdict.
-    Outcome { depth: usize, node_id: RecordId, title: String, used: bool },
+    Outcome {
+        depth: usize,
+        node_id: RecordId,
+        title: String,
+        used: bool,
+    },
     /// An action with its rendered output.
-    Action { depth: usize, node_id: RecordId, node_title: String, action: String, output: String },
+    Action {
+        depth: usize,
+        node_id: RecordId,
+        node_title: String,
+        action: String,
+        output: String,
+    },
     /// A loop iteration begins.
-    Iteration { depth: usize, node_id: RecordId, key: String, counter: usize },
+    Iteration {
+        depth: usize,
+        node_id: RecordId,
+        key: String,
+        counter: usize,
+    },
     /// `_exit` stopped the run.
-    Exit { depth: usize, node_id: RecordId, mode: String },
+    Exit {
+        depth: usize,
+        node_id: RecordId,
+        mode: String,
+    },
     /// Something failed; the run goes on unless a limit was reached.
     Error {
         depth: usize,
@@ -52,19 +92,54 @@ impl TraceEvent {
     pub fn to_text(&self) -> String {
         let pad = |d: &usize| "  ".repeat(*d);
         match self {
-            TraceEvent::Behavior { depth, behavior_id, title, event_point } => {
-                format!("{}BEHAVIOR :: {title} ({behavior_id}) [{event_point}]", pad(depth))
+            TraceEvent::Behavior {
+                depth,
+                behavior_id,
+                title,
+                event_point,
+            } => {
+                format!(
+                    "{}BEHAVIOR :: {title} ({behavior_id}) [{event_point}]",
+                    pad(depth)
+                )
             }
-            TraceEvent::Enter { depth, node_id, node_type, title } => {
+            TraceEvent::Enter {
+                depth,
+                node_id,
+                node_type,
+                title,
+            } => {
                 format!("{}ENTER {node_type} :: {title} ({node_id})", pad(depth))
             }
-            TraceEvent::Skip { depth, node_id, node_type, title, reason } => {
-                format!("{}SKIP {node_type} :: {title} ({node_id}): {reason}", pad(depth))
+            TraceEvent::Skip {
+                depth,
+                node_id,
+                node_type,
+                title,
+                reason,
+            } => {
+                format!(
+                    "{}SKIP {node_type} :: {title} ({node_id}): {reason}",
+                    pad(depth)
+                )
             }
             TraceEvent::Group { depth, any, .. } => {
-                format!("{}Conditions are in `{}` group.", pad(depth), if *any { "any" } else { "all" })
+                format!(
+                    "{}Conditions are in `{}` group.",
+                    pad(depth),
+                    if *any { "any" } else { "all" }
+                )
             }
-            TraceEvent::Condition { depth, condition, name, oper, value, actual, pass, .. } => {
+            TraceEvent::Condition {
+                depth,
+                condition,
+                name,
+                oper,
+                value,
+                actual,
+                pass,
+                ..
+            } => {
                 let p = pad(depth);
                 let label = match name {
                     Some(n) => format!("`{condition}` (`{n}`)"),
@@ -80,9 +155,23 @@ impl TraceEvent {
                 )
             }
             TraceEvent::Outcome { depth, used, .. } => {
-                format!("{}{}", pad(depth), if *used { "Using this outcome." } else { "Skipping this outcome." })
+                format!(
+                    "{}{}",
+                    pad(depth),
+                    if *used {
+                        "Using this outcome."
+                    } else {
+                        "Skipping this outcome."
+                    }
+                )
             }
-            TraceEvent::Action { depth, node_title, action, output, .. } => {
+            TraceEvent::Action {
+                depth,
+                node_title,
+                action,
+                output,
+                ..
+            } => {
                 let p = pad(depth);
                 let mut s = format!("{p}ACTION {action} ({node_title})");
                 for line in output.lines() {
@@ -93,11 +182,20 @@ impl TraceEvent {
                 }
                 s
             }
-            TraceEvent::Iteration { depth, key, counter, .. } => {
+            TraceEvent::Iteration {
+                depth,
+                key,
+                counter,
+                ..
+            } => {
                 format!("{}Loop iteration {counter} (key `{key}`)", pad(depth))
             }
             TraceEvent::Exit { depth, mode, .. } => format!("{}EXIT ({mode})", pad(depth)),
-            TraceEvent::Error { depth, node_id, message } => match node_id {
+            TraceEvent::Error {
+                depth,
+                node_id,
+                message,
+            } => match node_id {
                 Some(id) => format!("{}[ERROR] node {id}: {message}", pad(depth)),
                 None => format!("{}[ERROR] {message}", pad(depth)),
             },

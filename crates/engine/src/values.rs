@@ -38,17 +38,29 @@ pub fn intval(s: &str) -> i64 {
         Some(b'+') => (1, &t[1..]),
         _ => (1, t),
     };
-    let end = digits.bytes().position(|b| !b.is_ascii_digit()).unwrap_or(digits.len());
-    digits[..end].parse::<i64>().map(|n| sign * n).unwrap_or(if end > 0 { sign * i64::MAX } else { 0 })
+    let end = digits
+        .bytes()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits[..end]
+        .parse::<i64>()
+        .map(|n| sign * n)
+        .unwrap_or(if end > 0 { sign * i64::MAX } else { 0 })
 }
 
 /// A dictionary value as condition text: `None` for arrays/maps (Decision 9), `""` for
 /// missing/null, PHP's string form otherwise.
 pub fn as_condition_text(v: Option<&Value>) -> Option<String> {
-    let Some(v) = v else { return Some(String::new()) };
+    let Some(v) = v else {
+        return Some(String::new());
+    };
     match v.kind() {
         ValueKind::Undefined | ValueKind::None => Some(String::new()),
-        ValueKind::Bool => Some(if v.is_true() { "1".into() } else { String::new() }),
+        ValueKind::Bool => Some(if v.is_true() {
+            "1".into()
+        } else {
+            String::new()
+        }),
         ValueKind::Seq | ValueKind::Map | ValueKind::Iterable | ValueKind::Plain => None,
         ValueKind::String => Some(v.as_str().unwrap_or_default().to_string()),
         _ => Some(php_string(v)),
@@ -59,7 +71,13 @@ pub fn as_condition_text(v: Option<&Value>) -> Option<String> {
 pub fn php_string(v: &Value) -> String {
     match v.kind() {
         ValueKind::Undefined | ValueKind::None => String::new(),
-        ValueKind::Bool => if v.is_true() { "1".into() } else { String::new() },
+        ValueKind::Bool => {
+            if v.is_true() {
+                "1".into()
+            } else {
+                String::new()
+            }
+        }
         ValueKind::Number => {
             if !v.is_integer()
                 && let Ok(f) = f64::try_from(v.clone())
@@ -82,7 +100,14 @@ mod tests {
 
     #[test]
     fn php_truthiness() {
-        for (s, t) in [("0", false), ("", false), ("1", true), ("0.0", true), (" ", true), ("false", true)] {
+        for (s, t) in [
+            ("0", false),
+            ("", false),
+            ("1", true),
+            ("0.0", true),
+            (" ", true),
+            ("false", true),
+        ] {
             assert_eq!(truthy(&Value::from(s)), t, "{s:?}");
             assert_eq!(truthy_json(&serde_json::json!(s)), t, "{s:?}");
         }
@@ -97,7 +122,15 @@ mod tests {
 
     #[test]
     fn php_intval() {
-        for (s, n) in [("200 OK", 200), ("404", 404), (" 12x", 12), ("-3", -3), ("OK", 0), ("", 0), ("3.9", 3)] {
+        for (s, n) in [
+            ("200 OK", 200),
+            ("404", 404),
+            (" 12x", 12),
+            ("-3", -3),
+            ("OK", 0),
+            ("", 0),
+            ("3.9", 3),
+        ] {
             assert_eq!(intval(s), n, "{s:?}");
         }
     }
@@ -105,10 +138,16 @@ mod tests {
     #[test]
     fn condition_text() {
         assert_eq!(as_condition_text(None), Some(String::new()));
-        assert_eq!(as_condition_text(Some(&Value::from(()))), Some(String::new()));
+        assert_eq!(
+            as_condition_text(Some(&Value::from(()))),
+            Some(String::new())
+        );
         assert_eq!(as_condition_text(Some(&Value::from(5))), Some("5".into()));
         assert_eq!(as_condition_text(Some(&Value::from(1.0))), Some("1".into()));
-        assert_eq!(as_condition_text(Some(&Value::from(true))), Some("1".into()));
+        assert_eq!(
+            as_condition_text(Some(&Value::from(true))),
+            Some("1".into())
+        );
         assert_eq!(as_condition_text(Some(&Value::from(vec!["a"]))), None);
     }
 }

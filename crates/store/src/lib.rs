@@ -39,7 +39,12 @@ pub enum StoreError {
 impl StoreError {
     /// Whether retrying later may help (connection trouble), as opposed to a bad request.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Database(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed))
+        matches!(
+            self,
+            StoreError::Database(
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+            )
+        )
     }
 }
 
@@ -54,7 +59,11 @@ pub async fn connect(database_url: &str, max_connections: u32) -> Result<PgPool>
 /// disk (PostgreSQL stays consistent; a crash of the database server can lose the last few
 /// hundred milliseconds of commits). The behavior worker uses this for its message log and
 /// run records, where it turns two disk flushes per webhook into none.
-pub async fn connect_with(database_url: &str, max_connections: u32, synchronous_commit: bool) -> Result<PgPool> {
+pub async fn connect_with(
+    database_url: &str,
+    max_connections: u32,
+    synchronous_commit: bool,
+) -> Result<PgPool> {
     use std::str::FromStr as _;
     let mut options = sqlx::postgres::PgConnectOptions::from_str(database_url)?;
     if !synchronous_commit {
@@ -170,7 +179,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("has_master_key", &self.key.is_some()).finish()
+        f.debug_struct("Store")
+            .field("has_master_key", &self.key.is_some())
+            .finish()
     }
 }
 
@@ -184,7 +195,10 @@ fn count_objects(v: &serde_json::Value) -> usize {
 
 impl Store {
     pub fn new(pool: PgPool, key: Option<MasterKey>) -> Store {
-        Store { pool, key: key.map(std::sync::Arc::new) }
+        Store {
+            pool,
+            key: key.map(std::sync::Arc::new),
+        }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -198,12 +212,19 @@ impl Store {
     // ---- connected accounts -------------------------------------------------------------
 
     /// Adds a Twilio account; the auth token is encrypted before it reaches the database.
-    pub async fn add_account(&self, name: &str, account_sid: &str, auth_token: &SecretString) -> Result<Account> {
+    pub async fn add_account(
+        &self,
+        name: &str,
+        account_sid: &str,
+        auth_token: &SecretString,
+    ) -> Result<Account> {
         use secrecy::ExposeSecret;
         if name.trim().is_empty() {
             return Err(StoreError::Invalid("account name is empty".into()));
         }
-        let blob = self.key("encrypt the auth token")?.encrypt(auth_token.expose_secret(), account_sid);
+        let blob = self
+            .key("encrypt the auth token")?
+            .encrypt(auth_token.expose_secret(), account_sid);
         let hosts: Vec<String> = TWILIO_HOSTS.iter().map(|h| h.to_string()).collect();
         let row = sqlx::query(
             "INSERT INTO connected_accounts (name, account_sid, auth_token_enc, allowed_hosts) VALUES ($1, $2, $3, $4) RETURNING id",
@@ -257,7 +278,10 @@ impl Store {
             .map(|r| {
                 let account = account_from_row(r);
                 let blob: Vec<u8> = r.get("auth_token_enc");
-                Ok(AccountCredentials { auth_token: key.decrypt(&blob, &account.account_sid)?, account })
+                Ok(AccountCredentials {
+                    auth_token: key.decrypt(&blob, &account.account_sid)?,
+                    account,
+                })
             })
             .collect()
     }
@@ -273,8 +297,13 @@ impl Store {
         let Some(r) = row else { return Ok(None) };
         let account = account_from_row(&r);
         let blob: Vec<u8> = r.get("auth_token_enc");
-        let auth_token = self.key("decrypt auth tokens")?.decrypt(&blob, &account.account_sid)?;
-        Ok(Some(AccountCredentials { account, auth_token }))
+        let auth_token = self
+            .key("decrypt auth tokens")?
+            .decrypt(&blob, &account.account_sid)?;
+        Ok(Some(AccountCredentials {
+            account,
+            auth_token,
+        }))
     }
 
     // ---- import ------------------------------------------------------------------------------
@@ -293,12 +322,13 @@ impl Store {
     /// Writes an import plan in one transaction (Decision 2): all of it or nothing.
     pub async fn write_plan(&self, plan: &ImportPlan) -> Result<i64> {
         let mut tx = self.pool.begin().await?;
-        let import_id: i64 = sqlx::query("INSERT INTO imports (package_name, records) VALUES ($1, $2) RETURNING id")
-            .bind(&plan.package_name)
-            .bind(serde_json::to_value(&plan.records).expect("records serialize"))
-            .fetch_one(&mut *tx)
-            .await?
-            .get("id");
+        let import_id: i64 =
+            sqlx::query("INSERT INTO imports (package_name, records) VALUES ($1, $2) RETURNING id")
+                .bind(&plan.package_name)
+                .bind(serde_json::to_value(&plan.records).expect("records serialize"))
+                .fetch_one(&mut *tx)
+                .await?
+                .get("id");
         for bot in &plan.bots {
             insert_bot(&mut tx, import_id, bot).await?;
         }
@@ -409,11 +439,12 @@ impl Store {
     }
 
     pub async fn set_bot_disabled(&self, id: i64, disabled: bool) -> Result<()> {
-        let done = sqlx::query("UPDATE bots SET is_disabled = $2, updated_at = now() WHERE id = $1")
-            .bind(id)
-            .bind(disabled)
-            .execute(&self.pool)
-            .await?;
+        let done =
+            sqlx::query("UPDATE bots SET is_disabled = $2, updated_at = now() WHERE id = $1")
+                .bind(id)
+                .bind(disabled)
+                .execute(&self.pool)
+                .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("bot {id}")));
         }
@@ -421,11 +452,12 @@ impl Store {
     }
 
     pub async fn set_behavior_disabled(&self, id: i64, disabled: bool) -> Result<()> {
-        let done = sqlx::query("UPDATE behaviors SET is_disabled = $2, updated_at = now() WHERE id = $1")
-            .bind(id)
-            .bind(disabled)
-            .execute(&self.pool)
-            .await?;
+        let done =
+            sqlx::query("UPDATE behaviors SET is_disabled = $2, updated_at = now() WHERE id = $1")
+                .bind(id)
+                .bind(disabled)
+                .execute(&self.pool)
+                .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("behavior {id}")));
         }
@@ -462,7 +494,10 @@ impl Store {
     }
 
     /// A behavior (with its current enabled state) and its bot (without the bot's behaviors).
-    pub async fn behavior_with_bot(&self, behavior_id: i64) -> Result<Option<(BehaviorDef, BotDef)>> {
+    pub async fn behavior_with_bot(
+        &self,
+        behavior_id: i64,
+    ) -> Result<Option<(BehaviorDef, BotDef)>> {
         let row = sqlx::query(
             "SELECT b.definition, b.is_disabled AS behavior_disabled, bot.id AS bot_id, bot.uid AS bot_uid, \
                     bot.name AS bot_name, bot.is_disabled AS bot_disabled, bot.owner, bot.params \
@@ -475,8 +510,9 @@ impl Store {
         let mut def: BehaviorDef = serde_json::from_value(r.get("definition"))
             .map_err(|e| StoreError::Corrupt(format!("behavior {behavior_id} definition: {e}")))?;
         def.is_disabled = r.get("behavior_disabled");
-        let owner: Owner = serde_json::from_value(r.get("owner"))
-            .map_err(|e| StoreError::Corrupt(format!("bot owner of behavior {behavior_id}: {e}")))?;
+        let owner: Owner = serde_json::from_value(r.get("owner")).map_err(|e| {
+            StoreError::Corrupt(format!("bot owner of behavior {behavior_id}: {e}"))
+        })?;
         let bot = BotDef {
             uid: r.get("bot_uid"),
             id: r.get("bot_id"),
@@ -539,7 +575,11 @@ impl Store {
 
     /// Records a run and, for a claimed message, its response: one statement, so one round
     /// trip and atomic without an explicit transaction.
-    pub async fn complete_run(&self, run: &RunRecord, response: Option<&serde_json::Value>) -> Result<i64> {
+    pub async fn complete_run(
+        &self,
+        run: &RunRecord,
+        response: Option<&serde_json::Value>,
+    ) -> Result<i64> {
         let (Some(sid), Some(resp)) = (&run.message_sid, response) else {
             return insert_run(&self.pool, run).await;
         };
@@ -571,20 +611,23 @@ impl Store {
 
     /// The trace ids of a behavior's runs, oldest first (tests and operators).
     pub async fn run_trace_ids(&self, behavior_id: i64) -> Result<Vec<String>> {
-        let rows = sqlx::query("SELECT trace_id FROM behavior_runs WHERE behavior_id = $1 ORDER BY id")
-            .bind(behavior_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT trace_id FROM behavior_runs WHERE behavior_id = $1 ORDER BY id")
+                .bind(behavior_id)
+                .fetch_all(&self.pool)
+                .await?;
         Ok(rows.iter().map(|r| r.get("trace_id")).collect())
     }
 
     /// Number of runs recorded for a behavior (tests and operators).
     pub async fn count_runs(&self, behavior_id: i64) -> Result<i64> {
-        Ok(sqlx::query("SELECT count(*) AS n FROM behavior_runs WHERE behavior_id = $1")
-            .bind(behavior_id)
-            .fetch_one(&self.pool)
-            .await?
-            .get("n"))
+        Ok(
+            sqlx::query("SELECT count(*) AS n FROM behavior_runs WHERE behavior_id = $1")
+                .bind(behavior_id)
+                .fetch_one(&self.pool)
+                .await?
+                .get("n"),
+        )
     }
 }
 
@@ -619,7 +662,11 @@ fn account_from_row(r: &sqlx::postgres::PgRow) -> Account {
     }
 }
 
-async fn insert_bot(tx: &mut Transaction<'_, Postgres>, import_id: i64, bot: &BotDef) -> Result<()> {
+async fn insert_bot(
+    tx: &mut Transaction<'_, Postgres>,
+    import_id: i64,
+    bot: &BotDef,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO bots (id, import_id, uid, name, is_disabled, owner, params, image) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
@@ -655,17 +702,26 @@ async fn insert_bot(tx: &mut Transaction<'_, Postgres>, import_id: i64, bot: &Bo
 
 /// (query by id, query by uid) for [`resolve`].
 type ResolveQueries = (&'static str, &'static str);
-const BOT_QUERIES: ResolveQueries = ("SELECT 1 FROM bots WHERE id = $1", "SELECT id FROM bots WHERE uid = $1 ORDER BY id");
-const BEHAVIOR_QUERIES: ResolveQueries =
-    ("SELECT 1 FROM behaviors WHERE id = $1", "SELECT id FROM behaviors WHERE uid = $1 ORDER BY id");
+const BOT_QUERIES: ResolveQueries = (
+    "SELECT 1 FROM bots WHERE id = $1",
+    "SELECT id FROM bots WHERE uid = $1 ORDER BY id",
+);
+const BEHAVIOR_QUERIES: ResolveQueries = (
+    "SELECT 1 FROM behaviors WHERE id = $1",
+    "SELECT id FROM behaviors WHERE uid = $1 ORDER BY id",
+);
 
-async fn resolve(pool: &PgPool, queries: ResolveQueries, what: &str, id_or_uid: &str) -> Result<i64> {
+async fn resolve(
+    pool: &PgPool,
+    queries: ResolveQueries,
+    what: &str,
+    id_or_uid: &str,
+) -> Result<i64> {
     if let Ok(id) = id_or_uid.parse::<i64>() {
-        let exists = sqlx::query(queries.0)
-            .bind(id)
-            .fetch_optional(pool)
-            .await?;
-        return exists.map(|_| id).ok_or_else(|| StoreError::NotFound(format!("{what} {id}")));
+        let exists = sqlx::query(queries.0).bind(id).fetch_optional(pool).await?;
+        return exists
+            .map(|_| id)
+            .ok_or_else(|| StoreError::NotFound(format!("{what} {id}")));
     }
     let rows = sqlx::query(queries.1)
         .bind(id_or_uid)
@@ -677,8 +733,10 @@ async fn resolve(pool: &PgPool, queries: ResolveQueries, what: &str, id_or_uid: 
         _ => Err(StoreError::Invalid(format!(
             "{} {what}s have uid '{id_or_uid}' (the package was imported more than once); give the id instead: {}",
             rows.len(),
-            rows.iter().map(|r| r.get::<i64, _>("id").to_string()).collect::<Vec<_>>().join(", ")
+            rows.iter()
+                .map(|r| r.get::<i64, _>("id").to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }
-

@@ -20,9 +20,13 @@ impl std::fmt::Debug for MasterKey {
 /// Why a master key or a ciphertext was rejected.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
-    #[error("SWITCHBOARD_MASTER_KEY must be 32 bytes, base64 or hex encoded (e.g. `openssl rand -base64 32`); got {0}")]
+    #[error(
+        "SWITCHBOARD_MASTER_KEY must be 32 bytes, base64 or hex encoded (e.g. `openssl rand -base64 32`); got {0}"
+    )]
     BadKey(String),
-    #[error("a stored credential could not be decrypted (wrong SWITCHBOARD_MASTER_KEY, or the row was tampered with)")]
+    #[error(
+        "a stored credential could not be decrypted (wrong SWITCHBOARD_MASTER_KEY, or the row was tampered with)"
+    )]
     Decrypt,
 }
 
@@ -31,7 +35,9 @@ impl MasterKey {
     pub fn parse(text: &str) -> Result<MasterKey, SecretError> {
         let t = text.trim();
         let bytes = if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
-            (0..32).map(|i| u8::from_str_radix(&t[2 * i..2 * i + 2], 16).unwrap()).collect::<Vec<u8>>()
+            (0..32)
+                .map(|i| u8::from_str_radix(&t[2 * i..2 * i + 2], 16).unwrap())
+                .collect::<Vec<u8>>()
         } else {
             base64::engine::general_purpose::STANDARD
                 .decode(t)
@@ -53,7 +59,13 @@ impl MasterKey {
         rand::rng().fill_bytes(&mut nonce);
         let ct = self
             .cipher()
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext.as_bytes(), aad: context.as_bytes() })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext.as_bytes(),
+                    aad: context.as_bytes(),
+                },
+            )
             .expect("AES-GCM encryption does not fail for small inputs");
         let mut out = nonce.to_vec();
         out.extend_from_slice(&ct);
@@ -68,9 +80,17 @@ impl MasterKey {
         let (nonce, ct) = blob.split_at(12);
         let pt = self
             .cipher()
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: context.as_bytes() })
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: context.as_bytes(),
+                },
+            )
             .map_err(|_| SecretError::Decrypt)?;
-        String::from_utf8(pt).map(SecretString::from).map_err(|_| SecretError::Decrypt)
+        String::from_utf8(pt)
+            .map(SecretString::from)
+            .map_err(|_| SecretError::Decrypt)
     }
 }
 
@@ -84,9 +104,18 @@ mod tests {
     fn round_trip_and_binding() {
         let key = MasterKey::parse(KEY).unwrap();
         let blob = key.encrypt("token-123", "AC1");
-        assert!(!blob.windows(9).any(|w| w == b"token-123"), "ciphertext must not contain the token");
-        assert_eq!(key.decrypt(&blob, "AC1").unwrap().expose_secret(), "token-123");
-        assert!(key.decrypt(&blob, "AC2").is_err(), "bound to the account SID");
+        assert!(
+            !blob.windows(9).any(|w| w == b"token-123"),
+            "ciphertext must not contain the token"
+        );
+        assert_eq!(
+            key.decrypt(&blob, "AC1").unwrap().expose_secret(),
+            "token-123"
+        );
+        assert!(
+            key.decrypt(&blob, "AC2").is_err(),
+            "bound to the account SID"
+        );
         let mut tampered = blob.clone();
         *tampered.last_mut().unwrap() ^= 1;
         assert!(key.decrypt(&tampered, "AC1").is_err());
@@ -100,6 +129,9 @@ mod tests {
             let e = MasterKey::parse(bad).unwrap_err().to_string();
             assert!(e.contains("SWITCHBOARD_MASTER_KEY"), "{e}");
         }
-        assert_eq!(format!("{:?}", MasterKey::parse(KEY).unwrap()), "MasterKey([redacted])");
+        assert_eq!(
+            format!("{:?}", MasterKey::parse(KEY).unwrap()),
+            "MasterKey([redacted])"
+        );
     }
 }

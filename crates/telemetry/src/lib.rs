@@ -19,7 +19,9 @@ pub struct Telemetry {
 
 impl Drop for Telemetry {
     fn drop(&mut self) {
-        let _ = self.provider.shutdown_with_timeout(std::time::Duration::from_secs(5));
+        let _ = self
+            .provider
+            .shutdown_with_timeout(std::time::Duration::from_secs(5));
     }
 }
 
@@ -46,13 +48,20 @@ impl std::str::FromStr for LogFormat {
 /// traces-specific variable) is set, otherwise recording spans without exporting them (trace
 /// ids still flow through NATS headers and the run log).
 pub fn tracer_provider(service_name: &str) -> anyhow::Result<SdkTracerProvider> {
-    let resource = opentelemetry_sdk::Resource::builder().with_service_name(service_name.to_string()).build();
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(service_name.to_string())
+        .build();
     let mut builder = SdkTracerProvider::builder().with_resource(resource);
-    let endpoint_set = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
-        .iter()
-        .any(|v| std::env::var(v).is_ok_and(|s| !s.trim().is_empty()));
+    let endpoint_set = [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ]
+    .iter()
+    .any(|v| std::env::var(v).is_ok_and(|s| !s.trim().is_empty()));
     if endpoint_set {
-        let exporter = opentelemetry_otlp::SpanExporter::builder().with_http().build()?;
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .build()?;
         builder = builder.with_batch_exporter(exporter);
     }
     Ok(builder.build())
@@ -66,14 +75,23 @@ pub fn init(service_name: &str, format: LogFormat) -> anyhow::Result<Telemetry> 
     opentelemetry::global::set_tracer_provider(provider.clone());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let fmt = match format {
-        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed(),
-        LogFormat::Json => tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .boxed(),
     };
     // RUST_LOG filters the log lines only; spans always reach OpenTelemetry so a quiet log
     // level does not break traces.
     tracing_subscriber::registry()
         .with(fmt.with_filter(filter))
-        .with(tracing_opentelemetry::layer().with_tracer(tracer).with_filter(EnvFilter::new("info")))
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(EnvFilter::new("info")),
+        )
         .try_init()?;
     Ok(Telemetry { provider })
 }
@@ -88,8 +106,16 @@ pub fn init_for_tests() {
         opentelemetry::global::set_tracer_provider(provider);
         let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
         let _ = tracing_subscriber::registry()
-            .with(tracing_subscriber::fmt::layer().with_test_writer().with_filter(filter))
-            .with(tracing_opentelemetry::layer().with_tracer(tracer).with_filter(EnvFilter::new("info")))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_test_writer()
+                    .with_filter(filter),
+            )
+            .with(
+                tracing_opentelemetry::layer()
+                    .with_tracer(tracer)
+                    .with_filter(EnvFilter::new("info")),
+            )
             .try_init();
     });
 }
@@ -151,7 +177,11 @@ pub fn set_parent_from_http(span: &tracing::Span, headers: &http::HeaderMap) {
 /// The trace id of `span` as 32 hex digits (empty when tracing is not active).
 pub fn trace_id(span: &tracing::Span) -> String {
     let id = span.context().span().span_context().trace_id();
-    if id == opentelemetry::trace::TraceId::INVALID { String::new() } else { id.to_string() }
+    if id == opentelemetry::trace::TraceId::INVALID {
+        String::new()
+    } else {
+        id.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -164,7 +194,10 @@ mod tests {
         let outer = tracing::info_span!("ingress");
         let mut headers = async_nats::HeaderMap::new();
         inject_nats(&outer, &mut headers);
-        assert!(headers.get("traceparent").is_some(), "traceparent header written");
+        assert!(
+            headers.get("traceparent").is_some(),
+            "traceparent header written"
+        );
         let inner = tracing::info_span!("worker");
         set_parent_from_nats(&inner, Some(&headers));
         assert_eq!(trace_id(&inner), trace_id(&outer));
@@ -175,7 +208,12 @@ mod tests {
     fn http_traceparent_is_adopted() {
         init_for_tests();
         let mut h = http::HeaderMap::new();
-        h.insert("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().unwrap());
+        h.insert(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+                .parse()
+                .unwrap(),
+        );
         let span = tracing::info_span!("ingress");
         set_parent_from_http(&span, &h);
         assert_eq!(trace_id(&span), "4bf92f3577b34da6a3ce929d0e0e4736");

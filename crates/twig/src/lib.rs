@@ -3,9 +3,9 @@
 //! the run limits of a template (fuel and rendered size). See README.md for the supported dialect
 //! and the known differences from Cerb.
 
-pub mod pcre;
 mod date;
 mod filters;
+pub mod pcre;
 mod php;
 mod runtime;
 mod syntax;

@@ -24,8 +24,13 @@ pub fn split(pattern: &str) -> Result<Parts<'_>, String> {
         c => c,
     };
     let rest = &trimmed[open.len_utf8()..];
-    let end = rest.rfind(close).ok_or_else(|| format!("no ending delimiter '{close}' found"))?;
-    Ok(Parts { body: &rest[..end], flags: &rest[end + close.len_utf8()..] })
+    let end = rest
+        .rfind(close)
+        .ok_or_else(|| format!("no ending delimiter '{close}' found"))?;
+    Ok(Parts {
+        body: &rest[..end],
+        flags: &rest[end + close.len_utf8()..],
+    })
 }
 
 #[cfg(test)]
@@ -34,9 +39,27 @@ mod tests {
 
     #[test]
     fn delimiters() {
-        assert_eq!(split("/^a$/i"), Ok(Parts { body: "^a$", flags: "i" }));
-        assert_eq!(split("  #a/b#"), Ok(Parts { body: "a/b", flags: "" }));
-        assert_eq!(split("{x{1}}m"), Ok(Parts { body: "x{1}", flags: "m" }));
+        assert_eq!(
+            split("/^a$/i"),
+            Ok(Parts {
+                body: "^a$",
+                flags: "i"
+            })
+        );
+        assert_eq!(
+            split("  #a/b#"),
+            Ok(Parts {
+                body: "a/b",
+                flags: ""
+            })
+        );
+        assert_eq!(
+            split("{x{1}}m"),
+            Ok(Parts {
+                body: "x{1}",
+                flags: "m"
+            })
+        );
         assert!(split("abc").is_err());
         assert!(split("\\x\\").is_err());
         assert!(split("/open").is_err());

@@ -32,7 +32,9 @@ impl Default for Subjects {
 impl Subjects {
     /// `prefix` must be a valid subject prefix: tokens of `[A-Za-z0-9_-]` separated by dots.
     pub fn new(prefix: &str) -> Subjects {
-        Subjects { prefix: prefix.trim_end_matches('.').to_string() }
+        Subjects {
+            prefix: prefix.trim_end_matches('.').to_string(),
+        }
     }
 
     /// Checks a prefix before use (config validation).
@@ -41,8 +43,14 @@ impl Subjects {
             return Err("subject prefix is empty".into());
         }
         for token in prefix.split('.') {
-            if token.is_empty() || !token.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-                return Err(format!("subject prefix '{prefix}' has an invalid token '{token}' (use [A-Za-z0-9_-] separated by dots)"));
+            if token.is_empty()
+                || !token
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(format!(
+                    "subject prefix '{prefix}' has an invalid token '{token}' (use [A-Za-z0-9_-] separated by dots)"
+                ));
             }
         }
         Ok(())
@@ -111,7 +119,11 @@ pub struct WebhookReply {
 impl WebhookReply {
     /// An empty-bodied reply with a status (404, 403, 503, ...).
     pub fn status(status: u16) -> WebhookReply {
-        WebhookReply { status, headers: Vec::new(), body: String::new() }
+        WebhookReply {
+            status,
+            headers: Vec::new(),
+            body: String::new(),
+        }
     }
 }
 
@@ -176,7 +188,9 @@ mod b64 {
     }
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let s = String::deserialize(d)?;
-        base64::engine::general_purpose::STANDARD.decode(s).map_err(serde::de::Error::custom)
+        base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -212,7 +226,9 @@ mod tests {
         };
         let bytes = encode(&req);
         assert_eq!(decode::<WebhookRequest>(&bytes).unwrap(), req);
-        let err = decode::<WebhookRequest>(br#"{"version":1}"#).unwrap_err().to_string();
+        let err = decode::<WebhookRequest>(br#"{"version":1}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("missing field"), "{err}");
     }
 }

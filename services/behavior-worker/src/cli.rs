@@ -12,22 +12,42 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
     /// NATS server URL.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222", global = true)]
+    #[arg(
+        long,
+        env = "NATS_URL",
+        default_value = "nats://127.0.0.1:4222",
+        global = true
+    )]
     pub nats_url: String,
     /// PostgreSQL URL.
     #[arg(long, env = "DATABASE_URL", global = true)]
     pub database_url: Option<String>,
     /// Key that decrypts connected-account credentials (32 bytes, base64 or hex).
-    #[arg(long, env = "SWITCHBOARD_MASTER_KEY", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "SWITCHBOARD_MASTER_KEY",
+        hide_env_values = true,
+        global = true
+    )]
     pub master_key: Option<SecretString>,
     /// Prefix of every NATS subject.
     #[arg(long, env = "SWITCHBOARD_SUBJECT_PREFIX", default_value = switchboard_wire::DEFAULT_PREFIX, global = true)]
     pub subject_prefix: String,
     /// Webhooks handled at once by this replica.
-    #[arg(long, env = "WORKER_MAX_IN_FLIGHT", default_value_t = 64, global = true)]
+    #[arg(
+        long,
+        env = "WORKER_MAX_IN_FLIGHT",
+        default_value_t = 64,
+        global = true
+    )]
     pub max_in_flight: usize,
     /// Database connections of this replica.
-    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16, global = true)]
+    #[arg(
+        long,
+        env = "DATABASE_MAX_CONNECTIONS",
+        default_value_t = 16,
+        global = true
+    )]
     pub db_max_connections: u32,
     /// Wait for the database to flush each run record to disk before answering. Off: a
     /// database crash can lose the last few hundred milliseconds of run records and MessageSid

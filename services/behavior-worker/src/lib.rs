@@ -16,7 +16,8 @@ use async_nats::service::ServiceExt as _;
 use futures::StreamExt as _;
 use secrecy::ExposeSecret as _;
 use switchboard_engine::{
-    BotInfo, CompiledBehavior, ConnectedAccount, Host, HttpOutcome, HttpRequest, HttpResponse, RunOptions, RunOutput,
+    BotInfo, CompiledBehavior, ConnectedAccount, Host, HttpOutcome, HttpRequest, HttpResponse,
+    RunOptions, RunOutput,
 };
 use switchboard_package::{EVENT_WEBHOOK, WebhookListenerDef};
 use switchboard_store::{Claim, RunRecord, Store};
@@ -58,7 +59,41 @@ enum Target {
     Unknown,
     /// A listener whose behavior is missing or not a webhook behavior (404).
     NoBehavior,
-    Ready { listener: WebhookListenerDef, behavior: Arc<CompiledBehavior>, disabled: bool },
+    Ready {
+        listener: Box<WebhookListenerDef>,
+        behavior: Arc<CompiledBehavior>,
+        disabled: bool,
+    },
+}
+
+/// Values cached for at most `ttl` (a safety net behind the change announcements).
+struct TtlCache<K, V> {
+    ttl: Duration,
+    map: Mutex<HashMap<K, (Instant, V)>>,
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> TtlCache<K, V> {
+    fn new(ttl: Duration) -> Self {
+        TtlCache {
+            ttl,
+            map: Mutex::default(),
+        }
+    }
+    fn get(&self, key: &K) -> Option<V> {
+        let map = self.map.lock().unwrap();
+        map.get(key)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, v)| v.clone())
+    }
+    fn insert(&self, key: K, value: V) {
+        self.map
+            .lock()
+            .unwrap()
+            .insert(key, (Instant::now(), value));
+    }
+    fn clear(&self) {
+        self.map.lock().unwrap().clear();
+    }
 }
 
 struct Worker {
@@ -66,10 +101,12 @@ struct Worker {
     nats: async_nats::Client,
     subjects: Subjects,
     opts: WorkerOptions,
-    targets: Mutex<HashMap<String, (Instant, Arc<Target>)>>,
+    /// What each guid (lower-case) resolves to.
+    targets: TtlCache<String, Arc<Target>>,
     /// Auth tokens by Account SID.
-    tokens: Mutex<HashMap<String, (Instant, Arc<Vec<secrecy::SecretString>>)>>,
-    behaviors: Mutex<HashMap<i64, (Instant, Arc<CompiledBehavior>)>>,
+    tokens: TtlCache<String, Arc<Vec<secrecy::SecretString>>>,
+    /// Behaviors called with `_run_behavior`, by id.
+    behaviors: TtlCache<i64, Arc<CompiledBehavior>>,
 }
 
 /// Runs the worker until `shutdown` completes, then stops taking requests and drains.
@@ -80,7 +117,10 @@ pub async fn run(
     opts: WorkerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    start(store, nats, subjects, opts).await?.serve(shutdown).await
+    start(store, nats, subjects, opts)
+        .await?
+        .serve(shutdown)
+        .await
 }
 
 /// A worker whose subscriptions are registered with the server: requests published from now on
@@ -93,7 +133,12 @@ pub struct Started {
 }
 
 /// Registers the NATS service endpoint (queue group) and the change subscription.
-pub async fn start(store: Store, nats: async_nats::Client, subjects: Subjects, opts: WorkerOptions) -> anyhow::Result<Started> {
+pub async fn start(
+    store: Store,
+    nats: async_nats::Client,
+    subjects: Subjects,
+    opts: WorkerOptions,
+) -> anyhow::Result<Started> {
     let service = nats
         .service_builder()
         .description("Answers Switchboard webhooks by running Cerb behaviors")
@@ -105,7 +150,10 @@ pub async fn start(store: Store, nats: async_nats::Client, subjects: Subjects, o
         .endpoint(subjects.webhook_request())
         .await
         .map_err(|e| anyhow::anyhow!("adding the webhook endpoint: {e}"))?;
-    let changes = nats.subscribe(subjects.config_changed()).await.context("subscribing to config changes")?;
+    let changes = nats
+        .subscribe(subjects.config_changed())
+        .await
+        .context("subscribing to config changes")?;
     // Make sure the subscriptions are registered before we report ready.
     nats.flush().await.context("flushing NATS subscriptions")?;
     tracing::info!(subject = %subjects.webhook_request(), queue_group = wire::WORKER_QUEUE_GROUP, "behavior-worker ready");
@@ -113,18 +161,28 @@ pub async fn start(store: Store, nats: async_nats::Client, subjects: Subjects, o
         store,
         nats,
         subjects,
+        targets: TtlCache::new(opts.cache_ttl),
+        tokens: TtlCache::new(opts.cache_ttl),
+        behaviors: TtlCache::new(opts.cache_ttl),
         opts,
-        targets: Mutex::default(),
-        tokens: Mutex::default(),
-        behaviors: Mutex::default(),
     });
-    Ok(Started { worker, service, endpoint, changes })
+    Ok(Started {
+        worker,
+        service,
+        endpoint,
+        changes,
+    })
 }
 
 impl Started {
     /// Serves until `shutdown` completes, then stops taking requests and drains in-flight ones.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Started { worker, service, mut endpoint, mut changes } = self;
+        let Started {
+            worker,
+            service,
+            mut endpoint,
+            mut changes,
+        } = self;
         let opts = worker.opts.clone();
         let permits = Arc::new(Semaphore::new(opts.max_in_flight));
         tokio::pin!(shutdown);
@@ -152,15 +210,25 @@ impl Started {
         // what was already delivered to this replica (buffered in the client), instead of
         // leaving those callers to time out.
         let _ = endpoint.stop().await;
-        while let Ok(Some(request)) = tokio::time::timeout(Duration::from_millis(500), endpoint.next()).await {
-            let permit = permits.clone().acquire_owned().await.expect("semaphore never closed");
+        while let Ok(Some(request)) =
+            tokio::time::timeout(Duration::from_millis(500), endpoint.next()).await
+        {
+            let permit = permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore never closed");
             let worker = worker.clone();
             tokio::spawn(async move {
                 worker.handle(request).await;
                 drop(permit);
             });
         }
-        let drained = tokio::time::timeout(opts.drain_timeout, permits.acquire_many(opts.max_in_flight as u32)).await;
+        let drained = tokio::time::timeout(
+            opts.drain_timeout,
+            permits.acquire_many(opts.max_in_flight as u32),
+        )
+        .await;
         if drained.is_err() {
             tracing::warn!("drain timeout: some requests were still running");
         }
@@ -171,26 +239,42 @@ impl Started {
 }
 
 /// Publishes a configuration change so every worker drops its caches.
-pub async fn announce_change(nats: &async_nats::Client, subjects: &Subjects, kind: &str, ids: Vec<i64>) -> anyhow::Result<()> {
-    let msg = wire::ConfigChanged { kind: kind.into(), ids };
-    nats.publish(subjects.config_changed(), wire::encode(&msg).into()).await?;
+pub async fn announce_change(
+    nats: &async_nats::Client,
+    subjects: &Subjects,
+    kind: &str,
+    ids: Vec<i64>,
+) -> anyhow::Result<()> {
+    let msg = wire::ConfigChanged {
+        kind: kind.into(),
+        ids,
+    };
+    nats.publish(subjects.config_changed(), wire::encode(&msg).into())
+        .await?;
     nats.flush().await?;
     Ok(())
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 fn valid_guid(guid: &str) -> bool {
-    !guid.is_empty() && guid.len() <= 40 && guid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !guid.is_empty()
+        && guid.len() <= 40
+        && guid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl Worker {
     fn invalidate(&self) {
-        self.targets.lock().unwrap().clear();
-        self.tokens.lock().unwrap().clear();
-        self.behaviors.lock().unwrap().clear();
+        self.targets.clear();
+        self.tokens.clear();
+        self.behaviors.clear();
         tracing::debug!("configuration changed: caches cleared");
     }
 
@@ -225,43 +309,53 @@ impl Worker {
 
     async fn target(&self, guid: &str) -> anyhow::Result<Arc<Target>> {
         let key = guid.to_ascii_lowercase();
-        if let Some((at, t)) = self.targets.lock().unwrap().get(&key)
-            && at.elapsed() < self.opts.cache_ttl
-        {
-            return Ok(t.clone());
+        if let Some(t) = self.targets.get(&key) {
+            return Ok(t);
         }
         let target = match self.store.listener_target(guid).await? {
             None => Target::Unknown,
             Some(t) => match t.behavior {
                 Some((def, bot)) if def.event == EVENT_WEBHOOK => {
                     let disabled = def.is_disabled || bot.is_disabled;
-                    let compiled = CompiledBehavior::compile(&def, Arc::new(BotInfo::from_def(&bot)))
-                        .map_err(|issues| anyhow::anyhow!("stored behavior {} does not compile: {issues:?}", def.id))?;
-                    Target::Ready { listener: t.listener, behavior: Arc::new(compiled), disabled }
+                    let compiled =
+                        CompiledBehavior::compile(&def, Arc::new(BotInfo::from_def(&bot)))
+                            .map_err(|issues| {
+                                anyhow::anyhow!(
+                                    "stored behavior {} does not compile: {issues:?}",
+                                    def.id
+                                )
+                            })?;
+                    Target::Ready {
+                        listener: Box::new(t.listener),
+                        behavior: Arc::new(compiled),
+                        disabled,
+                    }
                 }
                 _ => Target::NoBehavior,
             },
         };
         let target = Arc::new(target);
-        self.targets.lock().unwrap().insert(key, (Instant::now(), target.clone()));
+        self.targets.insert(key, target.clone());
         Ok(target)
     }
 
     async fn tokens(&self, account_sid: &str) -> anyhow::Result<Arc<Vec<secrecy::SecretString>>> {
-        if let Some((at, t)) = self.tokens.lock().unwrap().get(account_sid)
-            && at.elapsed() < self.opts.cache_ttl
-        {
-            return Ok(t.clone());
+        if let Some(t) = self.tokens.get(&account_sid.to_string()) {
+            return Ok(t);
         }
         let creds = self.store.credentials_by_sid(account_sid).await?;
         let tokens = Arc::new(creds.into_iter().map(|c| c.auth_token).collect::<Vec<_>>());
-        self.tokens.lock().unwrap().insert(account_sid.to_string(), (Instant::now(), tokens.clone()));
+        self.tokens.insert(account_sid.to_string(), tokens.clone());
         Ok(tokens)
     }
 
     /// Decision 13: the signature must validate with the auth token of an account whose SID is
     /// the posted `AccountSid`.
-    async fn signature_ok(&self, req: &WebhookRequest, form: &[(String, String)]) -> anyhow::Result<Result<(), &'static str>> {
+    async fn signature_ok(
+        &self,
+        req: &WebhookRequest,
+        form: &[(String, String)],
+    ) -> anyhow::Result<Result<(), &'static str>> {
         let Some(signature) = header(&req.headers, "x-twilio-signature") else {
             return Ok(Err("missing X-Twilio-Signature"));
         };
@@ -270,16 +364,28 @@ impl Worker {
             .chain(switchboard_twilio::signature::parse_form(req.query.as_bytes()).iter())
             .find(|(k, _)| k == "AccountSid")
             .map(|(_, v)| v.clone());
-        let Some(account_sid) = account_sid else { return Ok(Err("no AccountSid in the request")) };
+        let Some(account_sid) = account_sid else {
+            return Ok(Err("no AccountSid in the request"));
+        };
         let tokens = self.tokens(&account_sid).await?;
         if tokens.is_empty() {
             return Ok(Err("no connected account has this AccountSid"));
         }
         let content_type = header(&req.headers, "content-type");
         let ok = tokens.iter().any(|t| {
-            switchboard_twilio::signature::validate(t.expose_secret(), &req.public_url, content_type, &req.body, signature)
+            switchboard_twilio::signature::validate(
+                t.expose_secret(),
+                &req.public_url,
+                content_type,
+                &req.body,
+                signature,
+            )
         });
-        Ok(if ok { Ok(()) } else { Err("signature does not match") })
+        Ok(if ok {
+            Ok(())
+        } else {
+            Err("signature does not match")
+        })
     }
 
     async fn answer(self: &Arc<Self>, req: WebhookRequest) -> WebhookReply {
@@ -301,7 +407,11 @@ impl Worker {
         let target = self.target(&req.guid).await?;
         let (listener, behavior, disabled) = match &*target {
             Target::Unknown | Target::NoBehavior => return Ok(WebhookReply::status(404)),
-            Target::Ready { listener, behavior, disabled } => (listener, behavior, *disabled),
+            Target::Ready {
+                listener,
+                behavior,
+                disabled,
+            } => (listener, behavior, *disabled),
         };
         if disabled {
             return Ok(WebhookReply {
@@ -310,9 +420,15 @@ impl Worker {
                 body: "<h1>503: Temporarily unavailable</h1>".into(),
             });
         }
-        let is_form = header(&req.headers, "content-type")
-            .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
-        let form = if is_form { switchboard_twilio::signature::parse_form(&req.body) } else { Vec::new() };
+        let is_form = header(&req.headers, "content-type").is_some_and(|ct| {
+            ct.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+        let form = if is_form {
+            switchboard_twilio::signature::parse_form(&req.body)
+        } else {
+            Vec::new()
+        };
         if listener.verify_signature
             && let Err(reason) = self.signature_ok(&req, &form).await?
         {
@@ -325,11 +441,23 @@ impl Worker {
             let logged = serde_json::json!({
                 "method": req.method, "query": req.query, "params": form, "client_ip": req.client_ip,
             });
-            let mut claim = self.store.claim_message(sid, listener.id, param("AccountSid").as_deref(), &req.request_id, &logged).await?;
+            let mut claim = self
+                .store
+                .claim_message(
+                    sid,
+                    listener.id,
+                    param("AccountSid").as_deref(),
+                    &req.request_id,
+                    &logged,
+                )
+                .await?;
             let waited = Instant::now();
             while claim == Claim::InProgress && waited.elapsed() < self.opts.duplicate_wait {
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                claim = self.store.claim_message(sid, listener.id, None, &req.request_id, &logged).await?;
+                claim = self
+                    .store
+                    .claim_message(sid, listener.id, None, &req.request_id, &logged)
+                    .await?;
             }
             match claim {
                 Claim::New => {}
@@ -343,7 +471,9 @@ impl Worker {
                 }
             }
         }
-        let result = self.run_and_record(&req, listener, behavior.clone(), message_sid.clone()).await;
+        let result = self
+            .run_and_record(&req, listener, behavior.clone(), message_sid.clone())
+            .await;
         if result.is_err()
             && let Some(sid) = &message_sid
             && let Err(e) = self.store.release_message(sid).await
@@ -371,11 +501,16 @@ impl Worker {
         let started = Instant::now();
         let output: RunOutput = if behavior.uses_host() {
             // The host blocks on NATS and the database: keep it off the async workers.
-            let host = WorkerHost { worker: self.clone(), handle: tokio::runtime::Handle::current() };
+            let host = WorkerHost {
+                worker: self.clone(),
+                handle: tokio::runtime::Handle::current(),
+            };
             let b = behavior.clone();
-            tokio::task::spawn_blocking(move || switchboard_engine::run_webhook(&b, &engine_req, &host, &RunOptions::real()))
-                .await
-                .context("behavior run panicked")?
+            tokio::task::spawn_blocking(move || {
+                switchboard_engine::run_webhook(&b, &engine_req, &host, &RunOptions::real())
+            })
+            .await
+            .context("behavior run panicked")?
         } else {
             switchboard_engine::run_webhook(&behavior, &engine_req, &NoHost, &RunOptions::real())
         };
@@ -385,7 +520,11 @@ impl Worker {
         }
         let reply = WebhookReply {
             status: output.status,
-            headers: output.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            headers: output
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             body: output.body.clone(),
         };
         let run = RunRecord {
@@ -395,28 +534,34 @@ impl Worker {
             request_id: Some(req.request_id.clone()),
             trace_id: switchboard_telemetry::trace_id(&tracing::Span::current()),
             mode: "real".into(),
-            exit_state: serde_json::to_value(output.exit)?.as_str().unwrap_or_default().to_string(),
+            exit_state: serde_json::to_value(output.exit)?
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
             status: Some(i32::from(output.status)),
             trace: serde_json::to_value(&output.trace)?,
             errors: serde_json::to_value(&output.errors)?,
             duration_us,
         };
         let response = serde_json::to_value(&reply)?;
-        self.store.complete_run(&run, message_sid.as_ref().map(|_| &response)).await?;
+        self.store
+            .complete_run(&run, message_sid.as_ref().map(|_| &response))
+            .await?;
         Ok(reply)
     }
 
     async fn compiled_behavior(&self, id: i64) -> anyhow::Result<Option<Arc<CompiledBehavior>>> {
-        if let Some((at, b)) = self.behaviors.lock().unwrap().get(&id)
-            && at.elapsed() < self.opts.cache_ttl
-        {
-            return Ok(Some(b.clone()));
+        if let Some(b) = self.behaviors.get(&id) {
+            return Ok(Some(b));
         }
-        let Some((def, bot)) = self.store.behavior_with_bot(id).await? else { return Ok(None) };
-        let compiled = CompiledBehavior::compile(&def, Arc::new(BotInfo::from_def(&bot)))
-            .map_err(|issues| anyhow::anyhow!("stored behavior {id} does not compile: {issues:?}"))?;
+        let Some((def, bot)) = self.store.behavior_with_bot(id).await? else {
+            return Ok(None);
+        };
+        let compiled = CompiledBehavior::compile(&def, Arc::new(BotInfo::from_def(&bot))).map_err(
+            |issues| anyhow::anyhow!("stored behavior {id} does not compile: {issues:?}"),
+        )?;
         let compiled = Arc::new(compiled);
-        self.behaviors.lock().unwrap().insert(id, (Instant::now(), compiled.clone()));
+        self.behaviors.insert(id, compiled.clone());
         Ok(Some(compiled))
     }
 }
@@ -446,7 +591,11 @@ struct WorkerHost {
 impl Host for WorkerHost {
     fn connected_account(&self, id: i64) -> Option<ConnectedAccount> {
         match self.handle.block_on(self.worker.store.account(id)) {
-            Ok(a) => a.map(|a| ConnectedAccount { id: a.id, name: a.name, allowed_hosts: a.allowed_hosts }),
+            Ok(a) => a.map(|a| ConnectedAccount {
+                id: a.id,
+                name: a.name,
+                allowed_hosts: a.allowed_hosts,
+            }),
             Err(e) => {
                 tracing::error!(error = %e, account_id = id, "loading a connected account failed");
                 None
@@ -470,17 +619,31 @@ impl Host for WorkerHost {
         let subject = self.worker.subjects.outbound_http();
         let timeout = self.worker.opts.http_timeout;
         let answer = self.handle.block_on(async move {
-            tokio::time::timeout(timeout, nats.request_with_headers(subject, headers, wire::encode(&job).into())).await
+            tokio::time::timeout(
+                timeout,
+                nats.request_with_headers(subject, headers, wire::encode(&job).into()),
+            )
+            .await
         });
         match answer {
             Err(_) => HttpOutcome::Error("the outbound service did not answer in time".into()),
             Ok(Err(e)) => HttpOutcome::Error(format!("the outbound service is unavailable: {e}")),
             Ok(Ok(msg)) => match wire::decode::<wire::HttpJobResult>(&msg.payload) {
-                Ok(wire::HttpJobResult::Response { status, headers, body, url }) => {
-                    HttpOutcome::Response(HttpResponse { status, headers, body, url })
-                }
+                Ok(wire::HttpJobResult::Response {
+                    status,
+                    headers,
+                    body,
+                    url,
+                }) => HttpOutcome::Response(HttpResponse {
+                    status,
+                    headers,
+                    body,
+                    url,
+                }),
                 Ok(wire::HttpJobResult::Error { message }) => HttpOutcome::Error(message),
-                Err(e) => HttpOutcome::Error(format!("malformed answer from the outbound service: {e}")),
+                Err(e) => {
+                    HttpOutcome::Error(format!("malformed answer from the outbound service: {e}"))
+                }
             },
         }
     }
@@ -489,7 +652,11 @@ impl Host for WorkerHost {
         match self.handle.block_on(self.worker.compiled_behavior(id)) {
             Ok(b) => b,
             Err(e) => {
-                tracing::error!(error = format!("{e:#}"), behavior_id = id, "loading a behavior failed");
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    behavior_id = id,
+                    "loading a behavior failed"
+                );
                 None
             }
         }

@@ -1,7 +1,7 @@
 //! `behavior-worker`: parse config, start telemetry, connect to NATS and PostgreSQL, serve.
 
-use clap::Parser;
 use behavior_worker::cli::{Cli, Command};
+use clap::Parser;
 use secrecy::ExposeSecret;
 use switchboard_store::{MasterKey, Store};
 use switchboard_wire::Subjects;
@@ -11,9 +11,17 @@ async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let _telemetry = switchboard_telemetry::init("behavior-worker", cli.log_format)?;
-    let database_url = cli.database_url.as_deref().ok_or_else(|| anyhow::anyhow!("DATABASE_URL (or --database-url) is required"))?;
+    let database_url = cli
+        .database_url
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("DATABASE_URL (or --database-url) is required"))?;
     Subjects::validate_prefix(&cli.subject_prefix).map_err(anyhow::Error::msg)?;
-    let pool = switchboard_store::connect_with(database_url, cli.db_max_connections, cli.synchronous_commit).await?;
+    let pool = switchboard_store::connect_with(
+        database_url,
+        cli.db_max_connections,
+        cli.synchronous_commit,
+    )
+    .await?;
     match cli.command.unwrap_or(Command::Run) {
         Command::Migrate => {
             switchboard_store::migrate(&pool).await?;
@@ -21,7 +29,9 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Healthcheck => {
-            switchboard_store::sqlx::query("SELECT 1").execute(&pool).await?;
+            switchboard_store::sqlx::query("SELECT 1")
+                .execute(&pool)
+                .await?;
             async_nats::connect(&cli.nats_url).await?.flush().await?;
             Ok(())
         }
@@ -29,7 +39,9 @@ async fn main() -> anyhow::Result<()> {
             let key = match &cli.master_key {
                 Some(k) => Some(MasterKey::parse(k.expose_secret())?),
                 None => {
-                    tracing::warn!("SWITCHBOARD_MASTER_KEY is not set: webhooks that verify signatures will fail");
+                    tracing::warn!(
+                        "SWITCHBOARD_MASTER_KEY is not set: webhooks that verify signatures will fail"
+                    );
                     None
                 }
             };
@@ -38,8 +50,18 @@ async fn main() -> anyhow::Result<()> {
                 .retry_on_initial_connect()
                 .connect(&cli.nats_url)
                 .await?;
-            let opts = behavior_worker::WorkerOptions { max_in_flight: cli.max_in_flight.max(1), ..Default::default() };
-            behavior_worker::run(Store::new(pool, key), nats, Subjects::new(&cli.subject_prefix), opts, shutdown_signal()).await
+            let opts = behavior_worker::WorkerOptions {
+                max_in_flight: cli.max_in_flight.max(1),
+                ..Default::default()
+            };
+            behavior_worker::run(
+                Store::new(pool, key),
+                nats,
+                Subjects::new(&cli.subject_prefix),
+                opts,
+                shutdown_signal(),
+            )
+            .await
         }
     }
 }

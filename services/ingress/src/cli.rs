@@ -11,17 +11,32 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
     /// Address to listen on.
-    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8080", global = true)]
+    #[arg(
+        long,
+        env = "LISTEN_ADDR",
+        default_value = "0.0.0.0:8080",
+        global = true
+    )]
     pub listen_addr: String,
     /// NATS server URL.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222", global = true)]
+    #[arg(
+        long,
+        env = "NATS_URL",
+        default_value = "nats://127.0.0.1:4222",
+        global = true
+    )]
     pub nats_url: String,
     /// Public base URL that Twilio calls (e.g. https://bot.example.com); signatures are checked
     /// against it plus the request's path and query.
     #[arg(long, env = "PUBLIC_BASE_URL", global = true)]
     pub public_base_url: Option<String>,
     /// Trust X-Forwarded-Proto/-Host/-For (only behind your own proxy).
-    #[arg(long, env = "TRUST_FORWARDED_HEADERS", default_value_t = false, global = true)]
+    #[arg(
+        long,
+        env = "TRUST_FORWARDED_HEADERS",
+        default_value_t = false,
+        global = true
+    )]
     pub trust_forwarded_headers: bool,
     /// Milliseconds to wait for a worker's reply (keep it under Twilio's 15 s).
     #[arg(long, env = "REPLY_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=14_000), global = true)]

@@ -57,7 +57,10 @@ struct AppState {
 /// The router (tests drive it with `oneshot`).
 pub fn app(nats: async_nats::Client, config: IngressConfig) -> Router {
     let limit = config.max_body_bytes;
-    let state = AppState { nats, config: Arc::new(config) };
+    let state = AppState {
+        nats,
+        config: Arc::new(config),
+    };
     Router::new()
         .route("/webhooks/{guid}", any(webhook))
         .route("/webhooks/{guid}/{*rest}", any(webhook_with_path))
@@ -76,9 +79,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "ingress listening");
-    axum::serve(listener, app(nats, config).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    axum::serve(
+        listener,
+        app(nats, config).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
     Ok(())
 }
 
@@ -93,7 +99,11 @@ async fn webhook(state: State<AppState>, Path(guid): Path<String>, request: Requ
     forward(state, guid, String::new(), request).await
 }
 
-async fn webhook_with_path(state: State<AppState>, Path((guid, rest)): Path<(String, String)>, request: Request) -> Response {
+async fn webhook_with_path(
+    state: State<AppState>,
+    Path((guid, rest)): Path<(String, String)>,
+    request: Request,
+) -> Response {
     forward(state, guid, rest, request).await
 }
 
@@ -103,16 +113,32 @@ fn public_url(config: &IngressConfig, uri: &Uri, headers: &HeaderMap) -> String 
     if let Some(base) = &config.public_base_url {
         return format!("{}{}", base.trim_end_matches('/'), path_and_query);
     }
-    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(|s| s.split(',').next().unwrap_or("").trim().to_string());
+    let h = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.split(',').next().unwrap_or("").trim().to_string())
+    };
     let (proto, host) = if config.trust_forwarded_headers {
-        (h("x-forwarded-proto").unwrap_or_else(|| "http".into()), h("x-forwarded-host").or_else(|| h("host")))
+        (
+            h("x-forwarded-proto").unwrap_or_else(|| "http".into()),
+            h("x-forwarded-host").or_else(|| h("host")),
+        )
     } else {
         ("http".to_string(), h("host"))
     };
-    format!("{proto}://{}{path_and_query}", host.unwrap_or_else(|| "localhost".into()))
+    format!(
+        "{proto}://{}{path_and_query}",
+        host.unwrap_or_else(|| "localhost".into())
+    )
 }
 
-async fn forward(State(state): State<AppState>, guid: String, rest: String, request: Request) -> Response {
+async fn forward(
+    State(state): State<AppState>,
+    guid: String,
+    rest: String,
+    request: Request,
+) -> Response {
     let (parts, body) = request.into_parts();
     let body: Bytes = match axum::body::to_bytes(body, state.config.max_body_bytes).await {
         Ok(b) => b,
@@ -139,7 +165,10 @@ async fn forward(State(state): State<AppState>, guid: String, rest: String, requ
     );
     switchboard_telemetry::set_parent_from_http(&span, &headers);
     let config = &state.config;
-    let client_ip = match (config.trust_forwarded_headers, headers.get("x-forwarded-for").and_then(|v| v.to_str().ok())) {
+    let client_ip = match (
+        config.trust_forwarded_headers,
+        headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
+    ) {
         (true, Some(xff)) => xff.split(',').next().unwrap_or("").trim().to_string(),
         _ => connect.map(|c| c.0.ip().to_string()).unwrap_or_default(),
     };
@@ -153,7 +182,12 @@ async fn forward(State(state): State<AppState>, guid: String, rest: String, requ
         query: uri.query().unwrap_or("").to_string(),
         headers: headers
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         body: body.to_vec(),
         client_ip,
@@ -162,7 +196,11 @@ async fn forward(State(state): State<AppState>, guid: String, rest: String, requ
         let mut nats_headers = async_nats::HeaderMap::new();
         nats_headers.insert(wire::HEADER_REQUEST_ID, request_id.as_str());
         switchboard_telemetry::inject_nats(&tracing::Span::current(), &mut nats_headers);
-        let request = state.nats.request_with_headers(config.subjects.webhook_request(), nats_headers, wire::encode(&msg).into());
+        let request = state.nats.request_with_headers(
+            config.subjects.webhook_request(),
+            nats_headers,
+            wire::encode(&msg).into(),
+        );
         let reply = match tokio::time::timeout(config.reply_timeout, request).await {
             Err(_) => {
                 tracing::warn!("no reply from a behavior worker within the timeout");
@@ -187,7 +225,9 @@ async fn forward(State(state): State<AppState>, guid: String, rest: String, requ
     span.record("status", response.status().as_u16());
     let mut response = response;
     if let Ok(v) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(HeaderName::from_static("switchboard-request-id"), v);
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("switchboard-request-id"), v);
     }
     response
 }
@@ -204,10 +244,16 @@ fn to_response(reply: WebhookReply) -> Response {
     for (name, value) in reply.headers {
         let lower = name.to_ascii_lowercase();
         // The body's length is ours to set; hop-by-hop headers do not pass through.
-        if matches!(lower.as_str(), "content-length" | "transfer-encoding" | "connection" | "keep-alive" | "upgrade") {
+        if matches!(
+            lower.as_str(),
+            "content-length" | "transfer-encoding" | "connection" | "keep-alive" | "upgrade"
+        ) {
             continue;
         }
-        match (HeaderName::from_bytes(lower.as_bytes()), HeaderValue::from_str(&value)) {
+        match (
+            HeaderName::from_bytes(lower.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
             (Ok(n), Ok(v)) => {
                 h.insert(n, v);
             }

@@ -25,12 +25,17 @@ async fn main() -> anyhow::Result<()> {
             stream.write_all(b"GET /readyz HTTP/1.0\r\n\r\n").await?;
             let mut buf = Vec::new();
             stream.read_to_end(&mut buf).await?;
-            anyhow::ensure!(buf.starts_with(b"HTTP/1.0 200") || buf.starts_with(b"HTTP/1.1 200"), "not ready");
+            anyhow::ensure!(
+                buf.starts_with(b"HTTP/1.0 200") || buf.starts_with(b"HTTP/1.1 200"),
+                "not ready"
+            );
             Ok(())
         }
         Command::Run => {
             if cli.public_base_url.is_none() {
-                tracing::warn!("PUBLIC_BASE_URL is not set: signatures are checked against the Host header over http://");
+                tracing::warn!(
+                    "PUBLIC_BASE_URL is not set: signatures are checked against the Host header over http://"
+                );
             }
             let reply_timeout = Duration::from_millis(cli.reply_timeout_ms);
             let nats = async_nats::ConnectOptions::new()

@@ -28,13 +28,28 @@ struct Global {
     #[arg(long, env = "DATABASE_URL", global = true)]
     database_url: Option<String>,
     /// NATS URL (to tell running workers about changes).
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222", global = true)]
+    #[arg(
+        long,
+        env = "NATS_URL",
+        default_value = "nats://127.0.0.1:4222",
+        global = true
+    )]
     nats_url: String,
     /// Key that encrypts connected-account credentials (32 bytes, base64 or hex).
-    #[arg(long, env = "SWITCHBOARD_MASTER_KEY", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "SWITCHBOARD_MASTER_KEY",
+        hide_env_values = true,
+        global = true
+    )]
     master_key: Option<SecretString>,
     /// Public base URL of ingress, for webhook URLs.
-    #[arg(long, env = "PUBLIC_BASE_URL", default_value = "http://localhost:8080", global = true)]
+    #[arg(
+        long,
+        env = "PUBLIC_BASE_URL",
+        default_value = "http://localhost:8080",
+        global = true
+    )]
     public_base_url: String,
     /// Prefix of every NATS subject.
     #[arg(long, env = "SWITCHBOARD_SUBJECT_PREFIX", default_value = switchboard_wire::DEFAULT_PREFIX, global = true)]
@@ -186,14 +201,28 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
-    if rustls::crypto::ring::default_provider().install_default().is_err() {
+    if rustls::crypto::ring::default_provider()
+        .install_default()
+        .is_err()
+    {
         eprintln!("error: could not install the TLS crypto provider");
         return ExitCode::FAILURE;
     }
     let result = match cli.command {
-        Command::Simulate { package, behavior, prompts, params, headers, method, body, vars, run_http, json } => {
-            run_simulate(package, behavior, prompts, params, headers, method, body, vars, run_http, json)
-        }
+        Command::Simulate {
+            package,
+            behavior,
+            prompts,
+            params,
+            headers,
+            method,
+            body,
+            vars,
+            run_http,
+            json,
+        } => run_simulate(
+            package, behavior, prompts, params, headers, method, body, vars, run_http, json,
+        ),
         command => match tokio::runtime::Runtime::new() {
             Ok(rt) => rt.block_on(run_store_command(cli.global, command)),
             Err(e) => Err(anyhow::anyhow!("starting the async runtime: {e}")),
@@ -221,8 +250,8 @@ fn run_simulate(
     run_http: bool,
     json: bool,
 ) -> anyhow::Result<()> {
-    let package_json =
-        std::fs::read_to_string(&package).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", package.display()))?;
+    let package_json = std::fs::read_to_string(&package)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", package.display()))?;
     let req = SimulateRequest {
         package_json,
         behavior_uid: behavior,
@@ -236,7 +265,10 @@ fn run_simulate(
     };
     let sim = simulate(&req)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&JsonReport::from(&sim.output))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&JsonReport::from(&sim.output))?
+        );
         for note in &sim.notes {
             eprintln!("note: {note}");
         }
@@ -247,22 +279,26 @@ fn run_simulate(
 }
 
 async fn connect(global: &Global, need_key: bool) -> anyhow::Result<Env> {
-    let url = global
-        .database_url
-        .as_deref()
-        .ok_or_else(|| anyhow::anyhow!("DATABASE_URL (or --database-url) is required for this command"))?;
+    let url = global.database_url.as_deref().ok_or_else(|| {
+        anyhow::anyhow!("DATABASE_URL (or --database-url) is required for this command")
+    })?;
     Subjects::validate_prefix(&global.subject_prefix).map_err(anyhow::Error::msg)?;
     let pool = switchboard_store::connect(url, 2).await?;
     let key = match &global.master_key {
         Some(k) => Some(MasterKey::parse(k.expose_secret())?),
-        None if need_key => anyhow::bail!("SWITCHBOARD_MASTER_KEY (or --master-key) is required for this command"),
+        None if need_key => {
+            anyhow::bail!("SWITCHBOARD_MASTER_KEY (or --master-key) is required for this command")
+        }
         None => None,
     };
     // NATS is optional for the CLI: it only announces changes to running workers.
-    let nats = tokio::time::timeout(std::time::Duration::from_secs(2), async_nats::connect(&global.nats_url))
-        .await
-        .ok()
-        .and_then(Result::ok);
+    let nats = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        async_nats::connect(&global.nats_url),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok);
     Ok(Env {
         store: Store::new(pool, key),
         nats,
@@ -284,7 +320,12 @@ async fn run_store_command(global: Global, command: Command) -> anyhow::Result<(
             switchboard_store::migrate(env.store.pool()).await?;
             println!("migrations applied");
         }
-        Command::Accounts(AccountsCmd::Add { name, account_sid, auth_token, json }) => {
+        Command::Accounts(AccountsCmd::Add {
+            name,
+            account_sid,
+            auth_token,
+            json,
+        }) => {
             let env = connect(&global, true).await?;
             let account = env.add_account(&name, &account_sid, &auth_token).await?;
             if json {
@@ -301,14 +342,24 @@ async fn run_store_command(global: Global, command: Command) -> anyhow::Result<(
             } else {
                 println!("{:<6} {:<24} {:<36} hosts", "ID", "NAME", "ACCOUNT SID");
                 for a in accounts {
-                    println!("{:<6} {:<24} {:<36} {}", a.id, a.name, a.account_sid, a.allowed_hosts.join(","));
+                    println!(
+                        "{:<6} {:<24} {:<36} {}",
+                        a.id,
+                        a.name,
+                        a.account_sid,
+                        a.allowed_hosts.join(",")
+                    );
                 }
             }
         }
-        Command::Import { package, prompts, json } => {
+        Command::Import {
+            package,
+            prompts,
+            json,
+        } => {
             let env = connect(&global, false).await?;
-            let text =
-                std::fs::read_to_string(&package).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", package.display()))?;
+            let text = std::fs::read_to_string(&package)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", package.display()))?;
             let (report, notes) = env.import(&text, &prompts).await?;
             for n in notes {
                 eprintln!("note: {n}");
@@ -318,9 +369,14 @@ async fn run_store_command(global: Global, command: Command) -> anyhow::Result<(
             } else {
                 println!("Created:");
                 for r in &report.records {
-                    println!("  {:<18} {:<24} id {:<8} {}", r.context, r.uid, r.id, r.label);
+                    println!(
+                        "  {:<18} {:<24} id {:<8} {}",
+                        r.context, r.uid, r.id, r.label
+                    );
                 }
-                println!("Webhook URLs (paste into the Twilio number's \"A message comes in\" field, HTTP POST):");
+                println!(
+                    "Webhook URLs (paste into the Twilio number's \"A message comes in\" field, HTTP POST):"
+                );
                 for w in &report.webhooks {
                     println!("  {}: {}", w.name, w.url);
                 }
@@ -361,19 +417,31 @@ async fn run_store_command(global: Global, command: Command) -> anyhow::Result<(
             if json {
                 print_json(&bots)?;
             } else {
-                println!("{:<8} {:<20} {:<24} {:<9} behaviors", "ID", "UID", "NAME", "STATE");
+                println!(
+                    "{:<8} {:<20} {:<24} {:<9} behaviors",
+                    "ID", "UID", "NAME", "STATE"
+                );
                 for b in bots {
                     let state = if b.is_disabled { "disabled" } else { "enabled" };
-                    println!("{:<8} {:<20} {:<24} {:<9} {}", b.id, b.uid, b.name, state, b.behaviors);
+                    println!(
+                        "{:<8} {:<20} {:<24} {:<9} {}",
+                        b.id, b.uid, b.name, state, b.behaviors
+                    );
                 }
             }
         }
         Command::Bots(BotsCmd::Enable { bot }) => {
-            let id = connect(&global, false).await?.set_bot_disabled(&bot, false).await?;
+            let id = connect(&global, false)
+                .await?
+                .set_bot_disabled(&bot, false)
+                .await?;
             println!("bot {id} enabled");
         }
         Command::Bots(BotsCmd::Disable { bot }) => {
-            let id = connect(&global, false).await?.set_bot_disabled(&bot, true).await?;
+            let id = connect(&global, false)
+                .await?
+                .set_bot_disabled(&bot, true)
+                .await?;
             println!("bot {id} disabled");
         }
         Command::Behaviors(BehaviorsCmd::List { bot, json }) => {
@@ -383,19 +451,31 @@ async fn run_store_command(global: Global, command: Command) -> anyhow::Result<(
             if json {
                 print_json(&rows)?;
             } else {
-                println!("{:<8} {:<14} {:<32} {:<24} STATE", "ID", "UID", "TITLE", "EVENT");
+                println!(
+                    "{:<8} {:<14} {:<32} {:<24} STATE",
+                    "ID", "UID", "TITLE", "EVENT"
+                );
                 for b in rows {
                     let state = if b.is_disabled { "disabled" } else { "enabled" };
-                    println!("{:<8} {:<14} {:<32} {:<24} {state}", b.id, b.uid, b.title, b.event);
+                    println!(
+                        "{:<8} {:<14} {:<32} {:<24} {state}",
+                        b.id, b.uid, b.title, b.event
+                    );
                 }
             }
         }
         Command::Behaviors(BehaviorsCmd::Enable { behavior }) => {
-            let id = connect(&global, false).await?.set_behavior_disabled(&behavior, false).await?;
+            let id = connect(&global, false)
+                .await?
+                .set_behavior_disabled(&behavior, false)
+                .await?;
             println!("behavior {id} enabled");
         }
         Command::Behaviors(BehaviorsCmd::Disable { behavior }) => {
-            let id = connect(&global, false).await?.set_behavior_disabled(&behavior, true).await?;
+            let id = connect(&global, false)
+                .await?
+                .set_behavior_disabled(&behavior, true)
+                .await?;
             println!("behavior {id} disabled");
         }
     }

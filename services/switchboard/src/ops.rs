@@ -47,47 +47,79 @@ impl Env {
     /// their cache lifetime (30 s); say so rather than fail the command.
     pub async fn announce(&self, kind: &str, ids: Vec<i64>) -> Option<String> {
         let Some(nats) = &self.nats else {
-            return Some("NATS is not reachable: running workers pick up this change within 30 s".into());
+            return Some(
+                "NATS is not reachable: running workers pick up this change within 30 s".into(),
+            );
         };
-        let msg = switchboard_wire::ConfigChanged { kind: kind.into(), ids };
+        let msg = switchboard_wire::ConfigChanged {
+            kind: kind.into(),
+            ids,
+        };
         let sent = async {
-            nats.publish(self.subjects.config_changed(), switchboard_wire::encode(&msg).into()).await?;
+            nats.publish(
+                self.subjects.config_changed(),
+                switchboard_wire::encode(&msg).into(),
+            )
+            .await?;
             nats.flush().await?;
             anyhow::Ok(())
         };
         match sent.await {
             Ok(()) => None,
-            Err(e) => Some(format!("could not announce the change on NATS ({e}): running workers pick it up within 30 s")),
+            Err(e) => Some(format!(
+                "could not announce the change on NATS ({e}): running workers pick it up within 30 s"
+            )),
         }
     }
 
-    pub async fn add_account(&self, name: &str, account_sid: &str, auth_token: &SecretString) -> anyhow::Result<Account> {
-        switchboard_twilio::ids::AccountSid::parse(account_sid).map_err(|e| anyhow::anyhow!("--account-sid: {e}"))?;
+    pub async fn add_account(
+        &self,
+        name: &str,
+        account_sid: &str,
+        auth_token: &SecretString,
+    ) -> anyhow::Result<Account> {
+        switchboard_twilio::ids::AccountSid::parse(account_sid)
+            .map_err(|e| anyhow::anyhow!("--account-sid: {e}"))?;
         use secrecy::ExposeSecret;
         if auth_token.expose_secret().trim().is_empty() {
             bail!("--auth-token is empty");
         }
-        let account = self.store.add_account(name, account_sid, auth_token).await?;
+        let account = self
+            .store
+            .add_account(name, account_sid, auth_token)
+            .await?;
         self.announce("account", vec![account.id]).await;
         Ok(account)
     }
 
     /// Imports a package: answers prompts, plans, compiles every behavior, writes it all in one
     /// transaction, announces the change. Nothing is written when anything is wrong.
-    pub async fn import(&self, package_json: &str, prompts: &[KeyValue]) -> anyhow::Result<(ImportReport, Vec<String>)> {
-        let package = Package::parse(package_json).map_err(|e| anyhow::anyhow!("invalid package: {e}"))?;
+    pub async fn import(
+        &self,
+        package_json: &str,
+        prompts: &[KeyValue],
+    ) -> anyhow::Result<(ImportReport, Vec<String>)> {
+        let package =
+            Package::parse(package_json).map_err(|e| anyhow::anyhow!("invalid package: {e}"))?;
         let mut answers = PromptAnswers::new();
         for kv in prompts {
             if !package.prompts().iter().any(|p| p.key == kv.key) {
                 let keys: Vec<&str> = package.prompts().iter().map(|p| p.key.as_str()).collect();
-                bail!("--prompt {}: the package has no prompt '{}' (its prompts: {})", kv.key, kv.key, keys.join(", "));
+                bail!(
+                    "--prompt {}: the package has no prompt '{}' (its prompts: {})",
+                    kv.key,
+                    kv.key,
+                    keys.join(", ")
+                );
             }
             answers.insert(kv.key.clone(), serde_json::Value::String(kv.value.clone()));
         }
         // Chooser prompts for connected accounts must name an existing account (Cerb's UI
         // guarantees it; on the command line we check).
         for prompt in package.prompts() {
-            if let PromptKind::Chooser { context: Some(ctx), .. } = &prompt.kind
+            if let PromptKind::Chooser {
+                context: Some(ctx), ..
+            } = &prompt.kind
                 && ctx.contains("connected_account")
                 && let Some(answer) = answers.get(&prompt.key).and_then(|v| v.as_str())
             {
@@ -95,7 +127,11 @@ impl Env {
                     anyhow::anyhow!("'{}' ({}) must be a connected account id (see `switchboard accounts list`), got '{answer}'", prompt.label, prompt.key)
                 })?;
                 if self.store.account(id).await?.is_none() {
-                    bail!("'{}' ({}): no connected account has id {id} (see `switchboard accounts list`)", prompt.label, prompt.key);
+                    bail!(
+                        "'{}' ({}): no connected account has id {id} (see `switchboard accounts list`)",
+                        prompt.label,
+                        prompt.key
+                    );
                 }
             }
         }
@@ -121,7 +157,10 @@ impl Env {
             bail!("internal error: the import needed more record ids than reserved");
         }
         crate::simulate::compile_plan(&plan)?;
-        self.store.write_plan(&plan).await.context("writing the import")?;
+        self.store
+            .write_plan(&plan)
+            .await
+            .context("writing the import")?;
         let ids: Vec<i64> = plan.records.iter().map(|r| r.id).collect();
         let notes: Vec<String> = self.announce("import", ids).await.into_iter().collect();
         let webhooks = plan
@@ -133,11 +172,22 @@ impl Env {
                 url: webhook_url(&self.public_base_url, &l.guid),
                 behavior: l
                     .behavior_id
-                    .and_then(|id| plan.bots.iter().flat_map(|b| &b.behaviors).find(|b| b.id == id))
+                    .and_then(|id| {
+                        plan.bots
+                            .iter()
+                            .flat_map(|b| &b.behaviors)
+                            .find(|b| b.id == id)
+                    })
                     .map(|b| b.title.clone()),
             })
             .collect();
-        Ok((ImportReport { records: plan.records.clone(), webhooks }, notes))
+        Ok((
+            ImportReport {
+                records: plan.records.clone(),
+                webhooks,
+            },
+            notes,
+        ))
     }
 
     pub async fn set_bot_disabled(&self, bot: &str, disabled: bool) -> anyhow::Result<i64> {
@@ -147,7 +197,11 @@ impl Env {
         Ok(id)
     }
 
-    pub async fn set_behavior_disabled(&self, behavior: &str, disabled: bool) -> anyhow::Result<i64> {
+    pub async fn set_behavior_disabled(
+        &self,
+        behavior: &str,
+        disabled: bool,
+    ) -> anyhow::Result<i64> {
         let id = self.store.resolve_behavior(behavior).await?;
         self.store.set_behavior_disabled(id, disabled).await?;
         self.announce("behavior", vec![id]).await;

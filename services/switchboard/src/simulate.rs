@@ -8,10 +8,12 @@ use anyhow::{Context, bail};
 use indexmap::IndexMap;
 use serde::Serialize;
 use switchboard_engine::{
-    BotInfo, CompiledBehavior, ConnectedAccount, Host, HttpOutcome, HttpRequest, HttpResponse, RunOptions, RunOutput,
-    WebhookRequest, run_macro, run_webhook,
+    BotInfo, CompiledBehavior, ConnectedAccount, Host, HttpOutcome, HttpRequest, HttpResponse,
+    RunOptions, RunOutput, WebhookRequest, run_macro, run_webhook,
 };
-use switchboard_package::{EVENT_MACRO, EVENT_WEBHOOK, ImportPlan, Package, PromptAnswers, PromptKind, RecordId};
+use switchboard_package::{
+    EVENT_MACRO, EVENT_WEBHOOK, ImportPlan, Package, PromptAnswers, PromptKind, RecordId,
+};
 
 use crate::args::KeyValue;
 
@@ -72,9 +74,15 @@ fn sample_answer(key: &str, kind: &PromptKind, next_account: &mut RecordId) -> s
             *next_account += 1;
             serde_json::Value::String(next_account.to_string())
         }
-        PromptKind::Picklist { options } => serde_json::Value::String(options.first().cloned().unwrap_or_default()),
+        PromptKind::Picklist { options } => {
+            serde_json::Value::String(options.first().cloned().unwrap_or_default())
+        }
         _ if k.ends_with("sid") => serde_json::Value::String(format!("AC{}", "0".repeat(32))),
-        _ if k.contains("from") || k.contains("phone") || k.contains("number") || k.ends_with("_to") => {
+        _ if k.contains("from")
+            || k.contains("phone")
+            || k.contains("number")
+            || k.ends_with("_to") =>
+        {
             // Twilio's documented magic test number: valid, never delivered.
             serde_json::Value::String("+15005550006".into())
         }
@@ -84,7 +92,8 @@ fn sample_answer(key: &str, kind: &PromptKind, next_account: &mut RecordId) -> s
 
 /// Runs the simulation. Errors are operator mistakes (bad file, unknown uid, invalid package).
 pub fn simulate(req: &SimulateRequest) -> anyhow::Result<Simulation> {
-    let package = Package::parse(&req.package_json).map_err(|e| anyhow::anyhow!("invalid package: {e}"))?;
+    let package =
+        Package::parse(&req.package_json).map_err(|e| anyhow::anyhow!("invalid package: {e}"))?;
     let mut notes = Vec::new();
     let mut answers = PromptAnswers::new();
     for kv in &req.prompts {
@@ -99,14 +108,22 @@ pub fn simulate(req: &SimulateRequest) -> anyhow::Result<Simulation> {
             Some(v) => v,
             None => {
                 let v = sample_answer(&prompt.key, &prompt.kind, &mut next_account);
-                notes.push(format!("prompt '{}' ({}) not given: using sample value {}", prompt.label, prompt.key, v));
+                notes.push(format!(
+                    "prompt '{}' ({}) not given: using sample value {}",
+                    prompt.label, prompt.key, v
+                ));
                 answers.insert(prompt.key.clone(), v.clone());
                 v
             }
         };
         if let PromptKind::Chooser { context, .. } = &prompt.kind
-            && context.as_deref().is_some_and(|c| c.contains("connected_account"))
-            && let Some(id) = value.as_str().and_then(|s| s.trim().parse::<RecordId>().ok()).or(value.as_i64())
+            && context
+                .as_deref()
+                .is_some_and(|c| c.contains("connected_account"))
+            && let Some(id) = value
+                .as_str()
+                .and_then(|s| s.trim().parse::<RecordId>().ok())
+                .or(value.as_i64())
         {
             account_ids.push(id);
         }
@@ -130,11 +147,22 @@ pub fn simulate(req: &SimulateRequest) -> anyhow::Result<Simulation> {
         let known: Vec<String> = plan
             .bots
             .iter()
-            .flat_map(|b| b.behaviors.iter().map(|x| format!("{} ({})", x.uid, x.title)))
+            .flat_map(|b| {
+                b.behaviors
+                    .iter()
+                    .map(|x| format!("{} ({})", x.uid, x.title))
+            })
             .collect();
-        bail!("unknown behavior uid '{}'; the package has: {}", req.behavior_uid, known.join(", "));
+        bail!(
+            "unknown behavior uid '{}'; the package has: {}",
+            req.behavior_uid,
+            known.join(", ")
+        );
     };
-    let behavior = behaviors.get(&def.id).cloned().context("behavior was compiled")?;
+    let behavior = behaviors
+        .get(&def.id)
+        .cloned()
+        .context("behavior was compiled")?;
     let host = SimulatorHost {
         behaviors,
         accounts: account_ids
@@ -148,7 +176,11 @@ pub fn simulate(req: &SimulateRequest) -> anyhow::Result<Simulation> {
                 (id, account)
             })
             .collect(),
-        client: if req.run_http { Some(http_client()?) } else { None },
+        client: if req.run_http {
+            Some(http_client()?)
+        } else {
+            None
+        },
     };
     let opts = RunOptions::simulator(req.run_http);
     let output = match def.event.as_str() {
@@ -160,7 +192,10 @@ pub fn simulate(req: &SimulateRequest) -> anyhow::Result<Simulation> {
             }
             run_macro(&behavior, &inputs, &host, &opts)
         }
-        other => bail!("behavior '{}' answers event '{other}', which cannot be simulated", def.uid),
+        other => bail!(
+            "behavior '{}' answers event '{other}', which cannot be simulated",
+            def.uid
+        ),
     };
     Ok(Simulation { output, notes })
 }
@@ -181,7 +216,10 @@ pub fn compile_plan(plan: &ImportPlan) -> anyhow::Result<HashMap<RecordId, Arc<C
         }
     }
     if !issues.is_empty() {
-        bail!("invalid package: {}", switchboard_package::ImportError { issues });
+        bail!(
+            "invalid package: {}",
+            switchboard_package::ImportError { issues }
+        );
     }
     Ok(out)
 }
@@ -196,12 +234,22 @@ fn webhook_request(req: &SimulateRequest) -> WebhookRequest {
         }
         ser.finish()
     };
-    let mut headers: Vec<(String, String)> = req.headers.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect();
+    let mut headers: Vec<(String, String)> = req
+        .headers
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.value.clone()))
+        .collect();
     let (query, body) = match &req.body {
         Some(body) => (encode(&req.params), body.clone().into_bytes()),
         None => {
-            if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
-                headers.push(("Content-Type".into(), "application/x-www-form-urlencoded".into()));
+            if !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            {
+                headers.push((
+                    "Content-Type".into(),
+                    "application/x-www-form-urlencoded".into(),
+                ));
             }
             (String::new(), encode(&req.params).into_bytes())
         }
@@ -240,7 +288,9 @@ impl FormSerializer {
 fn encode_form_component(out: &mut String, s: &str) {
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                out.push(b as char)
+            }
             b' ' => out.push('+'),
             _ => out.push_str(&format!("%{b:02X}")),
         }
@@ -273,7 +323,9 @@ impl Host for SimulatorHost {
         };
         let method = match reqwest::Method::from_bytes(request.method.as_bytes()) {
             Ok(m) => m,
-            Err(_) => return HttpOutcome::Error(format!("invalid HTTP method '{}'", request.method)),
+            Err(_) => {
+                return HttpOutcome::Error(format!("invalid HTTP method '{}'", request.method));
+            }
         };
         let mut builder = client.request(method, &request.url);
         for (k, v) in &request.headers {
@@ -289,10 +341,20 @@ impl Host for SimulatorHost {
                 let headers = resp
                     .headers()
                     .iter()
-                    .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                    .map(|(k, v)| {
+                        (
+                            k.as_str().to_string(),
+                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                        )
+                    })
                     .collect();
                 match resp.bytes() {
-                    Ok(body) => HttpOutcome::Response(HttpResponse { status, headers, body: body.to_vec(), url }),
+                    Ok(body) => HttpOutcome::Response(HttpResponse {
+                        status,
+                        headers,
+                        body: body.to_vec(),
+                        url,
+                    }),
                     Err(e) => HttpOutcome::Error(error_chain(&e)),
                 }
             }
@@ -331,7 +393,12 @@ pub fn render_text(sim: &Simulation) -> String {
     if !o.http_requests.is_empty() {
         s.push_str("\n== HTTP requests ==\n");
         for r in &o.http_requests {
-            s.push_str(&format!("{} {} ({})\n", r.method, r.url, if r.sent { "sent" } else { "not sent" }));
+            s.push_str(&format!(
+                "{} {} ({})\n",
+                r.method,
+                r.url,
+                if r.sent { "sent" } else { "not sent" }
+            ));
             if let Some(name) = &r.authenticated_with {
                 s.push_str(&format!("  authenticated with {name}\n"));
             }

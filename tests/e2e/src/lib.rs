@@ -16,7 +16,11 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A name unique to this process and call.
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Installs the rustls provider and the test tracing subscriber (idempotent).
@@ -43,7 +47,11 @@ pub fn golden(name: &str) -> String {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A private `nats-server` with JetStream, killed on drop.
@@ -57,7 +65,11 @@ impl NatsServer {
     pub async fn start() -> anyhow::Result<NatsServer> {
         let port = free_port();
         let store_dir = std::env::temp_dir().join(unique("sb-nats"));
-        let mut s = NatsServer { child: None, port, store_dir };
+        let mut s = NatsServer {
+            child: None,
+            port,
+            store_dir,
+        };
         s.spawn().await?;
         Ok(s)
     }
@@ -65,15 +77,27 @@ impl NatsServer {
     async fn spawn(&mut self) -> anyhow::Result<()> {
         let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
         let child = Command::new(&bin)
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
             .arg(&self.store_dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .with_context(|| format!("starting {bin} (install Debian's nats-server, or set NATS_SERVER_BIN)"))?;
+            .with_context(|| {
+                format!("starting {bin} (install Debian's nats-server, or set NATS_SERVER_BIN)")
+            })?;
         self.child = Some(child);
         for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -99,7 +123,10 @@ impl NatsServer {
     }
 
     pub async fn client(&self) -> anyhow::Result<async_nats::Client> {
-        Ok(async_nats::ConnectOptions::new().retry_on_initial_connect().connect(self.url()).await?)
+        Ok(async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(self.url())
+            .await?)
     }
 }
 
@@ -112,7 +139,8 @@ impl Drop for NatsServer {
 
 /// Admin URL of the PostgreSQL server tests create databases on.
 pub fn admin_database_url() -> String {
-    std::env::var("SWITCHBOARD_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("SWITCHBOARD_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// A fresh, migrated database; dropped at the end of the test process only if asked, since a
@@ -124,8 +152,12 @@ pub async fn fresh_database() -> anyhow::Result<(String, sqlx::PgPool)> {
         .max_connections(1)
         .connect(&admin)
         .await
-        .with_context(|| format!("connecting to PostgreSQL at {admin} (set SWITCHBOARD_TEST_DATABASE_URL)"))?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin_pool).await?;
+        .with_context(|| {
+            format!("connecting to PostgreSQL at {admin} (set SWITCHBOARD_TEST_DATABASE_URL)")
+        })?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin_pool)
+        .await?;
     let url = match admin.rsplit_once('/') {
         Some((base, _)) => format!("{base}/{name}"),
         None => anyhow::bail!("bad admin URL {admin}"),
@@ -152,11 +184,20 @@ impl Worker {
         let nats = async_nats::connect(nats_url).await?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         // Subscribed before we return: requests published from now on reach this worker.
-        let started = behavior_worker::start(store, nats, subjects, behavior_worker::WorkerOptions::default()).await?;
+        let started = behavior_worker::start(
+            store,
+            nats,
+            subjects,
+            behavior_worker::WorkerOptions::default(),
+        )
+        .await?;
         let task = tokio::spawn(started.serve(async move {
             let _ = rx.await;
         }));
-        Ok(Worker { stop: Some(tx), task })
+        Ok(Worker {
+            stop: Some(tx),
+            task,
+        })
     }
 
     pub async fn stop(mut self) -> anyhow::Result<()> {
@@ -186,7 +227,11 @@ impl Ingress {
         let task = tokio::spawn(ingress::run(listener, nats, config, async move {
             let _ = rx.await;
         }));
-        Ok(Ingress { addr, stop: Some(tx), task })
+        Ok(Ingress {
+            addr,
+            stop: Some(tx),
+            task,
+        })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -227,7 +272,13 @@ impl Stack {
             subjects: subjects.clone(),
             public_base_url: PUBLIC_BASE_URL.into(),
         };
-        let account = env.add_account("twilio", ACCOUNT_SID, &secrecy::SecretString::from(AUTH_TOKEN)).await?;
+        let account = env
+            .add_account(
+                "twilio",
+                ACCOUNT_SID,
+                &secrecy::SecretString::from(AUTH_TOKEN),
+            )
+            .await?;
         let prompts: Vec<switchboard::args::KeyValue> = [
             format!("twilio_account_id={}", account.id),
             format!("account_sid={ACCOUNT_SID}"),
@@ -238,9 +289,28 @@ impl Stack {
         .collect();
         let (report, _) = env.import(&seed_package(), &prompts).await?;
         let guid = report.webhooks[0].guid.clone();
-        let webhook_behavior_id = report.records.iter().find(|r| r.uid == "behavior_43").unwrap().id;
-        let bot_id = report.records.iter().find(|r| r.uid == "bot_twilio").unwrap().id;
-        Ok(Stack { nats, database_url, store, subjects, env, guid, webhook_behavior_id, bot_id })
+        let webhook_behavior_id = report
+            .records
+            .iter()
+            .find(|r| r.uid == "behavior_43")
+            .unwrap()
+            .id;
+        let bot_id = report
+            .records
+            .iter()
+            .find(|r| r.uid == "bot_twilio")
+            .unwrap()
+            .id;
+        Ok(Stack {
+            nats,
+            database_url,
+            store,
+            subjects,
+            env,
+            guid,
+            webhook_behavior_id,
+            bot_id,
+        })
     }
 
     pub fn ingress_config(&self) -> ingress::IngressConfig {
@@ -261,7 +331,10 @@ impl Stack {
 
     /// Runs recorded for the webhook behavior.
     pub async fn runs(&self) -> i64 {
-        self.store.count_runs(self.webhook_behavior_id).await.unwrap()
+        self.store
+            .count_runs(self.webhook_behavior_id)
+            .await
+            .unwrap()
     }
 }
 
@@ -296,7 +369,8 @@ pub fn inbound_sms(message_sid: &str, from: &str, body: &str) -> Vec<(String, St
 
 /// A fresh `SM…` sid.
 pub fn message_sid() -> String {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed) as u128 + (std::process::id() as u128) * 1_000_000;
+    let n =
+        COUNTER.fetch_add(1, Ordering::Relaxed) as u128 + (std::process::id() as u128) * 1_000_000;
     format!("SM{:032x}", n)
 }
 
@@ -309,7 +383,11 @@ pub async fn post_signed(
     token: &str,
 ) -> reqwest::Response {
     let path = format!("/webhooks/{guid}");
-    let signed = switchboard_twilio::signature::sign_form(token, &format!("{PUBLIC_BASE_URL}{path}"), params);
+    let signed = switchboard_twilio::signature::sign_form(
+        token,
+        &format!("{PUBLIC_BASE_URL}{path}"),
+        params,
+    );
     http.post(ingress.url(&path))
         .header("content-type", signed.content_type)
         .header("x-twilio-signature", signed.signature)

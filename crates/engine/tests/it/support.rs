@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value as Json, json};
 use switchboard_engine::{
-    BotInfo, CompiledBehavior, ConnectedAccount, Host, HttpOutcome, HttpRequest, RunOptions, RunOutput, WebhookRequest,
-    run_macro, run_webhook,
+    BotInfo, CompiledBehavior, ConnectedAccount, Host, HttpOutcome, HttpRequest, RunOptions,
+    RunOutput, WebhookRequest, run_macro, run_webhook,
 };
 use switchboard_package::{BehaviorDef, NodeDef, Owner, RecordId};
 
@@ -24,7 +24,10 @@ fn nodes_from_json(nodes: &Json, next: &mut RecordId) -> Vec<NodeDef> {
                         id,
                         kind: serde_json::from_value(n["type"].clone()).expect("node type"),
                         title: n["title"].as_str().unwrap_or("").to_string(),
-                        status: serde_json::from_value(n.get("status").cloned().unwrap_or(json!("live"))).unwrap(),
+                        status: serde_json::from_value(
+                            n.get("status").cloned().unwrap_or(json!("live")),
+                        )
+                        .unwrap(),
                         params: n.get("params").cloned().unwrap_or(Json::Null),
                         nodes: children,
                     }
@@ -40,7 +43,10 @@ pub fn bot(config: Json) -> Arc<BotInfo> {
         uid: "bot".into(),
         name: "Test Bot".into(),
         is_disabled: false,
-        owner: Owner { context: "cerberusweb.contexts.app".into(), id: json!(0) },
+        owner: Owner {
+            context: "cerberusweb.contexts.app".into(),
+            id: json!(0),
+        },
         config,
     })
 }
@@ -63,8 +69,11 @@ pub fn behavior_def(id: RecordId, event: &str, variables: Json, nodes: Json) -> 
 }
 
 pub fn webhook(nodes: Json) -> CompiledBehavior {
-    CompiledBehavior::compile(&behavior_def(10, "event.webhook.received", json!({}), nodes), bot(json!({})))
-        .expect("compiles")
+    CompiledBehavior::compile(
+        &behavior_def(10, "event.webhook.received", json!({}), nodes),
+        bot(json!({})),
+    )
+    .expect("compiles")
 }
 
 pub fn form(pairs: &[(&str, &str)]) -> WebhookRequest {
@@ -77,7 +86,10 @@ pub fn form(pairs: &[(&str, &str)]) -> WebhookRequest {
     }
     WebhookRequest {
         method: "POST".into(),
-        headers: vec![("Content-Type".into(), "application/x-www-form-urlencoded".into())],
+        headers: vec![(
+            "Content-Type".into(),
+            "application/x-www-form-urlencoded".into(),
+        )],
         body: body.into_bytes(),
         client_ip: "127.0.0.1".into(),
         ..Default::default()
@@ -108,7 +120,9 @@ impl Host for TestHost {
     }
     fn http_request(&self, request: &HttpRequest) -> HttpOutcome {
         self.sent.lock().unwrap().push(request.clone());
-        self.answer.clone().unwrap_or(HttpOutcome::Error("no answer configured".into()))
+        self.answer
+            .clone()
+            .unwrap_or(HttpOutcome::Error("no answer configured".into()))
     }
     fn behavior(&self, id: RecordId) -> Option<Arc<CompiledBehavior>> {
         self.behaviors.get(&id).cloned()
@@ -123,8 +137,16 @@ pub fn sim(b: &CompiledBehavior, req: &WebhookRequest) -> RunOutput {
     run_webhook(b, req, &TestHost::default(), &RunOptions::simulator(false))
 }
 
-pub fn macro_run(b: &CompiledBehavior, host: &TestHost, vars: &[(&str, &str)], opts: RunOptions) -> RunOutput {
-    let inputs = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+pub fn macro_run(
+    b: &CompiledBehavior,
+    host: &TestHost,
+    vars: &[(&str, &str)],
+    opts: RunOptions,
+) -> RunOutput {
+    let inputs = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     run_macro(b, &inputs, host, &opts)
 }
 

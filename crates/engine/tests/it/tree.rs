@@ -25,8 +25,18 @@ fn switch_takes_the_first_matching_outcome_only() {
 #[test]
 fn outcomes_outside_a_switch_are_each_evaluated() {
     let b = webhook(json!([
-        outcome("A", 0, json!([param("body", "contains", "a")]), json!([say("ra", "A")])),
-        outcome("B", 0, json!([param("body", "contains", "b")]), json!([say("rb", "B")])),
+        outcome(
+            "A",
+            0,
+            json!([param("body", "contains", "a")]),
+            json!([say("ra", "A")])
+        ),
+        outcome(
+            "B",
+            0,
+            json!([param("body", "contains", "b")]),
+            json!([say("rb", "B")])
+        ),
         say("tail", "T")
     ]));
     assert_eq!(real(&b, &form(&[("Body", "ab")])).body, "ABT");
@@ -51,9 +61,19 @@ fn action_children_of_a_switch_always_run() {
 #[test]
 fn groups_all_and_any() {
     let conds = json!([param("a", "is", "1"), param("b", "is", "1")]);
-    let all = webhook(json!([outcome("all", 0, conds.clone(), json!([say("r", "Y")]))]));
+    let all = webhook(json!([outcome(
+        "all",
+        0,
+        conds.clone(),
+        json!([say("r", "Y")])
+    )]));
     let any = webhook(json!([outcome("any", 1, conds, json!([say("r", "Y")]))]));
-    let cases = [(("1", "1"), "Y", "Y"), (("1", "0"), "", "Y"), (("0", "1"), "", "Y"), (("0", "0"), "", "")];
+    let cases = [
+        (("1", "1"), "Y", "Y"),
+        (("1", "0"), "", "Y"),
+        (("0", "1"), "", "Y"),
+        (("0", "0"), "", ""),
+    ];
     for ((a, b), want_all, want_any) in cases {
         let req = form(&[("a", a), ("b", b)]);
         assert_eq!(real(&all, &req).body, want_all, "all a={a} b={b}");
@@ -83,11 +103,24 @@ fn any_group_short_circuits_and_all_group_stops_at_first_failure() {
         json!([])
     )]));
     let out = real(&b, &form(&[("a", "1"), ("b", "1")]));
-    let checked = out.trace.iter().filter(|e| matches!(e, TraceEvent::Condition { .. })).count();
+    let checked = out
+        .trace
+        .iter()
+        .filter(|e| matches!(e, TraceEvent::Condition { .. }))
+        .count();
     assert_eq!(checked, 1, "ANY stops at the first success");
-    let b = webhook(json!([outcome("all", 0, json!([param("a", "is", "1"), param("b", "is", "1")]), json!([]))]));
+    let b = webhook(json!([outcome(
+        "all",
+        0,
+        json!([param("a", "is", "1"), param("b", "is", "1")]),
+        json!([])
+    )]));
     let out = real(&b, &form(&[("a", "0"), ("b", "1")]));
-    let checked = out.trace.iter().filter(|e| matches!(e, TraceEvent::Condition { .. })).count();
+    let checked = out
+        .trace
+        .iter()
+        .filter(|e| matches!(e, TraceEvent::Condition { .. }))
+        .count();
     assert_eq!(checked, 1, "ALL stops at the first failure");
 }
 
@@ -102,8 +135,16 @@ fn node_statuses_in_real_and_simulated_runs() {
             outcome("on", 0, json!([]), json!([say("y", "Y")]))
         ]}
     ]));
-    assert_eq!(real(&b, &form(&[])).body, "LY", "disabled and simulator-only nodes skipped in real runs");
-    assert_eq!(sim(&b, &form(&[])).body, "LSY", "simulator-only nodes run in the simulator");
+    assert_eq!(
+        real(&b, &form(&[])).body,
+        "LY",
+        "disabled and simulator-only nodes skipped in real runs"
+    );
+    assert_eq!(
+        sim(&b, &form(&[])).body,
+        "LSY",
+        "simulator-only nodes run in the simulator"
+    );
 }
 
 #[test]
@@ -119,7 +160,9 @@ fn exit_stops_later_root_siblings() {
     let out = real(&b, &form(&[]));
     assert_eq!(out.body, "1");
     assert_eq!(out.exit, ExitState::Stop);
-    let suspend = webhook(json!([{"type": "action", "title": "s", "status": "live", "params": {"actions": [{"action": "_exit", "mode": "suspend"}]}}]));
+    let suspend = webhook(
+        json!([{"type": "action", "title": "s", "status": "live", "params": {"actions": [{"action": "_exit", "mode": "suspend"}]}}]),
+    );
     assert_eq!(real(&suspend, &form(&[])).exit, ExitState::Suspend);
 }
 
@@ -147,14 +190,20 @@ fn loops_set_counters_and_clean_up() {
 #[test]
 fn loop_iterations_are_limited() {
     let b = webhook(json!([{"type": "loop", "title": "big", "status": "live",
-        "params": {"foreach_json": "{{ range(0, 1500)|json_encode }}", "as_placeholder": "i"},
-        "nodes": [{"type": "action", "title": "count", "status": "live", "params": {"actions": [
-            {"action": "_set_custom_var", "var": "n", "value": "{{ i }}", "format": ""}
-        ]}}]}]));
+    "params": {"foreach_json": "{{ range(0, 1500)|json_encode }}", "as_placeholder": "i"},
+    "nodes": [{"type": "action", "title": "count", "status": "live", "params": {"actions": [
+        {"action": "_set_custom_var", "var": "n", "value": "{{ i }}", "format": ""}
+    ]}}]}]));
     let out = real(&b, &form(&[]));
     assert_eq!(out.exit, ExitState::Aborted);
     assert_eq!(out.vars["n"], json!("999"));
-    assert!(out.errors.iter().any(|e| e.message.contains("1000 loop iterations")), "{:?}", out.errors);
+    assert!(
+        out.errors
+            .iter()
+            .any(|e| e.message.contains("1000 loop iterations")),
+        "{:?}",
+        out.errors
+    );
 }
 
 #[test]
@@ -187,12 +236,20 @@ fn recursive_subroutines_hit_a_limit_instead_of_the_stack() {
 #[test]
 fn visited_node_limit() {
     // 11 root outcomes each with 1000 passing children would exceed 10,000 visits.
-    let children: Vec<_> = (0..1000).map(|i| outcome(&format!("c{i}"), 0, json!([]), json!([]))).collect();
-    let roots: Vec<_> = (0..11).map(|i| outcome(&format!("r{i}"), 0, json!([]), json!(children))).collect();
+    let children: Vec<_> = (0..1000)
+        .map(|i| outcome(&format!("c{i}"), 0, json!([]), json!([])))
+        .collect();
+    let roots: Vec<_> = (0..11)
+        .map(|i| outcome(&format!("r{i}"), 0, json!([]), json!(children)))
+        .collect();
     let b = webhook(json!(roots));
     let out = real(&b, &form(&[]));
     assert_eq!(out.exit, ExitState::Aborted);
-    assert!(out.errors.iter().any(|e| e.message.contains("10000 nodes")), "{:?}", out.errors);
+    assert!(
+        out.errors.iter().any(|e| e.message.contains("10000 nodes")),
+        "{:?}",
+        out.errors
+    );
 }
 
 #[test]
@@ -210,11 +267,18 @@ fn run_behavior_passes_inputs_returns_results_and_stops_at_depth() {
     let target = Arc::new(CompiledBehavior::compile(&target_def, bot(json!({}))).unwrap());
     let mut host = TestHost::default();
     host.behaviors.insert(20, target);
-    let caller = webhook(json!([{"type": "action", "title": "call", "status": "live", "params": {"actions": [
-        {"action": "_run_behavior", "behavior_id": "20", "var": "result", "var_name": "{{http_params.who}}", "run_in_simulator": "1"},
-        {"action": "set_http_body", "value": "{{ result.greeting }}"}
-    ]}}]));
-    let out = switchboard_engine::run_webhook(&caller, &form(&[("who", "Ann")]), &host, &RunOptions::real());
+    let caller = webhook(
+        json!([{"type": "action", "title": "call", "status": "live", "params": {"actions": [
+            {"action": "_run_behavior", "behavior_id": "20", "var": "result", "var_name": "{{http_params.who}}", "run_in_simulator": "1"},
+            {"action": "set_http_body", "value": "{{ result.greeting }}"}
+        ]}}]),
+    );
+    let out = switchboard_engine::run_webhook(
+        &caller,
+        &form(&[("who", "Ann")]),
+        &host,
+        &RunOptions::real(),
+    );
     assert_eq!(out.body, "Hello Ann");
 
     // A behavior that calls itself is refused (no recursion); a chain deeper than 8 stops.
@@ -228,22 +292,37 @@ fn run_behavior_passes_inputs_returns_results_and_stops_at_depth() {
                 {"action": "_run_behavior", "behavior_id": (id + 1).to_string(), "var": "r", "run_in_simulator": "1"}
             ]}}]),
         );
-        host.behaviors.insert(id, Arc::new(CompiledBehavior::compile(&def, bot(json!({}))).unwrap()));
+        host.behaviors.insert(
+            id,
+            Arc::new(CompiledBehavior::compile(&def, bot(json!({}))).unwrap()),
+        );
     }
     let start = host.behaviors[&30].clone();
     let out = macro_run(&start, &host, &[], RunOptions::real());
-    let entered = out.trace.iter().filter(|e| matches!(e, TraceEvent::Behavior { .. })).count();
+    let entered = out
+        .trace
+        .iter()
+        .filter(|e| matches!(e, TraceEvent::Behavior { .. }))
+        .count();
     assert_eq!(entered, 8);
-    assert!(out.errors.iter().any(|e| e.message.contains("deeper than 8")), "{:?}", out.errors);
+    assert!(
+        out.errors
+            .iter()
+            .any(|e| e.message.contains("deeper than 8")),
+        "{:?}",
+        out.errors
+    );
 }
 
 #[test]
 fn template_errors_skip_the_action_and_keep_the_previous_value() {
-    let b = webhook(json!([{"type": "action", "title": "a", "status": "live", "params": {"actions": [
-        {"action": "set_http_body", "value": "first"},
-        {"action": "set_http_body", "value": "{% if %}broken"},
-        {"action": "set_http_header", "name": "X-After", "value": "yes"}
-    ]}}]));
+    let b = webhook(
+        json!([{"type": "action", "title": "a", "status": "live", "params": {"actions": [
+            {"action": "set_http_body", "value": "first"},
+            {"action": "set_http_body", "value": "{% if %}broken"},
+            {"action": "set_http_header", "name": "X-After", "value": "yes"}
+        ]}}]),
+    );
     let out = real(&b, &form(&[]));
     assert_eq!(out.body, "first");
     assert_eq!(out.headers.get("x-after").map(String::as_str), Some("yes"));
@@ -252,11 +331,13 @@ fn template_errors_skip_the_action_and_keep_the_previous_value() {
 
 #[test]
 fn runaway_templates_stop_at_the_limits() {
-    let b = webhook(json!([{"type": "action", "title": "a", "status": "live", "params": {"actions": [
-        {"action": "set_http_body", "value": "ok"},
-        {"action": "set_http_body", "value": "{% for i in range(0, 100000000) %}x{% endfor %}"},
-        {"action": "_set_custom_var", "var": "big", "value": "{% for i in range(0, 9000) %}{{ 'y' * 100 }}{% endfor %}", "format": ""}
-    ]}}]));
+    let b = webhook(
+        json!([{"type": "action", "title": "a", "status": "live", "params": {"actions": [
+            {"action": "set_http_body", "value": "ok"},
+            {"action": "set_http_body", "value": "{% for i in range(0, 100000000) %}x{% endfor %}"},
+            {"action": "_set_custom_var", "var": "big", "value": "{% for i in range(0, 9000) %}{{ 'y' * 100 }}{% endfor %}", "format": ""}
+        ]}}]),
+    );
     let out = real(&b, &form(&[]));
     assert_eq!(out.body, "ok");
     assert_eq!(out.errors.len(), 2, "{:?}", out.errors);

@@ -9,7 +9,10 @@ use serde_json::Value;
 use crate::{golden, seed_path};
 
 fn switchboard(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_switchboard")).args(args).output().expect("runs")
+    Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(args)
+        .output()
+        .expect("runs")
 }
 
 #[test]
@@ -25,10 +28,17 @@ fn the_documented_command_works_as_it_stands() {
         "--param",
         "From=+15551234567",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.contains("Text: `help` is `help`"), "{stdout}");
-    assert!(stdout.ends_with(&format!("{}\n", golden("help.xml"))), "{stdout}");
+    assert!(
+        stdout.ends_with(&format!("{}\n", golden("help.xml"))),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -50,7 +60,18 @@ fn json_output_has_the_documented_shape() {
     let obj = v.as_object().unwrap();
     let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
     keys.sort();
-    assert_eq!(keys, ["body", "errors", "headers", "http_requests", "status", "trace", "vars"]);
+    assert_eq!(
+        keys,
+        [
+            "body",
+            "errors",
+            "headers",
+            "http_requests",
+            "status",
+            "trace",
+            "vars"
+        ]
+    );
     assert_eq!(v["status"], 200);
     assert_eq!(v["body"], golden("logo.xml"));
     assert_eq!(v["headers"]["content-type"], "text/xml; charset=utf-8");
@@ -64,19 +85,55 @@ fn bad_input_exits_non_zero_with_one_line() {
     let bad_json = std::env::temp_dir().join(format!("sb-bad-{}.json", std::process::id()));
     std::fs::write(&bad_json, "{\"package\": ").unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["simulate", "/nonexistent/p.json", "--behavior", "x"], "cannot read /nonexistent/p.json"),
-        (vec!["simulate", bad_json.to_str().unwrap(), "--behavior", "x"], "Invalid JSON"),
-        (vec!["simulate", seed, "--behavior", "behavior_99"], "unknown behavior uid 'behavior_99'"),
-        (vec!["simulate", seed, "--behavior", "behavior_43", "--param", "Body"], "'Body' is not NAME=VALUE"),
-        (vec!["simulate", seed, "--behavior", "behavior_43", "--param", "=x"], "empty name"),
+        (
+            vec!["simulate", "/nonexistent/p.json", "--behavior", "x"],
+            "cannot read /nonexistent/p.json",
+        ),
+        (
+            vec!["simulate", bad_json.to_str().unwrap(), "--behavior", "x"],
+            "Invalid JSON",
+        ),
+        (
+            vec!["simulate", seed, "--behavior", "behavior_99"],
+            "unknown behavior uid 'behavior_99'",
+        ),
+        (
+            vec![
+                "simulate",
+                seed,
+                "--behavior",
+                "behavior_43",
+                "--param",
+                "Body",
+            ],
+            "'Body' is not NAME=VALUE",
+        ),
+        (
+            vec![
+                "simulate",
+                seed,
+                "--behavior",
+                "behavior_43",
+                "--param",
+                "=x",
+            ],
+            "empty name",
+        ),
         (vec!["simulate", seed], "--behavior"),
     ];
     for (args, needle) in cases {
         let out = switchboard(&args);
         assert!(!out.status.success(), "{args:?} should fail");
         let stderr = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: one line, got {stderr:?}");
-        assert!(stderr.contains(needle), "{args:?}: {stderr:?} should mention {needle:?}");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "{args:?}: one line, got {stderr:?}"
+        );
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: {stderr:?} should mention {needle:?}"
+        );
         assert!(out.stdout.is_empty(), "{args:?}");
     }
     std::fs::remove_file(bad_json).ok();

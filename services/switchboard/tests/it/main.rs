@@ -14,7 +14,8 @@ pub fn repo_root() -> PathBuf {
 /// The seed package, read from `shared/` next to the repository (as CI lays it out).
 pub fn seed_package() -> String {
     let path = repo_root().join("../shared/seed/twilio-bot.package.json");
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("the seed package must exist at {}: {e}", path.display()))
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("the seed package must exist at {}: {e}", path.display()))
 }
 
 pub fn seed_path() -> PathBuf {

@@ -38,7 +38,11 @@ fn webhook_replies_match_the_guide_byte_for_byte() {
         let out = webhook(body).output;
         assert_eq!(out.body, golden(file), "Body {body:?}");
         assert_eq!(out.status, 200, "Body {body:?}");
-        assert_eq!(out.headers.get("content-type").map(String::as_str), Some("text/xml; charset=utf-8"), "Body {body:?}");
+        assert_eq!(
+            out.headers.get("content-type").map(String::as_str),
+            Some("text/xml; charset=utf-8"),
+            "Body {body:?}"
+        );
         assert!(out.errors.is_empty(), "Body {body:?}: {:?}", out.errors);
         assert!(out.http_requests.is_empty());
     }
@@ -55,7 +59,11 @@ fn send_sms_builds_the_exact_twilio_request() {
     let sim = simulate(&SimulateRequest {
         package_json: seed_package(),
         behavior_uid: "behavior_41".into(),
-        prompts: vec![kv("twilio_account_id=7"), kv("account_sid=AC0123456789abcdef0123456789abcdef"), kv("default_from=+15557654321")],
+        prompts: vec![
+            kv("twilio_account_id=7"),
+            kv("account_sid=AC0123456789abcdef0123456789abcdef"),
+            kv("default_from=+15557654321"),
+        ],
         vars: vec![kv("var_to=+15551234567"), kv("var_body=Hello world")],
         ..Default::default()
     })
@@ -64,12 +72,25 @@ fn send_sms_builds_the_exact_twilio_request() {
     assert_eq!(out.http_requests.len(), 1);
     let r = &out.http_requests[0];
     assert_eq!(r.method, "POST");
-    assert_eq!(r.url, "https://api.twilio.com/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages");
-    assert_eq!(r.body, "To=%2B15551234567&From=%2B15557654321&Body=Hello%20world");
-    assert_eq!(r.headers.get("content-type").map(String::as_str), Some("application/x-www-form-urlencoded"));
+    assert_eq!(
+        r.url,
+        "https://api.twilio.com/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages"
+    );
+    assert_eq!(
+        r.body,
+        "To=%2B15551234567&From=%2B15557654321&Body=Hello%20world"
+    );
+    assert_eq!(
+        r.headers.get("content-type").map(String::as_str),
+        Some("application/x-www-form-urlencoded")
+    );
     assert!(!r.sent, "the simulator sends nothing without --run-http");
     assert!(r.authenticated_with.as_deref().unwrap().contains("#7"));
-    assert!(sim.notes.is_empty(), "every prompt was answered: {:?}", sim.notes);
+    assert!(
+        sim.notes.is_empty(),
+        "every prompt was answered: {:?}",
+        sim.notes
+    );
 }
 
 #[test]
@@ -85,11 +106,19 @@ fn look_up_a_number_builds_the_exact_lookup_request() {
     assert_eq!(out.http_requests.len(), 1);
     let r = &out.http_requests[0];
     assert_eq!(r.method, "GET");
-    assert_eq!(r.url, "https://lookups.twilio.com/v1/PhoneNumbers/%2B15551234567?Type=carrier&Type=caller-name");
+    assert_eq!(
+        r.url,
+        "https://lookups.twilio.com/v1/PhoneNumbers/%2B15551234567?Type=carrier&Type=caller-name"
+    );
     assert_eq!(r.body, "");
     // Not sent, so `response` is the JSON decoding of an empty json_pretty: null.
     assert_eq!(out.vars["response"], json!(null));
-    assert_eq!(sim.notes.len(), 3, "three prompts got sample values: {:?}", sim.notes);
+    assert_eq!(
+        sim.notes.len(),
+        3,
+        "three prompts got sample values: {:?}",
+        sim.notes
+    );
 }
 
 #[test]
@@ -102,8 +131,14 @@ fn credentials_never_appear_in_the_output() {
     })
     .unwrap();
     let text = render_text(&sim);
-    assert!(!text.to_ascii_lowercase().contains("authorization"), "{text}");
-    assert!(text.contains("Authenticating with Sample connected account #1"), "{text}");
+    assert!(
+        !text.to_ascii_lowercase().contains("authorization"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Authenticating with Sample connected account #1"),
+        "{text}"
+    );
 }
 
 /// The readable trace for `help`, compared with a reviewed golden file

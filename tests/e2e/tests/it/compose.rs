@@ -5,8 +5,10 @@
 use switchboard_e2e::repo_root;
 
 fn compose() -> serde_yaml::Value {
-    let text = std::fs::read_to_string(repo_root().join("docker-compose.yml")).expect("docker-compose.yml exists");
-    let mut v: serde_yaml::Value = serde_yaml::from_str(&text).expect("docker-compose.yml is valid YAML");
+    let text = std::fs::read_to_string(repo_root().join("docker-compose.yml"))
+        .expect("docker-compose.yml exists");
+    let mut v: serde_yaml::Value =
+        serde_yaml::from_str(&text).expect("docker-compose.yml is valid YAML");
     v.apply_merge().expect("YAML merge keys resolve");
     v
 }
@@ -18,7 +20,9 @@ fn help(bin: &str) -> String {
         "ingress" => ingress::cli::Cli::command(),
         "behavior-worker" => behavior_worker::cli::Cli::command(),
         "outbound" => outbound::cli::Cli::command(),
-        "twilio-fake" => <twilio_fake::Config as clap::Args>::augment_args(clap::Command::new("twilio-fake")),
+        "twilio-fake" => {
+            <twilio_fake::Config as clap::Args>::augment_args(clap::Command::new("twilio-fake"))
+        }
         other => panic!("unknown binary {other}"),
     };
     cmd.render_long_help().to_string()
@@ -28,17 +32,43 @@ fn help(bin: &str) -> String {
 fn compose_runs_the_whole_system() {
     let c = compose();
     let services = c["services"].as_mapping().expect("services");
-    for name in ["nats", "postgres", "migrate", "ingress", "behavior-worker", "twilio-fake", "outbound"] {
+    for name in [
+        "nats",
+        "postgres",
+        "migrate",
+        "ingress",
+        "behavior-worker",
+        "twilio-fake",
+        "outbound",
+    ] {
         assert!(services.contains_key(name), "service {name}");
     }
-    assert!(c["services"]["nats"]["command"].as_sequence().unwrap().iter().any(|a| a.as_str() == Some("-js")), "JetStream on");
-    assert_eq!(c["services"]["behavior-worker"]["deploy"]["replicas"].as_u64(), Some(2), "two worker replicas");
+    assert!(
+        c["services"]["nats"]["command"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|a| a.as_str() == Some("-js")),
+        "JetStream on"
+    );
+    assert_eq!(
+        c["services"]["behavior-worker"]["deploy"]["replicas"].as_u64(),
+        Some(2),
+        "two worker replicas"
+    );
 }
 
 #[test]
 fn every_environment_variable_in_compose_is_one_the_binary_reads() {
     let c = compose();
-    let known_elsewhere = ["POSTGRES_PASSWORD", "POSTGRES_USER", "POSTGRES_DB", "RUST_LOG", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME"];
+    let known_elsewhere = [
+        "POSTGRES_PASSWORD",
+        "POSTGRES_USER",
+        "POSTGRES_DB",
+        "RUST_LOG",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_SERVICE_NAME",
+    ];
     for (service, bin) in [
         ("ingress", "ingress"),
         ("behavior-worker", "behavior-worker"),
@@ -47,22 +77,32 @@ fn every_environment_variable_in_compose_is_one_the_binary_reads() {
         ("outbound", "outbound"),
     ] {
         let help = help(bin);
-        let cmd = c["services"][service]["command"].as_sequence().unwrap_or_else(|| panic!("{service} command"));
+        let cmd = c["services"][service]["command"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{service} command"));
         assert_eq!(cmd[0].as_str(), Some(bin), "{service} runs {bin}");
-        let env = c["services"][service]["environment"].as_mapping().unwrap_or_else(|| panic!("{service} environment"));
+        let env = c["services"][service]["environment"]
+            .as_mapping()
+            .unwrap_or_else(|| panic!("{service} environment"));
         for key in env.keys() {
             let key = key.as_str().unwrap();
             if known_elsewhere.contains(&key) {
                 continue;
             }
-            assert!(help.contains(&format!("[env: {key}")), "{service}: {bin} does not read {key}");
+            assert!(
+                help.contains(&format!("[env: {key}")),
+                "{service}: {bin} does not read {key}"
+            );
         }
         for arg in cmd.iter().skip(1).filter_map(|a| a.as_str()) {
             if arg.starts_with("--") {
                 let flag = arg.split('=').next().unwrap();
                 assert!(help.contains(flag), "{service}: {bin} has no flag {flag}");
             } else {
-                assert!(help.contains(&format!("  {arg} ")), "{service}: {bin} has no subcommand {arg}");
+                assert!(
+                    help.contains(&format!("  {arg} ")),
+                    "{service}: {bin} has no subcommand {arg}"
+                );
             }
         }
     }

@@ -6,7 +6,10 @@ use futures::StreamExt as _;
 use switchboard_e2e::*;
 
 fn http() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -15,18 +18,40 @@ async fn seed_bot_answers_signed_webhooks_like_the_guide() {
     let worker = stack.worker().await.unwrap();
     let ingress = stack.ingress().await.unwrap();
     let http = http();
-    for (body, golden_file) in [("hi", "hi.xml"), ("help", "help.xml"), ("HELP", "help.xml"), ("logo", "logo.xml"), ("link", "link.xml"), ("Hi & <bye> 'q' \"d\"", "hostile.xml")] {
+    for (body, golden_file) in [
+        ("hi", "hi.xml"),
+        ("help", "help.xml"),
+        ("HELP", "help.xml"),
+        ("logo", "logo.xml"),
+        ("link", "link.xml"),
+        ("Hi & <bye> 'q' \"d\"", "hostile.xml"),
+    ] {
         let form = inbound_sms(&message_sid(), "+15551234567", body);
         let resp = post_signed(&http, &ingress, &stack.guid, &form, AUTH_TOKEN).await;
         assert_eq!(resp.status(), 200, "Body {body:?}");
-        assert_eq!(resp.headers()["content-type"], "text/xml; charset=utf-8", "Body {body:?}");
+        assert_eq!(
+            resp.headers()["content-type"],
+            "text/xml; charset=utf-8",
+            "Body {body:?}"
+        );
         assert!(resp.headers().contains_key("switchboard-request-id"));
-        assert_eq!(resp.text().await.unwrap(), golden(golden_file), "Body {body:?}");
+        assert_eq!(
+            resp.text().await.unwrap(),
+            golden(golden_file),
+            "Body {body:?}"
+        );
     }
     assert_eq!(stack.runs().await, 6);
     // The guid is matched case-insensitively (Decision 6).
     let form = inbound_sms(&message_sid(), "+15551234567", "hi");
-    let resp = post_signed(&http, &ingress, &stack.guid.to_uppercase(), &form, AUTH_TOKEN).await;
+    let resp = post_signed(
+        &http,
+        &ingress,
+        &stack.guid.to_uppercase(),
+        &form,
+        AUTH_TOKEN,
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     ingress.stop().await.unwrap();
     worker.stop().await.unwrap();
@@ -40,10 +65,19 @@ async fn bad_or_missing_signatures_get_403_and_run_nothing() {
     let http = http();
     let form = inbound_sms(&message_sid(), "+15551234567", "help");
     // Signed with the wrong token.
-    assert_eq!(post_signed(&http, &ingress, &stack.guid, &form, "not-the-token").await.status(), 403);
+    assert_eq!(
+        post_signed(&http, &ingress, &stack.guid, &form, "not-the-token")
+            .await
+            .status(),
+        403
+    );
     // Valid signature, but for a tampered body.
     let path = format!("/webhooks/{}", stack.guid);
-    let signed = switchboard_twilio::signature::sign_form(AUTH_TOKEN, &format!("{PUBLIC_BASE_URL}{path}"), &form);
+    let signed = switchboard_twilio::signature::sign_form(
+        AUTH_TOKEN,
+        &format!("{PUBLIC_BASE_URL}{path}"),
+        &form,
+    );
     let tampered = signed.body.replace("Body=help", "Body=logo");
     let resp = http
         .post(ingress.url(&path))
@@ -55,10 +89,20 @@ async fn bad_or_missing_signatures_get_403_and_run_nothing() {
         .unwrap();
     assert_eq!(resp.status(), 403);
     // No signature at all.
-    let resp = http.post(ingress.url(&path)).header("content-type", signed.content_type).body(signed.body.clone()).send().await.unwrap();
+    let resp = http
+        .post(ingress.url(&path))
+        .header("content-type", signed.content_type)
+        .body(signed.body.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 403);
     // Signed for another URL (what happens behind a proxy without PUBLIC_BASE_URL).
-    let other = switchboard_twilio::signature::sign_form(AUTH_TOKEN, &format!("http://internal:8080{path}"), &form);
+    let other = switchboard_twilio::signature::sign_form(
+        AUTH_TOKEN,
+        &format!("http://internal:8080{path}"),
+        &form,
+    );
     let resp = http
         .post(ingress.url(&path))
         .header("content-type", other.content_type)
@@ -80,22 +124,55 @@ async fn unknown_guid_404_disabled_bot_503_oversized_413() {
     let ingress = stack.ingress().await.unwrap();
     let http = http();
     let form = inbound_sms(&message_sid(), "+15551234567", "help");
-    for guid in ["abcdefghjklmnpqrstuvwxyz1234567890abcdef", "not*a*guid", &"x".repeat(41)] {
+    for guid in [
+        "abcdefghjklmnpqrstuvwxyz1234567890abcdef",
+        "not*a*guid",
+        &"x".repeat(41),
+    ] {
         let resp = post_signed(&http, &ingress, guid, &form, AUTH_TOKEN).await;
         assert_eq!(resp.status(), 404, "{guid}");
         assert_eq!(resp.text().await.unwrap(), "");
     }
     // Disabling the bot is announced; the worker answers 503 right away, then 200 again.
-    stack.env.set_bot_disabled(&stack.bot_id.to_string(), true).await.unwrap();
+    stack
+        .env
+        .set_bot_disabled(&stack.bot_id.to_string(), true)
+        .await
+        .unwrap();
     let resp = post_signed(&http, &ingress, &stack.guid, &form, AUTH_TOKEN).await;
     assert_eq!(resp.status(), 503);
-    assert_eq!(resp.text().await.unwrap(), "<h1>503: Temporarily unavailable</h1>");
-    stack.env.set_bot_disabled(&stack.bot_id.to_string(), false).await.unwrap();
-    let resp = post_signed(&http, &ingress, &stack.guid, &inbound_sms(&message_sid(), "+15551234567", "help"), AUTH_TOKEN).await;
+    assert_eq!(
+        resp.text().await.unwrap(),
+        "<h1>503: Temporarily unavailable</h1>"
+    );
+    stack
+        .env
+        .set_bot_disabled(&stack.bot_id.to_string(), false)
+        .await
+        .unwrap();
+    let resp = post_signed(
+        &http,
+        &ingress,
+        &stack.guid,
+        &inbound_sms(&message_sid(), "+15551234567", "help"),
+        AUTH_TOKEN,
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     // The webhook behavior disabled: 503 as well.
-    stack.env.set_behavior_disabled(&stack.webhook_behavior_id.to_string(), true).await.unwrap();
-    let resp = post_signed(&http, &ingress, &stack.guid, &inbound_sms(&message_sid(), "+15551234567", "help"), AUTH_TOKEN).await;
+    stack
+        .env
+        .set_behavior_disabled(&stack.webhook_behavior_id.to_string(), true)
+        .await
+        .unwrap();
+    let resp = post_signed(
+        &http,
+        &ingress,
+        &stack.guid,
+        &inbound_sms(&message_sid(), "+15551234567", "help"),
+        AUTH_TOKEN,
+    )
+    .await;
     assert_eq!(resp.status(), 503);
     // Bodies over the limit are refused before anything else.
     let resp = http
@@ -119,7 +196,11 @@ async fn a_repeated_message_sid_gets_the_same_answer_and_one_run() {
     let sid = message_sid();
     let form = inbound_sms(&sid, "+15551234567", "logo");
     let first = post_signed(&http, &ingress, &stack.guid, &form, AUTH_TOKEN).await;
-    let (s1, ct1, b1) = (first.status(), first.headers()["content-type"].clone(), first.text().await.unwrap());
+    let (s1, ct1, b1) = (
+        first.status(),
+        first.headers()["content-type"].clone(),
+        first.text().await.unwrap(),
+    );
     // Twilio's retry, concurrently twice.
     let (a, b) = tokio::join!(
         post_signed(&http, &ingress, &stack.guid, &form, AUTH_TOKEN),
@@ -144,21 +225,58 @@ async fn without_workers_ingress_answers_503_within_its_timeout() {
     let ingress = Ingress::start(&stack.nats.url(), config).await.unwrap();
     let http = http();
     let started = Instant::now();
-    let resp = post_signed(&http, &ingress, &stack.guid, &inbound_sms(&message_sid(), "+1555", "hi"), AUTH_TOKEN).await;
+    let resp = post_signed(
+        &http,
+        &ingress,
+        &stack.guid,
+        &inbound_sms(&message_sid(), "+1555", "hi"),
+        AUTH_TOKEN,
+    )
+    .await;
     assert_eq!(resp.status(), 503);
-    assert!(started.elapsed() < Duration::from_secs(5), "answered within the timeout, not Twilio's 15 s");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered within the timeout, not Twilio's 15 s"
+    );
     // A worker that takes the request but is too slow also ends in 503: simulate with a
     // subscriber in the queue group that never replies.
     let nats = stack.nats.client().await.unwrap();
-    let _silent = nats.queue_subscribe(stack.subjects.webhook_request(), "behavior-worker".into()).await.unwrap();
+    let _silent = nats
+        .queue_subscribe(stack.subjects.webhook_request(), "behavior-worker".into())
+        .await
+        .unwrap();
     nats.flush().await.unwrap();
     let started = Instant::now();
-    let resp = post_signed(&http, &ingress, &stack.guid, &inbound_sms(&message_sid(), "+1555", "hi"), AUTH_TOKEN).await;
+    let resp = post_signed(
+        &http,
+        &ingress,
+        &stack.guid,
+        &inbound_sms(&message_sid(), "+1555", "hi"),
+        AUTH_TOKEN,
+    )
+    .await;
     assert_eq!(resp.status(), 503);
-    assert!(started.elapsed() >= Duration::from_millis(700), "waited for the reply timeout");
+    assert!(
+        started.elapsed() >= Duration::from_millis(700),
+        "waited for the reply timeout"
+    );
     // Ready only while connected to NATS.
-    assert_eq!(http.get(ingress.url("/readyz")).send().await.unwrap().status(), 200);
-    assert_eq!(http.get(ingress.url("/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        http.get(ingress.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        http.get(ingress.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     ingress.stop().await.unwrap();
 }
 
@@ -166,7 +284,9 @@ async fn without_workers_ingress_answers_503_within_its_timeout() {
 async fn worker_stats(nats: &async_nats::Client) -> Vec<serde_json::Value> {
     let inbox = nats.new_inbox();
     let mut sub = nats.subscribe(inbox.clone()).await.unwrap();
-    nats.publish_with_reply("$SRV.STATS.behavior-worker", inbox, "".into()).await.unwrap();
+    nats.publish_with_reply("$SRV.STATS.behavior-worker", inbox, "".into())
+        .await
+        .unwrap();
     nats.flush().await.unwrap();
     let mut out = Vec::new();
     while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(500), sub.next()).await {
@@ -212,7 +332,11 @@ async fn two_workers_share_the_load_and_a_restart_loses_no_answered_request() {
         }
     }
     let stats = worker_stats(&nats).await;
-    assert_eq!(stats.len(), 2, "both workers appear in service discovery: {stats:?}");
+    assert_eq!(
+        stats.len(),
+        2,
+        "both workers appear in service discovery: {stats:?}"
+    );
     w1.stop().await.unwrap();
     let w1b = stack.worker().await.unwrap();
     let mut answered = Vec::new();
@@ -232,13 +356,27 @@ async fn two_workers_share_the_load_and_a_restart_loses_no_answered_request() {
                 .fetch_one(pool)
                 .await
                 .unwrap_or_else(|e| panic!("{sid} answered but not recorded: {e}"));
-        assert!(row.0.is_some() && row.1.is_some(), "{sid} recorded completely");
+        assert!(
+            row.0.is_some() && row.1.is_some(),
+            "{sid} recorded completely"
+        );
     }
-    assert!(answered.len() >= 55, "nearly every request answered while the other worker served: {}", answered.len());
+    assert!(
+        answered.len() >= 55,
+        "nearly every request answered while the other worker served: {}",
+        answered.len()
+    );
 
     // Both instances of the second generation take requests too.
     for _ in 0..20 {
-        let r = post_signed(&http, &ingress, &stack.guid, &inbound_sms(&message_sid(), "+1555", "hi"), AUTH_TOKEN).await;
+        let r = post_signed(
+            &http,
+            &ingress,
+            &stack.guid,
+            &inbound_sms(&message_sid(), "+1555", "hi"),
+            AUTH_TOKEN,
+        )
+        .await;
         assert_eq!(r.status(), 200);
     }
     let stats = worker_stats(&nats).await;
@@ -260,19 +398,34 @@ async fn one_trace_spans_ingress_and_worker() {
     let http = http();
     let path = format!("/webhooks/{}", stack.guid);
     let form = inbound_sms(&message_sid(), "+15551234567", "hi");
-    let signed = switchboard_twilio::signature::sign_form(AUTH_TOKEN, &format!("{PUBLIC_BASE_URL}{path}"), &form);
+    let signed = switchboard_twilio::signature::sign_form(
+        AUTH_TOKEN,
+        &format!("{PUBLIC_BASE_URL}{path}"),
+        &form,
+    );
     let resp = http
         .post(ingress.url(&path))
         .header("content-type", signed.content_type)
         .header("x-twilio-signature", signed.signature)
-        .header("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        .header(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
         .body(signed.body)
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let ids = stack.store.run_trace_ids(stack.webhook_behavior_id).await.unwrap();
-    assert_eq!(ids, vec!["0af7651916cd43dd8448eb211c80319c".to_string()], "the worker's run is in the caller's trace");
+    let ids = stack
+        .store
+        .run_trace_ids(stack.webhook_behavior_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids,
+        vec!["0af7651916cd43dd8448eb211c80319c".to_string()],
+        "the worker's run is in the caller's trace"
+    );
     ingress.stop().await.unwrap();
     worker.stop().await.unwrap();
 }

@@ -47,8 +47,16 @@ async fn main() -> anyhow::Result<()> {
                     let (nats, subject) = (nats.clone(), subject.clone());
                     async move {
                         match nats.request(subject, body).await {
-                            Ok(m) => (axum::http::StatusCode::OK, [("content-type", "text/xml; charset=utf-8")], m.payload),
-                            Err(_) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, [("content-type", "text/plain")], axum::body::Bytes::new()),
+                            Ok(m) => (
+                                axum::http::StatusCode::OK,
+                                [("content-type", "text/xml; charset=utf-8")],
+                                m.payload,
+                            ),
+                            Err(_) => (
+                                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                                [("content-type", "text/plain")],
+                                axum::body::Bytes::new(),
+                            ),
                         }
                     }
                 }),

@@ -36,7 +36,11 @@ struct Proc {
 
 impl Proc {
     fn spawn(name: &'static str, mut cmd: Command) -> anyhow::Result<Proc> {
-        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         Ok(Proc { name, child })
     }
     /// Fails if the process already exited (a crash would make the figures meaningless).
@@ -48,7 +52,8 @@ impl Proc {
     }
     /// Peak resident set size (VmHWM) in MiB.
     fn peak_rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         status
             .lines()
             .find(|l| l.starts_with("VmHWM:"))
@@ -77,7 +82,12 @@ struct Result {
 async fn wait_ready(url: &str) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     for _ in 0..200 {
-        if http.get(url).send().await.is_ok_and(|r| r.status().is_success() || r.status().as_u16() == 405) {
+        if http
+            .get(url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success() || r.status().as_u16() == 405)
+        {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -91,13 +101,22 @@ fn prepare(n: usize, guid: &str) -> Vec<(String, String)> {
     (0..n)
         .map(|i| {
             let form = inbound_sms(&message_sid(), "+15551234567", bodies[i % bodies.len()]);
-            let s = switchboard_twilio::signature::sign_form(AUTH_TOKEN, &format!("{PUBLIC_BASE_URL}/webhooks/{guid}"), &form);
+            let s = switchboard_twilio::signature::sign_form(
+                AUTH_TOKEN,
+                &format!("{PUBLIC_BASE_URL}/webhooks/{guid}"),
+                &form,
+            );
             (s.body, s.signature)
         })
         .collect()
 }
 
-async fn load(url: String, requests: Arc<Vec<(String, String)>>, connections: usize, seconds: u64) -> Result {
+async fn load(
+    url: String,
+    requests: Arc<Vec<(String, String)>>,
+    connections: usize,
+    seconds: u64,
+) -> Result {
     let next = Arc::new(AtomicUsize::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
@@ -105,7 +124,10 @@ async fn load(url: String, requests: Arc<Vec<(String, String)>>, connections: us
     for _ in 0..connections {
         let (url, requests, next) = (url.clone(), requests.clone(), next.clone());
         // One client (one keep-alive connection) per task, like wrk's connections.
-        let http = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(1)
+            .build()
+            .unwrap();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0;
@@ -141,12 +163,26 @@ async fn load(url: String, requests: Arc<Vec<(String, String)>>, connections: us
     }
     let elapsed = started.elapsed().as_secs_f64();
     all.sort();
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(f64::NAN);
-    Result { rps: all.len() as f64 / elapsed, p50_ms: pct(0.50), p99_ms: pct(0.99), errors, requests: all.len() }
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(f64::NAN)
+    };
+    Result {
+        rps: all.len() as f64 / elapsed,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        errors,
+        requests: all.len(),
+    }
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[tokio::main]
@@ -158,7 +194,13 @@ async fn main() -> anyhow::Result<()> {
     // More requests than can be sent, so every MessageSid is new (no dedupe shortcut).
     let per_level = 40_000usize;
 
-    println!("# Webhook load benchmark ({} s per level, {} cores)", cli.seconds, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!(
+        "# Webhook load benchmark ({} s per level, {} cores)",
+        cli.seconds,
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
     let mut rows = Vec::new();
 
     // --- Switchboard: ingress + one behavior-worker ---
@@ -187,7 +229,13 @@ async fn main() -> anyhow::Result<()> {
     // Warm-up (caches, connections).
     load(url.clone(), Arc::new(prepare(2_000, &stack.guid)), 8, 2).await;
     for &c in &cli.connections {
-        let r = load(url.clone(), Arc::new(prepare(per_level, &stack.guid)), c, cli.seconds).await;
+        let r = load(
+            url.clone(),
+            Arc::new(prepare(per_level, &stack.guid)),
+            c,
+            cli.seconds,
+        )
+        .await;
         rows.push(("switchboard", c, r));
     }
     let (mut ingress, mut worker) = (ingress, worker);
@@ -203,14 +251,26 @@ async fn main() -> anyhow::Result<()> {
     replier.args(["--nats-url", &nats_url, "replier"]);
     let replier = Proc::spawn("baseline replier", replier)?;
     let mut server = Command::new(bin("baseline"));
-    server.args(["--nats-url", &nats_url, "server", "--listen", &format!("127.0.0.1:{port}")]);
+    server.args([
+        "--nats-url",
+        &nats_url,
+        "server",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ]);
     let server = Proc::spawn("baseline server", server)?;
     wait_ready(&format!("http://127.0.0.1:{port}/webhooks/x")).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let url = format!("http://127.0.0.1:{port}/webhooks/{}", stack.guid);
     load(url.clone(), Arc::new(prepare(2_000, &stack.guid)), 8, 2).await;
     for &c in &cli.connections {
-        let r = load(url.clone(), Arc::new(prepare(per_level, &stack.guid)), c, cli.seconds).await;
+        let r = load(
+            url.clone(),
+            Arc::new(prepare(per_level, &stack.guid)),
+            c,
+            cli.seconds,
+        )
+        .await;
         rows.push(("baseline", c, r));
     }
     let (mut server, mut replier) = (server, replier);
@@ -219,10 +279,16 @@ async fn main() -> anyhow::Result<()> {
     let base_rss = (server.peak_rss_mib(), replier.peak_rss_mib());
 
     println!();
-    println!("| system | connections | requests | req/s | p50 ms | p99 ms | errors | ratio to baseline req/s |");
+    println!(
+        "| system | connections | requests | req/s | p50 ms | p99 ms | errors | ratio to baseline req/s |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     for (name, c, r) in &rows {
-        let base = rows.iter().find(|(n, bc, _)| *n == "baseline" && bc == c).map(|(_, _, b)| b.rps).unwrap_or(f64::NAN);
+        let base = rows
+            .iter()
+            .find(|(n, bc, _)| *n == "baseline" && bc == c)
+            .map(|(_, _, b)| b.rps)
+            .unwrap_or(f64::NAN);
         println!(
             "| {name} | {c} | {} | {:.0} | {:.2} | {:.2} | {} | {:.0}% |",
             r.requests,
@@ -234,7 +300,10 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!();
-    println!("Peak RSS: ingress {:.1} MiB, behavior-worker {:.1} MiB; baseline server {:.1} MiB, baseline replier {:.1} MiB", sb_rss.0, sb_rss.1, base_rss.0, base_rss.1);
+    println!(
+        "Peak RSS: ingress {:.1} MiB, behavior-worker {:.1} MiB; baseline server {:.1} MiB, baseline replier {:.1} MiB",
+        sb_rss.0, sb_rss.1, base_rss.0, base_rss.1
+    );
     let runs = stack.runs().await;
     println!("Behavior runs recorded: {runs}");
     Ok(())
