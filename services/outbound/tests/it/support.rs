@@ -170,6 +170,13 @@ pub struct Harness {
 impl Harness {
     /// Everything but the service, which [`Harness::start`] starts.
     pub async fn new() -> anyhow::Result<Harness> {
+        // No OpenAPI directory: the fake's answers are what these tests are about.
+        Harness::new_with_openapi(std::env::temp_dir().join("no-twilio-oai")).await
+    }
+
+    /// Like [`Harness::new`], with the sandbox checking every request against the official
+    /// OpenAPI descriptions in `openapi_dir`.
+    pub async fn new_with_openapi(openapi_dir: std::path::PathBuf) -> anyhow::Result<Harness> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         switchboard_telemetry::init_for_tests();
         let nats = NatsServer::start().await?;
@@ -184,10 +191,9 @@ impl Harness {
             )
             .await?;
         let fake_account = twilio_fake::Account::new(AccountSid::parse(ACCOUNT_SID)?, AUTH_TOKEN);
-        // No OpenAPI directory: the fake's answers are what these tests are about.
         let fake = twilio_fake::spawn(twilio_fake::Config::for_tests(
             vec![fake_account],
-            std::env::temp_dir().join("no-twilio-oai"),
+            openapi_dir,
         ))
         .await?;
 
