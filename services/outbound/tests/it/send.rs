@@ -40,6 +40,8 @@ async fn a_job_is_sent_once_and_reported() {
     assert_eq!(replied.kind, EventKind::Sent);
     assert_eq!(replied.twilio_sid.as_deref(), Some(sid.as_str()));
 
+    // The events go out before the row records that they did; the ack comes last.
+    h.wait_idle().await;
     let row = h.store.outbound_job("happy-1").await.unwrap().unwrap();
     assert_eq!(row.state, JobState::Sent);
     assert_eq!(row.twilio_sid.as_deref(), Some(sid.as_str()));
@@ -51,7 +53,6 @@ async fn a_job_is_sent_once_and_reported() {
     let messages = h.fake_get("messages").await;
     let form = &messages[0]["params"];
     assert!(form.to_string().contains("Hello from happy-1"), "{form}");
-    h.wait_idle().await;
     h.stop().await.unwrap();
 }
 
