@@ -439,27 +439,39 @@ impl Store {
     }
 
     pub async fn set_bot_disabled(&self, id: i64, disabled: bool) -> Result<()> {
-        let done =
-            sqlx::query("UPDATE bots SET is_disabled = $2, updated_at = now() WHERE id = $1")
-                .bind(id)
-                .bind(disabled)
-                .execute(&self.pool)
-                .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("bot {id}")));
-        }
-        Ok(())
+        self.set_disabled(
+            "UPDATE bots SET is_disabled = $2, updated_at = now() WHERE id = $1",
+            "bot",
+            id,
+            disabled,
+        )
+        .await
     }
 
     pub async fn set_behavior_disabled(&self, id: i64, disabled: bool) -> Result<()> {
-        let done =
-            sqlx::query("UPDATE behaviors SET is_disabled = $2, updated_at = now() WHERE id = $1")
-                .bind(id)
-                .bind(disabled)
-                .execute(&self.pool)
-                .await?;
+        self.set_disabled(
+            "UPDATE behaviors SET is_disabled = $2, updated_at = now() WHERE id = $1",
+            "behavior",
+            id,
+            disabled,
+        )
+        .await
+    }
+
+    async fn set_disabled(
+        &self,
+        update: &'static str,
+        what: &str,
+        id: i64,
+        disabled: bool,
+    ) -> Result<()> {
+        let done = sqlx::query(update)
+            .bind(id)
+            .bind(disabled)
+            .execute(&self.pool)
+            .await?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("behavior {id}")));
+            return Err(StoreError::NotFound(format!("{what} {id}")));
         }
         Ok(())
     }

@@ -150,30 +150,19 @@ async fn unknown_guid_404_disabled_bot_503_oversized_413() {
         .set_bot_disabled(&stack.bot_id.to_string(), false)
         .await
         .unwrap();
-    let resp = post_signed(
-        &http,
-        &ingress,
-        &stack.guid,
-        &inbound_sms(&message_sid(), "+15551234567", "help"),
-        AUTH_TOKEN,
-    )
-    .await;
-    assert_eq!(resp.status(), 200);
+    // A new message each time, so no stored answer is replayed.
+    let fresh_help = || async {
+        let form = inbound_sms(&message_sid(), "+15551234567", "help");
+        post_signed(&http, &ingress, &stack.guid, &form, AUTH_TOKEN).await
+    };
+    assert_eq!(fresh_help().await.status(), 200);
     // The webhook behavior disabled: 503 as well.
     stack
         .env
         .set_behavior_disabled(&stack.webhook_behavior_id.to_string(), true)
         .await
         .unwrap();
-    let resp = post_signed(
-        &http,
-        &ingress,
-        &stack.guid,
-        &inbound_sms(&message_sid(), "+15551234567", "help"),
-        AUTH_TOKEN,
-    )
-    .await;
-    assert_eq!(resp.status(), 503);
+    assert_eq!(fresh_help().await.status(), 503);
     // Bodies over the limit are refused before anything else.
     let resp = http
         .post(ingress.url(&format!("/webhooks/{}", stack.guid)))
