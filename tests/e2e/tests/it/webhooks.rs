@@ -234,7 +234,14 @@ async fn without_workers_ingress_answers_503_within_its_timeout() {
         .queue_subscribe(stack.subjects.webhook_request(), "behavior-worker".into())
         .await
         .unwrap();
-    nats.flush().await.unwrap();
+    // `flush` only empties the client's write buffer; ingress publishes on another connection,
+    // so wait until the server itself routes the subject to the silent subscriber: a request
+    // on this connection (ordered after its SUB) that times out instead of "no responders".
+    let probe = nats.request(stack.subjects.webhook_request(), "".into());
+    match tokio::time::timeout(Duration::from_millis(300), probe).await {
+        Err(_elapsed) => {}
+        Ok(outcome) => panic!("the silent subscriber is not registered: {outcome:?}"),
+    }
     let started = Instant::now();
     let resp = post_signed(
         &http,
