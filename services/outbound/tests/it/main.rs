@@ -2,7 +2,10 @@
 //! database and a real `twilio-fake`, counting what the sandbox received.
 
 mod contract;
+mod crash;
 mod faults;
+mod outages;
+mod procs;
 mod rejects;
 mod restart;
 mod send;

@@ -59,33 +59,56 @@ pub struct NatsServer {
 
 impl NatsServer {
     pub async fn start() -> anyhow::Result<NatsServer> {
-        let port = free_port();
-        let store_dir = std::env::temp_dir().join(unique("sb-outbound-nats"));
+        let mut server = NatsServer {
+            child: None,
+            port: free_port(),
+            store_dir: std::env::temp_dir().join(unique("sb-outbound-nats")),
+        };
+        server.spawn().await?;
+        Ok(server)
+    }
+
+    /// Starts the server process on this port and store directory; answers once it listens.
+    async fn spawn(&mut self) -> anyhow::Result<()> {
         let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
         let child = Command::new(&bin)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(&store_dir)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.store_dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .with_context(|| {
                 format!("starting {bin} (install nats-server, or set NATS_SERVER_BIN)")
             })?;
-        let server = NatsServer {
-            child: Some(child),
-            port,
-            store_dir,
-        };
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+        self.child = Some(child);
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
                 .await
                 .is_ok()
             {
-                return Ok(server);
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        anyhow::bail!("nats-server did not start on port {port}")
+        anyhow::bail!("nats-server did not start on port {}", self.port)
+    }
+
+    /// Kills the server (SIGKILL: no goodbye to its clients) and starts it again on the same
+    /// port with the same JetStream store, after `down` without a server.
+    pub async fn restart(&mut self, down: Duration) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        tokio::time::sleep(down).await;
+        self.spawn().await
     }
 
     pub fn url(&self) -> String {
@@ -103,8 +126,8 @@ impl Drop for NatsServer {
     }
 }
 
-/// A fresh, migrated database on the test PostgreSQL server.
-pub async fn fresh_database() -> anyhow::Result<sqlx::PgPool> {
+/// A fresh, migrated database on the test PostgreSQL server, and its URL.
+pub async fn fresh_database() -> anyhow::Result<(sqlx::PgPool, String)> {
     let admin = std::env::var("SWITCHBOARD_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let name = unique("sb_outbound");
@@ -125,7 +148,7 @@ pub async fn fresh_database() -> anyhow::Result<sqlx::PgPool> {
     };
     let pool = switchboard_store::connect(&url, 16).await?;
     switchboard_store::migrate(&pool).await?;
-    Ok(pool)
+    Ok((pool, url))
 }
 
 /// A send-SMS job for `to` from the test account.
@@ -163,6 +186,8 @@ pub struct Harness {
     pub http: reqwest::Client,
     pub config: OutboundConfig,
     pub account_id: i64,
+    /// The test database, for a service started in its own process or through a proxy.
+    pub database_url: String,
     events: Arc<Mutex<Vec<JobEvent>>>,
     service: Option<Service>,
 }
@@ -182,7 +207,8 @@ impl Harness {
         let nats = NatsServer::start().await?;
         let client = async_nats::connect(nats.url()).await?;
         let js = jetstream::new(client.clone());
-        let store = Store::new(fresh_database().await?, Some(MasterKey::parse(MASTER_KEY)?));
+        let (pool, database_url) = fresh_database().await?;
+        let store = Store::new(pool, Some(MasterKey::parse(MASTER_KEY)?));
         let account = store
             .add_account(
                 ACCOUNT_NAME,
@@ -232,6 +258,7 @@ impl Harness {
             http: reqwest::Client::new(),
             config,
             account_id: account.id,
+            database_url,
             events,
             service: None,
         })
@@ -239,6 +266,11 @@ impl Harness {
 
     /// Starts the service (and, the first time, its streams) and waits until it consumes.
     pub async fn start(&mut self) -> anyhow::Result<()> {
+        self.start_with_store(self.store.clone()).await
+    }
+
+    /// Like [`Harness::start`], with the service reaching PostgreSQL through `store`.
+    pub async fn start_with_store(&mut self, store: Store) -> anyhow::Result<()> {
         let twilio = TwilioClient::new(ClientConfig {
             api_base: self.fake.base_url(),
             lookups_base: self.fake.base_url(),
@@ -251,7 +283,7 @@ impl Harness {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(outbound::run(
             self.config.clone(),
-            self.store.clone(),
+            store,
             nats,
             twilio,
             async move {
@@ -445,7 +477,7 @@ impl Harness {
     }
 }
 
-fn prefix(config: &OutboundConfig) -> String {
+pub fn prefix(config: &OutboundConfig) -> String {
     // `{prefix}.jobs.sms.send` → `{prefix}`.
     config
         .subjects
