@@ -8,13 +8,14 @@
 //! Run: `scripts/bench-webhooks` (builds the release binaries, then runs this).
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use switchboard_e2e::*;
+use switchboard_load::{Proc, free_port};
 
 #[derive(Parser)]
 struct Cli {
@@ -27,48 +28,6 @@ struct Cli {
     /// Directory with the release binaries.
     #[arg(long, default_value = "target/release")]
     bin_dir: PathBuf,
-}
-
-struct Proc {
-    name: &'static str,
-    child: Child,
-}
-
-impl Proc {
-    fn spawn(name: &'static str, mut cmd: Command) -> anyhow::Result<Proc> {
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-        Ok(Proc { name, child })
-    }
-    /// Fails if the process already exited (a crash would make the figures meaningless).
-    fn check_alive(&mut self) -> anyhow::Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            anyhow::bail!("{} exited early: {status}", self.name);
-        }
-        Ok(())
-    }
-    /// Peak resident set size (VmHWM) in MiB.
-    fn peak_rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map(|kb| kb / 1024.0)
-            .unwrap_or(f64::NAN)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 struct Result {
@@ -177,13 +136,6 @@ async fn load(
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
