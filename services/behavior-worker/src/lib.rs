@@ -605,7 +605,7 @@ impl Host for WorkerHost {
 
     fn http_request(&self, request: &HttpRequest) -> HttpOutcome {
         let job = wire::HttpJob {
-            version: 1,
+            version: wire::HTTP_JOB_VERSION,
             method: request.method.clone(),
             url: request.url.clone(),
             headers: request.headers.clone(),
@@ -641,6 +641,9 @@ impl Host for WorkerHost {
                     url,
                 }),
                 Ok(wire::HttpJobResult::Error { message }) => HttpOutcome::Error(message),
+                Ok(wire::HttpJobResult::CredentialsRefused { message }) => {
+                    HttpOutcome::CredentialsRefused(message)
+                }
                 Err(e) => {
                     HttpOutcome::Error(format!("malformed answer from the outbound service: {e}"))
                 }
