@@ -294,22 +294,19 @@ impl fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
-/// The guard's decision for one address of `host`.
-fn check_ip(allow: &AllowList, host: &str, ip: IpAddr) -> Result<(), Refused> {
+/// The guard's decision for one address of `host` (`None`: the address was given literally).
+fn check_ip(allow: &AllowList, host: Option<&str>, ip: IpAddr) -> Result<(), Refused> {
     if allow.allows_ip(ip) {
         return Ok(());
     }
     match refused_because(ip) {
         None => Ok(()),
-        Some(reason) => Err(Refused(
-            if host.trim_matches(['[', ']']) == ip.to_string() {
-                format!("{ip} is {reason}; an operator can allow it with OUTBOUND_HTTP_ALLOW")
-            } else {
-                format!(
-                    "{host} resolves to {ip}, {reason}; an operator can allow it with OUTBOUND_HTTP_ALLOW"
-                )
-            },
-        )),
+        Some(reason) => Err(Refused(match host {
+            None => format!("{ip} is {reason}; an operator can allow it with OUTBOUND_HTTP_ALLOW"),
+            Some(host) => format!(
+                "{host} resolves to {ip}, {reason}; an operator can allow it with OUTBOUND_HTTP_ALLOW"
+            ),
+        })),
     }
 }
 
@@ -328,7 +325,7 @@ pub fn check_url(allow: &AllowList, url: &Url) -> Result<(), Refused> {
     // The URL parser normalises literal addresses (`0x7f.1` is `127.0.0.1`, IPv6 in brackets).
     let literal = host.trim_matches(['[', ']']);
     match literal.parse::<IpAddr>() {
-        Ok(ip) => check_ip(allow, literal, ip),
+        Ok(ip) => check_ip(allow, None, ip),
         Err(_) => Ok(()),
     }
 }
@@ -358,7 +355,7 @@ impl GuardedResolver {
         let kept: Vec<SocketAddr> = found
             .iter()
             .copied()
-            .filter(|a| match check_ip(&self.allow, host, a.ip()) {
+            .filter(|a| match check_ip(&self.allow, Some(host), a.ip()) {
                 Ok(()) => true,
                 Err(e) => {
                     refused.get_or_insert(e);
