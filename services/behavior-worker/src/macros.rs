@@ -30,7 +30,10 @@ fn rejected(r: Rejection) -> RunBehaviorReply {
 }
 
 fn internal(e: impl std::fmt::Display) -> Rejection {
-    Rejection("internal", format!("the worker could not run the behavior: {e}"))
+    Rejection(
+        "internal",
+        format!("the worker could not run the behavior: {e}"),
+    )
 }
 
 impl Worker {
