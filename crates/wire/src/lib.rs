@@ -331,4 +331,70 @@ mod tests {
         let json = String::from_utf8(encode(&refused)).unwrap();
         assert_eq!(json, r#"{"outcome":"credentials_refused","message":"m"}"#);
     }
+
+    /// The request/reply examples of `docs/jobs.md` (`json http-job`, `json http-job-result`,
+    /// `json run-behavior-request`, `json run-behavior-reply` blocks and the `nats req` lines for
+    /// these subjects) decode into the types, and re-encode to the same JSON.
+    #[test]
+    fn request_reply_examples_in_jobs_md_decode() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/jobs.md");
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut blocks: Vec<(String, String)> = Vec::new();
+        let mut current: Option<(String, String)> = None;
+        for line in text.lines() {
+            match (&mut current, line.strip_prefix("```")) {
+                (None, Some(info)) => current = Some((info.trim().to_owned(), String::new())),
+                (Some(_), Some(_)) => blocks.push(current.take().unwrap()),
+                (Some((_, body)), None) => body.push_str(&format!("{line}\n")),
+                (None, None) => {}
+            }
+        }
+        fn round_trip<T: Serialize + for<'a> Deserialize<'a>>(body: &str) {
+            let value: T = decode(body.trim().as_bytes()).unwrap_or_else(|e| panic!("{e}: {body}"));
+            let again: serde_json::Value = serde_json::from_slice(&encode(&value)).unwrap();
+            let given: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert_eq!(again, given, "{body}");
+        }
+        let mut seen = [0; 4];
+        for (info, body) in &blocks {
+            match info.as_str() {
+                "json http-job" => {
+                    seen[0] += 1;
+                    round_trip::<HttpJob>(body)
+                }
+                "json http-job-result" => {
+                    seen[1] += 1;
+                    round_trip::<HttpJobResult>(body)
+                }
+                "json run-behavior-request" => {
+                    seen[2] += 1;
+                    round_trip::<RunBehaviorRequest>(body)
+                }
+                "json run-behavior-reply" => {
+                    seen[3] += 1;
+                    round_trip::<RunBehaviorReply>(body)
+                }
+                "sh" => {
+                    for line in body.lines() {
+                        let Some(rest) = line.strip_prefix("nats req ") else {
+                            continue;
+                        };
+                        let subject = rest.split_whitespace().next().unwrap();
+                        let payload =
+                            &rest[rest.find('\'').unwrap() + 1..rest.rfind('\'').unwrap()];
+                        let subjects = Subjects::default();
+                        if subject == subjects.outbound_http() {
+                            decode::<HttpJob>(payload.as_bytes())
+                                .unwrap_or_else(|e| panic!("{e}: {line}"));
+                        } else if subject == subjects.behavior_run() {
+                            decode::<RunBehaviorRequest>(payload.as_bytes())
+                                .unwrap_or_else(|e| panic!("{e}: {line}"));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(seen.map(|n| n > 0), [true; 4], "{seen:?}");
+    }
 }
