@@ -422,11 +422,29 @@ impl Clients {
             guarded: guarded(false).context("building the HTTP client")?,
             guarded_insecure: guarded(true).context("building the HTTP client")?,
             trusted: base()
-                .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+                .redirect(sandbox_redirects(&config.routes))
                 .build()
                 .context("building the HTTP client")?,
         })
     }
+}
+
+/// The sandbox is trusted only as itself: its redirects are followed within the configured
+/// bases' origins, never elsewhere (the trusted client does not run the guard).
+fn sandbox_redirects(routes: &[SandboxRoute]) -> reqwest::redirect::Policy {
+    let origins: Vec<_> = routes.iter().map(|r| r.base.origin()).collect();
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error(Refused(format!("more than {MAX_REDIRECTS} redirects")))
+        } else if origins.contains(&attempt.url().origin()) {
+            attempt.follow()
+        } else {
+            attempt.error(Refused(
+                "redirect refused: the Twilio sandbox redirected outside its configured base"
+                    .into(),
+            ))
+        }
+    })
 }
 
 /// A job that passed validation.
