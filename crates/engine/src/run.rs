@@ -96,6 +96,10 @@ pub enum HttpOutcome {
     Response(HttpResponse),
     /// Transport failure (DNS, connect, TLS, timeout, refused by policy).
     Error(String),
+    /// The host would not attach the connected account's credentials (unknown account, or a
+    /// host outside its allowed hosts): nothing was sent, the placeholder is `false` as in Cerb
+    /// (Decision 11). The engine checks the allowed hosts first; this is the host's own check.
+    CredentialsRefused(String),
 }
 
 /// What the engine needs from its surroundings.
@@ -1143,6 +1147,17 @@ impl<'h> Runner<'h> {
                     format!("HTTP request to {url} failed: {e}"),
                 );
             }
+            HttpOutcome::CredentialsRefused(e) => {
+                text.push_str(&format!(
+                    "[ERROR] {e}\n>>> Saving `false` to {{{{{}}}}}\n",
+                    http.placeholder
+                ));
+                self.error(
+                    depth,
+                    Some(id),
+                    format!("HTTP request to {url} refused: {e}"),
+                );
+            }
         }
         self.action_output(depth, id, title, action, text);
         self.set(dict, &http.placeholder, placeholder);
@@ -1255,6 +1270,7 @@ pub fn url_host(url: &str) -> Option<String> {
 /// The response placeholder map of `core.va.action.http_request` (cerb-semantics §4.2).
 fn response_placeholder(outcome: &HttpOutcome, request_body: &str, raw: bool) -> Value {
     match outcome {
+        HttpOutcome::CredentialsRefused(_) => Value::from(false),
         HttpOutcome::Error(e) => Value::from_pairs([
             ("content_type".to_string(), Value::from(())),
             (

@@ -71,6 +71,12 @@ impl Subjects {
         format!("{}.outbound.http", self.prefix)
     }
 
+    /// Request/reply: run a macro behavior (`event.macro.bot`) on request, served by the
+    /// behavior worker ([`RunBehaviorRequest`] → [`RunBehaviorReply`]).
+    pub fn behavior_run(&self) -> String {
+        format!("{}.behavior.run", self.prefix)
+    }
+
     /// Broadcast: configuration changed (import, enable/disable); workers drop cached behaviors.
     pub fn config_changed(&self) -> String {
         format!("{}.events.config.changed", self.prefix)
@@ -127,6 +133,9 @@ impl WebhookReply {
     }
 }
 
+/// Version of [`HttpJob`]; bumped on incompatible change.
+pub const HTTP_JOB_VERSION: u32 = 1;
+
 /// A behavior's `core.va.action.http_request`, for the outbound service to perform with the
 /// connected account's credentials (Decision 11).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -160,6 +169,69 @@ pub enum HttpJobResult {
     Error {
         message: String,
     },
+    /// The connected account's credentials may not be used for this request (unknown account,
+    /// or a host outside its allowed hosts): nothing was sent, and the behavior's response
+    /// placeholder becomes `false` (Decision 11).
+    CredentialsRefused {
+        message: String,
+    },
+}
+
+/// Version of [`RunBehaviorRequest`] and [`RunBehaviorReply`]; bumped on incompatible change.
+pub const RUN_BEHAVIOR_VERSION: u32 = 1;
+
+/// Run a macro behavior (`event.macro.bot`) of a bot now, with variable inputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunBehaviorRequest {
+    pub version: u32,
+    /// The bot: its id, or its package uid (e.g. `bot_twilio`) when that is unique.
+    pub bot: String,
+    /// The behavior of that bot: its id, or its package uid (e.g. `behavior_41`).
+    pub behavior: String,
+    /// Variable inputs by variable key (`var_to`), as text; coerced by the variable's type.
+    #[serde(default)]
+    pub vars: std::collections::BTreeMap<String, String>,
+}
+
+/// The answer to a [`RunBehaviorRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum RunBehaviorReply {
+    /// The behavior ran (its own errors, e.g. a failed HTTP request, are in `errors`).
+    Completed(Box<RunBehaviorResult>),
+    /// The behavior did not run.
+    Rejected {
+        version: u32,
+        /// `invalid_request`, `unknown_bot`, `unknown_behavior`, `not_a_macro`, `disabled`,
+        /// `unknown_variable` or `internal`.
+        code: String,
+        message: String,
+    },
+}
+
+/// What a macro run did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunBehaviorResult {
+    pub version: u32,
+    /// Id of the run record (`behavior_runs.id`).
+    pub run_id: i64,
+    pub bot_id: i64,
+    pub bot_name: String,
+    pub behavior_id: i64,
+    pub behavior_title: String,
+    /// `complete`, `stop`, `suspend` or `aborted`.
+    pub exit_state: String,
+    /// The variables and placeholders the run set, by name (inputs included).
+    #[serde(default)]
+    pub vars: serde_json::Map<String, serde_json::Value>,
+    /// Errors recorded during the run.
+    #[serde(default)]
+    pub errors: Vec<String>,
+    /// The HTTP requests the run made (method, url, headers, body, sent, authenticated_with);
+    /// credentials are never listed.
+    #[serde(default)]
+    pub http_requests: Vec<serde_json::Value>,
 }
 
 /// What changed, for cache invalidation.
@@ -203,6 +275,8 @@ mod tests {
         let s = Subjects::new("t1.");
         assert_eq!(s.webhook_request(), "t1.webhook.request");
         assert_eq!(s.config_changed(), "t1.events.config.changed");
+        assert_eq!(s.outbound_http(), "t1.outbound.http");
+        assert_eq!(s.behavior_run(), "t1.behavior.run");
         assert!(Subjects::validate_prefix("switchboard").is_ok());
         assert!(Subjects::validate_prefix("a.b-c_d").is_ok());
         for bad in ["", "a..b", "a b", "a.*", "a.>"] {
@@ -230,5 +304,97 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("missing field"), "{err}");
+    }
+
+    #[test]
+    fn run_behavior_messages_round_trip() {
+        let req: RunBehaviorRequest = decode(
+            br#"{"version":1,"bot":"bot_twilio","behavior":"behavior_41","vars":{"var_to":"+15551234567"}}"#,
+        )
+        .unwrap();
+        assert_eq!(req.vars["var_to"], "+15551234567");
+        let err = decode::<RunBehaviorRequest>(br#"{"version":1,"bot":"b","behaviour":"x"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("behaviour"), "{err}");
+        let reply = RunBehaviorReply::Rejected {
+            version: RUN_BEHAVIOR_VERSION,
+            code: "unknown_bot".into(),
+            message: "no bot 'x'".into(),
+        };
+        let json = String::from_utf8(encode(&reply)).unwrap();
+        assert!(json.contains(r#""outcome":"rejected""#), "{json}");
+        assert_eq!(decode::<RunBehaviorReply>(json.as_bytes()).unwrap(), reply);
+        let refused = HttpJobResult::CredentialsRefused {
+            message: "m".into(),
+        };
+        let json = String::from_utf8(encode(&refused)).unwrap();
+        assert_eq!(json, r#"{"outcome":"credentials_refused","message":"m"}"#);
+    }
+
+    /// The request/reply examples of `docs/jobs.md` (`json http-job`, `json http-job-result`,
+    /// `json run-behavior-request`, `json run-behavior-reply` blocks and the `nats req` lines for
+    /// these subjects) decode into the types, and re-encode to the same JSON.
+    #[test]
+    fn request_reply_examples_in_jobs_md_decode() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/jobs.md");
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut blocks: Vec<(String, String)> = Vec::new();
+        let mut current: Option<(String, String)> = None;
+        for line in text.lines() {
+            match (&mut current, line.strip_prefix("```")) {
+                (None, Some(info)) => current = Some((info.trim().to_owned(), String::new())),
+                (Some(_), Some(_)) => blocks.push(current.take().unwrap()),
+                (Some((_, body)), None) => body.push_str(&format!("{line}\n")),
+                (None, None) => {}
+            }
+        }
+        fn round_trip<T: Serialize + for<'a> Deserialize<'a>>(body: &str) {
+            let value: T = decode(body.trim().as_bytes()).unwrap_or_else(|e| panic!("{e}: {body}"));
+            let again: serde_json::Value = serde_json::from_slice(&encode(&value)).unwrap();
+            let given: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert_eq!(again, given, "{body}");
+        }
+        let mut seen = [0; 4];
+        for (info, body) in &blocks {
+            match info.as_str() {
+                "json http-job" => {
+                    seen[0] += 1;
+                    round_trip::<HttpJob>(body)
+                }
+                "json http-job-result" => {
+                    seen[1] += 1;
+                    round_trip::<HttpJobResult>(body)
+                }
+                "json run-behavior-request" => {
+                    seen[2] += 1;
+                    round_trip::<RunBehaviorRequest>(body)
+                }
+                "json run-behavior-reply" => {
+                    seen[3] += 1;
+                    round_trip::<RunBehaviorReply>(body)
+                }
+                "sh" => {
+                    for line in body.lines() {
+                        let Some(rest) = line.strip_prefix("nats req ") else {
+                            continue;
+                        };
+                        let subject = rest.split_whitespace().next().unwrap();
+                        let payload =
+                            &rest[rest.find('\'').unwrap() + 1..rest.rfind('\'').unwrap()];
+                        let subjects = Subjects::default();
+                        if subject == subjects.outbound_http() {
+                            decode::<HttpJob>(payload.as_bytes())
+                                .unwrap_or_else(|e| panic!("{e}: {line}"));
+                        } else if subject == subjects.behavior_run() {
+                            decode::<RunBehaviorRequest>(payload.as_bytes())
+                                .unwrap_or_else(|e| panic!("{e}: {line}"));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(seen.map(|n| n > 0), [true; 4], "{seen:?}");
     }
 }

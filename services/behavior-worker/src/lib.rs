@@ -2,9 +2,11 @@
 //! load) that answers each webhook request from ingress. For a request it finds the listener by
 //! guid, verifies `X-Twilio-Signature` (Decision 13), answers a repeated `MessageSid` from the
 //! message log, runs the behavior with the engine, records the run and replies with the HTTP
-//! status, headers and body (cerb-semantics §8, Decisions 6-7).
+//! status, headers and body (cerb-semantics §8, Decisions 6-7). It also runs macro behaviors
+//! on request (`{prefix}.behavior.run`, see [`macros`]).
 
 pub mod cli;
+mod macros;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -129,6 +131,8 @@ pub struct Started {
     worker: Arc<Worker>,
     service: async_nats::service::Service,
     endpoint: async_nats::service::endpoint::Endpoint,
+    /// Macro runs on request.
+    runs: async_nats::service::endpoint::Endpoint,
     changes: async_nats::Subscriber,
 }
 
@@ -150,6 +154,10 @@ pub async fn start(
         .endpoint(subjects.webhook_request())
         .await
         .map_err(|e| anyhow::anyhow!("adding the webhook endpoint: {e}"))?;
+    let runs = service
+        .endpoint(subjects.behavior_run())
+        .await
+        .map_err(|e| anyhow::anyhow!("adding the macro-run endpoint: {e}"))?;
     let changes = nats
         .subscribe(subjects.config_changed())
         .await
@@ -170,6 +178,7 @@ pub async fn start(
         worker,
         service,
         endpoint,
+        runs,
         changes,
     })
 }
@@ -181,6 +190,7 @@ impl Started {
             worker,
             service,
             mut endpoint,
+            mut runs,
             mut changes,
         } = self;
         let opts = worker.opts.clone();
@@ -203,6 +213,15 @@ impl Started {
                         drop(permit);
                     });
                 }
+                request = runs.next() => {
+                    let Some(request) = request else { break };
+                    let permit = permits.clone().acquire_owned().await.expect("semaphore never closed");
+                    let worker = worker.clone();
+                    tokio::spawn(async move {
+                        worker.handle_run(request).await;
+                        drop(permit);
+                    });
+                }
             }
         }
         tracing::info!("behavior-worker stopping: no new requests; draining in-flight ones");
@@ -210,6 +229,7 @@ impl Started {
         // what was already delivered to this replica (buffered in the client), instead of
         // leaving those callers to time out.
         let _ = endpoint.stop().await;
+        let _ = runs.stop().await;
         while let Ok(Some(request)) =
             tokio::time::timeout(Duration::from_millis(500), endpoint.next()).await
         {
@@ -605,7 +625,7 @@ impl Host for WorkerHost {
 
     fn http_request(&self, request: &HttpRequest) -> HttpOutcome {
         let job = wire::HttpJob {
-            version: 1,
+            version: wire::HTTP_JOB_VERSION,
             method: request.method.clone(),
             url: request.url.clone(),
             headers: request.headers.clone(),
@@ -641,6 +661,9 @@ impl Host for WorkerHost {
                     url,
                 }),
                 Ok(wire::HttpJobResult::Error { message }) => HttpOutcome::Error(message),
+                Ok(wire::HttpJobResult::CredentialsRefused { message }) => {
+                    HttpOutcome::CredentialsRefused(message)
+                }
                 Err(e) => {
                     HttpOutcome::Error(format!("malformed answer from the outbound service: {e}"))
                 }

@@ -100,6 +100,20 @@ pub struct Cli {
         global = true
     )]
     pub drain_timeout_secs: u64,
+    /// Behaviors' HTTP requests performed at once by this replica (`{prefix}.outbound.http`).
+    #[arg(
+        long,
+        env = "OUTBOUND_HTTP_MAX_IN_FLIGHT",
+        default_value_t = 64,
+        global = true
+    )]
+    pub http_max_in_flight: usize,
+    /// Targets of behaviors' HTTP requests let through the SSRF guard although they are
+    /// loopback, private or link-local: host names and IP networks, comma-separated (e.g.
+    /// `intranet.example,10.20.0.0/16`). Empty: none. The Twilio sandbox configured with
+    /// TWILIO_API_BASE/TWILIO_LOOKUPS_BASE is always reachable.
+    #[arg(long, env = "OUTBOUND_HTTP_ALLOW", default_value = "", global = true)]
+    pub http_allow: String,
     /// Database connections of this replica.
     #[arg(
         long,
@@ -137,6 +151,18 @@ impl Cli {
         config.request_timeout = Duration::from_millis(self.twilio_request_timeout_ms);
         config.drain_timeout = Duration::from_secs(self.drain_timeout_secs);
         config
+    }
+
+    /// The configuration of behaviors' HTTP requests (`{prefix}.outbound.http`).
+    pub fn http_config(&self) -> anyhow::Result<crate::http::HttpConfig> {
+        let mut config = crate::http::HttpConfig::new(&self.subject_prefix)
+            .with_twilio_bases(&self.twilio_api_base, &self.twilio_lookups_base)?;
+        config.max_in_flight = self.http_max_in_flight.max(1);
+        config.allow = self
+            .http_allow
+            .parse()
+            .map_err(|e| anyhow::anyhow!("OUTBOUND_HTTP_ALLOW: {e}"))?;
+        Ok(config)
     }
 
     /// How the Twilio client reaches Twilio.
@@ -193,6 +219,15 @@ mod tests {
         );
         assert_eq!(cli.client_config().api_base, "http://127.0.0.1:8090");
         assert!(cli.command.is_none(), "run is the default");
+        let http = cli.http_config().unwrap();
+        assert_eq!(http.routes.len(), 1, "the Messages API goes to the sandbox");
+        assert!(http.allow.is_empty());
+        let cli =
+            Cli::try_parse_from(["outbound", "--http-allow", "localhost,10.0.0.0/8"]).unwrap();
+        assert!(cli.http_config().unwrap().allow.allows_host("localhost"));
+        let cli = Cli::try_parse_from(["outbound", "--http-allow", "10.0.0.0/99"]).unwrap();
+        let err = cli.http_config().unwrap_err().to_string();
+        assert!(err.contains("OUTBOUND_HTTP_ALLOW"), "{err}");
         let cli = Cli::try_parse_from(["outbound", "migrate"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Migrate)));
     }

@@ -13,6 +13,7 @@
 //! [`run`] does everything; `main.rs` only reads the configuration and connects.
 
 pub mod cli;
+pub mod http;
 
 use std::future::Future;
 use std::sync::Arc;

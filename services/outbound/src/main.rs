@@ -57,14 +57,21 @@ async fn main() -> anyhow::Result<()> {
                 .connect(&cli.nats_url)
                 .await
                 .context("connecting to NATS")?;
-            outbound::run(
-                cli.outbound_config(),
-                Store::new(pool, key),
-                nats,
-                twilio,
-                shutdown_signal(),
-            )
-            .await
+            let store = Store::new(pool, key);
+            // One shutdown for both parts: the job consumer and behaviors' HTTP requests.
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                let _ = stop_tx.send(true);
+            });
+            let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            let http = outbound::http::start(cli.http_config()?, store.clone(), nats.clone())
+                .await?
+                .serve(stopped(stop_rx.clone()));
+            let jobs = outbound::run(cli.outbound_config(), store, nats, twilio, stopped(stop_rx));
+            tokio::try_join!(jobs, http).map(|_| ())
         }
     }
 }

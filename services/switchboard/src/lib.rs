@@ -3,4 +3,5 @@
 
 pub mod args;
 pub mod ops;
+pub mod run;
 pub mod simulate;

@@ -27,7 +27,7 @@ struct Global {
     /// PostgreSQL URL.
     #[arg(long, env = "DATABASE_URL", global = true)]
     database_url: Option<String>,
-    /// NATS URL (to tell running workers about changes).
+    /// NATS URL (to tell running workers about changes; `run` sends its request there).
     #[arg(
         long,
         env = "NATS_URL",
@@ -119,6 +119,25 @@ enum Command {
     /// Behaviors.
     #[command(subcommand)]
     Behaviors(BehaviorsCmd),
+    /// Run a macro behavior of a bot now, through a running behavior worker (over NATS); its
+    /// HTTP requests go out through the outbound service. Prints the variables it set.
+    ///
+    /// Exits non-zero when the behavior could not run or its run recorded errors.
+    Run {
+        /// The bot: id, or package uid when unique (see `switchboard bots list`).
+        bot: String,
+        /// The behavior of that bot: id or package uid (see `switchboard behaviors list`).
+        behavior: String,
+        /// A behavior variable input (e.g. --var var_to=+15551234567).
+        #[arg(long = "var", value_name = "NAME=VALUE")]
+        vars: Vec<KeyValue>,
+        /// How long to wait for the run, in seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 120)]
+        timeout: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -315,6 +334,38 @@ fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
 async fn run_store_command(global: Global, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Simulate { .. } => unreachable!("handled without the store"),
+        Command::Run {
+            bot,
+            behavior,
+            vars,
+            timeout,
+            json,
+        } => {
+            let request = switchboard::run::request(&bot, &behavior, &vars)?;
+            Subjects::validate_prefix(&global.subject_prefix).map_err(anyhow::Error::msg)?;
+            let nats = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                async_nats::connect(&global.nats_url),
+            )
+            .await
+            .map_err(|_| anyhow::anyhow!("connecting to NATS at {} timed out", global.nats_url))?
+            .map_err(|e| anyhow::anyhow!("connecting to NATS at {}: {e}", global.nats_url))?;
+            let result = switchboard::run::run_behavior(
+                &nats,
+                &Subjects::new(&global.subject_prefix),
+                &request,
+                std::time::Duration::from_secs(timeout.max(1)),
+            )
+            .await?;
+            if json {
+                print_json(&result)?;
+            } else {
+                print!("{}", switchboard::run::render_text(&result));
+            }
+            if !result.errors.is_empty() {
+                anyhow::bail!("the run recorded {} error(s)", result.errors.len());
+            }
+        }
         Command::Migrate => {
             let env = connect(&global, false).await?;
             switchboard_store::migrate(env.store.pool()).await?;

@@ -12,6 +12,8 @@ use anyhow::Context as _;
 use switchboard_store::{MasterKey, Store};
 use switchboard_wire::Subjects;
 
+pub mod http;
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A name unique to this process and call.

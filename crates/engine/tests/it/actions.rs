@@ -380,6 +380,31 @@ fn credentials_only_for_allowed_hosts() {
 }
 
 #[test]
+fn credentials_refused_by_the_host_make_the_placeholder_false() {
+    let mut host = TestHost {
+        answer: Some(HttpOutcome::CredentialsRefused(
+            "connected account 7 may not be used with host api.twilio.com".into(),
+        )),
+        ..Default::default()
+    };
+    host.accounts.insert(7, account(7));
+    let b = http_behavior("https://api.twilio.com/x", "get", "", "", "1", "7");
+    let out = run_webhook(&b, &form(&[]), &host, &RunOptions::real());
+    assert_eq!(
+        host.sent.lock().unwrap().len(),
+        1,
+        "the engine's check passed"
+    );
+    assert_eq!(out.vars["resp"], json!(false));
+    assert_eq!(out.errors.len(), 1);
+    assert!(
+        out.errors[0].message.contains("refused"),
+        "{:?}",
+        out.errors
+    );
+}
+
+#[test]
 fn empty_url_or_placeholder_aborts_silently() {
     let host = TestHost::default();
     let b = http_behavior("{{ nothing }}", "get", "", "", "1", "");

@@ -120,6 +120,34 @@ fn bad_input_exits_non_zero_with_one_line() {
             "empty name",
         ),
         (vec!["simulate", seed], "--behavior"),
+        (
+            vec!["run", "bot_twilio", "behavior_41", "--var", "var_to"],
+            "'var_to' is not NAME=VALUE",
+        ),
+        (
+            vec![
+                "run",
+                "bot_twilio",
+                "behavior_41",
+                "--var",
+                "var_to=1",
+                "--var",
+                "var_to=2",
+            ],
+            "--var var_to is given more than once",
+        ),
+        (vec!["run", "bot_twilio"], "BEHAVIOR"),
+        (
+            // Nothing listens on port 9: NATS is unreachable.
+            vec![
+                "run",
+                "bot_twilio",
+                "behavior_41",
+                "--nats-url",
+                "nats://127.0.0.1:9",
+            ],
+            "connecting to NATS at nats://127.0.0.1:9",
+        ),
     ];
     for (args, needle) in cases {
         let out = switchboard(&args);
