@@ -115,7 +115,8 @@ fn bodies() -> Vec<(String, u32)> {
         ("á".repeat(71), 2),
         ("😀".repeat(36), 2),
         ("b".repeat(307), 3),
-        (format!("{} {{}}", "c".repeat(150)), 2),
+        // 159 characters, but the braces are escape pairs: 161 septets.
+        (format!("{}{{}}", "c".repeat(157)), 2),
         ("Hi 😀".to_owned(), 1),
     ]
 }
@@ -165,11 +166,13 @@ fn limits_with_rate(rate: f64) -> LimitsConfig {
 }
 
 async fn rate_is_respected(replicas: &[&str]) {
-    const RATE: f64 = 4.0;
+    const RATE: f64 = 5.0;
     let mut h = Harness::new().await.unwrap();
     h.config.limits = limits_with_rate(RATE);
-    // 21 jobs, 39 segments: about 9 s of the sender's time at 4 segments/s.
-    let (ids, segments_of) = publish_backlog(&h, 21, 300).await;
+    // 35 jobs, 65 segments: about 13 s of the sender's time at 5 segments/s, long enough that
+    // a send made late by a busy machine (the first ones open connections) moves the measured
+    // rate by little.
+    let (ids, segments_of) = publish_backlog(&h, 35, 300).await;
     let mut running = Vec::new();
     for name in replicas {
         running.push(Replica::start(&h, name).await);
@@ -395,4 +398,82 @@ async fn a_21610_answer_suppresses_the_recipient_for_the_next_job() {
         "only the first job called Twilio"
     );
     h.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reservation_survives_a_redelivery_and_a_stale_one_is_replaced() {
+    use std::time::Duration;
+    use switchboard_store::limits::SlotRequest;
+
+    let h = Harness::new().await.unwrap();
+    let second = Duration::from_secs(1);
+    let request = |key: &'static str, attempt: u32, sender: &'static str| SlotRequest {
+        idempotency_key: key,
+        attempt,
+        account_id: h.account_id,
+        sender,
+        segments: 2,
+        cost: second,
+        stale_after: second,
+    };
+    let store = &h.store;
+    let first = store.rate_reserve(&request("k1", 1, FROM)).await.unwrap();
+    assert!(!first.reused);
+    assert!(
+        first.wait() < Duration::from_millis(100),
+        "an idle sender: at once"
+    );
+    let next = store.rate_reserve(&request("k2", 1, FROM)).await.unwrap();
+    assert_eq!(
+        next.at - first.at,
+        time::Duration::seconds(1),
+        "one cost later"
+    );
+    // The same job delivered again (a shutdown or crash while it waited): the same slot.
+    let again = store.rate_reserve(&request("k1", 1, FROM)).await.unwrap();
+    assert!(again.reused);
+    assert_eq!(again.at, first.at);
+    // Its next create attempt needs a new slot, after the ones already given out.
+    let retry = store.rate_reserve(&request("k1", 2, FROM)).await.unwrap();
+    assert!(!retry.reused);
+    assert_eq!(retry.at - next.at, time::Duration::seconds(1));
+
+    // A slot that passed unused is not reused: later jobs hold the time after it.
+    let other = "+15005550099";
+    let mut stale = request("k3", 1, other);
+    stale.stale_after = Duration::from_millis(10);
+    let slot = store.rate_reserve(&stale).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let fresh = store.rate_reserve(&stale).await.unwrap();
+    assert!(!fresh.reused);
+    assert_eq!(fresh.at - slot.at, time::Duration::seconds(1));
+
+    // Taking the slot gives the reservation up; a pause holds every later slot back.
+    let state = store
+        .rate_take_slot("k3", h.account_id, other)
+        .await
+        .unwrap();
+    assert_eq!(state.paused_for(), None);
+    let until = store
+        .rate_pause(h.account_id, other, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let state = store
+        .rate_take_slot("k4", h.account_id, other)
+        .await
+        .unwrap();
+    assert!(
+        state
+            .paused_for()
+            .is_some_and(|p| p > Duration::from_secs(29))
+    );
+    let after = store.rate_reserve(&request("k4", 1, other)).await.unwrap();
+    assert_eq!(after.at, until, "nothing starts before the pause ends");
+    let left: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM outbound_rate_reservations WHERE idempotency_key = 'k3'",
+    )
+    .fetch_one(h.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(left, 0, "taken reservations are gone");
 }
