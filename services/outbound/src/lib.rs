@@ -569,6 +569,8 @@ async fn process(ctx: &Ctx, message: &jetstream::Message) -> anyhow::Result<Disp
     {
         return Ok(Disposition::Retry(delay));
     }
+    // Taken before the claim, so waiting for it does not eat into the create's lease.
+    let permit = ctx.limits.account_permit(account_id).await;
     let Some(claimed) = ctx
         .store
         .outbound_claim_attempt(&row, ctx.config.ack_wait())
@@ -581,7 +583,6 @@ async fn process(ctx: &Ctx, message: &jetstream::Message) -> anyhow::Result<Disp
     let mut request = request;
     request.attempt = Some(attempt);
 
-    let permit = ctx.limits.account_permit(account_id).await;
     let created = ctx.twilio.create_message(&creds, &request).await;
     drop(permit);
     match created {
