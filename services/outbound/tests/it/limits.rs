@@ -477,3 +477,52 @@ async fn a_reservation_survives_a_redelivery_and_a_stale_one_is_replaced() {
     .unwrap();
     assert_eq!(left, 0, "taken reservations are gone");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_waiting_at_shutdown_keep_their_slots_for_the_next_replica() {
+    let mut h = Harness::new().await.unwrap();
+    // 0.5 segments/s: each one-segment job takes 2 s of the sender.
+    h.config.limits = limits_with_rate(0.5);
+    outbound::setup(&h.js, &h.config).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        h.publish(&sms_job(&format!("slot-{i}"), &number(900 + i)))
+            .await
+            .unwrap();
+        ids.push(format!("job-slot-{i}"));
+    }
+    h.start().await.unwrap();
+    // Stop once the first job went out: the other three are waiting for slots 2, 4 and 6 s on.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while creates(&h).await.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "nothing was sent");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    h.stop().await.unwrap();
+    let reserved: i64 = sqlx::query_scalar("SELECT count(*) FROM outbound_rate_reservations")
+        .fetch_one(h.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(reserved, 3, "the waiting jobs kept their reservations");
+    h.start().await.unwrap();
+    let finals = h.wait_final(&ids).await;
+    for (id, event) in &finals {
+        assert_eq!(event.kind, EventKind::Sent, "{id}: {event:?}");
+    }
+    h.stop().await.unwrap();
+
+    let sent = creates(&h).await;
+    assert_eq!(sent.len(), 4, "each job created once");
+    for pair in sent.windows(2) {
+        assert!(
+            pair[1].at - pair[0].at >= time::Duration::milliseconds(1900),
+            "the rate held across the restart: {:?} then {:?}",
+            pair[0],
+            pair[1]
+        );
+    }
+    // With their slots reused the last goes out about 6 s after the first; had the restarted
+    // service reserved again, the three would have queued behind the old slots (12 s).
+    let span = sent[3].at - sent[0].at;
+    assert!(span < time::Duration::seconds(9), "spanned {span}");
+}
