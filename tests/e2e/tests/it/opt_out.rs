@@ -59,6 +59,16 @@ async fn signed_stop_suppresses_the_sender_and_start_lifts_it() {
         "only the whole body is a keyword"
     );
 
+    // A custom keyword that Twilio's Advanced Opt-Out reports as `OptOutType=STOP`.
+    let mut form = inbound_sms(&message_sid(), "+15551230005", "ARRET");
+    form.push(("OptOutType".to_owned(), "STOP".to_owned()));
+    let resp = post_signed(&http, &ingress, &stack.guid, &form, AUTH_TOKEN).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        suppressed("+15551230005").await.map(|s| s.detail),
+        Some("ARRET".to_owned())
+    );
+
     // A signature that does not verify records nothing (and is refused).
     let form = inbound_sms(&message_sid(), "+15551230004", "STOP");
     let resp = post_signed(&http, &ingress, &stack.guid, &form, "not-the-token").await;
@@ -78,7 +88,7 @@ async fn signed_stop_suppresses_the_sender_and_start_lifts_it() {
     );
     assert_eq!(
         stack.runs().await,
-        4,
+        5,
         "every verified message ran the behavior"
     );
     ingress.stop().await.unwrap();
