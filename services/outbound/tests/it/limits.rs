@@ -264,7 +264,8 @@ async fn a_429_pauses_the_sender_not_only_the_job() {
     // Before the 429, and after the pause, the sender kept its rate of 1 segment/s.
     for pair in sent.windows(2) {
         assert!(
-            pair[1].at - pair[0].at >= time::Duration::milliseconds(900),
+            // 1 s apart, less what a busy machine may add to one send's way out.
+            pair[1].at - pair[0].at >= time::Duration::milliseconds(750),
             "creates {:?} and {:?} closer than the rate allows",
             pair[0],
             pair[1]
@@ -515,7 +516,8 @@ async fn jobs_waiting_at_shutdown_keep_their_slots_for_the_next_replica() {
     assert_eq!(sent.len(), 4, "each job created once");
     for pair in sent.windows(2) {
         assert!(
-            pair[1].at - pair[0].at >= time::Duration::milliseconds(1900),
+            // 2 s apart, less what a busy machine may add to one send's way out.
+            pair[1].at - pair[0].at >= time::Duration::milliseconds(1500),
             "the rate held across the restart: {:?} then {:?}",
             pair[0],
             pair[1]
