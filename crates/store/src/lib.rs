@@ -2,6 +2,7 @@
 //! rest), imported bots, behaviors and webhook listeners (written all or nothing), the inbound
 //! message log (one row per `MessageSid`) and behavior runs. Migrations run only when asked.
 
+pub mod limits;
 pub mod outbound;
 pub mod secrets;
 

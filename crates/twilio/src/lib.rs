@@ -7,11 +7,13 @@
 //! - [`ids`]: `AccountSid`, `MessageSid`, `MessagingServiceSid`, `E164`.
 //! - [`segments`]: GSM-7 / UCS-2 detection and SMS segment counts.
 //! - [`errors`]: REST API error bodies and whether to retry them.
+//! - [`opt_out`]: the standard STOP / START keywords of inbound messages.
 //! - [`client`]: the REST client (Messages, Lookup v1/v2), its error taxonomy and retry backoff.
 
 pub mod client;
 pub mod errors;
 pub mod ids;
+pub mod opt_out;
 pub mod segments;
 pub mod signature;
 pub mod twiml;

@@ -72,6 +72,9 @@ pub mod codes {
     pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
     /// Twilio may or may not have created the message, and checking did not settle it.
     pub const OUTCOME_UNKNOWN: &str = "outcome_unknown";
+    /// The recipient is on the account's suppression list (it texted STOP, or Twilio answered
+    /// 21610 before); Twilio was not called. The message names the number, why and since when.
+    pub const SUPPRESSED: &str = "suppressed";
 }
 
 /// The kinds of job.

@@ -105,8 +105,8 @@ struct Worker {
     opts: WorkerOptions,
     /// What each guid (lower-case) resolves to.
     targets: TtlCache<String, Arc<Target>>,
-    /// Auth tokens by Account SID.
-    tokens: TtlCache<String, Arc<Vec<secrecy::SecretString>>>,
+    /// Connected accounts (id, auth token) by Account SID.
+    tokens: TtlCache<String, Arc<Vec<(i64, secrecy::SecretString)>>>,
     /// Behaviors called with `_run_behavior`, by id.
     behaviors: TtlCache<i64, Arc<CompiledBehavior>>,
 }
@@ -359,23 +359,31 @@ impl Worker {
         Ok(target)
     }
 
-    async fn tokens(&self, account_sid: &str) -> anyhow::Result<Arc<Vec<secrecy::SecretString>>> {
+    async fn tokens(
+        &self,
+        account_sid: &str,
+    ) -> anyhow::Result<Arc<Vec<(i64, secrecy::SecretString)>>> {
         if let Some(t) = self.tokens.get(&account_sid.to_string()) {
             return Ok(t);
         }
         let creds = self.store.credentials_by_sid(account_sid).await?;
-        let tokens = Arc::new(creds.into_iter().map(|c| c.auth_token).collect::<Vec<_>>());
+        let tokens = Arc::new(
+            creds
+                .into_iter()
+                .map(|c| (c.account.id, c.auth_token))
+                .collect::<Vec<_>>(),
+        );
         self.tokens.insert(account_sid.to_string(), tokens.clone());
         Ok(tokens)
     }
 
     /// Decision 13: the signature must validate with the auth token of an account whose SID is
-    /// the posted `AccountSid`.
+    /// the posted `AccountSid`. Answers that account's id.
     async fn signature_ok(
         &self,
         req: &WebhookRequest,
         form: &[(String, String)],
-    ) -> anyhow::Result<Result<(), &'static str>> {
+    ) -> anyhow::Result<Result<i64, &'static str>> {
         let Some(signature) = header(&req.headers, "x-twilio-signature") else {
             return Ok(Err("missing X-Twilio-Signature"));
         };
@@ -392,7 +400,7 @@ impl Worker {
             return Ok(Err("no connected account has this AccountSid"));
         }
         let content_type = header(&req.headers, "content-type");
-        let ok = tokens.iter().any(|t| {
+        let account = tokens.iter().find(|(_, t)| {
             switchboard_twilio::signature::validate(
                 t.expose_secret(),
                 &req.public_url,
@@ -401,10 +409,9 @@ impl Worker {
                 signature,
             )
         });
-        Ok(if ok {
-            Ok(())
-        } else {
-            Err("signature does not match")
+        Ok(match account {
+            Some((id, _)) => Ok(*id),
+            None => Err("signature does not match"),
         })
     }
 
@@ -449,11 +456,15 @@ impl Worker {
         } else {
             Vec::new()
         };
-        if listener.verify_signature
-            && let Err(reason) = self.signature_ok(&req, &form).await?
-        {
-            tracing::warn!(reason, "rejected a webhook: signature verification failed");
-            return Ok(WebhookReply::status(403));
+        let mut verified_account = None;
+        if listener.verify_signature {
+            match self.signature_ok(&req, &form).await? {
+                Ok(account_id) => verified_account = Some(account_id),
+                Err(reason) => {
+                    tracing::warn!(reason, "rejected a webhook: signature verification failed");
+                    return Ok(WebhookReply::status(403));
+                }
+            }
         }
         let param = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         let message_sid = param("MessageSid");
@@ -491,9 +502,19 @@ impl Worker {
                 }
             }
         }
-        let result = self
-            .run_and_record(&req, listener, behavior.clone(), message_sid.clone())
-            .await;
+        // A message seen for the first time: an opt-out / opt-in keyword updates the account's
+        // suppression list (a repeated delivery of an old STOP must not undo a later START).
+        let recorded = match &message_sid {
+            Some(_) => self.record_opt_keyword(verified_account, &form).await,
+            None => Ok(()),
+        };
+        let result = match recorded {
+            Ok(()) => {
+                self.run_and_record(&req, listener, behavior.clone(), message_sid.clone())
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         if result.is_err()
             && let Some(sid) = &message_sid
             && let Err(e) = self.store.release_message(sid).await
@@ -501,6 +522,73 @@ impl Worker {
             tracing::error!(error = %e, "could not release the MessageSid claim");
         }
         result
+    }
+
+    /// Records an inbound STOP-like keyword (or `OptOutType`) as a suppression of its `From`
+    /// for the verified account, and a START-like one as its end; the behavior's reply is not
+    /// affected. Only a keyword touches the database. Without a verified signature the account
+    /// is not proven, so nothing is recorded (logged).
+    async fn record_opt_keyword(
+        &self,
+        account: Option<i64>,
+        form: &[(String, String)],
+    ) -> anyhow::Result<()> {
+        use switchboard_twilio::opt_out::{self, OptKeyword};
+        let param = |name: &str| {
+            form.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let body = param("Body").unwrap_or_default();
+        let Some(keyword) = param("OptOutType")
+            .and_then(opt_out::from_opt_out_type)
+            .or_else(|| opt_out::keyword(body))
+        else {
+            return Ok(());
+        };
+        let Some(account_id) = account else {
+            tracing::warn!(
+                ?keyword,
+                "opt keyword on a listener without signature verification: not recorded (its account is not proven)"
+            );
+            return Ok(());
+        };
+        let from = param("From").unwrap_or_default();
+        if switchboard_twilio::E164::parse(from).is_err() {
+            tracing::warn!(
+                ?keyword,
+                "opt keyword from a sender that is not an E.164 number: not recorded"
+            );
+            return Ok(());
+        }
+        let detail: String = body.trim().chars().take(64).collect();
+        match keyword {
+            OptKeyword::OptOut => {
+                let newly = self
+                    .store
+                    .suppress(
+                        account_id,
+                        from,
+                        switchboard_store::limits::SuppressionReason::Keyword,
+                        &detail,
+                    )
+                    .await?;
+                tracing::info!(
+                    account_id,
+                    newly,
+                    "opt-out keyword: the sender is suppressed"
+                );
+            }
+            OptKeyword::OptIn => {
+                let lifted = self.store.unsuppress(account_id, from).await?;
+                tracing::info!(
+                    account_id,
+                    lifted,
+                    "opt-in keyword: the sender's suppression lifted"
+                );
+            }
+        }
+        Ok(())
     }
 
     async fn run_and_record(

@@ -122,9 +122,60 @@ pub struct Cli {
         global = true
     )]
     pub db_max_connections: u32,
+    /// Outbound limits on or off: per-sender rates (segments per second, shared by every
+    /// replica through PostgreSQL) and the per-account cap on concurrent Twilio requests. Off is
+    /// for benchmarks, or when Twilio's own queue is trusted to pace the senders. Suppressed
+    /// (opted-out) recipients are refused either way.
+    #[arg(long, env = "OUTBOUND_RATE_LIMITS", default_value = "on", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new(), global = true)]
+    pub rate_limits: bool,
+    /// Segments per second of a US/Canada long code.
+    #[arg(long, env = "OUTBOUND_RATE_LONG_CODE", default_value = "1", value_parser = parse_rate, global = true)]
+    pub rate_long_code: f64,
+    /// Segments per second of a US/Canada toll-free number (+1 800/833/844/855/866/877/888).
+    #[arg(long, env = "OUTBOUND_RATE_TOLL_FREE", default_value = "3", value_parser = parse_rate, global = true)]
+    pub rate_toll_free: f64,
+    /// Segments per second of a short code (5 or 6 digits).
+    #[arg(long, env = "OUTBOUND_RATE_SHORT_CODE", default_value = "100", value_parser = parse_rate, global = true)]
+    pub rate_short_code: f64,
+    /// Segments per second of a Messaging Service (MG…): set it to what its sender pool allows.
+    #[arg(long, env = "OUTBOUND_RATE_MESSAGING_SERVICE", default_value = "1", value_parser = parse_rate, global = true)]
+    pub rate_messaging_service: f64,
+    /// Segments per second of any other sender (numbers outside +1, alphanumeric sender IDs).
+    #[arg(long, env = "OUTBOUND_RATE_OTHER", default_value = "1", value_parser = parse_rate, global = true)]
+    pub rate_other: f64,
+    /// Per-sender rates that win over the defaults, as SENDER=RATE pairs separated by commas:
+    /// `+15005550006=5,MG0123456789abcdef0123456789abcdef=10`. Give every replica the same.
+    #[arg(long, env = "OUTBOUND_SENDER_RATES", default_value = "", value_parser = parse_sender_rates, global = true)]
+    pub sender_rates: crate::limits::SenderRates,
+    /// How long a sender pauses after Twilio answers 429/20429 or 21611 without Retry-After,
+    /// in milliseconds.
+    #[arg(
+        long,
+        env = "OUTBOUND_THROTTLE_PAUSE_MS",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub throttle_pause_ms: u64,
+    /// Twilio requests in flight per account, per replica (with N replicas an account sees up
+    /// to N times this); 0: no cap.
+    #[arg(
+        long,
+        env = "OUTBOUND_ACCOUNT_MAX_CONCURRENT",
+        default_value_t = 10,
+        global = true
+    )]
+    pub account_max_concurrent: usize,
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
     pub log_format: switchboard_telemetry::LogFormat,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    crate::limits::parse_rate(s)
+}
+
+fn parse_sender_rates(s: &str) -> Result<crate::limits::SenderRates, String> {
+    s.parse()
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,6 +201,17 @@ impl Cli {
         config.max_age = Duration::from_secs(self.max_age_secs);
         config.request_timeout = Duration::from_millis(self.twilio_request_timeout_ms);
         config.drain_timeout = Duration::from_secs(self.drain_timeout_secs);
+        config.limits = crate::limits::LimitsConfig {
+            enabled: self.rate_limits,
+            long_code: self.rate_long_code,
+            toll_free: self.rate_toll_free,
+            short_code: self.rate_short_code,
+            messaging_service: self.rate_messaging_service,
+            other: self.rate_other,
+            sender_rates: self.sender_rates.clone(),
+            throttle_pause: Duration::from_millis(self.throttle_pause_ms),
+            account_max_concurrent: self.account_max_concurrent,
+        };
         config
     }
 
@@ -228,6 +290,32 @@ mod tests {
         let cli = Cli::try_parse_from(["outbound", "--http-allow", "10.0.0.0/99"]).unwrap();
         let err = cli.http_config().unwrap_err().to_string();
         assert!(err.contains("OUTBOUND_HTTP_ALLOW"), "{err}");
+        assert_eq!(config.limits, crate::limits::LimitsConfig::default());
+        let cli = Cli::try_parse_from([
+            "outbound",
+            "--rate-limits",
+            "off",
+            "--sender-rates",
+            "+15005550006=5,MG0123456789abcdef0123456789abcdef=2.5",
+            "--rate-toll-free",
+            "25",
+            "--account-max-concurrent",
+            "0",
+        ])
+        .unwrap();
+        let limits = cli.outbound_config().limits;
+        assert!(!limits.enabled);
+        assert_eq!(limits.rate("+15005550006"), 5.0);
+        assert_eq!(limits.rate("MG0123456789abcdef0123456789abcdef"), 2.5);
+        assert_eq!(limits.rate("+18005550100"), 25.0);
+        assert_eq!(limits.account_max_concurrent, 0);
+        for bad in [
+            ["outbound", "--sender-rates", "+15005550006"],
+            ["outbound", "--rate-long-code", "0"],
+            ["outbound", "--rate-limits", "maybe"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
         let cli = Cli::try_parse_from(["outbound", "migrate"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Migrate)));
     }

@@ -14,6 +14,7 @@
 
 pub mod cli;
 pub mod http;
+pub mod limits;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use futures::StreamExt;
 use rand::Rng;
 use secrecy::ExposeSecret;
 use switchboard_store::Store;
+use switchboard_store::limits::{Suppression, SuppressionReason};
 use switchboard_store::outbound::{JobFailure, JobState, OutboundJob, Published};
 use switchboard_twilio::client::{
     Backoff, CreateMessage, Credentials, ListFilter, Message, Sender, TwilioClient, TwilioError,
@@ -73,6 +75,8 @@ pub struct OutboundConfig {
     /// How long one pull request waits for jobs; also bounds how long a shutdown waits for a
     /// pull to end.
     pub fetch_wait: Duration,
+    /// Per-sender rates and the account concurrency cap ([`limits`]).
+    pub limits: limits::LimitsConfig,
 }
 
 impl OutboundConfig {
@@ -90,6 +94,7 @@ impl OutboundConfig {
             request_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(30),
             fetch_wait: Duration::from_secs(5),
+            limits: limits::LimitsConfig::default(),
         }
     }
 
@@ -172,6 +177,9 @@ struct Ctx {
     nats: async_nats::Client,
     js: jetstream::Context,
     twilio: TwilioClient,
+    limits: limits::Limits,
+    /// Becomes true at shutdown (a job waiting for its send slot gives it back then).
+    stop: watch::Receiver<bool>,
 }
 
 /// Consumes jobs until `shutdown` completes, then stops fetching, NAKs the jobs it fetched but
@@ -197,11 +205,13 @@ pub async fn run(
         let _ = stop_tx.send(true);
     });
     let ctx = Arc::new(Ctx {
+        limits: limits::Limits::new(config.limits.clone()),
         config,
         store,
         nats,
         js,
         twilio,
+        stop: stop.clone(),
     });
     let slots = Arc::new(Semaphore::new(ctx.config.max_in_flight));
     let mut tasks = JoinSet::new();
@@ -295,7 +305,7 @@ pub async fn run(
 }
 
 /// Completes once shutdown was asked for (at once if it already was).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     // Returns a guard that must not live across later awaits: dropped here.
     let _ = stop.wait_for(|s| *s).await;
 }
@@ -455,8 +465,8 @@ async fn process(ctx: &Ctx, message: &jetstream::Message) -> anyhow::Result<Disp
         return Ok(Disposition::Retry(left + Duration::from_millis(100)));
     }
 
-    let creds = match credentials(ctx, &job.account).await? {
-        Some(creds) => creds,
+    let (account_id, creds) = match credentials(ctx, &job.account).await? {
+        Some(found) => found,
         None => {
             let message_text = match &job.account {
                 AccountRef::Id(id) => format!("no connected account with id {id}"),
@@ -476,7 +486,7 @@ async fn process(ctx: &Ctx, message: &jetstream::Message) -> anyhow::Result<Disp
 
     if row.state == JobState::Sending {
         // The last create may have created the message: look before sending again.
-        match find_existing(ctx, &creds, &job, &row).await {
+        match find_existing(ctx, account_id, &creds, &job, &row).await {
             Found::Yes(existing) => {
                 tracing::info!(sid = %existing.sid, "ambiguous create resolved: Twilio has the message; adopted");
                 let status = existing.raw.get("status").and_then(|s| s.as_str());
@@ -540,6 +550,28 @@ async fn process(ctx: &Ctx, message: &jetstream::Message) -> anyhow::Result<Disp
             return record_final(ctx, message, &job, JobState::Failed, &failure).await;
         }
     };
+    if let Some(suppressed) = ctx.store.suppression(account_id, &job.to).await? {
+        let text = suppressed_message(&suppressed);
+        tracing::info!(
+            reason = suppressed.reason.as_str(),
+            "recipient suppressed; not sent"
+        );
+        let failure = JobFailure {
+            code: codes::SUPPRESSED,
+            message: &text,
+        };
+        return record_final(ctx, message, &job, JobState::Failed, &failure).await;
+    }
+    let mut stop = ctx.stop.clone();
+    if let limits::Turn::Later(delay) = ctx
+        .limits
+        .wait_turn(&ctx.store, &job, row.attempts + 1, account_id, &mut stop)
+        .await?
+    {
+        return Ok(Disposition::Retry(delay));
+    }
+    // Taken before the claim, so waiting for it does not eat into the create's lease.
+    let permit = ctx.limits.account_permit(account_id).await;
     let Some(claimed) = ctx
         .store
         .outbound_claim_attempt(&row, ctx.config.ack_wait())
@@ -552,7 +584,9 @@ async fn process(ctx: &Ctx, message: &jetstream::Message) -> anyhow::Result<Disp
     let mut request = request;
     request.attempt = Some(attempt);
 
-    match ctx.twilio.create_message(&creds, &request).await {
+    let created = ctx.twilio.create_message(&creds, &request).await;
+    drop(permit);
+    match created {
         Ok(created) => {
             let status = created.raw.get("status").and_then(|s| s.as_str());
             tracing::info!(sid = %created.sid, attempt, "sent to Twilio");
@@ -561,7 +595,7 @@ async fn process(ctx: &Ctx, message: &jetstream::Message) -> anyhow::Result<Disp
                 .await?;
             reload_and_finish(ctx, message, &job).await
         }
-        Err(error) => after_failure(ctx, message, &job, attempt, &error).await,
+        Err(error) => after_failure(ctx, message, &job, account_id, attempt, &error).await,
     }
 }
 
@@ -571,6 +605,7 @@ async fn after_failure(
     ctx: &Ctx,
     message: &jetstream::Message,
     job: &SendSmsJob,
+    account_id: i64,
     attempt: u32,
     error: &TwilioError,
 ) -> anyhow::Result<Disposition> {
@@ -579,6 +614,25 @@ async fn after_failure(
     let throttled = error
         .api_error()
         .is_some_and(|e| e.kind() == ErrorKind::Throttled);
+    let too_many = error
+        .api_error()
+        .is_some_and(|e| e.status == 429 || e.code == 20429);
+    if throttled || too_many {
+        // The sender slows down: no job of it calls Twilio before the pause ends.
+        ctx.limits
+            .throttled(&ctx.store, job, account_id, error.retry_after())
+            .await?;
+    }
+    if error.is_opt_out() {
+        let newly = ctx
+            .store
+            .suppress(account_id, &job.to, SuppressionReason::Twilio21610, &text)
+            .await?;
+        tracing::info!(
+            newly,
+            "Twilio answered 21610: the recipient is suppressed for the account"
+        );
+    }
     let retryable = error.is_retryable() || throttled;
     if !retryable {
         if let TwilioError::Setup(_) = error {
@@ -804,8 +858,29 @@ async fn dead_letter(
     Ok(())
 }
 
-/// The account's Twilio credentials; `None` when there is no such account.
-async fn credentials(ctx: &Ctx, account: &AccountRef) -> anyhow::Result<Option<Credentials>> {
+/// Why a send to a suppressed recipient fails, naming the number, the reason and since when.
+fn suppressed_message(s: &Suppression) -> String {
+    let since = s
+        .created_at
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let why = match s.reason {
+        SuppressionReason::Keyword => format!("the recipient texted '{}'", s.detail),
+        SuppressionReason::Twilio21610 => {
+            format!("Twilio refused a send with 21610 ({})", s.detail)
+        }
+    };
+    format!(
+        "{} is on the account's suppression list since {since}: {why}; Twilio was not called (an opt-in keyword, START, YES or UNSTOP, lifts it)",
+        s.number
+    )
+}
+
+/// The account's id and Twilio credentials; `None` when there is no such account.
+async fn credentials(
+    ctx: &Ctx,
+    account: &AccountRef,
+) -> anyhow::Result<Option<(i64, Credentials)>> {
     let found = match account {
         AccountRef::Id(id) => ctx.store.credentials(*id).await?,
         AccountRef::Name(name) => ctx.store.credentials_by_name(name).await?,
@@ -819,9 +894,9 @@ async fn credentials(ctx: &Ctx, account: &AccountRef) -> anyhow::Result<Option<C
             found.account.id
         )
     })?;
-    Ok(Some(Credentials::auth_token(
-        sid,
-        found.auth_token.expose_secret(),
+    Ok(Some((
+        found.account.id,
+        Credentials::auth_token(sid, found.auth_token.expose_secret()),
     )))
 }
 
@@ -857,6 +932,7 @@ enum Found {
 /// this job's (same recipient, sender and body, not owned by another job).
 async fn find_existing(
     ctx: &Ctx,
+    account_id: i64,
     creds: &Credentials,
     job: &SendSmsJob,
     row: &OutboundJob,
@@ -871,7 +947,10 @@ async fn find_existing(
         created_after: Some(since),
         ..Default::default()
     };
-    let list = match list_messages(&ctx.twilio, creds, filter).await {
+    let permit = ctx.limits.account_permit(account_id).await;
+    let list = list_messages(&ctx.twilio, creds, filter).await;
+    drop(permit);
+    let list = match list {
         Ok(list) => list,
         Err(e) => return Found::Unknown(e),
     };

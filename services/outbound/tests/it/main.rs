@@ -4,6 +4,7 @@
 mod contract;
 mod crash;
 mod faults;
+mod limits;
 mod outages;
 mod procs;
 mod rejects;

@@ -234,6 +234,8 @@ impl Harness {
         config.request_timeout = Duration::from_secs(5);
         config.drain_timeout = Duration::from_secs(20);
         config.fetch_wait = Duration::from_millis(500);
+        // Limits off unless a test is about them (the test sender is a 1-segment/s long code).
+        config.limits = outbound::limits::LimitsConfig::off();
 
         let events = Arc::new(Mutex::new(Vec::new()));
         let mut sub = client

@@ -4,4 +4,5 @@
 
 mod compose;
 mod http;
+mod opt_out;
 mod webhooks;
