@@ -39,7 +39,7 @@ pub struct Cli {
     /// Base URL of Twilio's Messages API (the sandbox's `twilio-fake` in development).
     #[arg(long, env = "TWILIO_API_BASE", default_value = switchboard_twilio::client::DEFAULT_API_BASE, global = true)]
     pub twilio_api_base: String,
-    /// Base URL of Twilio's Lookup API (not used yet: lookup jobs are not built).
+    /// Base URL of Twilio's Lookup API (lookup jobs).
     #[arg(long, env = "TWILIO_LOOKUPS_BASE", default_value = switchboard_twilio::client::DEFAULT_LOOKUPS_BASE, global = true)]
     pub twilio_lookups_base: String,
     /// Bound on one Twilio request, connect to last byte, in milliseconds. The consumer's
@@ -100,6 +100,12 @@ pub struct Cli {
         global = true
     )]
     pub drain_timeout_secs: u64,
+    /// Public base URL of ingress (e.g. https://bot.example.com). When set, every create whose
+    /// job has no `status_callback` of its own gets `StatusCallback` = this +
+    /// `/twilio/status`, so Twilio's delivery updates come back as `status` events. A job's own
+    /// `status_callback` wins (Twilio takes one URL per message).
+    #[arg(long, env = "STATUS_CALLBACK_BASE_URL", value_parser = parse_base_url, global = true)]
+    pub status_callback_base_url: Option<String>,
     /// Database connections of this replica.
     #[arg(
         long,
@@ -111,6 +117,30 @@ pub struct Cli {
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
     pub log_format: switchboard_telemetry::LogFormat,
+}
+
+/// An absolute http(s) base URL without query or fragment, whose host Twilio accepts (no `_`).
+fn parse_base_url(value: &str) -> Result<String, String> {
+    let rest = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"))
+        .ok_or("must start with http:// or https://")?;
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must not contain spaces or control characters".into());
+    }
+    if value.contains(['?', '#']) {
+        return Err("must not have a query or fragment".into());
+    }
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() || authority.contains('@') {
+        return Err("must have a host and no credentials".into());
+    }
+    if authority.contains('_') {
+        return Err(
+            "the host name must not contain '_' (Twilio rejects such callback URLs)".into(),
+        );
+    }
+    Ok(value.to_owned())
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,6 +166,13 @@ impl Cli {
         config.max_age = Duration::from_secs(self.max_age_secs);
         config.request_timeout = Duration::from_millis(self.twilio_request_timeout_ms);
         config.drain_timeout = Duration::from_secs(self.drain_timeout_secs);
+        config.status_callback_url = self.status_callback_base_url.as_deref().map(|base| {
+            format!(
+                "{}{}",
+                base.trim_end_matches('/'),
+                crate::STATUS_CALLBACK_PATH
+            )
+        });
         config
     }
 
@@ -193,6 +230,27 @@ mod tests {
         );
         assert_eq!(cli.client_config().api_base, "http://127.0.0.1:8090");
         assert!(cli.command.is_none(), "run is the default");
+        assert_eq!(config.status_callback_url, None);
+        let cli = Cli::try_parse_from([
+            "outbound",
+            "--status-callback-base-url",
+            "https://bot.example.com/",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.outbound_config().status_callback_url.as_deref(),
+            Some("https://bot.example.com/twilio/status")
+        );
+        for bad in [
+            "bot.example.com",
+            "https://a_b.example.com",
+            "https://x.example/?a=1",
+        ] {
+            assert!(
+                Cli::try_parse_from(["outbound", "--status-callback-base-url", bad]).is_err(),
+                "{bad}"
+            );
+        }
         let cli = Cli::try_parse_from(["outbound", "migrate"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Migrate)));
     }

@@ -3,6 +3,7 @@
 
 mod contract;
 mod faults;
+mod lookup;
 mod rejects;
 mod restart;
 mod send;
