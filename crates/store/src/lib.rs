@@ -4,6 +4,7 @@
 
 pub mod outbound;
 pub mod secrets;
+pub mod status;
 
 use secrecy::SecretString;
 use serde::Serialize;

@@ -5,6 +5,7 @@
 //! status, headers and body (cerb-semantics §8, Decisions 6-7).
 
 pub mod cli;
+mod status;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -39,6 +40,9 @@ pub struct WorkerOptions {
     pub duplicate_wait: Duration,
     /// Timeout of an HTTP request a behavior makes through the outbound service.
     pub http_timeout: Duration,
+    /// How long a status callback for a MessageSid no job has (yet) waits for the outbound
+    /// service to record it: Twilio may call back before the create's answer is stored.
+    pub status_wait: Duration,
 }
 
 impl Default for WorkerOptions {
@@ -49,6 +53,7 @@ impl Default for WorkerOptions {
             cache_ttl: Duration::from_secs(30),
             duplicate_wait: Duration::from_secs(5),
             http_timeout: Duration::from_secs(35),
+            status_wait: Duration::from_secs(3),
         }
     }
 }
@@ -129,6 +134,8 @@ pub struct Started {
     worker: Arc<Worker>,
     service: async_nats::service::Service,
     endpoint: async_nats::service::endpoint::Endpoint,
+    /// Twilio's delivery status callbacks (`status.rs`).
+    statuses: async_nats::service::endpoint::Endpoint,
     changes: async_nats::Subscriber,
 }
 
@@ -150,6 +157,10 @@ pub async fn start(
         .endpoint(subjects.webhook_request())
         .await
         .map_err(|e| anyhow::anyhow!("adding the webhook endpoint: {e}"))?;
+    let statuses = service
+        .endpoint(subjects.status_callback())
+        .await
+        .map_err(|e| anyhow::anyhow!("adding the status callback endpoint: {e}"))?;
     let changes = nats
         .subscribe(subjects.config_changed())
         .await
@@ -170,6 +181,7 @@ pub async fn start(
         worker,
         service,
         endpoint,
+        statuses,
         changes,
     })
 }
@@ -181,6 +193,7 @@ impl Started {
             worker,
             service,
             mut endpoint,
+            mut statuses,
             mut changes,
         } = self;
         let opts = worker.opts.clone();
@@ -203,6 +216,15 @@ impl Started {
                         drop(permit);
                     });
                 }
+                request = statuses.next() => {
+                    let Some(request) = request else { break };
+                    let permit = permits.clone().acquire_owned().await.expect("semaphore never closed");
+                    let worker = worker.clone();
+                    tokio::spawn(async move {
+                        worker.handle_status(request).await;
+                        drop(permit);
+                    });
+                }
             }
         }
         tracing::info!("behavior-worker stopping: no new requests; draining in-flight ones");
@@ -210,6 +232,21 @@ impl Started {
         // what was already delivered to this replica (buffered in the client), instead of
         // leaving those callers to time out.
         let _ = endpoint.stop().await;
+        let _ = statuses.stop().await;
+        while let Ok(Some(request)) =
+            tokio::time::timeout(Duration::from_millis(100), statuses.next()).await
+        {
+            let permit = permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore never closed");
+            let worker = worker.clone();
+            tokio::spawn(async move {
+                worker.handle_status(request).await;
+                drop(permit);
+            });
+        }
         while let Ok(Some(request)) =
             tokio::time::timeout(Duration::from_millis(500), endpoint.next()).await
         {

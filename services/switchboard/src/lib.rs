@@ -2,5 +2,6 @@
 //! tests call alike.
 
 pub mod args;
+pub mod jobs;
 pub mod ops;
 pub mod simulate;

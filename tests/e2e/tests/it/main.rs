@@ -3,4 +3,5 @@
 //! imported through the CLI's import.
 
 mod compose;
+mod status;
 mod webhooks;
