@@ -6,9 +6,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 
-/// Switchboard outbound service: sends the SMS jobs published to NATS JetStream through Twilio,
-/// with retries, dead-lettering and no double sends (a durable pull consumer `outbound`; run more
-/// replicas to scale).
+/// Switchboard outbound service: sends the SMS jobs and runs the lookup jobs published to NATS
+/// JetStream through Twilio, with retries, dead-lettering and no double sends (durable pull
+/// consumers `outbound` and `outbound-lookup`; run more replicas to scale).
 #[derive(Debug, Parser)]
 #[command(name = "outbound", version, about)]
 pub struct Cli {

@@ -1,6 +1,6 @@
 //! `outbound`: consumes send-SMS jobs (`docs/jobs.md`) from NATS JetStream with the durable pull
 //! consumer `outbound` and sends them through Twilio's Messages API, never losing a job and never
-//! sending one twice.
+//! sending one twice; lookup jobs have their own consumer (`lookup.rs`).
 //!
 //! How: every job has a row in `outbound_jobs` (its idempotency key). A create starts only after
 //! the row is marked `sending` with the attempt (a compare-and-set, so two deliveries of one key
