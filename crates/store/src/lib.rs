@@ -5,6 +5,7 @@
 pub mod limits;
 pub mod outbound;
 pub mod secrets;
+pub mod status;
 
 use secrecy::SecretString;
 use serde::Serialize;

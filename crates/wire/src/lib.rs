@@ -65,6 +65,12 @@ impl Subjects {
         format!("{}.webhook.request", self.prefix)
     }
 
+    /// Request/reply: ingress → behavior-worker, one Twilio delivery status callback
+    /// (`/twilio/status`), in a [`WebhookRequest`] (empty `guid`) → [`WebhookReply`].
+    pub fn status_callback(&self) -> String {
+        format!("{}.webhook.status", self.prefix)
+    }
+
     /// Request/reply: a behavior's HTTP request, performed by the outbound service
     /// ([`HttpJob`] → [`HttpJobResult`]).
     pub fn outbound_http(&self) -> String {
@@ -277,6 +283,7 @@ mod tests {
         assert_eq!(s.config_changed(), "t1.events.config.changed");
         assert_eq!(s.outbound_http(), "t1.outbound.http");
         assert_eq!(s.behavior_run(), "t1.behavior.run");
+        assert_eq!(s.status_callback(), "t1.webhook.status");
         assert!(Subjects::validate_prefix("switchboard").is_ok());
         assert!(Subjects::validate_prefix("a.b-c_d").is_ok());
         for bad in ["", "a..b", "a b", "a.*", "a.>"] {

@@ -7,6 +7,7 @@
 
 pub mod cli;
 mod macros;
+mod status;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -41,6 +42,9 @@ pub struct WorkerOptions {
     pub duplicate_wait: Duration,
     /// Timeout of an HTTP request a behavior makes through the outbound service.
     pub http_timeout: Duration,
+    /// How long a status callback for a MessageSid no job has (yet) waits for the outbound
+    /// service to record it: Twilio may call back before the create's answer is stored.
+    pub status_wait: Duration,
 }
 
 impl Default for WorkerOptions {
@@ -51,6 +55,7 @@ impl Default for WorkerOptions {
             cache_ttl: Duration::from_secs(30),
             duplicate_wait: Duration::from_secs(5),
             http_timeout: Duration::from_secs(35),
+            status_wait: Duration::from_secs(3),
         }
     }
 }
@@ -133,6 +138,8 @@ pub struct Started {
     endpoint: async_nats::service::endpoint::Endpoint,
     /// Macro runs on request.
     runs: async_nats::service::endpoint::Endpoint,
+    /// Twilio's delivery status callbacks (`status.rs`).
+    statuses: async_nats::service::endpoint::Endpoint,
     changes: async_nats::Subscriber,
 }
 
@@ -158,6 +165,10 @@ pub async fn start(
         .endpoint(subjects.behavior_run())
         .await
         .map_err(|e| anyhow::anyhow!("adding the macro-run endpoint: {e}"))?;
+    let statuses = service
+        .endpoint(subjects.status_callback())
+        .await
+        .map_err(|e| anyhow::anyhow!("adding the status callback endpoint: {e}"))?;
     let changes = nats
         .subscribe(subjects.config_changed())
         .await
@@ -179,6 +190,7 @@ pub async fn start(
         service,
         endpoint,
         runs,
+        statuses,
         changes,
     })
 }
@@ -191,6 +203,7 @@ impl Started {
             service,
             mut endpoint,
             mut runs,
+            mut statuses,
             mut changes,
         } = self;
         let opts = worker.opts.clone();
@@ -222,6 +235,15 @@ impl Started {
                         drop(permit);
                     });
                 }
+                request = statuses.next() => {
+                    let Some(request) = request else { break };
+                    let permit = permits.clone().acquire_owned().await.expect("semaphore never closed");
+                    let worker = worker.clone();
+                    tokio::spawn(async move {
+                        worker.handle_status(request).await;
+                        drop(permit);
+                    });
+                }
             }
         }
         tracing::info!("behavior-worker stopping: no new requests; draining in-flight ones");
@@ -230,6 +252,21 @@ impl Started {
         // leaving those callers to time out.
         let _ = endpoint.stop().await;
         let _ = runs.stop().await;
+        let _ = statuses.stop().await;
+        while let Ok(Some(request)) =
+            tokio::time::timeout(Duration::from_millis(100), statuses.next()).await
+        {
+            let permit = permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore never closed");
+            let worker = worker.clone();
+            tokio::spawn(async move {
+                worker.handle_status(request).await;
+                drop(permit);
+            });
+        }
         while let Ok(Some(request)) =
             tokio::time::timeout(Duration::from_millis(500), endpoint.next()).await
         {

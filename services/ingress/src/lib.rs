@@ -1,6 +1,8 @@
 //! Ingress: the only part of Switchboard facing the internet. It turns each webhook
 //! (`/webhooks/<guid>[/<path>]`, any method) into one NATS request to the behavior workers and
-//! returns their reply as the HTTP response. It holds no secrets and no database connection.
+//! returns their reply as the HTTP response; Twilio's delivery status callbacks
+//! (`/twilio/status`, the outbound service's default `StatusCallback`) go the same way on their
+//! own subject. It holds no secrets and no database connection.
 //! Bounded: body size (413), reply timeout below Twilio's 15 s (503, so Twilio's fallback URL
 //! takes over), graceful shutdown that finishes in-flight requests.
 
@@ -64,6 +66,7 @@ pub fn app(nats: async_nats::Client, config: IngressConfig) -> Router {
     Router::new()
         .route("/webhooks/{guid}", any(webhook))
         .route("/webhooks/{guid}/{*rest}", any(webhook_with_path))
+        .route("/twilio/status", any(status_callback))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         // The handler enforces `max_body_bytes` itself (413); lift axum's default 2 MB cap.
@@ -96,7 +99,14 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn webhook(state: State<AppState>, Path(guid): Path<String>, request: Request) -> Response {
-    forward(state, guid, String::new(), request).await
+    let subject = state.config.subjects.webhook_request();
+    forward(state, subject, guid, String::new(), request).await
+}
+
+/// A delivery status callback: verified and recorded by a behavior worker, like a webhook.
+async fn status_callback(state: State<AppState>, request: Request) -> Response {
+    let subject = state.config.subjects.status_callback();
+    forward(state, subject, String::new(), String::new(), request).await
 }
 
 async fn webhook_with_path(
@@ -104,7 +114,8 @@ async fn webhook_with_path(
     Path((guid, rest)): Path<(String, String)>,
     request: Request,
 ) -> Response {
-    forward(state, guid, rest, request).await
+    let subject = state.config.subjects.webhook_request();
+    forward(state, subject, guid, rest, request).await
 }
 
 /// The URL the caller requested, as Twilio signed it.
@@ -133,8 +144,10 @@ fn public_url(config: &IngressConfig, uri: &Uri, headers: &HeaderMap) -> String 
     )
 }
 
+/// Sends the request to the workers on `subject` and answers with their reply.
 async fn forward(
     State(state): State<AppState>,
+    subject: String,
     guid: String,
     rest: String,
     request: Request,
@@ -196,11 +209,10 @@ async fn forward(
         let mut nats_headers = async_nats::HeaderMap::new();
         nats_headers.insert(wire::HEADER_REQUEST_ID, request_id.as_str());
         switchboard_telemetry::inject_nats(&tracing::Span::current(), &mut nats_headers);
-        let request = state.nats.request_with_headers(
-            config.subjects.webhook_request(),
-            nats_headers,
-            wire::encode(&msg).into(),
-        );
+        let request =
+            state
+                .nats
+                .request_with_headers(subject, nats_headers, wire::encode(&msg).into());
         let reply = match tokio::time::timeout(config.reply_timeout, request).await {
             Err(_) => {
                 tracing::warn!("no reply from a behavior worker within the timeout");

@@ -6,9 +6,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 
-/// Switchboard outbound service: sends the SMS jobs published to NATS JetStream through Twilio,
-/// with retries, dead-lettering and no double sends (a durable pull consumer `outbound`; run more
-/// replicas to scale).
+/// Switchboard outbound service: sends the SMS jobs and runs the lookup jobs published to NATS
+/// JetStream through Twilio, with retries, dead-lettering and no double sends (durable pull
+/// consumers `outbound` and `outbound-lookup`; run more replicas to scale).
 #[derive(Debug, Parser)]
 #[command(name = "outbound", version, about)]
 pub struct Cli {
@@ -39,7 +39,7 @@ pub struct Cli {
     /// Base URL of Twilio's Messages API (the sandbox's `twilio-fake` in development).
     #[arg(long, env = "TWILIO_API_BASE", default_value = switchboard_twilio::client::DEFAULT_API_BASE, global = true)]
     pub twilio_api_base: String,
-    /// Base URL of Twilio's Lookup API (not used yet: lookup jobs are not built).
+    /// Base URL of Twilio's Lookup API (lookup jobs).
     #[arg(long, env = "TWILIO_LOOKUPS_BASE", default_value = switchboard_twilio::client::DEFAULT_LOOKUPS_BASE, global = true)]
     pub twilio_lookups_base: String,
     /// Bound on one Twilio request, connect to last byte, in milliseconds. The consumer's
@@ -114,6 +114,12 @@ pub struct Cli {
     /// TWILIO_API_BASE/TWILIO_LOOKUPS_BASE is always reachable.
     #[arg(long, env = "OUTBOUND_HTTP_ALLOW", default_value = "", global = true)]
     pub http_allow: String,
+    /// Public base URL of ingress (e.g. https://bot.example.com). When set, every create whose
+    /// job has no `status_callback` of its own gets `StatusCallback` = this +
+    /// `/twilio/status`, so Twilio's delivery updates come back as `status` events. A job's own
+    /// `status_callback` wins (Twilio takes one URL per message).
+    #[arg(long, env = "STATUS_CALLBACK_BASE_URL", value_parser = parse_base_url, global = true)]
+    pub status_callback_base_url: Option<String>,
     /// Database connections of this replica.
     #[arg(
         long,
@@ -176,6 +182,28 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 
 fn parse_sender_rates(s: &str) -> Result<crate::limits::SenderRates, String> {
     s.parse()
+/// An absolute http(s) base URL without query or fragment, whose host Twilio accepts (no `_`).
+fn parse_base_url(value: &str) -> Result<String, String> {
+    let rest = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"))
+        .ok_or("must start with http:// or https://")?;
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must not contain spaces or control characters".into());
+    }
+    if value.contains(['?', '#']) {
+        return Err("must not have a query or fragment".into());
+    }
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() || authority.contains('@') {
+        return Err("must have a host and no credentials".into());
+    }
+    if authority.contains('_') {
+        return Err(
+            "the host name must not contain '_' (Twilio rejects such callback URLs)".into(),
+        );
+    }
+    Ok(value.to_owned())
 }
 
 #[derive(Debug, Subcommand)]
@@ -212,6 +240,13 @@ impl Cli {
             throttle_pause: Duration::from_millis(self.throttle_pause_ms),
             account_max_concurrent: self.account_max_concurrent,
         };
+        config.status_callback_url = self.status_callback_base_url.as_deref().map(|base| {
+            format!(
+                "{}{}",
+                base.trim_end_matches('/'),
+                crate::STATUS_CALLBACK_PATH
+            )
+        });
         config
     }
 
@@ -315,6 +350,27 @@ mod tests {
             ["outbound", "--rate-limits", "maybe"],
         ] {
             assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(config.status_callback_url, None);
+        let cli = Cli::try_parse_from([
+            "outbound",
+            "--status-callback-base-url",
+            "https://bot.example.com/",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.outbound_config().status_callback_url.as_deref(),
+            Some("https://bot.example.com/twilio/status")
+        );
+        for bad in [
+            "bot.example.com",
+            "https://a_b.example.com",
+            "https://x.example/?a=1",
+        ] {
+            assert!(
+                Cli::try_parse_from(["outbound", "--status-callback-base-url", bad]).is_err(),
+                "{bad}"
+            );
         }
         let cli = Cli::try_parse_from(["outbound", "migrate"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Migrate)));

@@ -1,6 +1,6 @@
 //! `outbound`: consumes send-SMS jobs (`docs/jobs.md`) from NATS JetStream with the durable pull
 //! consumer `outbound` and sends them through Twilio's Messages API, never losing a job and never
-//! sending one twice.
+//! sending one twice; lookup jobs have their own consumer (`lookup.rs`).
 //!
 //! How: every job has a row in `outbound_jobs` (its idempotency key). A create starts only after
 //! the row is marked `sending` with the attempt (a compare-and-set, so two deliveries of one key
@@ -15,6 +15,7 @@
 pub mod cli;
 pub mod http;
 pub mod limits;
+mod lookup;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -56,6 +57,9 @@ const EVENT_DUPLICATE_WINDOW: Duration = Duration::from_secs(60 * 60);
 /// The job type name in `outbound_jobs.job_type`.
 const SMS_SEND: &str = "sms.send";
 
+/// Path of ingress's status callback route (`STATUS_CALLBACK_BASE_URL` + this).
+pub const STATUS_CALLBACK_PATH: &str = "/twilio/status";
+
 /// How the service behaves; [`OutboundConfig::new`] gives the defaults.
 #[derive(Debug, Clone)]
 pub struct OutboundConfig {
@@ -77,6 +81,9 @@ pub struct OutboundConfig {
     pub fetch_wait: Duration,
     /// Per-sender rates and the account concurrency cap ([`limits`]).
     pub limits: limits::LimitsConfig,
+    /// `StatusCallback` of every create whose job has no `status_callback` of its own: ingress's
+    /// status route, so delivery updates come back as `status` events. `None`: none is set.
+    pub status_callback_url: Option<String>,
 }
 
 impl OutboundConfig {
@@ -95,6 +102,7 @@ impl OutboundConfig {
             drain_timeout: Duration::from_secs(30),
             fetch_wait: Duration::from_secs(5),
             limits: limits::LimitsConfig::default(),
+            status_callback_url: None,
         }
     }
 
@@ -193,13 +201,14 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let js = jetstream::new(nats.clone());
     let consumer = setup(&js, &config).await?;
+    let lookups = lookup::setup(&js, &config).await?;
     tracing::info!(
         stream = %config.subjects.job_stream(),
-        subject = %config.subjects.sms_send(),
+        subjects = %format!("{}, {}", config.subjects.sms_send(), config.subjects.lookup()),
         max_in_flight = config.max_in_flight,
         "outbound consuming"
     );
-    let (stop_tx, mut stop) = watch::channel(false);
+    let (stop_tx, stop) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -213,6 +222,27 @@ pub async fn run(
         twilio,
         stop: stop.clone(),
     });
+    // One fetch loop per consumer, each with its own in-flight bound.
+    tokio::join!(
+        consume(&ctx, &consumer, stop.clone(), JobType::SmsSend),
+        consume(&ctx, &lookups, stop, JobType::Lookup),
+    );
+    // Acks and NAKs are plain publishes, buffered in the client: send them before the
+    // connection goes, or JetStream redelivers those jobs after the ack wait.
+    if let Err(e) = ctx.nats.flush().await {
+        tracing::warn!(error = %e, "flushing the last acknowledgements failed");
+    }
+    Ok(())
+}
+
+/// Fetches from one consumer and works on its jobs (`job` says which kind) until `stop`, then
+/// NAKs what it fetched but did not start and drains what is in flight.
+async fn consume(
+    ctx: &Arc<Ctx>,
+    consumer: &consumer::PullConsumer,
+    mut stop: watch::Receiver<bool>,
+    job: JobType,
+) {
     let slots = Arc::new(Semaphore::new(ctx.config.max_in_flight));
     let mut tasks = JoinSet::new();
 
@@ -224,7 +254,7 @@ pub async fn run(
         }
         let first = tokio::select! {
             () = stopped(&mut stop) => break 'fetching,
-            permit = slots.clone().acquire_owned() => permit?,
+            permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
         };
         let wanted = 1 + slots.available_permits();
         // Not raced with shutdown: once the pull request is out, the server may deliver to it,
@@ -267,17 +297,22 @@ pub async fn run(
             let permit = match first.take() {
                 Some(permit) => permit,
                 // Only this loop takes permits, so the ones counted above are still free.
-                None => slots.clone().acquire_owned().await?,
+                None => slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore is never closed"),
             };
             let ctx = ctx.clone();
             tasks.spawn(async move {
-                handle(&ctx, message).await;
+                handle(&ctx, message, job).await;
                 drop(permit);
             });
         }
     }
 
     tracing::info!(
+        job = job.as_str(),
         in_flight = tasks.len(),
         "shutting down: draining jobs in flight"
     );
@@ -296,12 +331,6 @@ pub async fn run(
         );
         tasks.abort_all();
     }
-    // Acks and NAKs are plain publishes, buffered in the client: send them before the
-    // connection goes, or JetStream redelivers those jobs after the ack wait.
-    if let Err(e) = ctx.nats.flush().await {
-        tracing::warn!(error = %e, "flushing the last acknowledgements failed");
-    }
-    Ok(())
 }
 
 /// Completes once shutdown was asked for (at once if it already was).
@@ -332,8 +361,9 @@ enum Disposition {
     Retry(Duration),
 }
 
-/// Works on one delivery, with progress acks while it takes long, and answers JetStream.
-async fn handle(ctx: &Ctx, message: jetstream::Message) {
+/// Works on one delivery of a `job`, with progress acks while it takes long, and answers
+/// JetStream.
+async fn handle(ctx: &Ctx, message: jetstream::Message, job: JobType) {
     let (seq, delivered) = message
         .info()
         .map(|i| (i.stream_sequence, i.delivered))
@@ -347,7 +377,12 @@ async fn handle(ctx: &Ctx, message: jetstream::Message) {
     switchboard_telemetry::set_parent_from_nats(&span, message.headers.as_ref());
     async {
         let outcome = {
-            let work = process(ctx, &message);
+            let work = async {
+                match job {
+                    JobType::SmsSend => process(ctx, &message).await,
+                    JobType::Lookup => lookup::process(ctx, &message).await,
+                }
+            };
             tokio::pin!(work);
             let mut progress = tokio::time::interval(ctx.config.ack_wait() / 3);
             progress.tick().await;
@@ -540,7 +575,7 @@ async fn process(ctx: &Ctx, message: &jetstream::Message) -> anyhow::Result<Disp
         return record_final(ctx, message, &job, JobState::Dead, &failure).await;
     }
 
-    let request = match create_request(&job) {
+    let request = match create_request(&job, ctx.config.status_callback_url.as_deref()) {
         Ok(request) => request,
         Err(problem) => {
             let failure = JobFailure {
@@ -752,23 +787,28 @@ async fn finish(
         let code = row.last_error_code.clone().unwrap_or_default();
         let text = row.last_error_message.clone().unwrap_or_default();
         dead_letter(ctx, message, &code, &text, row.attempts).await?;
-        let more_info = code
-            .parse::<u32>()
-            .is_ok()
-            .then(|| format!("https://www.twilio.com/docs/errors/{code}"));
-        event.error = Some(JobError {
-            code,
-            message: text,
-            more_info,
-            field: None,
-            problems: Vec::new(),
-        });
+        event.error = Some(job_error(code, text));
     }
     publish_event(ctx, message, &event, &format!("{key}:{}", kind.as_str())).await?;
     ctx.store
         .outbound_mark_published(key, Published::Final)
         .await?;
     Ok(())
+}
+
+/// The `error` of an event: a Twilio code gets Twilio's documentation link.
+fn job_error(code: String, message: String) -> JobError {
+    let more_info = code
+        .parse::<u32>()
+        .is_ok()
+        .then(|| format!("https://www.twilio.com/docs/errors/{code}"));
+    JobError {
+        code,
+        message,
+        more_info,
+        field: None,
+        problems: Vec::new(),
+    }
 }
 
 fn event(job: &SendSmsJob, kind: EventKind, attempt: u32) -> JobEvent {
@@ -799,7 +839,7 @@ async fn publish_event(
     let mut headers = HeaderMap::new();
     headers.insert(HEADER_MSG_ID, event_id);
     switchboard_telemetry::inject_nats(&tracing::Span::current(), &mut headers);
-    let subject = ctx.config.subjects.event(JobType::SmsSend, event.kind);
+    let subject = ctx.config.subjects.event(event.job, event.kind);
     ctx.js
         .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
         .await
@@ -817,11 +857,23 @@ async fn publish_event(
     Ok(())
 }
 
-/// Copies the job, byte for byte and with its headers, to the dead-letter subject, adding the
-/// error and the attempts.
+/// [`dead_letter_as`] for a send-SMS job.
 async fn dead_letter(
     ctx: &Ctx,
     message: &jetstream::Message,
+    code: &str,
+    text: &str,
+    attempts: u32,
+) -> anyhow::Result<()> {
+    dead_letter_as(ctx, message, JobType::SmsSend, code, text, attempts).await
+}
+
+/// Copies the job, byte for byte and with its headers, to the dead-letter subject of its type,
+/// adding the error and the attempts.
+async fn dead_letter_as(
+    ctx: &Ctx,
+    message: &jetstream::Message,
+    job: JobType,
     code: &str,
     text: &str,
     attempts: u32,
@@ -848,7 +900,7 @@ async fn dead_letter(
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
     headers.insert(HEADER_DEAD_LETTER_MESSAGE, one_line.as_str());
-    let subject = ctx.config.subjects.dead_letter(JobType::SmsSend);
+    let subject = ctx.config.subjects.dead_letter(job);
     ctx.js
         .publish_with_headers(subject.clone(), headers, message.payload.clone())
         .await
@@ -900,8 +952,12 @@ async fn credentials(
     )))
 }
 
-/// The Messages create form of a job.
-fn create_request(job: &SendSmsJob) -> Result<CreateMessage, String> {
+/// The Messages create form of a job. The job's own `status_callback` wins over the service's
+/// `default_callback` (Twilio takes one URL per message).
+fn create_request(
+    job: &SendSmsJob,
+    default_callback: Option<&str>,
+) -> Result<CreateMessage, String> {
     let to = E164::parse(&job.to).map_err(|e| format!("to: {e}"))?;
     let sender = match (&job.from, &job.messaging_service_sid) {
         (Some(from), _) => Sender::From(from.clone()),
@@ -913,7 +969,10 @@ fn create_request(job: &SendSmsJob) -> Result<CreateMessage, String> {
     let mut request = CreateMessage::new(to, sender);
     request.body = job.body.clone();
     request.media_urls = job.media_urls.clone();
-    request.status_callback = job.status_callback.clone();
+    request.status_callback = job
+        .status_callback
+        .clone()
+        .or_else(|| default_callback.map(str::to_owned));
     request.validity_period = job.validity_period;
     Ok(request)
 }
@@ -1077,10 +1136,26 @@ mod tests {
             Some("MG0123456789abcdef0123456789abcdef"),
             Some("hi & bye"),
         );
-        let form = create_request(&j).unwrap().to_form();
+        let form = create_request(&j, None).unwrap().to_form();
         assert_eq!(
             form,
             "To=%2B14155551234&MessagingServiceSid=MG0123456789abcdef0123456789abcdef&Body=hi+%26+bye"
+        );
+        let with_default = create_request(&j, Some("https://in.example/twilio/status"))
+            .unwrap()
+            .to_form();
+        assert!(
+            with_default.contains("StatusCallback=https%3A%2F%2Fin.example%2Ftwilio%2Fstatus"),
+            "{with_default}"
+        );
+        let mut own = j.clone();
+        own.status_callback = Some("https://mine.example/cb".into());
+        let form = create_request(&own, Some("https://in.example/twilio/status"))
+            .unwrap()
+            .to_form();
+        assert!(
+            form.contains("mine.example") && !form.contains("in.example"),
+            "the job's own URL wins: {form}"
         );
     }
 

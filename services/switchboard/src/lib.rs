@@ -2,6 +2,7 @@
 //! tests call alike.
 
 pub mod args;
+pub mod jobs;
 pub mod ops;
 pub mod run;
 pub mod simulate;

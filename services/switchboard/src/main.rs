@@ -138,6 +138,58 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Send an SMS: publishes a send-SMS job (docs/jobs.md) for the outbound service; with
+    /// --wait, prints its outcome (the Twilio SID, or Twilio's error code and message) and exits
+    /// non-zero when the job failed.
+    Send {
+        /// Recipient, E.164 (+14155551234).
+        #[arg(long)]
+        to: String,
+        /// Text, at most 1600 characters.
+        #[arg(long)]
+        body: String,
+        /// Sender: an E.164 number, an alphanumeric sender ID, or a Messaging Service SID (MG…).
+        #[arg(long, env = "SWITCHBOARD_SMS_FROM")]
+        from: Option<String>,
+        #[command(flatten)]
+        job: JobOptions,
+        /// Wait for the outcome and print it.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Look a number up with Twilio's Lookup API (through the outbound service) and print the
+    /// answer; exits non-zero when the lookup failed.
+    Lookup {
+        /// The number, E.164.
+        number: String,
+        /// A Lookup v2 field (validation, caller_name, line_type_intelligence, …); repeat or
+        /// separate with commas. None: basic validation only, free of charge.
+        #[arg(long = "field", value_delimiter = ',', conflicts_with = "v1_types")]
+        fields: Vec<String>,
+        /// Use Lookup v1 with these types (carrier, caller-name).
+        #[arg(long = "v1-type", value_delimiter = ',')]
+        v1_types: Vec<String>,
+        #[command(flatten)]
+        job: JobOptions,
+    },
+}
+
+/// What `send` and `lookup` share.
+#[derive(Debug, Args)]
+struct JobOptions {
+    /// The connected account (id or name from `switchboard accounts list`); may be left out
+    /// when there is exactly one.
+    #[arg(long)]
+    account: Option<String>,
+    /// Idempotency key (default: a fresh one); publish again with the same key to retry safely.
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    /// Seconds to wait for the outcome.
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
+    /// Print the outcome event as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -249,6 +301,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The outcome is printed already.
+        Err(e) if e.is::<switchboard::jobs::Unsuccessful>() => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
             ExitCode::FAILURE
@@ -331,8 +385,91 @@ fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `send` and `lookup`: NATS is required, the database only to check or choose the account.
+async fn run_job(global: &Global, job: JobOptions, build: JobBuilder) -> anyhow::Result<()> {
+    use switchboard::jobs;
+    Subjects::validate_prefix(&global.subject_prefix).map_err(anyhow::Error::msg)?;
+    let store = match &global.database_url {
+        Some(url) => Some(Store::new(switchboard_store::connect(url, 2).await?, None)),
+        None => None,
+    };
+    let account = jobs::resolve_account(job.account.as_deref(), store.as_ref()).await?;
+    let key = job.idempotency_key.clone().unwrap_or_else(jobs::fresh_key);
+    let subjects = jobs::subjects(&global.subject_prefix);
+    let (subject, payload, wait) = match build {
+        JobBuilder::Send(args, wait) => {
+            let job = jobs::send_job(&args, account, &key)?;
+            (subjects.sms_send(), serde_json::to_value(&job)?, wait)
+        }
+        JobBuilder::Lookup {
+            number,
+            fields,
+            v1_types,
+        } => {
+            let job = jobs::lookup_job(&number, &fields, &v1_types, account, &key)?;
+            (subjects.lookup(), serde_json::to_value(&job)?, true)
+        }
+    };
+    let nats = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        async_nats::connect(&global.nats_url),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("NATS at {} did not answer within 5 s", global.nats_url))?
+    .map_err(|e| anyhow::anyhow!("connecting to NATS at {}: {e}", global.nats_url))?;
+    let wait = wait.then(|| std::time::Duration::from_secs(job.timeout.max(1)));
+    let outcome = jobs::submit(&nats, &subject, &payload, &key, &key, wait).await?;
+    if job.json {
+        match &outcome.event {
+            Some(event) => print_json(event)?,
+            None => print_json(&outcome.published)?,
+        }
+    } else {
+        print!("{}", jobs::render_text(&outcome));
+    }
+    if outcome.succeeded() {
+        Ok(())
+    } else {
+        let kind = outcome.event.as_ref().map_or("", |e| e.kind.as_str());
+        Err(jobs::Unsuccessful(kind.to_owned()).into())
+    }
+}
+
+/// Which job `run_job` builds.
+enum JobBuilder {
+    Send(switchboard::jobs::SendArgs, bool),
+    Lookup {
+        number: String,
+        fields: Vec<String>,
+        v1_types: Vec<String>,
+    },
+}
+
 async fn run_store_command(global: Global, command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Send {
+            to,
+            body,
+            from,
+            job,
+            wait,
+        } => {
+            let args = switchboard::jobs::SendArgs { to, body, from };
+            run_job(&global, job, JobBuilder::Send(args, wait)).await?;
+        }
+        Command::Lookup {
+            number,
+            fields,
+            v1_types,
+            job,
+        } => {
+            let build = JobBuilder::Lookup {
+                number,
+                fields,
+                v1_types,
+            };
+            run_job(&global, job, build).await?;
+        }
         Command::Simulate { .. } => unreachable!("handled without the store"),
         Command::Run {
             bot,

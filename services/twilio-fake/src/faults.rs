@@ -55,7 +55,7 @@ impl Default for GlobalFaults {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NumberRule {
-    /// Refuse creates to this number with this error (nothing is created).
+    /// Refuse creates to this number, and lookups of it, with this error (nothing is created).
     pub error: Option<ForcedError>,
     /// Extra delay for requests about this number, in milliseconds.
     pub latency_ms: Option<u64>,

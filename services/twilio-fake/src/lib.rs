@@ -466,6 +466,28 @@ pub async fn apply_faults(
     }
 }
 
+/// The forced error of `number`'s rule for this request, if it has one; counts down its
+/// `times` (and removes it when they are used up).
+pub fn take_forced_error(state: &AppState, number: &str) -> Option<faults::ForcedError> {
+    let mut store = state.store();
+    let rule = store.numbers.get_mut(number)?;
+    let forced = rule.error.clone()?;
+    match forced.times {
+        None => {}
+        Some(0) => {
+            rule.error = None;
+            return None;
+        }
+        Some(1) => rule.error = None,
+        Some(n) => {
+            if let Some(error) = rule.error.as_mut() {
+                error.times = Some(n - 1);
+            }
+        }
+    }
+    Some(forced)
+}
+
 /// An error answer with a note for the request log.
 pub fn with_note(response: impl IntoResponse, note: impl Into<String>) -> Response {
     let mut response = response.into_response();

@@ -204,6 +204,10 @@ pub async fn v1(
     if let Err((error, note)) = apply_faults(&state, Some(&number)).await {
         return with_note(error, note);
     }
+    if let Some(forced) = crate::take_forced_error(&state, &number) {
+        let note = format!("forced {}", forced.code);
+        return with_note(forced.to_error(), note);
+    }
     let (parsed, rule) = resolve(&state, &number, &uri);
     let Ok(parsed) = parsed else {
         return TwilioError::not_found(&format!("/PhoneNumbers/{number}")).into_response();
@@ -249,6 +253,10 @@ pub async fn v2(
     }
     if let Err((error, note)) = apply_faults(&state, Some(&number)).await {
         return with_note(error, note);
+    }
+    if let Some(forced) = crate::take_forced_error(&state, &number) {
+        let note = format!("forced {}", forced.code);
+        return with_note(forced.to_error(), note);
     }
     let (parsed, rule) = resolve(&state, &number, &uri);
     let fields: Vec<String> = query_values(&uri, "Fields")

@@ -96,25 +96,7 @@ async fn create(
 
     // A forced error for this destination comes before validation: it stands for whatever
     // Twilio decided about the number.
-    let rule = to.and_then(|to| {
-        let mut store = state.store();
-        let rule = store.numbers.get_mut(to)?;
-        let forced = rule.error.clone()?;
-        match forced.times {
-            None => {}
-            Some(0) => {
-                rule.error = None;
-                return None;
-            }
-            Some(1) => rule.error = None,
-            Some(n) => {
-                if let Some(error) = rule.error.as_mut() {
-                    error.times = Some(n - 1);
-                }
-            }
-        }
-        Some(forced)
-    });
+    let rule = to.and_then(|to| crate::take_forced_error(state, to));
     if let Some(forced) = rule {
         let note = format!("forced {}", forced.code);
         return Err(with_note(forced.to_error().in_format(format), note));

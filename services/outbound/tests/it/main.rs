@@ -7,6 +7,7 @@ mod faults;
 mod limits;
 mod outages;
 mod procs;
+mod lookup;
 mod rejects;
 mod restart;
 mod send;

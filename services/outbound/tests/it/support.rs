@@ -239,7 +239,7 @@ impl Harness {
 
         let events = Arc::new(Mutex::new(Vec::new()));
         let mut sub = client
-            .subscribe(format!("{}.events.sms.>", prefix(&config)))
+            .subscribe(format!("{}.events.>", prefix(&config)))
             .await?;
         let sink = events.clone();
         tokio::spawn(async move {
@@ -319,6 +319,19 @@ impl Harness {
         msg_id: Option<&str>,
         reply_to: Option<&str>,
     ) -> anyhow::Result<bool> {
+        let subject = self.config.subjects.sms_send();
+        self.publish_to(&subject, payload, msg_id, reply_to).await
+    }
+
+    /// Publishes any payload to `subject`, with an optional `Nats-Msg-Id` and
+    /// `Switchboard-Reply-To`.
+    pub async fn publish_to(
+        &self,
+        subject: &str,
+        payload: Vec<u8>,
+        msg_id: Option<&str>,
+        reply_to: Option<&str>,
+    ) -> anyhow::Result<bool> {
         let mut headers = HeaderMap::new();
         if let Some(id) = msg_id {
             headers.insert(HEADER_MSG_ID, id);
@@ -328,7 +341,7 @@ impl Harness {
         }
         let ack = self
             .js
-            .publish_with_headers(self.config.subjects.sms_send(), headers, payload.into())
+            .publish_with_headers(subject.to_owned(), headers, payload.into())
             .await?
             .await?;
         Ok(ack.duplicate)
@@ -373,14 +386,17 @@ impl Harness {
 
     /// Waits until the consumer holds nothing: every job published so far was acknowledged.
     pub async fn wait_idle(&self) {
+        self.wait_consumer_idle(switchboard_wire::outbound::OUTBOUND_CONSUMER)
+            .await
+    }
+
+    /// Waits until the durable consumer `name` holds nothing.
+    pub async fn wait_consumer_idle(&self, name: &str) {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let mut consumer: jetstream::consumer::PullConsumer = self
                 .js
-                .get_consumer_from_stream(
-                    switchboard_wire::outbound::OUTBOUND_CONSUMER,
-                    self.config.subjects.job_stream(),
-                )
+                .get_consumer_from_stream(name, self.config.subjects.job_stream())
                 .await
                 .unwrap();
             let info = consumer.info().await.unwrap();

@@ -2,6 +2,7 @@
 //! binary's interface (exit codes, one-line errors).
 
 mod cli;
+mod jobs;
 mod seed;
 
 use std::path::PathBuf;

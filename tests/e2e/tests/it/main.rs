@@ -5,4 +5,5 @@
 mod compose;
 mod http;
 mod opt_out;
+mod status;
 mod webhooks;
