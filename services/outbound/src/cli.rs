@@ -182,6 +182,8 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 
 fn parse_sender_rates(s: &str) -> Result<crate::limits::SenderRates, String> {
     s.parse()
+}
+
 /// An absolute http(s) base URL without query or fragment, whose host Twilio accepts (no `_`).
 fn parse_base_url(value: &str) -> Result<String, String> {
     let rest = value

@@ -110,7 +110,7 @@ pub(crate) async fn process(
         .await?;
     }
 
-    let Some(creds) = credentials(ctx, &job.account).await? else {
+    let Some((_account_id, creds)) = credentials(ctx, &job.account).await? else {
         let text = match &job.account {
             AccountRef::Id(id) => format!("no connected account with id {id}"),
             AccountRef::Name(name) => format!("no connected account named '{name}'"),

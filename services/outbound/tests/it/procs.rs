@@ -28,7 +28,10 @@ impl OutboundProcess {
         let child = Command::new(env!("CARGO_BIN_EXE_outbound"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("OUTBOUND_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .env("NATS_URL", h.nats.url())
             .env("DATABASE_URL", &h.database_url)
             .env("SWITCHBOARD_MASTER_KEY", MASTER_KEY)
@@ -55,6 +58,10 @@ impl OutboundProcess {
             .env(
                 "OUTBOUND_MAX_AGE_SECS",
                 config.max_age.as_secs().to_string(),
+            )
+            .env(
+                "OUTBOUND_RATE_LIMITS",
+                if config.limits.enabled { "on" } else { "off" },
             )
             .arg("run")
             .stdin(Stdio::null())

@@ -17,9 +17,7 @@ use async_nats::jetstream;
 use clap::Parser;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use switchboard_e2e::{
-    ACCOUNT_SID, AUTH_TOKEN, MASTER_KEY, NatsServer, fresh_database, unique,
-};
+use switchboard_e2e::{ACCOUNT_SID, AUTH_TOKEN, MASTER_KEY, NatsServer, fresh_database, unique};
 use switchboard_load::{Proc, percentile_ms};
 use switchboard_store::{MasterKey, Store};
 use switchboard_twilio::AccountSid;
@@ -260,9 +258,8 @@ async fn main() -> anyhow::Result<()> {
         .args(["--in-flight", &cli.in_flight.to_string()]);
     let mut baseline = Proc::spawn("outbound-baseline", baseline)?;
     wait_consumer(&js, &stream, "baseline").await?;
-    let plain_job = |payload: &[u8]| -> Option<String> {
-        std::str::from_utf8(payload).ok().map(str::to_owned)
-    };
+    let plain_job =
+        |payload: &[u8]| -> Option<String> { std::str::from_utf8(payload).ok().map(str::to_owned) };
     let base = bench(
         &client,
         &js,
@@ -277,7 +274,9 @@ async fn main() -> anyhow::Result<()> {
     .await?;
 
     println!();
-    println!("| system | jobs | jobs/s | p50 ms | p99 ms | peak RSS MiB | ratio to baseline jobs/s |");
+    println!(
+        "| system | jobs | jobs/s | p50 ms | p99 ms | peak RSS MiB | ratio to baseline jobs/s |"
+    );
     println!("|---|---|---|---|---|---|---|");
     for (name, f) in [("outbound", &switchboard), ("baseline", &base)] {
         println!(

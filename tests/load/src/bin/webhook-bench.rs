@@ -136,7 +136,6 @@ async fn load(
     }
 }
 
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
