@@ -176,6 +176,10 @@ pub struct RunRecord {
 #[derive(Clone)]
 pub struct Store {
     pool: PgPool,
+    /// Connections with `synchronous_commit` off, for writes whose loss in a crash of the
+    /// database server is recovered by design (see [`Store::with_relaxed_pool`]); the main pool
+    /// when none was given.
+    relaxed: PgPool,
     key: Option<std::sync::Arc<MasterKey>>,
 }
 
@@ -198,9 +202,23 @@ fn count_objects(v: &serde_json::Value) -> usize {
 impl Store {
     pub fn new(pool: PgPool, key: Option<MasterKey>) -> Store {
         Store {
+            relaxed: pool.clone(),
             pool,
             key: key.map(std::sync::Arc::new),
         }
+    }
+
+    /// Uses `relaxed` (a pool from [`connect_with`] with `synchronous_commit` off) for the
+    /// outbound job writes that need not reach the disk before the call returns: each of them is
+    /// either redone after a database crash (a job row re-created, an event re-published and
+    /// de-duplicated) or falls back to a state the service resolves safely (a `sent` lost in a
+    /// crash leaves the row `sending`, whose next delivery lists at Twilio before any send). The
+    /// writes that guard against a double send or a lost outcome stay synchronous: the claim of
+    /// an attempt (before the create) and the final `published` mark (before the JetStream
+    /// ack, which also flushes every earlier write of the job).
+    pub fn with_relaxed_pool(mut self, relaxed: PgPool) -> Store {
+        self.relaxed = relaxed;
+        self
     }
 
     pub fn pool(&self) -> &PgPool {

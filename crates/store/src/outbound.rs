@@ -166,7 +166,7 @@ impl Store {
         .bind(idempotency_key)
         .bind(job_id)
         .bind(job_type)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.relaxed)
         .await?;
         if let Some(row) = inserted {
             return Ok((OutboundJob::from_row(&row)?, true));
@@ -231,7 +231,7 @@ impl Store {
         .bind(idempotency_key)
         .bind(twilio_sid)
         .bind(twilio_status)
-        .execute(&self.pool)
+        .execute(&self.relaxed)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -255,7 +255,7 @@ impl Store {
         .bind(state.as_str())
         .bind(failure.code)
         .bind(failure.message)
-        .execute(&self.pool)
+        .execute(&self.relaxed)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -274,10 +274,13 @@ impl Store {
                 "UPDATE outbound_jobs SET final_published = TRUE, updated_at = now() WHERE idempotency_key = $1"
             }
         };
-        sqlx::query(sql)
-            .bind(idempotency_key)
-            .execute(&self.pool)
-            .await?;
+        // The final mark is the job's last write before its JetStream ack: synchronous, so the
+        // outcome (and every earlier relaxed write of the job) is on disk before the ack.
+        let pool = match which {
+            Published::Accepted => &self.relaxed,
+            Published::Final => &self.pool,
+        };
+        sqlx::query(sql).bind(idempotency_key).execute(pool).await?;
         Ok(())
     }
 

@@ -57,7 +57,13 @@ async fn main() -> anyhow::Result<()> {
                 .connect(&cli.nats_url)
                 .await
                 .context("connecting to NATS")?;
-            let store = Store::new(pool, key);
+            // Writes that a database crash cannot turn into a double send or a lost outcome
+            // skip the disk flush (Store::with_relaxed_pool says which).
+            let relaxed =
+                switchboard_store::connect_with(database_url, cli.db_max_connections, false)
+                    .await
+                    .context("connecting to PostgreSQL")?;
+            let store = Store::new(pool, key).with_relaxed_pool(relaxed);
             // One shutdown for both parts: the job consumer and behaviors' HTTP requests.
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
