@@ -219,30 +219,15 @@ impl Started {
                 }
                 request = endpoint.next() => {
                     let Some(request) = request else { break };
-                    let permit = permits.clone().acquire_owned().await.expect("semaphore never closed");
-                    let worker = worker.clone();
-                    tokio::spawn(async move {
-                        worker.handle(request).await;
-                        drop(permit);
-                    });
+                    spawn_request(&worker, &permits, Endpoint::Webhook, request).await;
                 }
                 request = runs.next() => {
                     let Some(request) = request else { break };
-                    let permit = permits.clone().acquire_owned().await.expect("semaphore never closed");
-                    let worker = worker.clone();
-                    tokio::spawn(async move {
-                        worker.handle_run(request).await;
-                        drop(permit);
-                    });
+                    spawn_request(&worker, &permits, Endpoint::Run, request).await;
                 }
                 request = statuses.next() => {
                     let Some(request) = request else { break };
-                    let permit = permits.clone().acquire_owned().await.expect("semaphore never closed");
-                    let worker = worker.clone();
-                    tokio::spawn(async move {
-                        worker.handle_status(request).await;
-                        drop(permit);
-                    });
+                    spawn_request(&worker, &permits, Endpoint::Status, request).await;
                 }
             }
         }
@@ -256,30 +241,12 @@ impl Started {
         while let Ok(Some(request)) =
             tokio::time::timeout(Duration::from_millis(100), statuses.next()).await
         {
-            let permit = permits
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("semaphore never closed");
-            let worker = worker.clone();
-            tokio::spawn(async move {
-                worker.handle_status(request).await;
-                drop(permit);
-            });
+            spawn_request(&worker, &permits, Endpoint::Status, request).await;
         }
         while let Ok(Some(request)) =
             tokio::time::timeout(Duration::from_millis(500), endpoint.next()).await
         {
-            let permit = permits
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("semaphore never closed");
-            let worker = worker.clone();
-            tokio::spawn(async move {
-                worker.handle(request).await;
-                drop(permit);
-            });
+            spawn_request(&worker, &permits, Endpoint::Webhook, request).await;
         }
         let drained = tokio::time::timeout(
             opts.drain_timeout,
@@ -293,6 +260,38 @@ impl Started {
         let _ = service.stop().await;
         Ok(())
     }
+}
+
+/// The endpoint a request came in on.
+#[derive(Debug, Clone, Copy)]
+enum Endpoint {
+    Webhook,
+    Run,
+    Status,
+}
+
+/// Handles one request in its own task once one of `permits` is free (they bound the requests
+/// in flight; the drain at shutdown waits for all of them).
+async fn spawn_request(
+    worker: &Arc<Worker>,
+    permits: &Arc<Semaphore>,
+    endpoint: Endpoint,
+    request: async_nats::service::Request,
+) {
+    let permit = permits
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("semaphore never closed");
+    let worker = worker.clone();
+    tokio::spawn(async move {
+        match endpoint {
+            Endpoint::Webhook => worker.handle(request).await,
+            Endpoint::Run => worker.handle_run(request).await,
+            Endpoint::Status => worker.handle_status(request).await,
+        }
+        drop(permit);
+    });
 }
 
 /// Publishes a configuration change so every worker drops its caches.
