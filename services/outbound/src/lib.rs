@@ -154,26 +154,44 @@ pub async fn setup(
     .await
     .with_context(|| format!("creating the stream {}", subjects.event_stream()))?;
 
+    durable_consumer(
+        &jobs,
+        config,
+        OUTBOUND_CONSUMER,
+        "Switchboard outbound service: send-SMS jobs",
+        subjects.sms_send(),
+    )
+    .await
+}
+
+/// Creates or updates (the ack wait and the in-flight bound follow the configuration) the
+/// durable pull consumer `name` of the job stream for the jobs on `filter_subject`. Retries are
+/// the service's own (NAK with delay, bounded by attempts and age), so deliveries are unbounded.
+/// If the update is refused, the consumer is used as it is.
+pub(crate) async fn durable_consumer(
+    jobs: &stream::Stream,
+    config: &OutboundConfig,
+    name: &str,
+    description: &str,
+    filter_subject: String,
+) -> anyhow::Result<consumer::PullConsumer> {
     let consumer_config = consumer::pull::Config {
-        durable_name: Some(OUTBOUND_CONSUMER.to_owned()),
-        description: Some("Switchboard outbound service: send-SMS jobs".to_owned()),
-        // Lookup jobs stay stored in the work queue until the lookup slice consumes them.
-        filter_subject: subjects.sms_send(),
+        durable_name: Some(name.to_owned()),
+        description: Some(description.to_owned()),
+        filter_subject,
         ack_policy: consumer::AckPolicy::Explicit,
         ack_wait: config.ack_wait(),
-        // Retries are ours (NAK with delay), bounded by attempts and age in the job's row.
         max_deliver: -1,
         max_ack_pending: i64::try_from(config.max_in_flight).unwrap_or(i64::MAX),
         ..Default::default()
     };
-    // Create or update (the ack wait and the in-flight bound follow the configuration).
     match jobs.create_consumer(consumer_config).await {
         Ok(consumer) => Ok(consumer),
         Err(e) => {
-            tracing::warn!(error = %e, "could not create or update the consumer; using it as it is");
-            jobs.get_consumer(OUTBOUND_CONSUMER)
+            tracing::warn!(error = %e, consumer = name, "could not create or update the consumer; using it as it is");
+            jobs.get_consumer(name)
                 .await
-                .map_err(|e| anyhow::anyhow!("getting the consumer {OUTBOUND_CONSUMER}: {e}"))
+                .map_err(|e| anyhow::anyhow!("getting the consumer {name}: {e}"))
         }
     }
 }

@@ -36,26 +36,14 @@ pub async fn setup(
         .get_stream(subjects.job_stream())
         .await
         .map_err(|e| anyhow::anyhow!("getting the stream {}: {e}", subjects.job_stream()))?;
-    let consumer_config = consumer::pull::Config {
-        durable_name: Some(LOOKUP_CONSUMER.to_owned()),
-        description: Some("Switchboard outbound service: lookup jobs".to_owned()),
-        filter_subject: subjects.lookup(),
-        ack_policy: consumer::AckPolicy::Explicit,
-        ack_wait: config.ack_wait(),
-        // Retries are ours (NAK with delay), bounded by attempts and age.
-        max_deliver: -1,
-        max_ack_pending: i64::try_from(config.max_in_flight).unwrap_or(i64::MAX),
-        ..Default::default()
-    };
-    match jobs.create_consumer(consumer_config).await {
-        Ok(consumer) => Ok(consumer),
-        Err(e) => {
-            tracing::warn!(error = %e, "could not create or update the lookup consumer; using it as it is");
-            jobs.get_consumer(LOOKUP_CONSUMER)
-                .await
-                .map_err(|e| anyhow::anyhow!("getting the consumer {LOOKUP_CONSUMER}: {e}"))
-        }
-    }
+    crate::durable_consumer(
+        &jobs,
+        config,
+        LOOKUP_CONSUMER,
+        "Switchboard outbound service: lookup jobs",
+        subjects.lookup(),
+    )
+    .await
 }
 
 /// A lookup job's path from delivery to disposition.
