@@ -6,6 +6,7 @@ pub mod limits;
 pub mod outbound;
 pub mod secrets;
 pub mod status;
+pub mod webhook_log;
 
 use secrecy::SecretString;
 use serde::Serialize;
@@ -589,6 +590,25 @@ impl Store {
             Some(resp) => Claim::Answered(resp),
             None => Claim::InProgress,
         })
+    }
+
+    /// The stored response of a logged `MessageSid`: `None` when it is not in the log,
+    /// `Some(None)` while its first delivery is still being answered.
+    pub async fn stored_response(
+        &self,
+        message_sid: &str,
+    ) -> Result<Option<Option<serde_json::Value>>> {
+        let row = sqlx::query("SELECT response FROM inbound_messages WHERE message_sid = $1")
+            .bind(message_sid)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get("response")))
+    }
+
+    /// Starts the batched writer of answered webhooks on this store's pool (see
+    /// [`webhook_log`]).
+    pub fn webhook_log(&self, max_batch: usize, concurrency: usize) -> webhook_log::WebhookLog {
+        webhook_log::WebhookLog::start(self.pool.clone(), max_batch, concurrency)
     }
 
     /// Gives up a claim whose run could not complete, so Twilio's retry runs it again.

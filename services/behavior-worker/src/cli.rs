@@ -41,6 +41,24 @@ pub struct Cli {
         global = true
     )]
     pub max_in_flight: usize,
+    /// Most answered webhooks written to the message log in one statement (the fast path for
+    /// behaviors without side effects batches concurrent webhooks' records).
+    #[arg(
+        long,
+        env = "WORKER_LOG_BATCH_MAX",
+        default_value_t = 128,
+        global = true
+    )]
+    pub log_batch_max: usize,
+    /// Message-log statements in flight at once. Fewer make bigger batches (less database CPU
+    /// per webhook); more lower the latency when the database is slow.
+    #[arg(
+        long,
+        env = "WORKER_LOG_CONCURRENCY",
+        default_value_t = 2,
+        global = true
+    )]
+    pub log_concurrency: usize,
     /// Database connections of this replica.
     #[arg(
         long,

@@ -23,6 +23,7 @@ use switchboard_engine::{
     RunOptions, RunOutput,
 };
 use switchboard_package::{EVENT_WEBHOOK, WebhookListenerDef};
+use switchboard_store::webhook_log::{AnsweredWebhook, Recorded, WebhookLog};
 use switchboard_store::{Claim, RunRecord, Store};
 use switchboard_wire::{self as wire, Subjects, WebhookReply, WebhookRequest};
 use tokio::sync::Semaphore;
@@ -45,6 +46,10 @@ pub struct WorkerOptions {
     /// How long a status callback for a MessageSid no job has (yet) waits for the outbound
     /// service to record it: Twilio may call back before the create's answer is stored.
     pub status_wait: Duration,
+    /// Most answered webhooks written to the message log in one statement.
+    pub log_batch_max: usize,
+    /// Message-log statements in flight at once (each a batch).
+    pub log_concurrency: usize,
 }
 
 impl Default for WorkerOptions {
@@ -56,6 +61,8 @@ impl Default for WorkerOptions {
             duplicate_wait: Duration::from_secs(5),
             http_timeout: Duration::from_secs(35),
             status_wait: Duration::from_secs(3),
+            log_batch_max: 128,
+            log_concurrency: 2,
         }
     }
 }
@@ -105,6 +112,8 @@ impl<K: std::hash::Hash + Eq, V: Clone> TtlCache<K, V> {
 
 struct Worker {
     store: Store,
+    /// Batched writer of webhooks answered by side-effect-free behaviors.
+    log: WebhookLog,
     nats: async_nats::Client,
     subjects: Subjects,
     opts: WorkerOptions,
@@ -177,6 +186,7 @@ pub async fn start(
     nats.flush().await.context("flushing NATS subscriptions")?;
     tracing::info!(subject = %subjects.webhook_request(), queue_group = wire::WORKER_QUEUE_GROUP, "behavior-worker ready");
     let worker = Arc::new(Worker {
+        log: store.webhook_log(opts.log_batch_max, opts.log_concurrency),
         store,
         nats,
         subjects,
@@ -504,6 +514,14 @@ impl Worker {
         }
         let param = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         let message_sid = param("MessageSid");
+        if let Some(sid) = &message_sid
+            && !behavior.uses_host()
+            && !is_opt_keyword(&form)
+        {
+            return self
+                .answer_without_effects(&req, listener, behavior, sid, param("AccountSid"), &form)
+                .await;
+        }
         if let Some(sid) = &message_sid {
             let logged = serde_json::json!({
                 "method": req.method, "query": req.query, "params": form, "client_ip": req.client_ip,
@@ -558,6 +576,70 @@ impl Worker {
             tracing::error!(error = %e, "could not release the MessageSid claim");
         }
         result
+    }
+
+    /// The fast path for a message whose behavior has no side effects (no HTTP requests, no
+    /// behaviors called through the host): run it, then claim the `MessageSid` and record the
+    /// answer and the run in one statement, batched with concurrent webhooks. If the
+    /// `MessageSid` turns out to be logged already, this run's result is discarded (it changed
+    /// nothing) and the stored answer is given, as on the claim-first path: one recorded run
+    /// and the same response for every delivery.
+    async fn answer_without_effects(
+        &self,
+        req: &WebhookRequest,
+        listener: &WebhookListenerDef,
+        behavior: &CompiledBehavior,
+        message_sid: &str,
+        account_sid: Option<String>,
+        form: &[(String, String)],
+    ) -> anyhow::Result<WebhookReply> {
+        let started = Instant::now();
+        let output = switchboard_engine::run_webhook(
+            behavior,
+            &engine_request(req),
+            &NoHost,
+            &RunOptions::real(),
+        );
+        let duration_us = started.elapsed().as_micros() as i64;
+        log_run_errors(&output);
+        let reply = reply_of(&output);
+        let record = AnsweredWebhook {
+            message_sid: message_sid.to_string(),
+            listener_id: listener.id,
+            account_sid,
+            request_id: req.request_id.clone(),
+            request: serde_json::to_string(&LoggedRequest::of(req, form))?,
+            response: serde_json::to_string(&reply)?,
+            behavior_id: behavior.def.id,
+            trace_id: switchboard_telemetry::trace_id(&tracing::Span::current()),
+            mode: "real".into(),
+            exit_state: exit_state(&output)?,
+            status: Some(i32::from(output.status)),
+            trace: serde_json::to_string(&output.trace)?,
+            errors: serde_json::to_string(&output.errors)?,
+            duration_us,
+        };
+        let waited = Instant::now();
+        loop {
+            if self.log.record(record.clone()).await? != Recorded::Duplicate {
+                return Ok(reply);
+            }
+            match self.store.stored_response(message_sid).await? {
+                Some(Some(stored)) => {
+                    tracing::info!("repeated MessageSid: answering with the stored response");
+                    return serde_json::from_value(stored).context("stored response");
+                }
+                // Its first delivery is still running (on the claim-first path); or it failed
+                // and released its claim, and this delivery records its own answer.
+                Some(None) | None if waited.elapsed() < self.opts.duplicate_wait => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Some(None) | None => {
+                    tracing::warn!("repeated MessageSid still being answered by another delivery");
+                    return Ok(WebhookReply::status(503));
+                }
+            }
+        }
     }
 
     /// Records an inbound STOP-like keyword (or `OptOutType`) as a suppression of its `From`
@@ -634,14 +716,7 @@ impl Worker {
         behavior: Arc<CompiledBehavior>,
         message_sid: Option<String>,
     ) -> anyhow::Result<WebhookReply> {
-        let engine_req = switchboard_engine::WebhookRequest {
-            method: req.method.clone(),
-            path: req.path.clone(),
-            query: req.query.clone(),
-            headers: req.headers.clone(),
-            body: req.body.clone(),
-            client_ip: req.client_ip.clone(),
-        };
+        let engine_req = engine_request(req);
         let started = Instant::now();
         let output: RunOutput = if behavior.uses_host() {
             // The host blocks on NATS and the database: keep it off the async workers.
@@ -659,18 +734,8 @@ impl Worker {
             switchboard_engine::run_webhook(&behavior, &engine_req, &NoHost, &RunOptions::real())
         };
         let duration_us = started.elapsed().as_micros() as i64;
-        for e in &output.errors {
-            tracing::warn!(node_id = e.node_id, error = %e.message, "behavior run error");
-        }
-        let reply = WebhookReply {
-            status: output.status,
-            headers: output
-                .headers
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            body: output.body.clone(),
-        };
+        log_run_errors(&output);
+        let reply = reply_of(&output);
         let run = RunRecord {
             behavior_id: behavior.def.id,
             listener_id: Some(listener.id),
@@ -678,10 +743,7 @@ impl Worker {
             request_id: Some(req.request_id.clone()),
             trace_id: switchboard_telemetry::trace_id(&tracing::Span::current()),
             mode: "real".into(),
-            exit_state: serde_json::to_value(output.exit)?
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
+            exit_state: exit_state(&output)?,
             status: Some(i32::from(output.status)),
             trace: serde_json::to_value(&output.trace)?,
             errors: serde_json::to_value(&output.errors)?,
@@ -708,6 +770,77 @@ impl Worker {
         self.behaviors.insert(id, compiled.clone());
         Ok(Some(compiled))
     }
+}
+
+/// The request as the message log keeps it.
+#[derive(serde::Serialize)]
+struct LoggedRequest<'a> {
+    method: &'a str,
+    query: &'a str,
+    params: &'a [(String, String)],
+    client_ip: &'a str,
+}
+
+impl<'a> LoggedRequest<'a> {
+    fn of(req: &'a WebhookRequest, form: &'a [(String, String)]) -> Self {
+        LoggedRequest {
+            method: &req.method,
+            query: &req.query,
+            params: form,
+            client_ip: &req.client_ip,
+        }
+    }
+}
+
+fn engine_request(req: &WebhookRequest) -> switchboard_engine::WebhookRequest {
+    switchboard_engine::WebhookRequest {
+        method: req.method.clone(),
+        path: req.path.clone(),
+        query: req.query.clone(),
+        headers: req.headers.clone(),
+        body: req.body.clone(),
+        client_ip: req.client_ip.clone(),
+    }
+}
+
+fn reply_of(output: &RunOutput) -> WebhookReply {
+    WebhookReply {
+        status: output.status,
+        headers: output
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        body: output.body.clone(),
+    }
+}
+
+fn exit_state(output: &RunOutput) -> anyhow::Result<String> {
+    Ok(serde_json::to_value(output.exit)?
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
+}
+
+fn log_run_errors(output: &RunOutput) {
+    for e in &output.errors {
+        tracing::warn!(node_id = e.node_id, error = %e.message, "behavior run error");
+    }
+}
+
+/// Whether an inbound message is an opt-out or opt-in keyword (these take the claim-first path,
+/// which records the keyword before the behavior runs).
+fn is_opt_keyword(form: &[(String, String)]) -> bool {
+    use switchboard_twilio::opt_out;
+    let param = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    param("OptOutType")
+        .and_then(opt_out::from_opt_out_type)
+        .or_else(|| opt_out::keyword(param("Body").unwrap_or_default()))
+        .is_some()
 }
 
 /// The host for behaviors that never call it.

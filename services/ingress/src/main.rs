@@ -6,6 +6,11 @@ use clap::Parser;
 use ingress::cli::{Cli, Command};
 use switchboard_wire::Subjects;
 
+/// mimalloc: under load, glibc's malloc and free (with its chunk consolidation) took over a third
+/// of the behavior worker's CPU in the webhook benchmark (perf, 64 connections).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -6,4 +6,5 @@ mod compose;
 mod http;
 mod opt_out;
 mod status;
+mod webhook_log;
 mod webhooks;

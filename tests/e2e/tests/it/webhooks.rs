@@ -202,6 +202,18 @@ async fn a_repeated_message_sid_gets_the_same_answer_and_one_run() {
     }
     assert_eq!(b1, golden("logo.xml"));
     assert_eq!(stack.runs().await, 1);
+    // A new MessageSid delivered four times at once (no delivery answered yet): the deliveries
+    // race for the claim; one run is recorded and every delivery gets its answer.
+    let form = inbound_sms(&message_sid(), "+15551234567", "link");
+    let answers = futures::future::join_all(
+        (0..4).map(|_| post_signed(&http, &ingress, &stack.guid, &form, AUTH_TOKEN)),
+    )
+    .await;
+    for r in answers {
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.unwrap(), golden("link.xml"));
+    }
+    assert_eq!(stack.runs().await, 2);
     ingress.stop().await.unwrap();
     worker.stop().await.unwrap();
 }

@@ -1,0 +1,113 @@
+//! The message log's batched fast path (`switchboard_store::webhook_log`) against a real
+//! PostgreSQL: each `MessageSid` is claimed once, also within one batch, with exactly one run;
+//! a record the database refuses fails alone.
+
+use switchboard_e2e::*;
+use switchboard_store::webhook_log::{AnsweredWebhook, Recorded};
+
+fn answered(listener_id: i64, behavior_id: i64, sid: &str, body: &str) -> AnsweredWebhook {
+    AnsweredWebhook {
+        message_sid: sid.into(),
+        listener_id,
+        account_sid: Some(ACCOUNT_SID.into()),
+        request_id: unique("req"),
+        request: serde_json::json!({ "method": "POST", "params": [["Body", body]] }).to_string(),
+        response:
+            serde_json::json!({ "status": 200, "headers": [], "body": format!("echo {body}") })
+                .to_string(),
+        behavior_id,
+        trace_id: String::new(),
+        mode: "real".into(),
+        exit_state: "return".into(),
+        status: Some(200),
+        trace: "[]".into(),
+        errors: "[]".into(),
+        duration_us: 1,
+    }
+}
+
+#[tokio::test]
+async fn a_batch_claims_each_message_sid_once_and_a_refused_record_fails_alone() {
+    let stack = Stack::new().await.unwrap();
+    let pool = stack.store.pool();
+    let listener_id: i64 = sqlx::query_scalar("SELECT id FROM webhook_listeners")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let behavior = stack.webhook_behavior_id;
+    // One statement at a time, so records queued together share a batch.
+    let log = stack.store.webhook_log(64, 1);
+    let (a, b, c, d, e) = (
+        message_sid(),
+        message_sid(),
+        message_sid(),
+        message_sid(),
+        message_sid(),
+    );
+
+    let first = log
+        .record(answered(listener_id, behavior, &a, "first"))
+        .await
+        .unwrap();
+    assert!(matches!(first, Recorded::New { .. }), "{first:?}");
+
+    let outcomes = futures::future::join_all([
+        log.record(answered(listener_id, behavior, &a, "again")),
+        log.record(answered(listener_id, behavior, &b, "one")),
+        log.record(answered(listener_id, behavior, &b, "two")),
+        log.record(answered(listener_id, behavior, &c, "three")),
+    ])
+    .await;
+    // jsonb refuses \u0000: that record fails, and only that one.
+    let refused = futures::future::join_all([
+        log.record(answered(listener_id, behavior, &d, "nul\u{0}")),
+        log.record(answered(listener_id, behavior, &e, "fine")),
+    ])
+    .await;
+    assert_eq!(outcomes[0].as_ref().unwrap(), &Recorded::Duplicate);
+    let b_new = outcomes[1..3]
+        .iter()
+        .filter(|o| matches!(o, Ok(Recorded::New { .. })))
+        .count();
+    let b_dup = outcomes[1..3]
+        .iter()
+        .filter(|o| matches!(o, Ok(Recorded::Duplicate)))
+        .count();
+    assert_eq!((b_new, b_dup), (1, 1), "{outcomes:?}");
+    let Ok(Recorded::New { run_id: c_run }) = outcomes[3] else {
+        panic!("{:?}", outcomes[3]);
+    };
+    assert!(refused[0].is_err(), "{refused:?}");
+    assert!(
+        matches!(refused[1], Ok(Recorded::New { .. })),
+        "{refused:?}"
+    );
+
+    // Exactly one run per claimed MessageSid, linked from the log with the stored answer.
+    for (sid, runs) in [(&a, 1i64), (&b, 1), (&c, 1), (&d, 0), (&e, 1)] {
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM behavior_runs WHERE message_sid = $1")
+                .bind(sid)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        assert_eq!(n, runs, "runs of {sid}");
+    }
+    let (run_id, body): (i64, String) = sqlx::query_as(
+        "SELECT run_id, response->>'body' FROM inbound_messages WHERE message_sid = $1",
+    )
+    .bind(&c)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!((run_id, body.as_str()), (c_run, "echo three"));
+    let stored = stack
+        .store
+        .stored_response(&a)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored["body"], "echo first");
+    assert_eq!(stack.store.stored_response(&d).await.unwrap(), None);
+}
