@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, consumer, stream};
-use futures::{FutureExt as _, StreamExt};
+use futures::StreamExt;
 use rand::Rng;
 use secrecy::ExposeSecret;
 use switchboard_store::Store;
@@ -56,9 +56,11 @@ const CLOCK_SKEW: Duration = Duration::from_secs(120);
 /// is stored once.
 const EVENT_DUPLICATE_WINDOW: Duration = Duration::from_secs(60 * 60);
 
-/// The most send jobs worked on as one group (see [`handle_group`]); a group is also at most a
-/// quarter of the jobs in flight.
+/// The most send jobs worked on as one group (see [`handle_group`] and [`group_max`]).
 const MAX_GROUP: usize = 64;
+
+/// How long a group of send jobs waits for more deliveries of the same pull after its first.
+const GROUP_LINGER: Duration = Duration::from_millis(2);
 
 /// The job type name in `outbound_jobs.job_type`.
 const SMS_SEND: &str = "sms.send";
@@ -280,7 +282,12 @@ async fn consume(
             () = stopped(&mut stop) => break 'fetching,
             permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
         };
-        let wanted = 1 + slots.available_permits();
+        // A pull of send jobs asks for one group's worth at most: a group takes the pull's
+        // deliveries, and a larger pull would leave a small group behind.
+        let wanted = match job {
+            JobType::SmsSend => (1 + slots.available_permits()).min(group_max(&ctx.config)),
+            JobType::Lookup => 1 + slots.available_permits(),
+        };
         // Not raced with shutdown: once the pull request is out, the server may deliver to it,
         // so its messages are read (and NAKed at shutdown) rather than left to the ack wait.
         let batch = consumer
@@ -335,20 +342,19 @@ async fn consume(
                 });
                 continue;
             }
-            // Send jobs are worked on in groups: the deliveries that already arrived with this
-            // one (as many as there are free slots) share their store statements and event
-            // publishes. Nothing waits for a group to fill.
+            // Send jobs are worked on in groups: the deliveries that arrive with this one, within
+            // GROUP_LINGER (as many as there are free slots), share their store statements and
+            // event publishes. A pull that has delivered all it asked for ends the group at once.
             let mut group = vec![message];
             let mut permits = vec![permit];
             let mut pull_ended = false;
-            // Several groups in flight at once, so one group's store and NATS round trips
-            // overlap another's Twilio requests.
-            let group_max = (ctx.config.max_in_flight / 4).clamp(1, MAX_GROUP);
+            let group_max = group_max(&ctx.config);
+            let linger = tokio::time::Instant::now() + GROUP_LINGER;
             while group.len() < group_max {
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
                     break;
                 };
-                match batch.next().now_or_never() {
+                match tokio::time::timeout_at(linger, batch.next()).await.ok() {
                     Some(Some(Ok(message))) => {
                         group.push(message);
                         permits.push(permit);
@@ -395,6 +401,18 @@ async fn consume(
         );
         tasks.abort_all();
     }
+}
+
+/// The most send jobs in one group: [`MAX_GROUP`], and a quarter of the jobs in flight, so that
+/// several groups are in flight at once and one group's store and NATS round trips overlap
+/// another's Twilio requests.
+/// With rate limits on, every job takes the one-job path ([`handle_group`]), so there are no
+/// groups: each job keeps its own in-flight slot while it waits for its turn.
+fn group_max(config: &OutboundConfig) -> usize {
+    if config.limits.enabled {
+        return 1;
+    }
+    (config.max_in_flight / 4).clamp(1, MAX_GROUP)
 }
 
 /// Completes once shutdown was asked for (at once if it already was).
@@ -456,6 +474,9 @@ async fn handle(ctx: &Ctx, message: jetstream::Message, job: JobType) {
 /// A send job of a group that can take the group's path: new (its row is created already
 /// claimed for its first create), its account known, its create request valid.
 struct Claimed {
+    /// The job's own span (child of the publisher's trace, like [`handle`]'s), for its create
+    /// and its events.
+    span: tracing::Span,
     message: jetstream::Message,
     job: SendSmsJob,
     account_id: i64,
@@ -483,14 +504,29 @@ async fn handle_group(ctx: &Ctx, messages: Vec<jetstream::Message>) {
     }
     let span = tracing::info_span!("outbound.group", jobs = messages.len());
     async {
+        let started = std::time::Instant::now();
         let (claimed, single) = with_progress(ctx, &messages, claim_group(ctx, &messages)).await;
+        tracing::debug!(
+            jobs = messages.len(),
+            claimed = claimed.len(),
+            claim_ms = started.elapsed().as_secs_f64() * 1e3,
+            "group claimed"
+        );
         let mut messages: Vec<Option<jetstream::Message>> =
             messages.into_iter().map(Some).collect();
         let claimed: Vec<Claimed> = claimed
             .into_iter()
             .filter_map(|(i, job, account_id, creds, request)| {
+                let message = messages[i].take()?;
+                let (seq, delivered) = message
+                    .info()
+                    .map(|i| (i.stream_sequence, i.delivered))
+                    .unwrap_or((0, 0));
+                let span = tracing::info_span!("outbound.job", job_id = job.id(), seq, delivered);
+                switchboard_telemetry::set_parent_from_nats(&span, message.headers.as_ref());
                 Some(Claimed {
-                    message: messages[i].take()?,
+                    span,
+                    message,
                     job,
                     account_id,
                     creds,
@@ -602,19 +638,24 @@ async fn send_claimed(ctx: &Ctx, claimed: Vec<Claimed>) {
         claimed
             .iter()
             .zip(outcomes)
-            .map(|(c, outcome)| answer(ctx, &c.message, outcome)),
+            .map(|(c, outcome)| answer(ctx, &c.message, outcome).instrument(c.span.clone())),
     )
     .await;
 }
 
 /// The group path after the claim; answers each job's disposition, in order.
 async fn send_claimed_work(ctx: &Ctx, claimed: &[Claimed]) -> Vec<anyhow::Result<Disposition>> {
+    let started = std::time::Instant::now();
     // Accepted events first, in order, before any create; their acks come back meanwhile.
     let mut accepted = Vec::with_capacity(claimed.len());
     for c in claimed {
         let key = &c.job.idempotency_key;
         let event = event(&c.job, EventKind::Accepted, 0);
-        accepted.push(start_event(ctx, &c.message, &event, &format!("{key}:accepted")).await);
+        let id = format!("{key}:accepted");
+        let started = start_event(ctx, &c.message, &event, &id)
+            .instrument(c.span.clone())
+            .await;
+        accepted.push(started);
     }
     let accepted = futures::future::join_all(accepted.into_iter().map(|started| async move {
         match started {
@@ -626,11 +667,16 @@ async fn send_claimed_work(ctx: &Ctx, claimed: &[Claimed]) -> Vec<anyhow::Result
         let mut request = c.request.clone();
         request.attempt = Some(1);
         let permit = ctx.limits.account_permit(c.account_id).await;
-        let created = ctx.twilio.create_message(&c.creds, &request).await;
+        let created = ctx
+            .twilio
+            .create_message(&c.creds, &request)
+            .instrument(c.span.clone())
+            .await;
         drop(permit);
         created
     }));
     let (accepted, created) = tokio::join!(accepted, creates);
+    let created_at = started.elapsed();
 
     let mut outcomes: Vec<Option<anyhow::Result<Disposition>>> =
         claimed.iter().map(|_| None).collect();
@@ -656,6 +702,7 @@ async fn send_claimed_work(ctx: &Ctx, claimed: &[Claimed]) -> Vec<anyhow::Result
         Ok(keys) => Ok(keys.into_iter().collect::<std::collections::HashSet<String>>()),
         Err(e) => Err(format!("{e}")),
     };
+    let recorded_at = started.elapsed();
     // Then the sent events of the recorded jobs whose accepted event is in the stream.
     let mut finals = Vec::new();
     for (i, sent) in &sent {
@@ -666,7 +713,11 @@ async fn send_claimed_work(ctx: &Ctx, claimed: &[Claimed]) -> Vec<anyhow::Result
             }
             (Ok(keys), _) if !keys.contains(sent.idempotency_key) => {
                 // Another delivery ended the job first: publish what its row says.
-                outcomes[*i] = Some(reload_and_finish(ctx, &c.message, &c.job).await);
+                outcomes[*i] = Some(
+                    reload_and_finish(ctx, &c.message, &c.job)
+                        .instrument(c.span.clone())
+                        .await,
+                );
             }
             (Ok(_), Err(e)) => {
                 // Its redelivery publishes both events from the row (`finish`).
@@ -677,7 +728,10 @@ async fn send_claimed_work(ctx: &Ctx, claimed: &[Claimed]) -> Vec<anyhow::Result
                 event.twilio_sid = Some(sent.twilio_sid.to_owned());
                 event.status = sent.twilio_status.map(str::to_owned);
                 let id = format!("{}:{}", sent.idempotency_key, EventKind::Sent.as_str());
-                finals.push((*i, start_event(ctx, &c.message, &event, &id).await));
+                let started = start_event(ctx, &c.message, &event, &id)
+                    .instrument(c.span.clone())
+                    .await;
+                finals.push((*i, started));
             }
         }
     }
@@ -696,7 +750,16 @@ async fn send_claimed_work(ctx: &Ctx, claimed: &[Claimed]) -> Vec<anyhow::Result
         .iter()
         .map(|&i| claimed[i].job.idempotency_key.as_str())
         .collect();
+    let published_at = started.elapsed();
     let noted = ctx.store.outbound_mark_finished_batch(&keys).await;
+    tracing::debug!(
+        jobs = claimed.len(),
+        creates_ms = created_at.as_secs_f64() * 1e3,
+        recorded_ms = recorded_at.as_secs_f64() * 1e3,
+        published_ms = published_at.as_secs_f64() * 1e3,
+        noted_ms = started.elapsed().as_secs_f64() * 1e3,
+        "group sent"
+    );
     for &i in &published {
         outcomes[i] = Some(match &noted {
             Ok(()) => Ok(Disposition::Ack),
@@ -708,7 +771,9 @@ async fn send_claimed_work(ctx: &Ctx, claimed: &[Claimed]) -> Vec<anyhow::Result
     for (i, created) in created.iter().enumerate() {
         let Err(error) = created else { continue };
         let c = &claimed[i];
-        let outcome = after_failure(ctx, &c.message, &c.job, c.account_id, 1, error).await;
+        let outcome = after_failure(ctx, &c.message, &c.job, c.account_id, 1, error)
+            .instrument(c.span.clone())
+            .await;
         if accepted[i].is_ok()
             && let Ok(Disposition::Retry(_)) = outcome
             && let Err(e) = ctx

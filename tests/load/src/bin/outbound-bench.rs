@@ -28,8 +28,9 @@ struct Cli {
     /// Jobs measured per system (after a warm-up of a tenth as many).
     #[arg(long, default_value_t = 10_000)]
     jobs: usize,
-    /// Jobs in flight in the service and in the baseline.
-    #[arg(long, default_value_t = 32)]
+    /// Jobs in flight in the service (`OUTBOUND_MAX_IN_FLIGHT`) and in the baseline. The
+    /// service works on send jobs in groups of up to a quarter of this (64 at most).
+    #[arg(long, default_value_t = 256)]
     in_flight: usize,
     /// Directory with the release binaries.
     #[arg(long, default_value = "target/release")]
@@ -228,7 +229,12 @@ async fn main() -> anyhow::Result<()> {
         .env("TWILIO_LOOKUPS_BASE", fake.base_url())
         .env("OUTBOUND_MAX_IN_FLIGHT", cli.in_flight.to_string())
         .env("OUTBOUND_RATE_LIMITS", "off")
-        .env("RUST_LOG", "warn");
+        // The service's log filter (`OUTBOUND_BENCH_RUST_LOG`, default warn): e.g.
+        // `outbound=debug` logs each group's size and timings.
+        .env(
+            "RUST_LOG",
+            std::env::var("OUTBOUND_BENCH_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        );
     let mut service = Proc::spawn("outbound", service)?;
     wait_consumer(&js, &subjects.job_stream(), OUTBOUND_CONSUMER).await?;
     let event_job = |payload: &[u8]| -> Option<String> {
