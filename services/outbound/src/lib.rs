@@ -28,9 +28,7 @@ use rand::Rng;
 use secrecy::ExposeSecret;
 use switchboard_store::Store;
 use switchboard_store::limits::{Suppression, SuppressionReason};
-use switchboard_store::outbound::{
-    JobFailure, JobState, NewJob, OutboundJob, Published, SentJob,
-};
+use switchboard_store::outbound::{JobFailure, JobState, NewJob, OutboundJob, Published, SentJob};
 use switchboard_twilio::client::{
     Backoff, CreateMessage, Credentials, ListFilter, Message, Sender, TwilioClient, TwilioError,
 };
@@ -568,9 +566,9 @@ async fn claim_group(ctx: &Ctx, messages: &[jetstream::Message]) -> Triage {
         };
         let fresh = now - info.published <= ctx.config.max_age;
         let job = decode_send_sms(&message.payload, header(message, HEADER_MSG_ID)).ok();
-        let request = job.as_ref().and_then(|job| {
-            create_request(job, ctx.config.status_callback_url.as_deref()).ok()
-        });
+        let request = job
+            .as_ref()
+            .and_then(|job| create_request(job, ctx.config.status_callback_url.as_deref()).ok());
         match (job, request) {
             (Some(job), Some(request)) if fresh && keys.insert(job.idempotency_key.clone()) => {
                 candidates.push((i, job, request));
@@ -699,7 +697,9 @@ async fn send_claimed_work(ctx: &Ctx, claimed: &[Claimed]) -> Vec<anyhow::Result
         .collect();
     let batch: Vec<SentJob<'_>> = sent.iter().map(|(_, s)| *s).collect();
     let recorded = match ctx.store.outbound_mark_sent_batch(&batch).await {
-        Ok(keys) => Ok(keys.into_iter().collect::<std::collections::HashSet<String>>()),
+        Ok(keys) => Ok(keys
+            .into_iter()
+            .collect::<std::collections::HashSet<String>>()),
         Err(e) => Err(format!("{e}")),
     };
     let recorded_at = started.elapsed();
@@ -818,11 +818,7 @@ async fn with_progress<T>(
 
 /// Tells JetStream what became of a delivery: an ack, a NAK with the retry's delay, or, when
 /// the service could not handle it, a NAK with a jittered delay.
-async fn answer(
-    ctx: &Ctx,
-    message: &jetstream::Message,
-    outcome: anyhow::Result<Disposition>,
-) {
+async fn answer(ctx: &Ctx, message: &jetstream::Message, outcome: anyhow::Result<Disposition>) {
     let reply = match outcome {
         Ok(Disposition::Ack) => AckKind::Ack,
         Ok(Disposition::Retry(delay)) => {

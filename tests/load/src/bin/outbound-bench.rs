@@ -168,7 +168,8 @@ async fn bench(
     n: usize,
 ) -> anyhow::Result<Figures> {
     measure(client, js, target, &unique("warm"), (n / 10).max(100)).await?;
-    let (jobs_per_s, published_per_s, latencies) = measure(client, js, target, &unique("run"), n).await?;
+    let (jobs_per_s, published_per_s, latencies) =
+        measure(client, js, target, &unique("run"), n).await?;
     proc_.check_alive()?;
     Ok(Figures {
         jobs: n,
