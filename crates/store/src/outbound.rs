@@ -132,6 +132,25 @@ pub enum Published {
     Final,
 }
 
+/// A new send-SMS job to claim in a batch ([`Store::outbound_claim_new`]).
+#[derive(Debug, Clone, Copy)]
+pub struct NewJob<'a> {
+    pub idempotency_key: &'a str,
+    pub job_id: &'a str,
+    /// The connected account the job sends from (its suppression list applies).
+    pub account_id: i64,
+    /// The recipient, as the job gives it (the suppression list's form).
+    pub to: &'a str,
+}
+
+/// A create Twilio answered, to record in a batch ([`Store::outbound_mark_sent_batch`]).
+#[derive(Debug, Clone, Copy)]
+pub struct SentJob<'a> {
+    pub idempotency_key: &'a str,
+    pub twilio_sid: &'a str,
+    pub twilio_status: Option<&'a str>,
+}
+
 impl Store {
     /// An account by its unique name, without its secret.
     pub async fn account_by_name(&self, name: &str) -> Result<Option<Account>> {
@@ -176,6 +195,92 @@ impl Store {
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("outbound job '{idempotency_key}'")))?;
         Ok((job, false))
+    }
+
+    /// Creates the rows of new jobs directly in their first create attempt (`sending`,
+    /// attempts 1, leased for `lease`): what [`Store::outbound_job_upsert`] followed by
+    /// [`Store::outbound_claim_attempt`] does for a job seen for the first time, for a whole
+    /// batch in one statement. A job whose key already has a row, or whose recipient is on its
+    /// account's suppression list, gets no row here; the caller handles it one by one. Answers
+    /// the keys claimed. Keys must be distinct. Synchronous: the claim is on disk before any
+    /// create starts, so a crash of the database cannot forget that a create may have happened.
+    pub async fn outbound_claim_new(
+        &self,
+        jobs: &[NewJob<'_>],
+        job_type: &str,
+        lease: std::time::Duration,
+    ) -> Result<Vec<String>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        let keys: Vec<&str> = jobs.iter().map(|j| j.idempotency_key).collect();
+        let job_ids: Vec<&str> = jobs.iter().map(|j| j.job_id).collect();
+        let accounts: Vec<i64> = jobs.iter().map(|j| j.account_id).collect();
+        let recipients: Vec<&str> = jobs.iter().map(|j| j.to).collect();
+        let rows = sqlx::query(
+            "INSERT INTO outbound_jobs (idempotency_key, job_id, job_type, state, attempts, \
+               lease_until, first_attempt_at) \
+             SELECT u.key, u.job_id, $5, 'sending', 1, \
+               now() + make_interval(secs => $6::double precision / 1000), now() \
+             FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) \
+               AS u(key, job_id, account_id, recipient) \
+             WHERE NOT EXISTS (SELECT 1 FROM sms_suppressions s \
+                               WHERE s.account_id = u.account_id AND s.number = u.recipient) \
+             ON CONFLICT (idempotency_key) DO NOTHING \
+             RETURNING idempotency_key",
+        )
+        .bind(&keys)
+        .bind(&job_ids)
+        .bind(&accounts)
+        .bind(&recipients)
+        .bind(job_type)
+        .bind(lease_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| r.get("idempotency_key")).collect())
+    }
+
+    /// [`Store::outbound_mark_sent`] for a batch, in one statement. Answers the keys recorded
+    /// (a job that had already ended is left as it was and is not among them).
+    pub async fn outbound_mark_sent_batch(&self, jobs: &[SentJob<'_>]) -> Result<Vec<String>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<&str> = jobs.iter().map(|j| j.idempotency_key).collect();
+        let sids: Vec<&str> = jobs.iter().map(|j| j.twilio_sid).collect();
+        let statuses: Vec<Option<&str>> = jobs.iter().map(|j| j.twilio_status).collect();
+        let rows = sqlx::query(
+            "UPDATE outbound_jobs o SET state = 'sent', twilio_sid = u.sid, \
+               twilio_status = u.status, lease_until = NULL, updated_at = now(), \
+               finished_at = now() \
+             FROM unnest($1::text[], $2::text[], $3::text[]) AS u(key, sid, status) \
+             WHERE o.idempotency_key = u.key AND o.state IN ('queued', 'sending') \
+             RETURNING o.idempotency_key",
+        )
+        .bind(&keys)
+        .bind(&sids)
+        .bind(&statuses)
+        .fetch_all(&self.relaxed)
+        .await?;
+        Ok(rows.iter().map(|r| r.get("idempotency_key")).collect())
+    }
+
+    /// Notes that both events (accepted and final) of finished jobs were published, for a
+    /// batch. Synchronous like [`Store::outbound_mark_published`]'s final mark: the jobs'
+    /// outcomes are on disk before their JetStream acks.
+    pub async fn outbound_mark_finished_batch(&self, keys: &[&str]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE outbound_jobs SET accepted_published = TRUE, final_published = TRUE, \
+               updated_at = now() WHERE idempotency_key = ANY($1)",
+        )
+        .bind(keys)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// The job's row.
@@ -270,8 +375,9 @@ impl Store {
             Published::Accepted => {
                 "UPDATE outbound_jobs SET accepted_published = TRUE, updated_at = now() WHERE idempotency_key = $1"
             }
+            // The final event is published only after the accepted one (`finish`).
             Published::Final => {
-                "UPDATE outbound_jobs SET final_published = TRUE, updated_at = now() WHERE idempotency_key = $1"
+                "UPDATE outbound_jobs SET accepted_published = TRUE, final_published = TRUE, updated_at = now() WHERE idempotency_key = $1"
             }
         };
         // The final mark is the job's last write before its JetStream ack: synchronous, so the

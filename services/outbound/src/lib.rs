@@ -28,7 +28,7 @@ use rand::Rng;
 use secrecy::ExposeSecret;
 use switchboard_store::Store;
 use switchboard_store::limits::{Suppression, SuppressionReason};
-use switchboard_store::outbound::{JobFailure, JobState, OutboundJob, Published};
+use switchboard_store::outbound::{JobFailure, JobState, NewJob, OutboundJob, Published, SentJob};
 use switchboard_twilio::client::{
     Backoff, CreateMessage, Credentials, ListFilter, Message, Sender, TwilioClient, TwilioError,
 };
@@ -53,6 +53,12 @@ const CLOCK_SKEW: Duration = Duration::from_secs(120);
 /// How long the events stream remembers event ids, so an event published again after a crash
 /// is stored once.
 const EVENT_DUPLICATE_WINDOW: Duration = Duration::from_secs(60 * 60);
+
+/// The most send jobs worked on as one group (see [`handle_group`] and [`group_max`]).
+const MAX_GROUP: usize = 64;
+
+/// How long a group of send jobs waits for more deliveries of the same pull after its first.
+const GROUP_LINGER: Duration = Duration::from_millis(2);
 
 /// The job type name in `outbound_jobs.job_type`.
 const SMS_SEND: &str = "sms.send";
@@ -274,7 +280,12 @@ async fn consume(
             () = stopped(&mut stop) => break 'fetching,
             permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
         };
-        let wanted = 1 + slots.available_permits();
+        // A pull of send jobs asks for one group's worth at most: a group takes the pull's
+        // deliveries, and a larger pull would leave a small group behind.
+        let wanted = match job {
+            JobType::SmsSend => (1 + slots.available_permits()).min(group_max(&ctx.config)),
+            JobType::Lookup => 1 + slots.available_permits(),
+        };
         // Not raced with shutdown: once the pull request is out, the server may deliver to it,
         // so its messages are read (and NAKed at shutdown) rather than left to the ack wait.
         let batch = consumer
@@ -322,10 +333,49 @@ async fn consume(
                     .expect("the semaphore is never closed"),
             };
             let ctx = ctx.clone();
+            if job == JobType::Lookup {
+                tasks.spawn(async move {
+                    handle(&ctx, message, job).await;
+                    drop(permit);
+                });
+                continue;
+            }
+            // Send jobs are worked on in groups: the deliveries that arrive with this one, within
+            // GROUP_LINGER (as many as there are free slots), share their store statements and
+            // event publishes. A pull that has delivered all it asked for ends the group at once.
+            let mut group = vec![message];
+            let mut permits = vec![permit];
+            let mut pull_ended = false;
+            let group_max = group_max(&ctx.config);
+            let linger = tokio::time::Instant::now() + GROUP_LINGER;
+            while group.len() < group_max {
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    break;
+                };
+                match tokio::time::timeout_at(linger, batch.next()).await.ok() {
+                    Some(Some(Ok(message))) => {
+                        group.push(message);
+                        permits.push(permit);
+                    }
+                    Some(Some(Err(e))) => {
+                        tracing::warn!(error = %e, "pulling jobs failed");
+                        pull_ended = true;
+                        break;
+                    }
+                    Some(None) => {
+                        pull_ended = true;
+                        break;
+                    }
+                    None => break,
+                }
+            }
             tasks.spawn(async move {
-                handle(&ctx, message, job).await;
-                drop(permit);
+                handle_group(&ctx, group).await;
+                drop(permits);
             });
+            if pull_ended {
+                break;
+            }
         }
     }
 
@@ -349,6 +399,18 @@ async fn consume(
         );
         tasks.abort_all();
     }
+}
+
+/// The most send jobs in one group: [`MAX_GROUP`], and a quarter of the jobs in flight, so that
+/// several groups are in flight at once and one group's store and NATS round trips overlap
+/// another's Twilio requests.
+/// With rate limits on, every job takes the one-job path ([`handle_group`]), so there are no
+/// groups: each job keeps its own in-flight slot while it waits for its turn.
+fn group_max(config: &OutboundConfig) -> usize {
+    if config.limits.enabled {
+        return 1;
+    }
+    (config.max_in_flight / 4).clamp(1, MAX_GROUP)
 }
 
 /// Completes once shutdown was asked for (at once if it already was).
@@ -394,49 +456,389 @@ async fn handle(ctx: &Ctx, message: jetstream::Message, job: JobType) {
     );
     switchboard_telemetry::set_parent_from_nats(&span, message.headers.as_ref());
     async {
-        let outcome = {
-            let work = async {
-                match job {
-                    JobType::SmsSend => process(ctx, &message).await,
-                    JobType::Lookup => lookup::process(ctx, &message).await,
-                }
-            };
-            tokio::pin!(work);
-            let mut progress = tokio::time::interval(ctx.config.ack_wait() / 3);
-            progress.tick().await;
-            loop {
-                tokio::select! {
-                    outcome = &mut work => break outcome,
-                    _ = progress.tick() => {
-                        if let Err(e) = message.ack_with(AckKind::Progress).await {
-                            tracing::warn!(error = %e, "progress ack failed");
-                        }
-                    }
-                }
+        let outcome = with_progress(ctx, std::slice::from_ref(&message), async {
+            match job {
+                JobType::SmsSend => process(ctx, &message).await,
+                JobType::Lookup => lookup::process(ctx, &message).await,
             }
-        };
-        let reply = match outcome {
-            Ok(Disposition::Ack) => AckKind::Ack,
-            Ok(Disposition::Retry(delay)) => {
-                tracing::debug!(delay_ms = delay.as_millis() as u64, "job retried later");
-                AckKind::Nak(Some(delay))
-            }
-            Err(e) => {
-                let delay = jittered(&ctx.config.backoff, u32::try_from(delivered).unwrap_or(1));
-                tracing::error!(
-                    error = format!("{e:#}"),
-                    retry_ms = delay.as_millis() as u64,
-                    "job could not be handled; it is retried"
-                );
-                AckKind::Nak(Some(delay))
-            }
-        };
-        if let Err(e) = message.ack_with(reply).await {
-            tracing::warn!(error = %e, "answering JetStream failed; the job is redelivered");
-        }
+        })
+        .await;
+        answer(ctx, &message, outcome).await;
     }
     .instrument(span)
     .await
+}
+
+/// A send job of a group that can take the group's path: new (its row is created already
+/// claimed for its first create), its account known, its create request valid.
+struct Claimed {
+    /// The job's own span (child of the publisher's trace, like [`handle`]'s), for its create
+    /// and its events.
+    span: tracing::Span,
+    message: jetstream::Message,
+    job: SendSmsJob,
+    account_id: i64,
+    creds: Credentials,
+    request: CreateMessage,
+}
+
+/// Works on send-SMS deliveries that arrived together. The new jobs among them, with rate limits
+/// off, go through the group path: one statement claims them all (their rows created as
+/// `sending`, attempt 1, unless the recipient is suppressed), their accepted events are
+/// published before the creates without waiting for each ack in turn, the creates run
+/// concurrently, one statement records the messages created, the sent events are published
+/// together, and one synchronous statement notes them published before the acks. Everything
+/// else (redeliveries, invalid or suppressed jobs, failed creates, rate limits on) takes the
+/// one-job path, [`process`], with the same guarantees as always.
+async fn handle_group(ctx: &Ctx, messages: Vec<jetstream::Message>) {
+    if ctx.limits.config.enabled || ctx.config.backoff.max_attempts == 0 {
+        futures::future::join_all(
+            messages
+                .into_iter()
+                .map(|message| handle(ctx, message, JobType::SmsSend)),
+        )
+        .await;
+        return;
+    }
+    let span = tracing::info_span!("outbound.group", jobs = messages.len());
+    async {
+        let started = std::time::Instant::now();
+        let (claimed, single) = with_progress(ctx, &messages, claim_group(ctx, &messages)).await;
+        tracing::debug!(
+            jobs = messages.len(),
+            claimed = claimed.len(),
+            claim_ms = started.elapsed().as_secs_f64() * 1e3,
+            "group claimed"
+        );
+        let mut messages: Vec<Option<jetstream::Message>> =
+            messages.into_iter().map(Some).collect();
+        let claimed: Vec<Claimed> = claimed
+            .into_iter()
+            .filter_map(|(i, job, account_id, creds, request)| {
+                let message = messages[i].take()?;
+                let (seq, delivered) = message
+                    .info()
+                    .map(|i| (i.stream_sequence, i.delivered))
+                    .unwrap_or((0, 0));
+                let span = tracing::info_span!("outbound.job", job_id = job.id(), seq, delivered);
+                switchboard_telemetry::set_parent_from_nats(&span, message.headers.as_ref());
+                Some(Claimed {
+                    span,
+                    message,
+                    job,
+                    account_id,
+                    creds,
+                    request,
+                })
+            })
+            .collect();
+        debug_assert!(single.iter().all(|&i| messages[i].is_some()));
+        let one_by_one = futures::future::join_all(
+            messages
+                .into_iter()
+                .flatten()
+                .map(|message| handle(ctx, message, JobType::SmsSend)),
+        );
+        tokio::join!(one_by_one, send_claimed(ctx, claimed));
+    }
+    .instrument(span)
+    .await
+}
+
+/// What [`claim_group`] found: the claimed jobs (index in the group, job, account id and
+/// credentials, create request) and the indexes of the deliveries left to the one-job path.
+type Triage = (
+    Vec<(usize, SendSmsJob, i64, Credentials, CreateMessage)>,
+    Vec<usize>,
+);
+
+/// Decodes a group, looks up its accounts (once each), and claims the new jobs in one
+/// statement. Any doubt sends a delivery to the one-job path.
+async fn claim_group(ctx: &Ctx, messages: &[jetstream::Message]) -> Triage {
+    let mut single = Vec::new();
+    let mut candidates: Vec<(usize, SendSmsJob, CreateMessage)> = Vec::new();
+    let mut keys = std::collections::HashSet::new();
+    let now = OffsetDateTime::now_utc();
+    for (i, message) in messages.iter().enumerate() {
+        let Ok(info) = message.info() else {
+            single.push(i);
+            continue;
+        };
+        let fresh = now - info.published <= ctx.config.max_age;
+        let job = decode_send_sms(&message.payload, header(message, HEADER_MSG_ID)).ok();
+        let request = job
+            .as_ref()
+            .and_then(|job| create_request(job, ctx.config.status_callback_url.as_deref()).ok());
+        match (job, request) {
+            (Some(job), Some(request)) if fresh && keys.insert(job.idempotency_key.clone()) => {
+                candidates.push((i, job, request));
+            }
+            _ => single.push(i),
+        }
+    }
+    // Each account once per group, read fresh: no cache to go stale.
+    let mut accounts: Vec<(AccountRef, Option<(i64, Credentials)>)> = Vec::new();
+    for (_, job, _) in &candidates {
+        if !accounts.iter().any(|(a, _)| *a == job.account) {
+            let found = credentials(ctx, &job.account).await.unwrap_or_else(|e| {
+                tracing::warn!(error = format!("{e:#}"), "reading the account failed");
+                None
+            });
+            accounts.push((job.account.clone(), found));
+        }
+    }
+    let mut ready = Vec::new();
+    for (i, job, request) in candidates {
+        match accounts.iter().find(|(a, _)| *a == job.account) {
+            Some((_, Some((account_id, creds)))) => {
+                ready.push((i, job, *account_id, creds.clone(), request));
+            }
+            _ => single.push(i),
+        }
+    }
+    let new_jobs: Vec<NewJob<'_>> = ready
+        .iter()
+        .map(|(_, job, account_id, _, _)| NewJob {
+            idempotency_key: &job.idempotency_key,
+            job_id: job.id(),
+            account_id: *account_id,
+            to: &job.to,
+        })
+        .collect();
+    let claimed = match ctx
+        .store
+        .outbound_claim_new(&new_jobs, SMS_SEND, ctx.config.ack_wait())
+        .await
+    {
+        Ok(keys) => keys,
+        Err(e) => {
+            tracing::warn!(error = %e, "claiming a group of jobs failed; handling them one by one");
+            Vec::new()
+        }
+    };
+    drop(new_jobs);
+    let claimed: std::collections::HashSet<String> = claimed.into_iter().collect();
+    let (ready, rest): (Vec<_>, Vec<_>) = ready
+        .into_iter()
+        .partition(|(_, job, ..)| claimed.contains(&job.idempotency_key));
+    single.extend(rest.into_iter().map(|(i, ..)| i));
+    (ready, single)
+}
+
+/// Sends the claimed jobs of a group and answers JetStream for each.
+async fn send_claimed(ctx: &Ctx, claimed: Vec<Claimed>) {
+    if claimed.is_empty() {
+        return;
+    }
+    let messages: Vec<jetstream::Message> = claimed.iter().map(|c| c.message.clone()).collect();
+    let outcomes = with_progress(ctx, &messages, send_claimed_work(ctx, &claimed)).await;
+    futures::future::join_all(
+        claimed
+            .iter()
+            .zip(outcomes)
+            .map(|(c, outcome)| answer(ctx, &c.message, outcome).instrument(c.span.clone())),
+    )
+    .await;
+}
+
+/// The group path after the claim; answers each job's disposition, in order.
+async fn send_claimed_work(ctx: &Ctx, claimed: &[Claimed]) -> Vec<anyhow::Result<Disposition>> {
+    let started = std::time::Instant::now();
+    // Accepted events first, in order, before any create; their acks come back meanwhile.
+    let mut accepted = Vec::with_capacity(claimed.len());
+    for c in claimed {
+        let key = &c.job.idempotency_key;
+        let event = event(&c.job, EventKind::Accepted, 0);
+        let id = format!("{key}:accepted");
+        let started = start_event(ctx, &c.message, &event, &id)
+            .instrument(c.span.clone())
+            .await;
+        accepted.push(started);
+    }
+    let accepted = futures::future::join_all(accepted.into_iter().map(|started| async move {
+        match started {
+            Ok(ack) => ack.await,
+            Err(e) => Err(e),
+        }
+    }));
+    let creates = futures::future::join_all(claimed.iter().map(|c| async move {
+        let mut request = c.request.clone();
+        request.attempt = Some(1);
+        let permit = ctx.limits.account_permit(c.account_id).await;
+        let created = ctx
+            .twilio
+            .create_message(&c.creds, &request)
+            .instrument(c.span.clone())
+            .await;
+        drop(permit);
+        created
+    }));
+    let (accepted, created) = tokio::join!(accepted, creates);
+    let created_at = started.elapsed();
+
+    let mut outcomes: Vec<Option<anyhow::Result<Disposition>>> =
+        claimed.iter().map(|_| None).collect();
+    // Record every message Twilio created, in one statement.
+    let sent: Vec<(usize, SentJob<'_>)> = created
+        .iter()
+        .enumerate()
+        .filter_map(|(i, created)| {
+            let created = created.as_ref().ok()?;
+            tracing::debug!(job_id = claimed[i].job.id(), sid = %created.sid, "sent to Twilio");
+            Some((
+                i,
+                SentJob {
+                    idempotency_key: &claimed[i].job.idempotency_key,
+                    twilio_sid: created.sid.as_str(),
+                    twilio_status: created.raw.get("status").and_then(|s| s.as_str()),
+                },
+            ))
+        })
+        .collect();
+    let batch: Vec<SentJob<'_>> = sent.iter().map(|(_, s)| *s).collect();
+    let recorded = match ctx.store.outbound_mark_sent_batch(&batch).await {
+        Ok(keys) => Ok(keys
+            .into_iter()
+            .collect::<std::collections::HashSet<String>>()),
+        Err(e) => Err(format!("{e}")),
+    };
+    let recorded_at = started.elapsed();
+    // Then the sent events of the recorded jobs whose accepted event is in the stream.
+    let mut finals = Vec::new();
+    for (i, sent) in &sent {
+        let c = &claimed[*i];
+        match (&recorded, &accepted[*i]) {
+            (Err(e), _) => {
+                outcomes[*i] = Some(Err(anyhow::anyhow!("recording the sent message: {e}")));
+            }
+            (Ok(keys), _) if !keys.contains(sent.idempotency_key) => {
+                // Another delivery ended the job first: publish what its row says.
+                outcomes[*i] = Some(
+                    reload_and_finish(ctx, &c.message, &c.job)
+                        .instrument(c.span.clone())
+                        .await,
+                );
+            }
+            (Ok(_), Err(e)) => {
+                // Its redelivery publishes both events from the row (`finish`).
+                outcomes[*i] = Some(Err(anyhow::anyhow!("{e:#}")));
+            }
+            (Ok(_), Ok(())) => {
+                let mut event = event(&c.job, EventKind::Sent, 1);
+                event.twilio_sid = Some(sent.twilio_sid.to_owned());
+                event.status = sent.twilio_status.map(str::to_owned);
+                let id = format!("{}:{}", sent.idempotency_key, EventKind::Sent.as_str());
+                let started = start_event(ctx, &c.message, &event, &id)
+                    .instrument(c.span.clone())
+                    .await;
+                finals.push((*i, started));
+            }
+        }
+    }
+    let mut published = Vec::new();
+    for (i, started) in finals {
+        let acked = match started {
+            Ok(ack) => ack.await,
+            Err(e) => Err(e),
+        };
+        match acked {
+            Ok(()) => published.push(i),
+            Err(e) => outcomes[i] = Some(Err(e)),
+        }
+    }
+    let keys: Vec<&str> = published
+        .iter()
+        .map(|&i| claimed[i].job.idempotency_key.as_str())
+        .collect();
+    let published_at = started.elapsed();
+    let noted = ctx.store.outbound_mark_finished_batch(&keys).await;
+    tracing::debug!(
+        jobs = claimed.len(),
+        creates_ms = created_at.as_secs_f64() * 1e3,
+        recorded_ms = recorded_at.as_secs_f64() * 1e3,
+        published_ms = published_at.as_secs_f64() * 1e3,
+        noted_ms = started.elapsed().as_secs_f64() * 1e3,
+        "group sent"
+    );
+    for &i in &published {
+        outcomes[i] = Some(match &noted {
+            Ok(()) => Ok(Disposition::Ack),
+            Err(e) => Err(anyhow::anyhow!("noting the events published: {e}")),
+        });
+    }
+
+    // Failed creates: the one-job path's classification.
+    for (i, created) in created.iter().enumerate() {
+        let Err(error) = created else { continue };
+        let c = &claimed[i];
+        let outcome = after_failure(ctx, &c.message, &c.job, c.account_id, 1, error)
+            .instrument(c.span.clone())
+            .await;
+        if accepted[i].is_ok()
+            && let Ok(Disposition::Retry(_)) = outcome
+            && let Err(e) = ctx
+                .store
+                .outbound_mark_published(&c.job.idempotency_key, Published::Accepted)
+                .await
+        {
+            // Only an optimisation: the redelivery publishes it again, de-duplicated.
+            tracing::debug!(error = %e, "noting the accepted event failed");
+        }
+        outcomes[i] = Some(outcome);
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Err(anyhow::anyhow!("no outcome"))))
+        .collect()
+}
+
+/// Runs `work` for the deliveries `messages`, sending each a progress ack every third of the
+/// ack wait while it runs, so JetStream does not redeliver them meanwhile.
+async fn with_progress<T>(
+    ctx: &Ctx,
+    messages: &[jetstream::Message],
+    work: impl Future<Output = T>,
+) -> T {
+    tokio::pin!(work);
+    let mut progress = tokio::time::interval(ctx.config.ack_wait() / 3);
+    progress.tick().await;
+    loop {
+        tokio::select! {
+            outcome = &mut work => break outcome,
+            _ = progress.tick() => {
+                for message in messages {
+                    if let Err(e) = message.ack_with(AckKind::Progress).await {
+                        tracing::warn!(error = %e, "progress ack failed");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Tells JetStream what became of a delivery: an ack, a NAK with the retry's delay, or, when
+/// the service could not handle it, a NAK with a jittered delay.
+async fn answer(ctx: &Ctx, message: &jetstream::Message, outcome: anyhow::Result<Disposition>) {
+    let reply = match outcome {
+        Ok(Disposition::Ack) => AckKind::Ack,
+        Ok(Disposition::Retry(delay)) => {
+            tracing::debug!(delay_ms = delay.as_millis() as u64, "job retried later");
+            AckKind::Nak(Some(delay))
+        }
+        Err(e) => {
+            let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
+            let delay = jittered(&ctx.config.backoff, u32::try_from(delivered).unwrap_or(1));
+            tracing::error!(
+                error = format!("{e:#}"),
+                retry_ms = delay.as_millis() as u64,
+                "job could not be handled; it is retried"
+            );
+            AckKind::Nak(Some(delay))
+        }
+    };
+    if let Err(e) = message.ack_with(reply).await {
+        tracing::warn!(error = %e, "answering JetStream failed; the job is redelivered");
+    }
 }
 
 /// A full-jitter delay for the `n`th delivery of a job the service itself could not handle
@@ -780,8 +1182,8 @@ async fn reload_and_finish(
 }
 
 /// Publishes a finished job's final event (and, for failures, its dead-letter copy) from its
-/// row, then notes that it did. Safe to repeat: the copies carry message ids the streams
-/// de-duplicate.
+/// row, after its accepted event if that is not known to be published, then notes that it did.
+/// Safe to repeat: the copies carry message ids the streams de-duplicate.
 async fn finish(
     ctx: &Ctx,
     message: &jetstream::Message,
@@ -797,6 +1199,12 @@ async fn finish(
             anyhow::bail!("job {key} is not finished")
         }
     };
+    if !row.accepted_published {
+        // A batch publishes the accepted event without waiting for its ack before the create;
+        // if that ack failed, the job ended without its accepted event: publish it first.
+        let accepted = event(job, EventKind::Accepted, 0);
+        publish_event(ctx, message, &accepted, &format!("{key}:accepted")).await?;
+    }
     let mut event = event(job, kind, row.attempts);
     if kind == EventKind::Sent {
         event.twilio_sid = row.twilio_sid.clone();
@@ -846,33 +1254,50 @@ fn event(job: &SendSmsJob, kind: EventKind, attempt: u32) -> JobEvent {
 }
 
 /// Publishes an event to its subject (stored by the events stream, which de-duplicates by
-/// `event_id`) and, for a final event, to the job's `Switchboard-Reply-To` subject.
+/// `event_id`) and, for a final event, to the job's `Switchboard-Reply-To` subject, and waits
+/// for the stream's ack.
 async fn publish_event(
     ctx: &Ctx,
     message: &jetstream::Message,
     event: &JobEvent,
     event_id: &str,
 ) -> anyhow::Result<()> {
+    start_event(ctx, message, event, event_id).await?.await
+}
+
+/// [`publish_event`] up to the point where only the stream's ack is left to wait for, so that
+/// several events can be in flight at once; answers that wait.
+async fn start_event(
+    ctx: &Ctx,
+    message: &jetstream::Message,
+    event: &JobEvent,
+    event_id: &str,
+) -> anyhow::Result<impl Future<Output = anyhow::Result<()>> + Send + use<>> {
     let payload = bytes::Bytes::from(switchboard_wire::encode(event));
     let mut headers = HeaderMap::new();
     headers.insert(HEADER_MSG_ID, event_id);
     switchboard_telemetry::inject_nats(&tracing::Span::current(), &mut headers);
     let subject = ctx.config.subjects.event(event.job, event.kind);
-    ctx.js
+    let ack = ctx
+        .js
         .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
         .await
-        .map_err(|e| anyhow::anyhow!("publishing to {subject}: {e}"))?
-        .await
         .map_err(|e| anyhow::anyhow!("publishing to {subject}: {e}"))?;
-    if event.kind.is_final()
-        && let Some(reply_to) = header(message, HEADER_REPLY_TO)
-    {
-        ctx.nats
-            .publish_with_headers(reply_to.to_owned(), headers, payload)
-            .await
-            .map_err(|e| anyhow::anyhow!("publishing to the reply subject {reply_to}: {e}"))?;
-    }
-    Ok(())
+    // The publisher's reply goes once the event is stored.
+    let reply_to = header(message, HEADER_REPLY_TO)
+        .filter(|_| event.kind.is_final())
+        .map(str::to_owned);
+    let nats = ctx.nats.clone();
+    Ok(async move {
+        ack.await
+            .map_err(|e| anyhow::anyhow!("publishing to {subject}: {e}"))?;
+        if let Some(reply_to) = reply_to {
+            nats.publish_with_headers(reply_to.clone(), headers, payload)
+                .await
+                .map_err(|e| anyhow::anyhow!("publishing to the reply subject {reply_to}: {e}"))?;
+        }
+        Ok(())
+    })
 }
 
 /// [`dead_letter_as`] for a send-SMS job.

@@ -274,10 +274,13 @@ impl Store {
         self.callbacks.push_back(attempt);
     }
 
-    /// A message by SID within an account.
+    /// A message by SID within an account. Searched newest first: the messages looked up most
+    /// (each status step of a message just created) are at the back, and a search from the
+    /// front would cost every lookup the whole history under the store's lock.
     pub fn message_mut(&mut self, account: &str, sid: &str) -> Option<&mut StoredMessage> {
         self.messages
             .iter_mut()
+            .rev()
             .find(|m| m.sid == sid && m.account_sid == account)
     }
 }

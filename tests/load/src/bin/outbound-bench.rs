@@ -28,8 +28,9 @@ struct Cli {
     /// Jobs measured per system (after a warm-up of a tenth as many).
     #[arg(long, default_value_t = 10_000)]
     jobs: usize,
-    /// Jobs in flight in the service and in the baseline.
-    #[arg(long, default_value_t = 32)]
+    /// Jobs in flight in the service (`OUTBOUND_MAX_IN_FLIGHT`) and in the baseline. The
+    /// service works on send jobs in groups of up to a quarter of this (64 at most).
+    #[arg(long, default_value_t = 256)]
     in_flight: usize,
     /// Directory with the release binaries.
     #[arg(long, default_value = "target/release")]
@@ -40,6 +41,8 @@ struct Cli {
 struct Figures {
     jobs: usize,
     jobs_per_s: f64,
+    /// How fast the jobs were published: the throughput cannot exceed it.
+    published_per_s: f64,
     p50_ms: f64,
     p99_ms: f64,
     rss_mib: f64,
@@ -66,15 +69,16 @@ fn job(key: &str, i: usize) -> Vec<u8> {
 }
 
 /// Publishes `n` jobs (JetStream acks awaited in a window of 256) and waits for each job's
-/// sent notice; answers the throughput from the first publish to the last notice, and the
-/// publish-to-sent latencies.
+/// sent notice; answers the throughput from the first publish to the last notice, the rate at
+/// which the jobs were published (an upper bound on the throughput), and the publish-to-sent
+/// latencies.
 async fn measure(
     client: &async_nats::Client,
     js: &jetstream::Context,
     target: &Target<'_>,
     run: &str,
     n: usize,
-) -> anyhow::Result<(f64, Vec<Duration>)> {
+) -> anyhow::Result<(f64, f64, Vec<Duration>)> {
     let mut notices = client.subscribe(target.sent_subject.clone()).await?;
     let keys: Vec<String> = (0..n).map(|i| format!("{run}-{i}")).collect();
     let index: std::collections::HashMap<&str, usize> = keys
@@ -118,6 +122,7 @@ async fn measure(
     while let Some(ack) = acks.next().await {
         ack?;
     }
+    let publish_rate = n as f64 / start.elapsed().as_secs_f64();
     let deadline = Instant::now() + Duration::from_secs(300);
     while done < n {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -134,7 +139,7 @@ async fn measure(
         .filter_map(|(p, s)| Some(s.as_ref()?.duration_since(*p.as_ref()?)))
         .collect();
     latencies.sort();
-    Ok((rate, latencies))
+    Ok((rate, publish_rate, latencies))
 }
 
 use futures::FutureExt as _;
@@ -163,11 +168,13 @@ async fn bench(
     n: usize,
 ) -> anyhow::Result<Figures> {
     measure(client, js, target, &unique("warm"), (n / 10).max(100)).await?;
-    let (jobs_per_s, latencies) = measure(client, js, target, &unique("run"), n).await?;
+    let (jobs_per_s, published_per_s, latencies) =
+        measure(client, js, target, &unique("run"), n).await?;
     proc_.check_alive()?;
     Ok(Figures {
         jobs: n,
         jobs_per_s,
+        published_per_s,
         p50_ms: percentile_ms(&latencies, 50.0),
         p99_ms: percentile_ms(&latencies, 99.0),
         rss_mib: proc_.peak_rss_mib(),
@@ -223,7 +230,12 @@ async fn main() -> anyhow::Result<()> {
         .env("TWILIO_LOOKUPS_BASE", fake.base_url())
         .env("OUTBOUND_MAX_IN_FLIGHT", cli.in_flight.to_string())
         .env("OUTBOUND_RATE_LIMITS", "off")
-        .env("RUST_LOG", "warn");
+        // The service's log filter (`OUTBOUND_BENCH_RUST_LOG`, default warn): e.g.
+        // `outbound=debug` logs each group's size and timings.
+        .env(
+            "RUST_LOG",
+            std::env::var("OUTBOUND_BENCH_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        );
     let mut service = Proc::spawn("outbound", service)?;
     wait_consumer(&js, &subjects.job_stream(), OUTBOUND_CONSUMER).await?;
     let event_job = |payload: &[u8]| -> Option<String> {
@@ -275,14 +287,15 @@ async fn main() -> anyhow::Result<()> {
 
     println!();
     println!(
-        "| system | jobs | jobs/s | p50 ms | p99 ms | peak RSS MiB | ratio to baseline jobs/s |"
+        "| system | jobs | jobs/s | published/s | p50 ms | p99 ms | peak RSS MiB | ratio to baseline jobs/s |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for (name, f) in [("outbound", &switchboard), ("baseline", &base)] {
         println!(
-            "| {name} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.0}% |",
+            "| {name} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.0}% |",
             f.jobs,
             f.jobs_per_s,
+            f.published_per_s,
             f.p50_ms,
             f.p99_ms,
             f.rss_mib,
