@@ -143,12 +143,14 @@ pub struct NewJob<'a> {
     pub to: &'a str,
 }
 
-/// A create Twilio answered, to record in a batch ([`Store::outbound_mark_sent_batch`]).
+/// A create Twilio answered, to record in a batch ([`Store::outbound_record_sent_batch`]).
 #[derive(Debug, Clone, Copy)]
 pub struct SentJob<'a> {
     pub idempotency_key: &'a str,
     pub twilio_sid: &'a str,
     pub twilio_status: Option<&'a str>,
+    /// Both the job's events (accepted and sent) are in the events stream.
+    pub events_published: bool,
 }
 
 impl Store {
@@ -241,46 +243,36 @@ impl Store {
         Ok(rows.iter().map(|r| r.get("idempotency_key")).collect())
     }
 
-    /// [`Store::outbound_mark_sent`] for a batch, in one statement. Answers the keys recorded
-    /// (a job that had already ended is left as it was and is not among them).
-    pub async fn outbound_mark_sent_batch(&self, jobs: &[SentJob<'_>]) -> Result<Vec<String>> {
+    /// Records the messages Twilio created for a batch of jobs, in one synchronous statement:
+    /// each job becomes `sent` with its SID and, where `events_published`, both its events are
+    /// noted published (so its JetStream ack may follow). Answers the keys recorded (a job that
+    /// had already ended is left as it was and is not among them).
+    pub async fn outbound_record_sent_batch(&self, jobs: &[SentJob<'_>]) -> Result<Vec<String>> {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
         let keys: Vec<&str> = jobs.iter().map(|j| j.idempotency_key).collect();
         let sids: Vec<&str> = jobs.iter().map(|j| j.twilio_sid).collect();
         let statuses: Vec<Option<&str>> = jobs.iter().map(|j| j.twilio_status).collect();
+        let published: Vec<bool> = jobs.iter().map(|j| j.events_published).collect();
         let rows = sqlx::query(
             "UPDATE outbound_jobs o SET state = 'sent', twilio_sid = u.sid, \
                twilio_status = u.status, lease_until = NULL, updated_at = now(), \
-               finished_at = now() \
-             FROM unnest($1::text[], $2::text[], $3::text[]) AS u(key, sid, status) \
+               finished_at = now(), \
+               accepted_published = o.accepted_published OR u.published, \
+               final_published = o.final_published OR u.published \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[]) \
+               AS u(key, sid, status, published) \
              WHERE o.idempotency_key = u.key AND o.state IN ('queued', 'sending') \
              RETURNING o.idempotency_key",
         )
         .bind(&keys)
         .bind(&sids)
         .bind(&statuses)
-        .fetch_all(&self.relaxed)
+        .bind(&published)
+        .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(|r| r.get("idempotency_key")).collect())
-    }
-
-    /// Notes that both events (accepted and final) of finished jobs were published, for a
-    /// batch. Synchronous like [`Store::outbound_mark_published`]'s final mark: the jobs'
-    /// outcomes are on disk before their JetStream acks.
-    pub async fn outbound_mark_finished_batch(&self, keys: &[&str]) -> Result<()> {
-        if keys.is_empty() {
-            return Ok(());
-        }
-        sqlx::query(
-            "UPDATE outbound_jobs SET accepted_published = TRUE, final_published = TRUE, \
-               updated_at = now() WHERE idempotency_key = ANY($1)",
-        )
-        .bind(keys)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 
     /// The job's row.

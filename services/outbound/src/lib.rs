@@ -625,6 +625,11 @@ async fn claim_group(ctx: &Ctx, messages: &[jetstream::Message]) -> Triage {
     (ready, single)
 }
 
+/// The status Twilio gave a created message, if any.
+fn message_status(created: &Message) -> Option<&str> {
+    created.raw.get("status").and_then(|s| s.as_str())
+}
+
 /// Sends the claimed jobs of a group and answers JetStream for each.
 async fn send_claimed(ctx: &Ctx, claimed: Vec<Claimed>) {
     if claimed.is_empty() {
@@ -678,92 +683,71 @@ async fn send_claimed_work(ctx: &Ctx, claimed: &[Claimed]) -> Vec<anyhow::Result
 
     let mut outcomes: Vec<Option<anyhow::Result<Disposition>>> =
         claimed.iter().map(|_| None).collect();
-    // Record every message Twilio created, in one statement.
-    let sent: Vec<(usize, SentJob<'_>)> = created
+    // The sent events of the created messages whose accepted event is in the stream go out
+    // first; then one synchronous statement records every created message, with whether both
+    // its events are out, before any ack. A crash in between leaves the row `sending`: its
+    // redelivery finds the message at Twilio before any create, records it and publishes the
+    // sent event again under the same id (the events stream drops the duplicate).
+    let sent: Vec<(usize, &Message)> = created
         .iter()
         .enumerate()
-        .filter_map(|(i, created)| {
-            let created = created.as_ref().ok()?;
-            tracing::debug!(job_id = claimed[i].job.id(), sid = %created.sid, "sent to Twilio");
-            Some((
-                i,
-                SentJob {
-                    idempotency_key: &claimed[i].job.idempotency_key,
-                    twilio_sid: created.sid.as_str(),
-                    twilio_status: created.raw.get("status").and_then(|s| s.as_str()),
-                },
-            ))
-        })
+        .filter_map(|(i, created)| Some((i, created.as_ref().ok()?)))
         .collect();
-    let batch: Vec<SentJob<'_>> = sent.iter().map(|(_, s)| *s).collect();
-    let recorded = match ctx.store.outbound_mark_sent_batch(&batch).await {
-        Ok(keys) => Ok(keys
-            .into_iter()
-            .collect::<std::collections::HashSet<String>>()),
-        Err(e) => Err(format!("{e}")),
-    };
-    let recorded_at = started.elapsed();
-    // Then the sent events of the recorded jobs whose accepted event is in the stream.
     let mut finals = Vec::new();
-    for (i, sent) in &sent {
-        let c = &claimed[*i];
-        match (&recorded, &accepted[*i]) {
-            (Err(e), _) => {
-                outcomes[*i] = Some(Err(anyhow::anyhow!("recording the sent message: {e}")));
-            }
-            (Ok(keys), _) if !keys.contains(sent.idempotency_key) => {
-                // Another delivery ended the job first: publish what its row says.
-                outcomes[*i] = Some(
-                    reload_and_finish(ctx, &c.message, &c.job)
-                        .instrument(c.span.clone())
-                        .await,
-                );
-            }
-            (Ok(_), Err(e)) => {
-                // Its redelivery publishes both events from the row (`finish`).
-                outcomes[*i] = Some(Err(anyhow::anyhow!("{e:#}")));
-            }
-            (Ok(_), Ok(())) => {
-                let mut event = event(&c.job, EventKind::Sent, 1);
-                event.twilio_sid = Some(sent.twilio_sid.to_owned());
-                event.status = sent.twilio_status.map(str::to_owned);
-                let id = format!("{}:{}", sent.idempotency_key, EventKind::Sent.as_str());
-                let started = start_event(ctx, &c.message, &event, &id)
-                    .instrument(c.span.clone())
-                    .await;
-                finals.push((*i, started));
-            }
+    for &(i, created) in &sent {
+        let c = &claimed[i];
+        tracing::debug!(job_id = c.job.id(), sid = %created.sid, "sent to Twilio");
+        if accepted[i].is_err() {
+            continue;
         }
+        let mut event = event(&c.job, EventKind::Sent, 1);
+        event.twilio_sid = Some(created.sid.to_string());
+        event.status = message_status(created).map(str::to_owned);
+        let id = format!("{}:{}", c.job.idempotency_key, EventKind::Sent.as_str());
+        let started = start_event(ctx, &c.message, &event, &id)
+            .instrument(c.span.clone())
+            .await;
+        finals.push((i, started));
     }
-    let mut published = Vec::new();
+    let mut sent_published: Vec<Option<anyhow::Result<()>>> =
+        claimed.iter().map(|_| None).collect();
     for (i, started) in finals {
-        let acked = match started {
+        sent_published[i] = Some(match started {
             Ok(ack) => ack.await,
             Err(e) => Err(e),
-        };
-        match acked {
-            Ok(()) => published.push(i),
-            Err(e) => outcomes[i] = Some(Err(e)),
-        }
+        });
     }
-    let keys: Vec<&str> = published
-        .iter()
-        .map(|&i| claimed[i].job.idempotency_key.as_str())
-        .collect();
     let published_at = started.elapsed();
-    let noted = ctx.store.outbound_mark_finished_batch(&keys).await;
+    let batch: Vec<SentJob<'_>> = sent
+        .iter()
+        .map(|&(i, created)| SentJob {
+            idempotency_key: &claimed[i].job.idempotency_key,
+            twilio_sid: created.sid.as_str(),
+            twilio_status: message_status(created),
+            events_published: matches!(sent_published[i], Some(Ok(()))),
+        })
+        .collect();
+    let recorded = ctx.store.outbound_record_sent_batch(&batch).await;
     tracing::debug!(
         jobs = claimed.len(),
         creates_ms = created_at.as_secs_f64() * 1e3,
-        recorded_ms = recorded_at.as_secs_f64() * 1e3,
         published_ms = published_at.as_secs_f64() * 1e3,
-        noted_ms = started.elapsed().as_secs_f64() * 1e3,
+        recorded_ms = started.elapsed().as_secs_f64() * 1e3,
         "group sent"
     );
-    for &i in &published {
-        outcomes[i] = Some(match &noted {
-            Ok(()) => Ok(Disposition::Ack),
-            Err(e) => Err(anyhow::anyhow!("noting the events published: {e}")),
+    for &(i, _) in &sent {
+        let c = &claimed[i];
+        outcomes[i] = Some(match (&recorded, &accepted[i], &sent_published[i]) {
+            (Err(e), ..) => Err(anyhow::anyhow!("recording the sent message: {e}")),
+            (Ok(keys), ..) if !keys.contains(&c.job.idempotency_key) => {
+                // Another delivery ended the job first: publish what its row says.
+                reload_and_finish(ctx, &c.message, &c.job)
+                    .instrument(c.span.clone())
+                    .await
+            }
+            // Its redelivery publishes what is missing from the row (`finish`).
+            (Ok(_), Err(e), _) | (Ok(_), Ok(()), Some(Err(e))) => Err(anyhow::anyhow!("{e:#}")),
+            (Ok(_), Ok(()), _) => Ok(Disposition::Ack),
         });
     }
 
