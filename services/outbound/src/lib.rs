@@ -55,7 +55,7 @@ const CLOCK_SKEW: Duration = Duration::from_secs(120);
 const EVENT_DUPLICATE_WINDOW: Duration = Duration::from_secs(60 * 60);
 
 /// The most send jobs worked on as one group (see [`handle_group`] and [`group_max`]).
-const MAX_GROUP: usize = 64;
+const MAX_GROUP: usize = 128;
 
 /// How long a group of send jobs waits for more deliveries of the same pull after its first.
 const GROUP_LINGER: Duration = Duration::from_millis(2);
