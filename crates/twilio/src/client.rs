@@ -206,6 +206,13 @@ impl TwilioError {
         }
     }
 
+    /// Whether Twilio answered that the sender's queue is full (21611, `ErrorKind::Throttled`):
+    /// retryable later, though not a 429.
+    pub fn is_throttled(&self) -> bool {
+        self.api_error()
+            .is_some_and(|e| e.kind() == ErrorKind::Throttled)
+    }
+
     /// Whether repeating the request later can succeed: 429/20429 and 5xx answers, and every
     /// transport failure. For a create, check [`TwilioError::is_ambiguous`] first.
     pub fn is_retryable(&self) -> bool {

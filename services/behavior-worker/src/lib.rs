@@ -304,6 +304,38 @@ async fn spawn_request(
     });
 }
 
+/// Decodes a request ingress forwarded (a webhook or a status callback), answers it with
+/// `answer` inside `span` (whose parent is the trace context of the message's headers), and
+/// sends the reply.
+async fn serve_request<Fut>(
+    request: async_nats::service::Request,
+    span: tracing::Span,
+    what: &'static str,
+    answer: impl FnOnce(WebhookRequest) -> Fut,
+) where
+    Fut: Future<Output = WebhookReply>,
+{
+    switchboard_telemetry::set_parent_from_nats(&span, request.message.headers.as_ref());
+    let reply = async {
+        match wire::decode::<WebhookRequest>(&request.message.payload) {
+            Ok(req) => {
+                tracing::Span::current().record("request_id", req.request_id.as_str());
+                answer(req).await
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "rejected a malformed {what} message");
+                WebhookReply::status(400)
+            }
+        }
+    }
+    .instrument(span.clone())
+    .await;
+    span.record("status", reply.status);
+    if let Err(e) = request.respond(Ok(wire::encode(&reply).into())).await {
+        tracing::warn!(parent: &span, error = %e, "could not send the reply (ingress may have timed out)");
+    }
+}
+
 /// Publishes a configuration change so every worker drops its caches.
 pub async fn announce_change(
     nats: &async_nats::Client,
@@ -326,6 +358,21 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
+}
+
+/// The first value of a form field.
+fn form_param<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    form.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Whether the request's body is a URL-encoded form (what Twilio posts).
+fn is_form_post(headers: &[(String, String)]) -> bool {
+    header(headers, "content-type").is_some_and(|ct| {
+        ct.to_ascii_lowercase()
+            .starts_with("application/x-www-form-urlencoded")
+    })
 }
 
 fn valid_guid(guid: &str) -> bool {
@@ -352,25 +399,10 @@ impl Worker {
             status = field::Empty,
             otel.kind = "consumer",
         );
-        switchboard_telemetry::set_parent_from_nats(&span, request.message.headers.as_ref());
-        let reply = async {
-            match wire::decode::<WebhookRequest>(&request.message.payload) {
-                Ok(req) => {
-                    tracing::Span::current().record("request_id", req.request_id.as_str());
-                    self.answer(req).await
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "rejected a malformed webhook request message");
-                    WebhookReply::status(400)
-                }
-            }
-        }
-        .instrument(span.clone())
+        serve_request(request, span, "webhook request", |req| async move {
+            self.answer(req).await
+        })
         .await;
-        span.record("status", reply.status);
-        if let Err(e) = request.respond(Ok(wire::encode(&reply).into())).await {
-            tracing::warn!(parent: &span, error = %e, "could not send the reply (ingress may have timed out)");
-        }
     }
 
     async fn target(&self, guid: &str) -> anyhow::Result<Arc<Target>> {
@@ -493,11 +525,7 @@ impl Worker {
                 body: "<h1>503: Temporarily unavailable</h1>".into(),
             });
         }
-        let is_form = header(&req.headers, "content-type").is_some_and(|ct| {
-            ct.to_ascii_lowercase()
-                .starts_with("application/x-www-form-urlencoded")
-        });
-        let form = if is_form {
+        let form = if is_form_post(&req.headers) {
             switchboard_twilio::signature::parse_form(&req.body)
         } else {
             Vec::new()
@@ -512,11 +540,11 @@ impl Worker {
                 }
             }
         }
-        let param = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let param = |name: &str| form_param(&form, name).map(str::to_owned);
         let message_sid = param("MessageSid");
         if let Some(sid) = &message_sid
             && !behavior.uses_host()
-            && !is_opt_keyword(&form)
+            && opt_keyword(&form).is_none()
         {
             return self
                 .answer_without_effects(&req, listener, behavior, sid, param("AccountSid"), &form)
@@ -651,17 +679,9 @@ impl Worker {
         account: Option<i64>,
         form: &[(String, String)],
     ) -> anyhow::Result<()> {
-        use switchboard_twilio::opt_out::{self, OptKeyword};
-        let param = |name: &str| {
-            form.iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str())
-        };
-        let body = param("Body").unwrap_or_default();
-        let Some(keyword) = param("OptOutType")
-            .and_then(opt_out::from_opt_out_type)
-            .or_else(|| opt_out::keyword(body))
-        else {
+        use switchboard_twilio::opt_out::OptKeyword;
+        let param = |name: &str| form_param(form, name);
+        let Some(keyword) = opt_keyword(form) else {
             return Ok(());
         };
         let Some(account_id) = account else {
@@ -679,7 +699,12 @@ impl Worker {
             );
             return Ok(());
         }
-        let detail: String = body.trim().chars().take(64).collect();
+        let detail: String = param("Body")
+            .unwrap_or_default()
+            .trim()
+            .chars()
+            .take(64)
+            .collect();
         match keyword {
             OptKeyword::OptOut => {
                 let newly = self
@@ -828,19 +853,14 @@ fn log_run_errors(output: &RunOutput) {
     }
 }
 
-/// Whether an inbound message is an opt-out or opt-in keyword (these take the claim-first path,
-/// which records the keyword before the behavior runs).
-fn is_opt_keyword(form: &[(String, String)]) -> bool {
+/// The opt-out or opt-in keyword an inbound message is, if any: Twilio's `OptOutType`, else
+/// its `Body`. Such messages take the claim-first path, which records the keyword before the
+/// behavior runs.
+fn opt_keyword(form: &[(String, String)]) -> Option<switchboard_twilio::opt_out::OptKeyword> {
     use switchboard_twilio::opt_out;
-    let param = |name: &str| {
-        form.iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    param("OptOutType")
+    form_param(form, "OptOutType")
         .and_then(opt_out::from_opt_out_type)
-        .or_else(|| opt_out::keyword(param("Body").unwrap_or_default()))
-        .is_some()
+        .or_else(|| opt_out::keyword(form_param(form, "Body").unwrap_or_default()))
 }
 
 /// The host for behaviors that never call it.

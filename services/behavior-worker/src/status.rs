@@ -17,9 +17,9 @@ use switchboard_wire::outbound::{
     EVENT_VERSION, EventKind, HEADER_MSG_ID, JobError, JobEvent, JobSubjects, JobType,
 };
 use switchboard_wire::{self as wire, WebhookReply, WebhookRequest};
-use tracing::{Instrument as _, field};
+use tracing::field;
 
-use crate::{Worker, header};
+use crate::{Worker, form_param, is_form_post, serve_request};
 
 /// How often a callback for a MessageSid not recorded yet looks again.
 const STATUS_POLL: Duration = Duration::from_millis(100);
@@ -35,42 +35,23 @@ impl Worker {
             status = field::Empty,
             otel.kind = "consumer",
         );
-        switchboard_telemetry::set_parent_from_nats(&span, request.message.headers.as_ref());
-        let reply = async {
-            match wire::decode::<WebhookRequest>(&request.message.payload) {
-                Ok(req) => {
-                    tracing::Span::current().record("request_id", req.request_id.as_str());
-                    match self.answer_status(&req).await {
-                        Ok(reply) => reply,
-                        Err(e) => {
-                            tracing::error!(error = format!("{e:#}"), "status callback failed");
-                            WebhookReply::status(503)
-                        }
-                    }
-                }
+        serve_request(request, span, "status callback", |req| async move {
+            match self.answer_status(&req).await {
+                Ok(reply) => reply,
                 Err(e) => {
-                    tracing::warn!(error = %e, "rejected a malformed status callback message");
-                    WebhookReply::status(400)
+                    tracing::error!(error = format!("{e:#}"), "status callback failed");
+                    WebhookReply::status(503)
                 }
             }
-        }
-        .instrument(span.clone())
+        })
         .await;
-        span.record("status", reply.status);
-        if let Err(e) = request.respond(Ok(wire::encode(&reply).into())).await {
-            tracing::warn!(parent: &span, error = %e, "could not send the reply (ingress may have timed out)");
-        }
     }
 
     async fn answer_status(&self, req: &WebhookRequest) -> anyhow::Result<WebhookReply> {
         if !req.method.eq_ignore_ascii_case("POST") {
             return Ok(WebhookReply::status(405));
         }
-        let is_form = header(&req.headers, "content-type").is_some_and(|ct| {
-            ct.to_ascii_lowercase()
-                .starts_with("application/x-www-form-urlencoded")
-        });
-        if !is_form {
+        if !is_form_post(&req.headers) {
             tracing::warn!("rejected a status callback: not a form post");
             return Ok(WebhookReply::status(415));
         }
@@ -181,12 +162,7 @@ impl Worker {
 /// The facts of a callback, checked: a valid `MessageSid`, a `MessageStatus` (or the older
 /// `SmsStatus`) of lower-case letters and `_`, and a numeric `ErrorCode` when there is one.
 fn parse_callback(form: &[(String, String)]) -> Result<StatusUpdate<'_>, &'static str> {
-    let param = |name: &str| {
-        form.iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
-    };
+    let param = |name: &str| form_param(form, name).filter(|v| !v.is_empty());
     let message_sid = param("MessageSid").ok_or("no MessageSid")?;
     MessageSid::parse(message_sid).map_err(|_| "MessageSid is not a message SID")?;
     let status = param("MessageStatus")

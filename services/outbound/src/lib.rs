@@ -32,7 +32,7 @@ use switchboard_store::outbound::{JobFailure, JobState, NewJob, OutboundJob, Pub
 use switchboard_twilio::client::{
     Backoff, CreateMessage, Credentials, ListFilter, Message, Sender, TwilioClient, TwilioError,
 };
-use switchboard_twilio::{AccountSid, E164, ErrorKind, MessagingServiceSid};
+use switchboard_twilio::{AccountSid, E164, MessagingServiceSid};
 use switchboard_wire::outbound::{
     AccountRef, EVENT_VERSION, EventKind, HEADER_DEAD_LETTER_ATTEMPTS, HEADER_DEAD_LETTER_CODE,
     HEADER_MSG_ID, HEADER_REPLY_TO, JobError, JobEvent, JobSubjects, JobType, OUTBOUND_CONSUMER,
@@ -1027,7 +1027,7 @@ async fn process(ctx: &Ctx, message: &jetstream::Message) -> anyhow::Result<Disp
     drop(permit);
     match created {
         Ok(created) => {
-            let status = created.raw.get("status").and_then(|s| s.as_str());
+            let status = message_status(&created);
             tracing::info!(sid = %created.sid, attempt, "sent to Twilio");
             ctx.store
                 .outbound_mark_sent(key, created.sid.as_str(), status)
@@ -1050,9 +1050,7 @@ async fn after_failure(
 ) -> anyhow::Result<Disposition> {
     let key = job.idempotency_key.as_str();
     let (code, text) = error_code_and_message(error);
-    let throttled = error
-        .api_error()
-        .is_some_and(|e| e.kind() == ErrorKind::Throttled);
+    let throttled = error.is_throttled();
     let too_many = error
         .api_error()
         .is_some_and(|e| e.status == 429 || e.code == 20429);

@@ -10,7 +10,6 @@
 
 use async_nats::jetstream::{self, consumer};
 use serde_json::{Value as Json, json};
-use switchboard_twilio::ErrorKind;
 use switchboard_twilio::client::{Lookup, TwilioError};
 use switchboard_wire::outbound::{
     AccountRef, EVENT_VERSION, EventKind, HEADER_MSG_ID, JobEvent, JobType, LookupApi, LookupJob,
@@ -162,9 +161,7 @@ async fn after_failure(
         anyhow::bail!("Twilio client: {error}");
     }
     let (code, text) = error_code_and_message(error);
-    let throttled = error
-        .api_error()
-        .is_some_and(|e| e.kind() == ErrorKind::Throttled);
+    let throttled = error.is_throttled();
     if !(error.is_retryable() || throttled) {
         tracing::warn!(attempt, code = %code, error = %text, "permanent Twilio error");
         return fail(ctx, message, job, EventKind::Failed, &code, &text, attempt).await;
