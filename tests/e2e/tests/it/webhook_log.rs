@@ -110,4 +110,13 @@ async fn a_batch_claims_each_message_sid_once_and_a_refused_record_fails_alone()
         .unwrap();
     assert_eq!(stored["body"], "echo first");
     assert_eq!(stack.store.stored_response(&d).await.unwrap(), None);
+    // Run traces are compressed with lz4, not the default pglz (migration 0005).
+    let compression: String = sqlx::query_scalar(
+        "SELECT attcompression::text FROM pg_attribute \
+         WHERE attrelid = 'behavior_runs'::regclass AND attname = 'trace'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(compression, "l");
 }
