@@ -78,9 +78,9 @@ enum Command {
         /// A webhook request header.
         #[arg(long = "header", value_name = "NAME=VALUE")]
         headers: Vec<KeyValue>,
-        /// The webhook request method.
-        #[arg(long, value_name = "VERB", default_value = "POST")]
-        method: String,
+        /// The webhook request method [default: POST].
+        #[arg(long, value_name = "VERB")]
+        method: Option<String>,
         /// A raw webhook request body (params then go to the query string).
         #[arg(long, value_name = "TEXT")]
         body: Option<String>,
@@ -253,6 +253,7 @@ enum BehaviorsCmd {
 }
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if e.use_stderr() => {
@@ -310,6 +311,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// Rust ignores SIGPIPE, so `println!` into a closed pipe (`switchboard simulate ... | head`)
+/// panics. Like other command-line tools, the CLI instead ends quietly when its reader has gone.
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in `main`, before any other thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_simulate(
     package: PathBuf,
@@ -317,7 +329,7 @@ fn run_simulate(
     prompts: Vec<KeyValue>,
     params: Vec<KeyValue>,
     headers: Vec<KeyValue>,
-    method: String,
+    method: Option<String>,
     body: Option<String>,
     vars: Vec<KeyValue>,
     run_http: bool,
@@ -331,7 +343,7 @@ fn run_simulate(
         prompts,
         params,
         headers,
-        method: Some(method),
+        method,
         body,
         vars,
         run_http,

@@ -5,7 +5,7 @@
 use anyhow::{Context, bail};
 use secrecy::SecretString;
 use serde::Serialize;
-use switchboard_package::{ImportPlan, Package, PlanOptions, PromptAnswers, PromptKind};
+use switchboard_package::{ImportPlan, Package, PlanOptions, PromptKind};
 use switchboard_store::{Account, Store};
 use switchboard_wire::Subjects;
 
@@ -101,19 +101,7 @@ impl Env {
     ) -> anyhow::Result<(ImportReport, Vec<String>)> {
         let package =
             Package::parse(package_json).map_err(|e| anyhow::anyhow!("invalid package: {e}"))?;
-        let mut answers = PromptAnswers::new();
-        for kv in prompts {
-            if !package.prompts().iter().any(|p| p.key == kv.key) {
-                let keys: Vec<&str> = package.prompts().iter().map(|p| p.key.as_str()).collect();
-                bail!(
-                    "--prompt {}: the package has no prompt '{}' (its prompts: {})",
-                    kv.key,
-                    kv.key,
-                    keys.join(", ")
-                );
-            }
-            answers.insert(kv.key.clone(), serde_json::Value::String(kv.value.clone()));
-        }
+        let answers = crate::args::prompt_answers(&package, prompts)?;
         // Chooser prompts for connected accounts must name an existing account (Cerb's UI
         // guarantees it; on the command line we check).
         for prompt in package.prompts() {

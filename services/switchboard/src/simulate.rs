@@ -11,9 +11,7 @@ use switchboard_engine::{
     BotInfo, CompiledBehavior, ConnectedAccount, Host, HttpOutcome, HttpRequest, HttpResponse,
     RunOptions, RunOutput, WebhookRequest, run_macro, run_webhook,
 };
-use switchboard_package::{
-    EVENT_MACRO, EVENT_WEBHOOK, ImportPlan, Package, PromptAnswers, PromptKind, RecordId,
-};
+use switchboard_package::{EVENT_MACRO, EVENT_WEBHOOK, ImportPlan, Package, PromptKind, RecordId};
 
 use crate::args::KeyValue;
 
@@ -38,6 +36,8 @@ pub struct SimulateRequest {
 pub struct Simulation {
     pub output: RunOutput,
     pub notes: Vec<String>,
+    /// The behavior's event (`event.webhook.received` or `event.macro.bot`).
+    pub event: String,
 }
 
 /// The `--json` document.
@@ -95,10 +95,7 @@ pub fn simulate(req: &SimulateRequest) -> anyhow::Result<Simulation> {
     let package =
         Package::parse(&req.package_json).map_err(|e| anyhow::anyhow!("invalid package: {e}"))?;
     let mut notes = Vec::new();
-    let mut answers = PromptAnswers::new();
-    for kv in &req.prompts {
-        answers.insert(kv.key.clone(), serde_json::Value::String(kv.value.clone()));
-    }
+    let mut answers = crate::args::prompt_answers(&package, &req.prompts)?;
     // Chooser prompts for connected accounts become sample accounts with these ids.
     let mut account_ids = Vec::new();
     let mut next_account: RecordId = 0;
@@ -163,6 +160,7 @@ pub fn simulate(req: &SimulateRequest) -> anyhow::Result<Simulation> {
         .get(&def.id)
         .cloned()
         .context("behavior was compiled")?;
+    check_inputs(req, &def.uid, &def.event, &behavior)?;
     let host = SimulatorHost {
         behaviors,
         accounts: account_ids
@@ -197,7 +195,70 @@ pub fn simulate(req: &SimulateRequest) -> anyhow::Result<Simulation> {
             def.uid
         ),
     };
-    Ok(Simulation { output, notes })
+    Ok(Simulation {
+        output,
+        notes,
+        event: def.event.clone(),
+    })
+}
+
+/// Refuses inputs the behavior would never see, rather than ignoring them: `--var` for a webhook
+/// behavior; `--param`, `--header`, `--method` or `--body` for a macro behavior; a variable the
+/// macro does not have, or one given twice.
+fn check_inputs(
+    req: &SimulateRequest,
+    uid: &str,
+    event: &str,
+    behavior: &CompiledBehavior,
+) -> anyhow::Result<()> {
+    if event == EVENT_WEBHOOK {
+        if let Some(kv) = req.vars.first() {
+            bail!(
+                "--var {}: behavior '{uid}' is a webhook behavior ({EVENT_WEBHOOK}); give its request with --param, --header, --method and --body",
+                kv.key
+            );
+        }
+        if let Some(method) = &req.method {
+            crate::args::http_method(method).map_err(|e| anyhow::anyhow!("--method: {e}"))?;
+        }
+        return Ok(());
+    }
+    let variables = behavior.variables();
+    let known = || {
+        let keys: Vec<&str> = variables.keys().map(String::as_str).collect();
+        if keys.is_empty() {
+            "it has none".to_owned()
+        } else {
+            format!("its variables: {}", keys.join(", "))
+        }
+    };
+    let webhook_only = [
+        (!req.params.is_empty(), "--param"),
+        (!req.headers.is_empty(), "--header"),
+        (req.method.is_some(), "--method"),
+        (req.body.is_some(), "--body"),
+    ];
+    if let Some((_, flag)) = webhook_only.iter().find(|(given, _)| *given) {
+        bail!(
+            "{flag}: behavior '{uid}' is a macro behavior ({event}); give its inputs with --var ({})",
+            known()
+        );
+    }
+    let mut seen = std::collections::HashSet::new();
+    for kv in &req.vars {
+        if !variables.contains_key(&kv.key) {
+            bail!(
+                "--var {}: behavior '{uid}' has no variable '{}' ({})",
+                kv.key,
+                kv.key,
+                known()
+            );
+        }
+        if !seen.insert(kv.key.as_str()) {
+            bail!("--var {} is given more than once", kv.key);
+        }
+    }
+    Ok(())
 }
 
 /// Compiles every behavior of a plan, keyed by id.
@@ -424,6 +485,10 @@ pub fn render_text(sim: &Simulation) -> String {
                 None => s.push_str(&format!("{}\n", e.message)),
             }
         }
+    }
+    if sim.event != EVENT_WEBHOOK {
+        // A macro behavior answers no HTTP request: its results are the variables above.
+        return s;
     }
     s.push_str(&format!("\n== Response ==\nHTTP {}\n", o.status));
     for (k, v) in &o.headers {

@@ -121,6 +121,98 @@ fn bad_input_exits_non_zero_with_one_line() {
         ),
         (vec!["simulate", seed], "--behavior"),
         (
+            vec![
+                "simulate",
+                seed,
+                "--behavior",
+                "behavior_43",
+                "--prompt",
+                "nosuch=1",
+            ],
+            "the package has no prompt 'nosuch' (its prompts: twilio_account_id, account_sid, default_from)",
+        ),
+        (
+            vec![
+                "simulate",
+                seed,
+                "--behavior",
+                "behavior_43",
+                "--prompt",
+                "default_from=+15551230000",
+                "--prompt",
+                "default_from=+15551230001",
+            ],
+            "--prompt default_from is given more than once",
+        ),
+        (
+            vec![
+                "simulate",
+                seed,
+                "--behavior",
+                "behavior_43",
+                "--method",
+                "GE T",
+            ],
+            "'GE T' is not an HTTP method",
+        ),
+        (
+            vec![
+                "simulate",
+                seed,
+                "--behavior",
+                "behavior_43",
+                "--var",
+                "var_to=1",
+            ],
+            "behavior 'behavior_43' is a webhook behavior",
+        ),
+        (
+            vec![
+                "simulate",
+                seed,
+                "--behavior",
+                "behavior_41",
+                "--var",
+                "nosuch=1",
+            ],
+            "behavior 'behavior_41' has no variable 'nosuch' (its variables: var_to, var_body)",
+        ),
+        (
+            vec![
+                "simulate",
+                seed,
+                "--behavior",
+                "behavior_41",
+                "--var",
+                "var_to=+15551230000",
+                "--var",
+                "var_to=+15551230001",
+            ],
+            "--var var_to is given more than once",
+        ),
+        (
+            vec![
+                "simulate",
+                seed,
+                "--behavior",
+                "behavior_41",
+                "--param",
+                "Body=hi",
+            ],
+            "--param: behavior 'behavior_41' is a macro behavior",
+        ),
+        (
+            vec![
+                "simulate",
+                seed,
+                "--behavior",
+                "behavior_41",
+                "--method",
+                "GET",
+            ],
+            "--method: behavior 'behavior_41' is a macro behavior",
+        ),
+        (
             vec!["run", "bot_twilio", "behavior_41", "--var", "var_to"],
             "'var_to' is not NAME=VALUE",
         ),
@@ -165,4 +257,42 @@ fn bad_input_exits_non_zero_with_one_line() {
         assert!(out.stdout.is_empty(), "{args:?}");
     }
     std::fs::remove_file(bad_json).ok();
+}
+
+/// A reader that goes away (`switchboard simulate ... | head -1`) ends the CLI quietly: no panic
+/// about a broken pipe.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+
+    let seed = seed_path();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args([
+            "simulate",
+            seed.to_str().unwrap(),
+            "--behavior",
+            "behavior_43",
+        ])
+        .args(["--param", "Body=help", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    // The only read end of the pipe is closed before the child has written anything.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("waits");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        out.status.signal(),
+        Some(libc_sigpipe()),
+        "{:?}",
+        out.status
+    );
+}
+
+/// SIGPIPE is 13 on every Unix the CLI is built for (Linux, macOS, the BSDs).
+fn libc_sigpipe() -> i32 {
+    13
 }

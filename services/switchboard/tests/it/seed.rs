@@ -91,6 +91,13 @@ fn send_sms_builds_the_exact_twilio_request() {
         "every prompt was answered: {:?}",
         sim.notes
     );
+    // A macro answers no HTTP request: the text report has no response section.
+    let text = render_text(&sim);
+    assert!(
+        text.contains("\n== HTTP requests ==\nPOST https://api.twilio.com/"),
+        "{text}"
+    );
+    assert!(!text.contains("== Response =="), "{text}");
 }
 
 #[test]
