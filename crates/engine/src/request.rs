@@ -1,6 +1,7 @@
 //! A webhook request as the behavior sees it (cerb-semantics §3.1): `http_verb`, `http_body`,
-//! `http_params` (query then form, keys folded), `http_headers` (lower-case, `_` for `-`,
-//! without Content-Type/Length), `http_path` and `http_client_ip`.
+//! `http_params` (query, then a POSTed urlencoded or multipart form, keys folded),
+//! `http_headers` (lower-case, `_` for `-`, without Content-Type/Length), `http_path` and
+//! `http_client_ip`.
 
 use std::sync::Arc;
 
@@ -177,11 +178,23 @@ impl WebhookRequest {
             .headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-            .map(|(_, v)| v.to_ascii_lowercase())
+            .map(|(_, v)| v.as_str())
             .unwrap_or_default();
-        if content_type.starts_with("application/x-www-form-urlencoded") {
-            // The body wins over the query string on the same key.
-            merge_query(&mut params, &self.body);
+        // PHP fills `$_POST` only for POST requests (PUT/PATCH bodies stay in `http_body`), and
+        // only for the two form media types, compared without their parameters. The body wins
+        // over the query string on the same key.
+        if self.method.eq_ignore_ascii_case("POST") {
+            match media_type(content_type).as_str() {
+                "application/x-www-form-urlencoded" => merge_query(&mut params, &self.body),
+                "multipart/form-data" => {
+                    if let Some(boundary) = multipart_boundary(content_type) {
+                        for (name, value) in multipart_fields(&self.body, boundary.as_bytes()) {
+                            insert_param(&mut params, &name, value);
+                        }
+                    }
+                }
+                _ => {}
+            }
         }
         let mut headers: FastMap<String, String> = FastMap::default();
         for (name, value) in &self.headers {
@@ -241,21 +254,146 @@ fn merge_query(params: &mut FastMap<String, Param>, raw: &[u8]) {
             params.insert(key, Param::Text(decode_component(value)));
             continue;
         }
-        let name = decode_component(name);
-        let (base, path) = php_name(&name);
-        let key = param_key(&base);
-        if key.is_empty() && path.is_empty() {
+        insert_param(params, &decode_component(name), decode_component(value));
+    }
+}
+
+/// Inserts one decoded `name=value` pair the way PHP registers a request variable (brackets
+/// make arrays, ` ` and `.` in the base name become `_`), folding the top-level key like Cerb.
+fn insert_param(params: &mut FastMap<String, Param>, name: &str, value: String) {
+    let (base, path) = php_name(name);
+    let key = param_key(&base);
+    if key.is_empty() && path.is_empty() {
+        return;
+    }
+    if path.is_empty() {
+        params.insert(key, Param::Text(value));
+    } else {
+        let slot = params
+            .entry(key)
+            .or_insert_with(|| Param::List(IndexMap::new()));
+        insert_path(slot, &path, value);
+    }
+}
+
+/// A Content-Type without its parameters, lower-case, as PHP's SAPI compares it (cut at the
+/// first `;`, `,` or space).
+fn media_type(content_type: &str) -> String {
+    content_type
+        .trim_start()
+        .split([';', ',', ' '])
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+/// The `boundary` parameter of a `multipart/form-data` Content-Type (quoted or not).
+fn multipart_boundary(content_type: &str) -> Option<String> {
+    let lower = content_type.to_ascii_lowercase();
+    let at = lower.find("boundary")?;
+    let rest = content_type[at + "boundary".len()..].trim_start();
+    let rest = rest.strip_prefix('=')?.trim_start();
+    let boundary = match rest.strip_prefix('"') {
+        Some(quoted) => &quoted[..quoted.find('"')?],
+        None => rest.split([',', ';']).next().unwrap_or("").trim_end(),
+    };
+    (!boundary.is_empty()).then(|| boundary.to_string())
+}
+
+/// The non-file fields of a `multipart/form-data` body, in order: what PHP puts in `$_POST`
+/// (parts with a `filename` go to `$_FILES`, which Cerb does not read). A part's value is its
+/// raw content up to the line break before the next delimiter.
+fn multipart_fields(body: &[u8], boundary: &[u8]) -> Vec<(String, String)> {
+    let mut delimiter = b"--".to_vec();
+    delimiter.extend_from_slice(boundary);
+    let mut next_delimiter = b"\n".to_vec();
+    next_delimiter.extend_from_slice(&delimiter);
+    let mut fields = Vec::new();
+    let Some(first) = find(body, &delimiter, 0) else {
+        return fields;
+    };
+    let mut pos = first + delimiter.len();
+    loop {
+        if body[pos..].starts_with(b"--") {
+            break;
+        }
+        // The rest of the delimiter line.
+        let Some(eol) = find(body, b"\n", pos) else {
+            break;
+        };
+        pos = eol + 1;
+        // Part headers, up to an empty line.
+        let mut disposition = None;
+        loop {
+            let Some(eol) = find(body, b"\n", pos) else {
+                return fields;
+            };
+            let line = String::from_utf8_lossy(&body[pos..eol]);
+            let line = line.trim_end_matches('\r');
+            pos = eol + 1;
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.trim().eq_ignore_ascii_case("content-disposition")
+            {
+                disposition = Some(value.trim().to_string());
+            }
+        }
+        let Some(end) = find(body, &next_delimiter, pos) else {
+            return fields;
+        };
+        let mut content = &body[pos..end];
+        if let Some(stripped) = content.strip_suffix(b"\r") {
+            content = stripped;
+        }
+        pos = end + next_delimiter.len();
+        let Some(disposition) = disposition else {
+            continue;
+        };
+        let name = disposition_param(&disposition, "name");
+        if disposition_param(&disposition, "filename").is_some() {
             continue;
         }
-        if path.is_empty() {
-            params.insert(key, Param::Text(decode_component(value)));
-        } else {
-            let slot = params
-                .entry(key)
-                .or_insert_with(|| Param::List(IndexMap::new()));
-            insert_path(slot, &path, decode_component(value));
+        if let Some(name) = name {
+            fields.push((name, String::from_utf8_lossy(content).into_owned()));
         }
     }
+    fields
+}
+
+/// A parameter of a Content-Disposition value (`form-data; name="a"; filename="b"`).
+fn disposition_param(disposition: &str, wanted: &str) -> Option<String> {
+    let mut rest = disposition;
+    while let Some(semi) = rest.find(';') {
+        rest = rest[semi + 1..].trim_start();
+        let Some((name, value)) = rest.split_once('=') else {
+            break;
+        };
+        let (value, tail) = match value.strip_prefix('"') {
+            Some(quoted) => {
+                let end = quoted.find('"').unwrap_or(quoted.len());
+                (&quoted[..end], &quoted[(end + 1).min(quoted.len())..])
+            }
+            None => {
+                let end = value.find(';').unwrap_or(value.len());
+                (value[..end].trim(), &value[end..])
+            }
+        };
+        if name.trim().eq_ignore_ascii_case(wanted) {
+            return Some(value.to_string());
+        }
+        rest = tail;
+    }
+    None
+}
+
+fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    haystack
+        .get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|i| i + from)
 }
 
 /// Decodes one `application/x-www-form-urlencoded` component.
@@ -456,6 +594,81 @@ mod tests {
                 .collect();
             assert_eq!(ours, theirs, "{raw:?}");
         }
+    }
+
+    #[test]
+    fn only_post_form_bodies_become_params() {
+        let mut put = form("Body=put");
+        put.method = "PUT".into();
+        put.query = "q=1".into();
+        let n = put.normalize();
+        assert_eq!(
+            n.param_text("body"),
+            Some(""),
+            "PHP fills $_POST for POST only"
+        );
+        assert_eq!(n.param_text("q"), Some("1"));
+        assert_eq!(n.body, "Body=put");
+
+        for (content_type, parsed) in [
+            ("application/x-www-form-urlencoded; charset=UTF-8", true),
+            ("Application/X-WWW-Form-Urlencoded", true),
+            ("application/x-www-form-urlencodedx", false),
+            ("text/plain", false),
+            ("", false),
+        ] {
+            let mut r = form("Body=x");
+            r.headers[0].1 = content_type.into();
+            let expected = if parsed { Some("x") } else { Some("") };
+            assert_eq!(
+                r.normalize().param_text("body"),
+                expected,
+                "{content_type:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn multipart_fields_are_params_and_files_are_not() {
+        let body = concat!(
+            "preamble\r\n",
+            "--XyZ\r\n",
+            "Content-Disposition: form-data; name=\"Body\"\r\n",
+            "\r\n",
+            "line 1\r\nline 2\r\n",
+            "--XyZ\r\n",
+            "content-disposition: form-data; name=\"upload\"; filename=\"a.txt\"\r\n",
+            "Content-Type: text/plain\r\n",
+            "\r\n",
+            "file content\r\n",
+            "--XyZ\r\n",
+            "Content-Disposition: form-data; name=\"tags[]\"\r\n",
+            "\r\n",
+            "a\r\n",
+            "--XyZ\r\n",
+            "Content-Disposition: form-data; name=\"Media-Url.0\"\r\n",
+            "\r\n",
+            "\r\n",
+            "--XyZ--\r\n",
+        );
+        let r = WebhookRequest {
+            method: "POST".into(),
+            query: "Body=query&q=1".into(),
+            headers: vec![(
+                "Content-Type".into(),
+                "multipart/form-data; boundary=\"XyZ\"".into(),
+            )],
+            body: body.as_bytes().to_vec(),
+            ..Default::default()
+        };
+        let n = r.normalize();
+        assert_eq!(n.param_text("body"), Some("line 1\r\nline 2"));
+        assert_eq!(n.param_text("q"), Some("1"));
+        assert_eq!(n.param_text("tags"), None, "tags[] is an array");
+        assert_eq!(n.param_text("media_url_0"), Some(""));
+        assert!(!n.params.contains_key("upload"), "file parts go to $_FILES");
+        assert_eq!(n.params.len(), 4);
+        assert_eq!(n.body, body, "the raw body is kept");
     }
 
     #[test]
