@@ -79,6 +79,10 @@ const WEBHOOK_CONDITIONS: [&str; 6] = [
     "http_client_ip",
     "http_path",
 ];
+/// The string operator family (cerb-semantics §2.5), each negatable with a leading `!`; `=` is
+/// `compareStrings`' spelling of `is`. Other families (`gt`, `bool`, `in`, `between`, ...) are not
+/// emulated, so a condition using one is refused (Decision 3) instead of silently failing.
+const STRING_OPERATORS: [&str; 5] = ["is", "=", "contains", "like", "regexp"];
 /// Behavior variable types (cerb-semantics §6.3); `ctx_<context>` is accepted too.
 const VARIABLE_TYPES: [&str; 15] = [
     "S", "T", "U", "D", "C", "N", "O", "Y", "E", "L", "W", "M", "X", "F", "I",
@@ -115,6 +119,18 @@ fn as_items(v: &Json) -> Option<&[Json]> {
         Json::Object(o) if o.is_empty() => Some(&[]),
         Json::Null => Some(&[]),
         _ => None,
+    }
+}
+
+/// PHP's `gettype` of a JSON value, as Cerb's validation messages print it.
+fn php_type(v: &Json) -> &'static str {
+    match v {
+        Json::Null => "NULL",
+        Json::Bool(_) => "boolean",
+        Json::Number(n) if n.is_f64() => "double",
+        Json::Number(_) => "integer",
+        Json::String(_) => "string",
+        Json::Array(_) | Json::Object(_) => "array",
     }
 }
 
@@ -358,7 +374,10 @@ impl<'a> Validator<'a> {
                         ),
                         Json::String(_) => {}
                         Json::Null => self.push(&field, err(&format!("'{key}' is required."))),
-                        _ => self.push(&field, err(&format!("'{key}' must be a string."))),
+                        other => self.push(
+                            &field,
+                            err(&format!("'{key}' must be a string ({}).", php_type(other))),
+                        ),
                     }
                 }
                 "extension_params" => {
@@ -381,7 +400,7 @@ impl<'a> Validator<'a> {
         }
         for key in ["name", "guid", "extension_id"] {
             if !obj.contains_key(key) {
-                self.push(path, err(&format!("'{key}' is required.")));
+                self.push(&path.key(key), err(&format!("'{key}' is required.")));
             }
         }
     }
@@ -779,8 +798,27 @@ impl<'a> Validator<'a> {
                         _ => format!("Unsupported condition '{shown}'"),
                     };
                     self.push(&path.key("condition"), msg);
+                } else {
+                    self.operator(cobj.get("oper"), &path.key("oper"));
                 }
             }
+        }
+    }
+}
+
+impl Validator<'_> {
+    /// `oper` of a supported condition: one of [`STRING_OPERATORS`], optionally negated.
+    fn operator(&mut self, oper: Option<&Json>, path: &JsonPath) {
+        const SUPPORTED: &str = "only the string operators is, contains, like and regexp (each negatable with '!') are supported";
+        match oper {
+            Some(v) if self.deferred(v) => {}
+            Some(Json::String(op))
+                if STRING_OPERATORS.contains(&op.strip_prefix('!').unwrap_or(op)) => {}
+            Some(Json::String(op)) => {
+                self.push(path, format!("Unsupported operator '{op}': {SUPPORTED}"))
+            }
+            Some(other) => self.push(path, format!("Unsupported operator {other}: {SUPPORTED}")),
+            None => self.push(path, format!("Condition has no operator: {SUPPORTED}")),
         }
     }
 }
@@ -789,6 +827,71 @@ impl<'a> Validator<'a> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn operators_are_the_string_family() {
+        let doc = json!({"package": {}});
+        let mut v = Validator::new(&doc, true);
+        let path = JsonPath::root().key("bots");
+        for ok in [
+            "is",
+            "!is",
+            "=",
+            "!=",
+            "contains",
+            "!contains",
+            "like",
+            "!like",
+            "regexp",
+            "!regexp",
+        ] {
+            v.operator(Some(&json!(ok)), &path);
+        }
+        assert_eq!(v.issues, vec![]);
+        for bad in [json!("gt"), json!("!!is"), json!("IS"), json!(""), json!(1)] {
+            v.operator(Some(&bad), &path);
+        }
+        v.operator(None, &path);
+        let messages: Vec<&str> = v.issues.iter().map(|i| i.message.as_str()).collect();
+        assert_eq!(messages.len(), 6, "{messages:?}");
+        assert!(
+            messages[0].starts_with("Unsupported operator 'gt': "),
+            "{messages:?}"
+        );
+        assert!(
+            messages[4].starts_with("Unsupported operator 1: "),
+            "{messages:?}"
+        );
+        assert!(
+            messages[5].starts_with("Condition has no operator: "),
+            "{messages:?}"
+        );
+        // Before rendering, a templated operator waits for its rendered value.
+        let mut raw = Validator::new(&doc, false);
+        raw.operator(Some(&json!("{{{op}}}")), &path);
+        assert_eq!(raw.issues, vec![]);
+    }
+
+    #[test]
+    fn php_types() {
+        assert_eq!(
+            [
+                json!(null),
+                json!(true),
+                json!(1),
+                json!(1.5),
+                json!("s"),
+                json!([]),
+                json!({})
+            ]
+            .iter()
+            .map(php_type)
+            .collect::<Vec<_>>(),
+            [
+                "NULL", "boolean", "integer", "double", "string", "array", "array"
+            ]
+        );
+    }
 
     #[test]
     fn template_markers_are_cerbs() {

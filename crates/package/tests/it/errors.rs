@@ -194,13 +194,13 @@ fn webhook_listener_fields_are_validated() {
             expect(
                 "records",
                 Some("h3"),
-                None,
+                Some("name"),
                 "Error validating record (h3): 'name' is required."
             ),
             expect(
                 "records",
                 Some("h3"),
-                None,
+                Some("extension_id"),
                 "Error validating record (h3): 'extension_id' is required."
             ),
             expect(
