@@ -97,9 +97,10 @@ pub struct PlanOptions<'a> {
     pub answers: &'a PromptAnswers,
     /// Hands out one fresh id per call (a database sequence in production).
     pub next_id: &'a mut dyn FnMut() -> RecordId,
-    /// Source of random placeholders. Must be a CSPRNG in production (the webhook guid is a
-    /// bearer secret, Decision 5); tests pass a seeded one.
-    pub rng: &'a mut dyn rand::RngCore,
+    /// Source of random placeholders: a cryptographically secure generator, required by the type
+    /// (the webhook guid is a bearer secret, Decision 5). Production passes `rand::rng()`; tests
+    /// pass a seeded `StdRng` (also a CSPRNG) to get reproducible values.
+    pub rng: &'a mut dyn rand::CryptoRng,
     /// The `default.*` names, as a JSON object, e.g. `{"base_url": "https://sb.example.com/"}`.
     /// Cerb provides `base_url`, `group_id`, `bucket_id`, `replyto_id`, `replyto_email` and
     /// `mail_transport_id`; a name not given here is undefined (Decision 4).

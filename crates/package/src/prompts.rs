@@ -226,8 +226,9 @@ fn random_length(raw: Option<&Json>) -> Result<usize, String> {
     }
 }
 
-/// A random string from [`RANDOM_ALPHABET`], each character drawn uniformly from `rng`.
-pub fn random_string(rng: &mut dyn rand::RngCore, length: usize) -> String {
+/// A random string from [`RANDOM_ALPHABET`], each character drawn uniformly (no modulo bias)
+/// from `rng`, which must be cryptographically secure (Decision 5; Cerb used `mt_rand`).
+pub fn random_string(rng: &mut dyn rand::CryptoRng, length: usize) -> String {
     (0..length)
         .map(|_| RANDOM_ALPHABET[rng.random_range(0..RANDOM_ALPHABET.len())] as char)
         .collect()
