@@ -30,22 +30,80 @@ pub fn truthy(v: &Value) -> bool {
     }
 }
 
-/// PHP `intval` of a string: optional sign and leading digits, else 0.
+/// PHP's `(int)` of a string: leading whitespace, then the longest numeric prefix (sign,
+/// digits, fraction, exponent: `"1e3"` is 1000, `"41.9"` 41, `"200 OK"` 200), truncated toward
+/// zero and saturated at the `i64` bounds; 0 when there is no numeric prefix.
 pub fn intval(s: &str) -> i64 {
-    let t = s.trim_start();
-    let (sign, digits) = match t.as_bytes().first() {
-        Some(b'-') => (-1, &t[1..]),
-        Some(b'+') => (1, &t[1..]),
-        _ => (1, t),
-    };
-    let end = digits
+    let t = s.trim_start_matches([' ', '\t', '\n', '\r', '\x0B', '\x0C']);
+    let len = numeric_prefix_len(t);
+    let prefix = &t[..len];
+    if prefix
         .bytes()
-        .position(|b| !b.is_ascii_digit())
-        .unwrap_or(digits.len());
-    digits[..end]
-        .parse::<i64>()
-        .map(|n| sign * n)
-        .unwrap_or(if end > 0 { sign * i64::MAX } else { 0 })
+        .all(|b| b.is_ascii_digit() || b == b'-' || b == b'+')
+    {
+        let (sign, digits) = match prefix.as_bytes().first() {
+            Some(b'-') => (-1, &prefix[1..]),
+            Some(b'+') => (1, &prefix[1..]),
+            _ => (1, prefix),
+        };
+        return match digits.parse::<i64>() {
+            Ok(n) => sign * n,
+            Err(_) if digits.is_empty() => 0,
+            Err(_) => sign * i64::MAX,
+        };
+    }
+    // `as` truncates toward zero and saturates, as PHP's string-to-int conversion does.
+    prefix.parse::<f64>().map(|f| f as i64).unwrap_or(0)
+}
+
+/// Length of the numeric prefix of `s` (PHP's numeric-string grammar: `[+-]? (digits [. digits?]
+/// | . digits) ([eE] [+-]? digits)?`), or 0.
+fn numeric_prefix_len(s: &str) -> usize {
+    let b = s.as_bytes();
+    let digits = |mut i: usize| {
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        i
+    };
+    let mut i = usize::from(matches!(b.first(), Some(b'+' | b'-')));
+    let int_end = digits(i);
+    let mut end = int_end;
+    if b.get(end) == Some(&b'.') {
+        let frac_end = digits(end + 1);
+        if frac_end > end + 1 || int_end > i {
+            end = frac_end;
+        }
+    }
+    if end == i || (end == i + 1 && b[i] == b'.') {
+        return 0;
+    }
+    i = end;
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        let mut j = i + 1;
+        if matches!(b.get(j), Some(b'+' | b'-')) {
+            j += 1;
+        }
+        let exp_end = digits(j);
+        if exp_end > j {
+            end = exp_end;
+        }
+    }
+    end
+}
+
+/// PHP's `is_numeric` on a string: a numeric string with optional leading and trailing
+/// whitespace (`" 12"`, `"1.5"`, `"1e3"`, `".5"`; not `"0x1A"`, `"12abc"` or `""`).
+pub fn is_numeric(s: &str) -> bool {
+    let ws = [' ', '\t', '\n', '\r', '\x0B', '\x0C'];
+    let t = s.trim_start_matches(ws).trim_end_matches(ws);
+    !t.is_empty() && numeric_prefix_len(t) == t.len()
+}
+
+/// PHP's `trim()` with its default characters (space, `\t`, `\n`, `\r`, NUL, vertical tab);
+/// not Unicode whitespace.
+pub fn php_trim(s: &str) -> &str {
+    s.trim_matches([' ', '\t', '\n', '\r', '\0', '\x0B'])
 }
 
 /// A dictionary value as condition text: `None` for arrays/maps (Decision 9), `""` for
@@ -126,13 +184,55 @@ mod tests {
             ("200 OK", 200),
             ("404", 404),
             (" 12x", 12),
+            ("\n\t7", 7),
             ("-3", -3),
+            ("+3", 3),
             ("OK", 0),
             ("", 0),
+            ("-", 0),
             ("3.9", 3),
+            ("-3.9", -3),
+            ("41.9", 41),
+            (".5", 0),
+            ("1e3", 1000),
+            ("1.5e2x", 150),
+            ("2e", 2),
+            ("0x1A", 0),
+            ("99999999999999999999", i64::MAX),
+            ("-99999999999999999999", -i64::MAX),
+            ("1e30", i64::MAX),
         ] {
             assert_eq!(intval(s), n, "{s:?}");
         }
+    }
+
+    #[test]
+    fn php_is_numeric_and_trim() {
+        for (s, numeric) in [
+            ("12", true),
+            (" 12", true),
+            ("12 ", true),
+            ("-1.5", true),
+            (".5", true),
+            ("5.", true),
+            ("1e3", true),
+            ("1700000000", true),
+            ("", false),
+            (" ", false),
+            (".", false),
+            ("12abc", false),
+            ("0x1A", false),
+            ("2024-01-01", false),
+            ("1e", false),
+        ] {
+            assert_eq!(is_numeric(s), numeric, "{s:?}");
+        }
+        assert_eq!(php_trim(" \t\n\r\0\x0Bx y\n"), "x y");
+        assert_eq!(
+            php_trim("\u{a0}x\u{a0}"),
+            "\u{a0}x\u{a0}",
+            "not Unicode whitespace"
+        );
     }
 
     #[test]
