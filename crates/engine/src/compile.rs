@@ -320,8 +320,10 @@ impl Compiler {
         };
         let mut out = Vec::new();
         for (gi, group) in groups.iter().enumerate() {
+            // PHP's `intval($group['any'])`: 0 is ALL, anything else ANY (`0.5` is 0).
             let any = match group.get("any") {
                 Some(Json::String(s)) => intval(s) != 0,
+                Some(Json::Number(n)) => n.as_f64().is_some_and(|f| f.trunc() != 0.0),
                 Some(v) => truthy_json(v),
                 None => false,
             };
@@ -495,10 +497,17 @@ impl Compiler {
     }
 }
 
+/// Cerb's context id of a bot record.
+const BOT_CONTEXT: &str = "cerberusweb.contexts.bot";
+
 /// `behavior_*` and `va_*` placeholders (cerb-semantics §3.3, §6.4).
 fn base_placeholders(def: &BehaviorDef, bot: &BotInfo) -> IndexMap<String, Value> {
     let mut m = IndexMap::new();
     let b = |x: bool| Value::from(x);
+    m.insert(
+        "behavior__context".into(),
+        Value::from("cerberusweb.contexts.behavior"),
+    );
     m.insert("behavior_id".into(), Value::from(def.id));
     m.insert("behavior__label".into(), Value::from(def.title.as_str()));
     m.insert("behavior_name".into(), Value::from(def.title.as_str()));
@@ -517,12 +526,25 @@ fn base_placeholders(def: &BehaviorDef, bot: &BotInfo) -> IndexMap<String, Value
         "behavior_variables".into(),
         crate::values::to_value(&def.variables),
     );
+    // The owning bot, as Cerb lazy-loads it through `behavior_bot__context`.
+    m.insert("behavior_bot__context".into(), Value::from(BOT_CONTEXT));
     m.insert("behavior_bot_id".into(), Value::from(bot.id));
+    m.insert("behavior_bot__label".into(), Value::from(bot.name.as_str()));
     m.insert("behavior_bot_name".into(), Value::from(bot.name.as_str()));
     m.insert(
         "behavior_bot_config".into(),
         crate::values::to_value(&bot.config),
     );
+    m.insert("behavior_bot_is_disabled".into(), b(bot.is_disabled));
+    m.insert(
+        "behavior_bot_owner__context".into(),
+        Value::from(bot.owner.context.as_str()),
+    );
+    m.insert(
+        "behavior_bot_owner_id".into(),
+        crate::values::to_value(&bot.owner.id),
+    );
+    m.insert("va__context".into(), Value::from(BOT_CONTEXT));
     m.insert("va_id".into(), Value::from(bot.id));
     m.insert("va__label".into(), Value::from(bot.name.as_str()));
     m.insert("va_name".into(), Value::from(bot.name.as_str()));

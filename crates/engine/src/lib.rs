@@ -15,5 +15,6 @@ pub use request::{NormalizedRequest, WebhookRequest};
 pub use run::{
     ConnectedAccount, ExitState, Host, HttpOutcome, HttpRequest, HttpRequestRecord, HttpResponse,
     Mode, OfflineHost, RunError, RunOptions, RunOutput, coerce_variable, run_macro, run_webhook,
+    variable_companion,
 };
 pub use trace::TraceEvent;

@@ -241,7 +241,23 @@ fn set_custom_var_json_and_simulator_only() {
         "PHP-empty raw value skips the action"
     );
     assert!(!out.vars.contains_key("simonly"));
-    assert_eq!(sim(&b, &form(&[])).vars["simonly"], json!("x"));
+    let out = sim(&b, &form(&[]));
+    assert_eq!(out.vars["simonly"], json!("x"));
+    // The simulator shows JSON values pretty-printed with a 4-space indent.
+    let shown: Vec<&str> = out
+        .trace
+        .iter()
+        .filter_map(|e| match e {
+            switchboard_engine::TraceEvent::Action { output, .. } => Some(output.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        shown[0],
+        ">>> Setting placeholder {{obj}}:\n{\n    \"a\": [\n        1,\n        2\n    ]\n}"
+    );
+    assert_eq!(shown[1], ">>> Setting placeholder {{bad}}:\nnull");
+    assert_eq!(shown[2], ">>> Setting placeholder {{simonly}}:\nx");
 }
 
 fn http_behavior(

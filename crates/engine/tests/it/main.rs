@@ -2,5 +2,7 @@
 //! through the public API with behaviors written as Cerb JSON.
 
 mod actions;
+mod conditions;
 mod support;
 mod tree;
+mod variables;
