@@ -104,7 +104,9 @@ fn contains_ignore_ascii_case(haystack: &str, needle: &str) -> bool {
     h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
 }
 
-/// `like`: `*` is any run of characters except newline; everything else literal; anchored.
+/// `like`: `*` is any run of characters except newline; everything else literal; anchored at
+/// both ends (cerb-semantics §2.5). The end anchor is `\z`: Cerb's PCRE `$` (no `D` modifier)
+/// would also let one trailing newline follow, which §2.5 does not describe.
 fn like_regex(value: &str) -> Regex {
     let mut pattern = String::from("(?i-u)\\A");
     for (i, part) in value.split('*').enumerate() {

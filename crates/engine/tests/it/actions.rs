@@ -81,6 +81,36 @@ fn response_status_headers_and_default_content_type() {
 }
 
 #[test]
+fn response_keys_are_plain_dictionary_keys() {
+    let b = webhook(
+        json!([{"type": "action", "title": "a", "params": {"actions": [
+            {"value": "an entry without `action` is skipped"},
+            {"action": "set_http_header", "name": "X-Twice", "value": "first"},
+            {"action": "set_http_header", "name": "X-Twice", "value": "second"},
+            {"action": "set_http_header", "name": "X-{{ http_params.n }}", "value": "{{ http_params.n * 2 }}"},
+            {"action": "set_http_body", "value": "from the action"},
+            {"action": "_set_custom_var", "var": "_http_response_body", "value": "from a placeholder", "format": ""},
+            {"action": "_set_custom_var", "var": "_http_status", "value": "404", "format": ""}
+        ]}}]),
+    );
+    let out = real(&b, &form(&[("n", "21")]));
+    assert_eq!(out.status, 404);
+    assert_eq!(out.body, "from a placeholder");
+    assert_eq!(
+        out.headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect::<Vec<_>>(),
+        vec![
+            ("x-twice", "second"),
+            ("x-21", "42"),
+            ("content-type", "text/html; charset=utf-8")
+        ]
+    );
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+}
+
+#[test]
 fn invalid_status_is_recorded_and_ignored() {
     let b = webhook(
         json!([{"type": "action", "title": "a", "status": "live", "params": {"actions": [
