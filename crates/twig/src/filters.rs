@@ -14,6 +14,10 @@ use minijinja::{Environment, Error, ErrorKind, State, Value};
 use crate::php::{self, Num, to_php_string as s};
 use crate::runtime::{entries, is_empty};
 
+/// The characters of Cerb's `random_string` (`CerberusApplication::generatePassword`): upper-case
+/// letters without I and O, digits without 0.
+pub(crate) const RANDOM_ALPHABET: &[u8; 33] = b"ABCDEFGHJKLMNPQRSTUVWXYZ123456789";
+
 fn fail(msg: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidOperation, msg.into())
 }
@@ -379,22 +383,35 @@ pub(crate) fn register(env: &mut Environment<'static>) {
         "random",
         |v: Option<Value>, max: Option<Value>| -> Result<Value, Error> { random(v, max) },
     );
-    env.add_function("json_decode", |v: Value| json::decode(&s(&v)));
+    env.add_function("json_decode", |v: Value| -> Result<Value, Error> {
+        if is_array(&v) {
+            return Err(fail(
+                "json_decode(): Argument #1 ($json) must be of type string, array given",
+            ));
+        }
+        Ok(json::decode(&s(&v)))
+    });
     env.add_function("dict_set", dict_set);
     env.add_function(
         "random_string",
-        |len: Option<Value>| -> Result<String, Error> {
+        |args: Rest<Value>| -> Result<String, Error> {
             use rand::Rng as _;
-            let n = len
-                .map(|l| php::to_num(&l).map(Num::as_int))
-                .transpose()?
+            // Cerb: `intClamp($length, 1, 255)` (an `intval`, so null and other strings are 0,
+            // arrays 0 or 1), then `generatePassword`, whose alphabet has no I, O or 0. `Rest`
+            // because an `Option` would read an explicit null as the default 8.
+            let n = args
+                .first()
+                .map(|l| match php::to_num(l) {
+                    Ok(n) => php::int_operand(l, n),
+                    Err(_) => php::to_float_cast(l) as i64,
+                })
                 .unwrap_or(8)
                 .clamp(1, 255) as usize;
-            const ALPHABET: &[u8] =
-                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+            // The thread RNG is a CSPRNG (ChaCha): random strings serve as bearer secrets
+            // (webhook guids), where Cerb's mt_rand would be guessable (Decision 5).
             let mut rng = rand::rng();
             Ok((0..n)
-                .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+                .map(|_| RANDOM_ALPHABET[rng.random_range(0..RANDOM_ALPHABET.len())] as char)
                 .collect())
         },
     );
@@ -755,22 +772,33 @@ fn escape(v: Value, strategy: Option<Value>) -> Result<Value, Error> {
     Ok(Value::from(out))
 }
 
-/// `mb_convert_case(…, MB_CASE_TITLE)`: a letter after a letter (or an apostrophe, period or
-/// colon inside a word) is lowered, any other letter is title-cased.
+/// `mb_convert_case(…, MB_CASE_TITLE)` as in PHP 8.2: a character is title-cased unless the last
+/// character before it that is not case-ignorable (apostrophes, periods, colons, combining marks,
+/// format characters such as U+200B, modifier letters) was cased; then it is lowered. Digits and
+/// uncased letters (CJK, for one) therefore start a new word.
 fn title(text: &str) -> String {
+    use std::sync::LazyLock;
+    static IGNORABLE: LazyLock<regex::Regex> =
+        LazyLock::new(|| regex::Regex::new(r"^\p{Case_Ignorable}$").expect("valid class"));
+    static CASED: LazyLock<regex::Regex> =
+        LazyLock::new(|| regex::Regex::new(r"^\p{Cased}$").expect("valid class"));
     let mut out = String::with_capacity(text.len());
     let mut in_word = false;
+    let mut buf = [0u8; 4];
     for c in text.chars() {
         if in_word {
             out.extend(c.to_lowercase());
         } else {
             title_case(c, &mut out);
         }
-        let ignorable = matches!(
-            c,
-            '\'' | '.' | ':' | '^' | '`' | '\u{00B7}' | '\u{2019}' | '\u{00AD}'
-        ) || ('\u{0300}'..='\u{036F}').contains(&c);
-        in_word = c.is_alphabetic() || (in_word && ignorable);
+        let one = c.encode_utf8(&mut buf);
+        if c.is_ascii() {
+            if !matches!(c, '\'' | '.' | ':' | '^' | '`') {
+                in_word = c.is_ascii_alphabetic();
+            }
+        } else if !IGNORABLE.is_match(one) {
+            in_word = CASED.is_match(one);
+        }
     }
     out
 }
@@ -1068,6 +1096,19 @@ pub(crate) fn php_round(x: f64, places: i64) -> f64 {
         return x;
     }
     let places = places.clamp(-308, 308);
+    // Where the requested places lie beyond the 15 digits a double holds, PHP returns the value
+    // as it is (`_php_math_round`: "rounding it is pointless").
+    let precision_places = 14 - x.abs().log10().floor() as i64;
+    if !(precision_places > places && precision_places - 15 < places) {
+        let scaled = if places >= 0 {
+            x * 10f64.powi(places as i32)
+        } else {
+            x / 10f64.powi((-places) as i32)
+        };
+        if scaled.abs() >= 1e15 {
+            return x;
+        }
+    }
     let sci = format!("{:.14e}", x.abs());
     let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
     let exp: i64 = exp.parse().unwrap_or(0);
@@ -1370,7 +1411,10 @@ fn strip_tags(text: &str) -> String {
             i = j + 1;
             continue;
         }
-        out.push(c);
+        // PHP's state machine drops NUL bytes everywhere.
+        if c != '\0' {
+            out.push(c);
+        }
         i += 1;
     }
     out
@@ -1742,48 +1786,58 @@ fn random(v: Option<Value>, max: Option<Value>) -> Result<Value, Error> {
     }
 }
 
-/// Cerb's `dict_set(obj, 'a.b', value)`: dots nest, `{DOT}` is a literal dot, `[]` appends.
-fn dict_set(obj: Value, path: Value, val: Value) -> Value {
+/// Cerb's `dict_set(obj, 'a.b', value)` (`DevblocksPlatform::arrayDictSet`): dots nest, `{DOT}`
+/// is a literal dot, `[]` appends. Cerb walks a reference down the path: through arrays only
+/// (a missing or null key becomes `[]`), and once it reaches anything else, or the new element of
+/// a `[]`, the rest of the path is skipped and the value replaces what the reference points at.
+/// So `dict_set({a: 'x'}, 'a.b', 1)` is `{a: 1}` and `dict_set('text', 'a', 1)` is `1`.
+fn dict_set(obj: Value, path: Value, val: Value) -> Result<Value, Error> {
     let parts: Vec<String> = s(&path)
         .split('.')
         .map(|p| p.replace("{DOT}", "."))
         .collect();
-    fn set(node: Value, parts: &[String], val: Value) -> Value {
+    fn set(node: Value, parts: &[String], val: Value) -> Result<Value, Error> {
         let Some((part, rest)) = parts.split_first() else {
-            return val;
+            return Ok(val);
         };
-        let mut items = if is_array(&node) {
-            php_entries(&node)
-        } else if is_empty(&node) {
-            Vec::new()
-        } else {
-            // Cerb leaves scalars alone: the assignment goes nowhere.
-            return node;
-        };
+        if !is_array(&node) {
+            return Ok(val);
+        }
+        let mut items = php_entries(&node);
         if part == "[]" {
-            let next = items
-                .iter()
-                .filter_map(|(k, _)| k.as_i64())
-                .max()
-                .map_or(0, |m| m.saturating_add(1));
-            items.push((Value::from(next), set(Value::UNDEFINED, rest, val)));
+            let next = match items.iter().filter_map(|(k, _)| k.as_i64()).max() {
+                None => 0,
+                Some(m) => m.checked_add(1).ok_or_else(|| {
+                    fail("Cannot add element to the array as the next element is already occupied")
+                })?,
+            };
+            items.push((Value::from(next), val));
         } else {
             let key = php::array_key(&Value::from(part.as_str()));
+            let empty = || Value::from(Vec::<Value>::new());
             match items.iter().position(|(k, _)| *k == key) {
                 Some(i) => {
                     let child = items[i].1.clone();
-                    items[i].1 = set(child, rest, val);
+                    let child = if is_null(&child) { empty() } else { child };
+                    items[i].1 = set(child, rest, val)?;
                 }
-                None => items.push((key, set(Value::UNDEFINED, rest, val))),
+                None => items.push((key, set(empty(), rest, val)?)),
             }
         }
-        if items.is_empty() {
-            Value::from_pairs(Vec::<(Value, Value)>::new())
-        } else {
-            from_entries(items)
-        }
+        Ok(from_entries(items))
     }
-    set(obj, &parts, val)
+    if is_array(&obj) || crate::runtime::truthy(&obj) {
+        return set(obj, &parts, val);
+    }
+    // A value PHP calls `empty()` that is not an array starts as a stdClass object in Cerb; an
+    // empty array stands in for it here (README.md lists where the two differ). `[]` does
+    // nothing to an object, so the leading ones are skipped, and a path of nothing else leaves
+    // the reference on the variable itself.
+    let rest: Vec<String> = parts.into_iter().skip_while(|p| p == "[]").collect();
+    if rest.is_empty() {
+        return Ok(val);
+    }
+    set(Value::from(Vec::<Value>::new()), &rest, val)
 }
 
 /// PHP's `json_encode` / `json_decode(…, true)`.
@@ -1799,11 +1853,224 @@ pub(crate) mod json {
     pub const PRETTY_PRINT: i64 = 128;
     pub const UNESCAPED_UNICODE: i64 = 256;
 
-    /// `json_decode($s, true)`; invalid JSON is null.
+    /// How deep `decode` nests arrays before it gives up (PHP: 512). Values deeper than this
+    /// cannot be held by a template variable anyway (`runtime::MAX_NESTING`).
+    const MAX_DEPTH: usize = 128;
+
+    /// `json_decode($s, true)` as PHP's parser reads it: integers that fit 64 bits are integers
+    /// (`-0` is 0), other numbers are doubles (`1e400` is INF), object keys follow PHP's array
+    /// key rules (`"1"` is 1) and a repeated key keeps its first place with its last value.
+    /// Invalid JSON, a lone surrogate or nesting deeper than [`MAX_DEPTH`] is null.
     pub fn decode(text: &str) -> Value {
-        match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(v) => Value::from(minijinja::value::Serde(&v)),
-            Err(_) => Value::from(()),
+        let mut p = Parser {
+            b: text.as_bytes(),
+            i: 0,
+        };
+        match p.value(0) {
+            Some(v) if p.skip_ws() == p.b.len() => v,
+            _ => Value::from(()),
+        }
+    }
+
+    struct Parser<'a> {
+        b: &'a [u8],
+        i: usize,
+    }
+
+    impl Parser<'_> {
+        /// Skips JSON whitespace; returns the new position.
+        fn skip_ws(&mut self) -> usize {
+            while matches!(self.b.get(self.i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+                self.i += 1;
+            }
+            self.i
+        }
+
+        fn eat(&mut self, lit: &[u8]) -> bool {
+            if self.b[self.i..].starts_with(lit) {
+                self.i += lit.len();
+                true
+            } else {
+                false
+            }
+        }
+
+        fn value(&mut self, depth: usize) -> Option<Value> {
+            self.skip_ws();
+            match *self.b.get(self.i)? {
+                b'{' => {
+                    if depth >= MAX_DEPTH {
+                        return None;
+                    }
+                    self.i += 1;
+                    let mut items: indexmap::IndexMap<Value, Value> = indexmap::IndexMap::new();
+                    if self.skip_ws() < self.b.len() && self.b[self.i] == b'}' {
+                        self.i += 1;
+                        return Some(Value::from(Vec::<Value>::new()));
+                    }
+                    loop {
+                        self.skip_ws();
+                        if self.b.get(self.i) != Some(&b'"') {
+                            return None;
+                        }
+                        let key = php::array_key(&Value::from(self.string()?));
+                        self.skip_ws();
+                        if !self.eat(b":") {
+                            return None;
+                        }
+                        let v = self.value(depth + 1)?;
+                        items.insert(key, v);
+                        self.skip_ws();
+                        if self.eat(b",") {
+                            continue;
+                        }
+                        if self.eat(b"}") {
+                            break;
+                        }
+                        return None;
+                    }
+                    Some(from_entries(items.into_iter().collect()))
+                }
+                b'[' => {
+                    if depth >= MAX_DEPTH {
+                        return None;
+                    }
+                    self.i += 1;
+                    let mut items = Vec::new();
+                    if self.skip_ws() < self.b.len() && self.b[self.i] == b']' {
+                        self.i += 1;
+                        return Some(Value::from(items));
+                    }
+                    loop {
+                        items.push(self.value(depth + 1)?);
+                        self.skip_ws();
+                        if self.eat(b",") {
+                            continue;
+                        }
+                        if self.eat(b"]") {
+                            break;
+                        }
+                        return None;
+                    }
+                    Some(Value::from(items))
+                }
+                b'"' => self.string().map(Value::from),
+                b't' if self.eat(b"true") => Some(Value::from(true)),
+                b'f' if self.eat(b"false") => Some(Value::from(false)),
+                b'n' if self.eat(b"null") => Some(Value::from(())),
+                b'-' | b'0'..=b'9' => self.number(),
+                _ => None,
+            }
+        }
+
+        /// A number in JSON's grammar (no leading zeros, no `+`, digits after `.` and `e`).
+        fn number(&mut self) -> Option<Value> {
+            let start = self.i;
+            self.eat(b"-");
+            let digits = |p: &mut Self| {
+                let from = p.i;
+                while p.b.get(p.i).is_some_and(u8::is_ascii_digit) {
+                    p.i += 1;
+                }
+                p.i - from
+            };
+            let int_start = self.i;
+            let n = digits(self);
+            if n == 0 || (n > 1 && self.b[int_start] == b'0') {
+                return None;
+            }
+            let mut is_int = true;
+            if self.eat(b".") {
+                is_int = false;
+                if digits(self) == 0 {
+                    return None;
+                }
+            }
+            if matches!(self.b.get(self.i), Some(b'e' | b'E')) {
+                is_int = false;
+                self.i += 1;
+                if matches!(self.b.get(self.i), Some(b'+' | b'-')) {
+                    self.i += 1;
+                }
+                if digits(self) == 0 {
+                    return None;
+                }
+            }
+            let text = std::str::from_utf8(&self.b[start..self.i]).ok()?;
+            if is_int && let Ok(i) = text.parse::<i64>() {
+                return Some(Value::from(i));
+            }
+            // Rust's parser gives ±inf past the double range, as PHP's zend_strtod does.
+            text.parse::<f64>().ok().map(Value::from)
+        }
+
+        /// A string literal at the current `"`; escapes decoded, surrogate pairs joined.
+        fn string(&mut self) -> Option<String> {
+            self.i += 1;
+            let mut out = String::new();
+            loop {
+                let start = self.i;
+                while self
+                    .b
+                    .get(self.i)
+                    .is_some_and(|c| *c != b'"' && *c != b'\\' && *c >= 0x20)
+                {
+                    self.i += 1;
+                }
+                out.push_str(std::str::from_utf8(&self.b[start..self.i]).ok()?);
+                match *self.b.get(self.i)? {
+                    b'"' => {
+                        self.i += 1;
+                        return Some(out);
+                    }
+                    b'\\' => {
+                        self.i += 1;
+                        let c = *self.b.get(self.i)?;
+                        self.i += 1;
+                        match c {
+                            b'"' => out.push('"'),
+                            b'\\' => out.push('\\'),
+                            b'/' => out.push('/'),
+                            b'b' => out.push('\u{8}'),
+                            b'f' => out.push('\u{c}'),
+                            b'n' => out.push('\n'),
+                            b'r' => out.push('\r'),
+                            b't' => out.push('\t'),
+                            b'u' => {
+                                let hi = self.hex4()?;
+                                let code = if (0xD800..0xDC00).contains(&hi) {
+                                    if !self.eat(b"\\u") {
+                                        return None;
+                                    }
+                                    let lo = self.hex4()?;
+                                    if !(0xDC00..0xE000).contains(&lo) {
+                                        return None;
+                                    }
+                                    0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                                } else if (0xDC00..0xE000).contains(&hi) {
+                                    return None;
+                                } else {
+                                    hi
+                                };
+                                out.push(char::from_u32(code)?);
+                            }
+                            _ => return None,
+                        }
+                    }
+                    // A raw control character.
+                    _ => return None,
+                }
+            }
+        }
+
+        fn hex4(&mut self) -> Option<u32> {
+            let digits = self.b.get(self.i..self.i + 4)?;
+            let text = std::str::from_utf8(digits).ok()?;
+            if !text.bytes().all(|c| c.is_ascii_hexdigit()) {
+                return None;
+            }
+            self.i += 4;
+            u32::from_str_radix(text, 16).ok()
         }
     }
 
@@ -1944,6 +2211,10 @@ mod tests {
             r#"&lt;a href=&quot;x&quot;&gt;O&#039;Neil &amp; co&lt;/a&gt;"#,
         ),
         (
+            r#"{{ '<b>'|e }}|{{ '<b> & é'|e('url') }}|{{ "it's"|e('html') }}|{{ 'a b'|e('html_attr') }}|{{ '</script>'|e('js') }}"#,
+            r#"&lt;b&gt;|%3Cb%3E%20%26%20%C3%A9|it&#039;s|a&#x20;b|\u003C\/script\u003E"#,
+        ),
+        (
             r#"{{ 'a"b/c é <x>'|escape('js') }}"#,
             r#"a\u0022b\/c\u0020\u00E9\u0020\u003Cx\u003E"#,
         ),
@@ -2052,10 +2323,59 @@ mod tests {
             r#"c|{"a":{"b":{"c":1}}}|{"a":{"x":1,"y":2}}|{"list":["z"]}|{"a.b":1}"#,
         ),
         (
+            r#"{{ dict_set({a: 'x'}, 'a.b', 1)|json_encode }}|{{ dict_set({}, 'l.[].x', 1)|json_encode }}|{{ dict_set(null, '[]', 1) }}|{{ dict_set('text', 'a', 1) }}|{{ dict_set(null, 'a.b', 1)|json_encode }}|{{ json_decode('[1,2') is null ? 'null' }}|{{ json_decode('"x\/y"') }}|{{ json_decode('{"a":{}}')|json_encode }}"#,
+            r#"{"a":1}|{"l":[1]}|1|1|{"a":{"b":1}}|null|x/y|{"a":[]}"#,
+        ),
+        (
+            "{{ '12345678901234567890'|number_format }}|{{ 0.12345678901234567|number_format(20) }}|{{ '日本語abc 1st x\\'y l·l a\u{200b}b'|title }}|{{ 'a\u{0}b<x>c'|striptags }}",
+            "12,345,678,901,234,567,168|0.12345678901234566349|日本語Abc 1St X'y L·l A\u{200b}b|abc",
+        ),
+        (
             r#"{{ range(1, 5)|join(',') }}|{{ range(0, 10, 5)|join(',') }}|{{ range('a', 'e')|join }}|{{ min(1, 3, 2) }}|{{ max([1, 3, 2]) }}|{{ min({a: 5, b: 2}) }}|{{ cycle(['odd', 'even'], 5) }}"#,
             r#"1,2,3,4,5|0,5,10|abcde|1|3|2|even"#,
         ),
     ];
+
+    /// `random_string` cannot be compared with a fixed output: its length rules and alphabet are
+    /// Cerb's (`intClamp($length, 1, 255)`, `generatePassword`'s 33 characters).
+    #[test]
+    fn random_string_has_cerbs_length_and_alphabet() {
+        let limits = Limits::default();
+        let env = environment(Dialect::Runtime, &limits);
+        let render = |t: &str| render_str(&env, t, &Value::UNDEFINED, &limits).unwrap();
+        for (template, len) in [
+            ("{{ random_string() }}", 8),
+            ("{{ random_string(40) }}", 40),
+            ("{{ random_string(length=12) }}", 12),
+            ("{{ random_string(0) }}", 1),
+            ("{{ random_string(-5) }}", 1),
+            ("{{ random_string(300) }}", 255),
+            ("{{ random_string('abc') }}", 1),
+            ("{{ random_string('7x') }}", 7),
+            ("{{ random_string('1e19') }}", 255),
+            ("{{ random_string(2.9) }}", 2),
+            ("{{ random_string([1, 2]) }}", 1),
+            ("{{ random_string(null) }}", 1),
+        ] {
+            let out = render(template);
+            assert_eq!(out.len(), len, "{template}: {out:?}");
+            assert!(
+                out.bytes().all(|b| super::RANDOM_ALPHABET.contains(&b)),
+                "{template}: {out:?}"
+            );
+        }
+        // 40 characters from 33: two equal draws mean the generator is broken.
+        assert_ne!(
+            render("{{ random_string(40) }}"),
+            render("{{ random_string(40) }}")
+        );
+        // Every character of the alphabet turns up, and nothing else (I, O, 0 never do).
+        let many = render("{% for i in 1..40 %}{{ random_string(255) }}{% endfor %}");
+        let seen: std::collections::BTreeSet<u8> = many.bytes().collect();
+        let alphabet: std::collections::BTreeSet<u8> =
+            super::RANDOM_ALPHABET.iter().copied().collect();
+        assert_eq!(seen, alphabet);
+    }
 
     #[test]
     fn filters_print_what_twig_prints() {

@@ -278,6 +278,37 @@ mod tests {
         }
     }
 
+    /// Twig string literals (PHP `stripcslashes` in both quote styles, `#{…}` only in double
+    /// quotes) and `~`, which binds tighter than `+` and `-`.
+    #[test]
+    fn string_escapes_and_concatenation() {
+        let cases = [
+            (
+                r#"{{ "a\tb\\c\"d\'e\x41\101\q\n" }}|{{ 'x\'y\\z\n' }}"#,
+                "a\tb\\c\"d'eAAq\n|x'y\\z\n",
+            ),
+            (r#"{{ "\e\v\f\r\0" }}"#, "e\u{b}\u{c}\r\0"),
+            (
+                r#"{{ 'a\\tb' }}|{{ 'no #{interp}' }}"#,
+                "a\\tb|no #{interp}",
+            ),
+            (
+                r##"{{ "#{1 + 2}#{'a' ~ 'b'}" ~ 'c' ~ 1.0 ~ true ~ null ~ false ~ [1]|length }}"##,
+                "3abc111",
+            ),
+            ("{{ 1 + 2 ~ 3 }}|{{ 5 - 1 ~ 1 }}", "24|-6"),
+            ("{{ s ~ n ~ missing ~ 0.5 }}", "str0.5"),
+        ];
+        for (src, want) in cases {
+            assert_eq!(ok(src), want, "template {src:?}");
+        }
+        // `'a' ~ 1 + 2` is `('a' ~ 1) + 2`: a TypeError in PHP 8.
+        assert!(matches!(
+            run("{{ 'a' ~ 1 + 2 }}", Value::UNDEFINED),
+            Err(TwigError::Render(_))
+        ));
+    }
+
     #[test]
     fn newline_after_block_and_comment_tags_is_dropped_once() {
         let cases = [
@@ -328,18 +359,18 @@ mod tests {
     fn limits_stop_runaway_templates() {
         let limits = Limits::default();
         let env = environment(Dialect::Runtime, &limits);
-        let started = std::time::Instant::now();
-        let res = render_str(
-            &env,
+        for src in [
             "{% for i in range(0, 100000000) %}x{% endfor %}",
-            &Value::UNDEFINED,
-            &limits,
-        );
-        assert!(
-            matches!(res, Err(TwigError::OutOfFuel) | Err(TwigError::Render(_))),
-            "{res:?}"
-        );
-        assert!(started.elapsed().as_secs() < 5);
+            "{% for i in 0..100000000 %}{% endfor %}",
+            // no big list anywhere: the loop bodies themselves burn the fuel
+            "{% for i in range(1, 1000) %}{% for j in range(1, 1000) %}{% endfor %}{% endfor %}",
+            "{% set n = 0 %}{% for i in 1..1000 %}{% for j in 1..1000 %}{% set n = n + 1 %}{% endfor %}{% endfor %}{{ n }}",
+        ] {
+            let started = std::time::Instant::now();
+            let res = render_str(&env, src, &Value::UNDEFINED, &limits);
+            assert!(matches!(res, Err(TwigError::OutOfFuel)), "{src}: {res:?}");
+            assert!(started.elapsed().as_secs() < 5, "{src}");
+        }
 
         let small = Limits {
             fuel: 1_000_000,
@@ -467,6 +498,41 @@ mod tests {
             "took {:?}",
             started.elapsed()
         );
+
+        // Other classic ReDoS shapes, on input built to trigger them.
+        let ctx = context! {
+            words => "word ".repeat(20_000) + "!",
+            xs => "x".repeat(50_000),
+        };
+        let started = std::time::Instant::now();
+        let out = render_str(
+            &env,
+            "{{ words|regexp('/^(\\w+\\s?)*$/') }}|{{ xs|regexp('/(x+x+)+y/') }}|{{ xs matches '/^(x|x?)+$/' ? 'y' : 'n' }}",
+            &ctx,
+            &limits,
+        );
+        assert_eq!(out.unwrap(), "||y");
+        assert!(started.elapsed().as_secs() < 2, "{:?}", started.elapsed());
+
+        // A pattern whose compiled program is too big is refused, not built: `regexp` gives ""
+        // (as Cerb's `@preg_match` on a bad pattern) and `matches` fails the render.
+        let bomb = "/((a{100}){100}){100}/";
+        let started = std::time::Instant::now();
+        let out = render_str(
+            &env,
+            &format!("{{{{ 'aaa'|regexp('{bomb}') }}}}"),
+            &Value::UNDEFINED,
+            &limits,
+        );
+        assert_eq!(out.unwrap(), "");
+        let res = render_str(
+            &env,
+            &format!("{{{{ 'aaa' matches '{bomb}' }}}}"),
+            &Value::UNDEFINED,
+            &limits,
+        );
+        assert!(matches!(res, Err(TwigError::Render(_))), "{res:?}");
+        assert!(started.elapsed().as_secs() < 2, "{:?}", started.elapsed());
     }
 
     /// Values nested as deep as the fuel allows (built in a loop) do not overflow the stack in

@@ -113,6 +113,17 @@ impl Num {
     }
 }
 
+/// PHP 8's integer operand of `%` and the bitwise operators (`zendi_try_get_long`): a numeric
+/// string beyond the integer range saturates (`"12345678901234567890" % 3` is
+/// `PHP_INT_MAX % 3`), a float value wraps as [`Num::as_int`] does.
+pub fn int_operand(v: &Value, n: Num) -> i64 {
+    match (v.kind(), n) {
+        // `as` saturates, and NaN becomes 0.
+        (ValueKind::String, Num::F(f)) => f as i64,
+        _ => n.as_int(),
+    }
+}
+
 impl From<Num> for Value {
     fn from(n: Num) -> Value {
         match n {

@@ -572,7 +572,7 @@ pub(crate) fn arith(op: &str, a: &Value, b: &Value) -> Result<Value, Error> {
             }
         }
         "%" => {
-            let (i, j) = (x.as_int(), y.as_int());
+            let (i, j) = (php::int_operand(a, x), php::int_operand(b, y));
             if j == 0 {
                 return Err(Error::new(ErrorKind::InvalidOperation, "Modulo by zero"));
             }
@@ -587,9 +587,9 @@ pub(crate) fn arith(op: &str, a: &Value, b: &Value) -> Result<Value, Error> {
             }
             _ => Num::F(x.as_f64().powf(y.as_f64())),
         },
-        "b-and" => Num::I(x.as_int() & y.as_int()),
-        "b-or" => Num::I(x.as_int() | y.as_int()),
-        "b-xor" => Num::I(x.as_int() ^ y.as_int()),
+        "b-and" => Num::I(php::int_operand(a, x) & php::int_operand(b, y)),
+        "b-or" => Num::I(php::int_operand(a, x) | php::int_operand(b, y)),
+        "b-xor" => Num::I(php::int_operand(a, x) ^ php::int_operand(b, y)),
         other => {
             return Err(Error::new(
                 ErrorKind::InvalidOperation,

@@ -53,8 +53,10 @@ $twig->addFilter(new TwigFilter('truncate', function ($value, $length = 30, $pre
     return $value;
 }));
 $twig->addFunction(new TwigFunction('json_decode', fn($s) => json_decode($s, true)));
+// Cerb's DevblocksPlatform::arrayDictSet: an empty value that is not an array starts as a
+// stdClass object (README: known differences).
 $twig->addFunction(new TwigFunction('dict_set', function ($var, $path, $val) {
-    if (empty($var)) $var = [];
+    if (empty($var)) $var = is_array($var) ? [] : new stdClass();
     $ptr =& $var;
     foreach (explode('.', $path) as $part) {
         $part = str_replace('{DOT}', '.', $part);
@@ -63,14 +65,19 @@ $twig->addFunction(new TwigFunction('dict_set', function ($var, $path, $val) {
         } elseif (is_array($ptr)) {
             if (!isset($ptr[$part])) $ptr[$part] = [];
             $ptr =& $ptr[$part];
+        } elseif (is_object($ptr)) {
+            if (!isset($ptr->$part)) $ptr->$part = [];
+            $ptr =& $ptr->$part;
         }
     }
     $ptr = $val;
     return $var;
 }));
+// Cerb: intClamp($length, 1, 255) (min(max(intval($n), 1), 255)), then
+// CerberusApplication::generatePassword: characters drawn from this 33-character alphabet.
 $twig->addFunction(new TwigFunction('random_string', function ($length = 8) {
-    $length = max(1, min(255, (int) $length));
-    $chars = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+    $length = min(max(intval($length), 1), 255);
+    $chars = 'ABCDEFGHJKLMNPQRSTUVWXYZ123456789';
     $out = '';
     for ($i = 0; $i < $length; $i++) $out .= $chars[random_int(0, strlen($chars) - 1)];
     return $out;
