@@ -4,6 +4,7 @@
 
 mod compose;
 mod http;
+mod import;
 mod opt_out;
 mod status;
 mod webhook_log;
