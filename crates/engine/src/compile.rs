@@ -13,6 +13,7 @@ use switchboard_package::{
 use switchboard_twig::{Dialect, Limits};
 
 use crate::ops::{Operator, PatternError};
+use crate::request::FastMap;
 use crate::values::{intval, truthy_json};
 
 /// The owning bot as behaviors see it (`va_*`, `behavior_bot_config`).
@@ -168,7 +169,7 @@ pub struct CompiledBehavior {
     pub(crate) roots: Vec<usize>,
     pub(crate) subroutines: HashMap<String, usize>,
     /// `behavior_*` and `va_*` placeholders, computed once.
-    pub(crate) base: Arc<IndexMap<String, Value>>,
+    pub(crate) base: Arc<FastMap<String, Value>>,
     /// Whether a run may call the host (HTTP requests, `_run_behavior`).
     uses_host: bool,
 }
@@ -501,8 +502,8 @@ impl Compiler {
 const BOT_CONTEXT: &str = "cerberusweb.contexts.bot";
 
 /// `behavior_*` and `va_*` placeholders (cerb-semantics §3.3, §6.4).
-fn base_placeholders(def: &BehaviorDef, bot: &BotInfo) -> IndexMap<String, Value> {
-    let mut m = IndexMap::new();
+fn base_placeholders(def: &BehaviorDef, bot: &BotInfo) -> FastMap<String, Value> {
+    let mut m = FastMap::default();
     let b = |x: bool| Value::from(x);
     m.insert(
         "behavior__context".into(),

@@ -73,7 +73,7 @@ pub struct NormalizedRequest {
 impl NormalizedRequest {
     /// A param as text: `Some("")` when missing, `None` when it is an array (Decision 9).
     pub fn param_text(&self, name: &str) -> Option<&str> {
-        match self.params.get(&condition_key(name)) {
+        match self.params.get(folded(name).as_ref()) {
             None => Some(""),
             Some(Param::Text(s)) => Some(s),
             Some(Param::List(_)) => None,
@@ -83,7 +83,7 @@ impl NormalizedRequest {
     /// A header as text (`""` when missing).
     pub fn header_text(&self, name: &str) -> &str {
         self.headers
-            .get(&condition_key(name))
+            .get(folded(name).as_ref())
             .map(String::as_str)
             .unwrap_or("")
     }
@@ -155,6 +155,18 @@ pub(crate) fn append_header<S: std::hash::BuildHasher>(
     }
 }
 
+/// [`condition_key`] without an allocation when `name` is folded already (the usual case).
+fn folded(name: &str) -> std::borrow::Cow<'_, str> {
+    if name
+        .bytes()
+        .any(|b| b.is_ascii_uppercase() || b == b'-' || !b.is_ascii())
+    {
+        std::borrow::Cow::Owned(condition_key(name))
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    }
+}
+
 /// How a condition's `name` is folded before lookup: lower-case and `-` → `_` only.
 pub fn condition_key(name: &str) -> String {
     name.to_lowercase().replace('-', "_")
@@ -213,7 +225,11 @@ impl WebhookRequest {
             .to_string();
         NormalizedRequest {
             verb: self.method.to_ascii_uppercase(),
-            body: String::from_utf8_lossy(&self.body).into_owned(),
+            // from_utf8 checks ASCII a word at a time; the lossy decoder is only for bad input.
+            body: match std::str::from_utf8(&self.body) {
+                Ok(text) => text.to_owned(),
+                Err(_) => String::from_utf8_lossy(&self.body).into_owned(),
+            },
             params: Arc::new(params),
             headers: Arc::new(headers),
             path: self.path.clone(),
@@ -228,34 +244,43 @@ impl WebhookRequest {
 /// literal, invalid UTF-8 becomes U+FFFD), done here in one pass and one allocation per
 /// component because it is most of the work of a webhook run.
 fn merge_query(params: &mut FastMap<String, Param>, raw: &[u8]) {
-    params.reserve(raw.iter().filter(|&&b| b == b'&').count() + 1);
+    // A Twilio webhook has about 20 fields; the cap keeps a huge body from reserving much.
+    params.reserve((raw.len() / 16 + 1).min(64));
     for pair in raw.split(|&b| b == b'&') {
         if pair.is_empty() {
             continue;
         }
-        let (name, value) = match pair.iter().position(|&b| b == b'=') {
+        let (name, value) = match memchr::memchr(b'=', pair) {
             Some(i) => (&pair[..i], &pair[i + 1..]),
             None => (pair, &pair[..0]),
         };
         // Fast path for plain names (every Twilio field): no PHP bracket or dot handling needed.
-        if !name.is_empty()
-            && name
-                .iter()
-                .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
-            let mut key = String::with_capacity(name.len());
-            for &b in name {
-                key.push(if b == b'-' {
-                    '_'
-                } else {
-                    b.to_ascii_lowercase() as char
-                });
+        match plain_key(name) {
+            Some(key) => {
+                params.insert(key, Param::Text(decode_component(value)));
             }
-            params.insert(key, Param::Text(decode_component(value)));
-            continue;
+            None => insert_param(params, &decode_component(name), decode_component(value)),
         }
-        insert_param(params, &decode_component(name), decode_component(value));
     }
+}
+
+/// The folded key of a name made only of ASCII letters, digits, `_` and `-` (lower case, `-` →
+/// `_`, what [`param_key`] gives for it), in one pass; `None` for any other name, which takes
+/// PHP's full treatment.
+fn plain_key(name: &[u8]) -> Option<String> {
+    if name.is_empty() {
+        return None;
+    }
+    let mut key = name.to_vec();
+    for b in key.iter_mut() {
+        *b = match *b {
+            b'a'..=b'z' | b'0'..=b'9' | b'_' => *b,
+            b'A'..=b'Z' => b.to_ascii_lowercase(),
+            b'-' => b'_',
+            _ => return None,
+        };
+    }
+    String::from_utf8(key).ok()
 }
 
 /// Inserts one decoded `name=value` pair the way PHP registers a request variable (brackets
@@ -398,29 +423,32 @@ fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
 
 /// Decodes one `application/x-www-form-urlencoded` component.
 fn decode_component(raw: &[u8]) -> String {
-    if !raw.iter().any(|&b| b == b'%' || b == b'+') {
-        return match std::str::from_utf8(raw) {
-            Ok(s) => s.to_owned(),
-            Err(_) => String::from_utf8_lossy(raw).into_owned(),
-        };
-    }
     let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        match raw[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < raw.len() => match (hex(raw[i + 1]), hex(raw[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
+    let mut rest = raw;
+    // Copy the runs between `+` and `%` whole; most components have neither.
+    while let Some(i) = memchr::memchr2(b'+', b'%', rest) {
+        out.extend_from_slice(&rest[..i]);
+        if rest[i] == b'+' {
+            out.push(b' ');
+            rest = &rest[i + 1..];
+            continue;
         }
-        i += 1;
+        match (
+            rest.get(i + 1).and_then(|&b| hex(b)),
+            rest.get(i + 2).and_then(|&b| hex(b)),
+        ) {
+            (Some(h), Some(l)) => {
+                out.push(h << 4 | l);
+                rest = &rest[i + 3..];
+            }
+            _ => {
+                out.push(b'%');
+                rest = &rest[i + 1..];
+            }
+        }
     }
+    out.extend_from_slice(rest);
     String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 

@@ -13,7 +13,7 @@ use switchboard_package::{NodeKind, NodeStatus, RecordId, VariableDef};
 use crate::compile::{
     ActionKind, AuthSpec, CBody, CCondition, CompiledBehavior, HttpAction, Subject, Tpl,
 };
-use crate::request::{NormalizedRequest, WebhookRequest};
+use crate::request::{FastMap, NormalizedRequest, WebhookRequest};
 use crate::trace::TraceEvent;
 use crate::values::{as_condition_text, intval, php_string, truthy};
 
@@ -181,12 +181,12 @@ pub struct RunOutput {
 /// run's own values. Shared with templates without copying.
 #[derive(Debug, Default, Clone)]
 struct Dict {
-    base: Arc<IndexMap<String, Value>>,
-    run: Arc<IndexMap<String, Value>>,
+    base: Arc<FastMap<String, Value>>,
+    run: Arc<FastMap<String, Value>>,
 }
 
 impl Dict {
-    fn new(base: Arc<IndexMap<String, Value>>) -> Dict {
+    fn new(base: Arc<FastMap<String, Value>>) -> Dict {
         Dict {
             base,
             run: Arc::default(),
@@ -206,7 +206,7 @@ impl Dict {
     }
     /// Every key and value, run values winning (the `_run_behavior` result).
     fn to_value(&self) -> Value {
-        let mut all: IndexMap<String, Value> = (*self.base).clone();
+        let mut all: FastMap<String, Value> = (*self.base).clone();
         for (k, v) in self.run.iter() {
             all.insert(k.clone(), v.clone());
         }
@@ -344,7 +344,7 @@ struct Runner<'h> {
     errors: Vec<RunError>,
     http_requests: Vec<HttpRequestRecord>,
     path: Vec<RecordId>,
-    set_keys: indexmap::IndexSet<String>,
+    set_keys: indexmap::IndexSet<String, foldhash::fast::RandomState>,
     visited: usize,
     exit: Option<ExitState>,
     /// Behaviors on the current `_run_behavior` call stack.
