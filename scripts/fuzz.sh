@@ -28,6 +28,7 @@ features_for() {
     case "$1" in
         package_parse) echo "--features=package" ;;
         template_render) echo "--features=twig" ;;
+        webhook_run) echo "--features=engine" ;;
     esac
     return 0
 }
