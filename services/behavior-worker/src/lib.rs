@@ -367,12 +367,15 @@ fn form_param<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// Whether the request's body is a URL-encoded form (what Twilio posts).
-fn is_form_post(headers: &[(String, String)]) -> bool {
-    header(headers, "content-type").is_some_and(|ct| {
-        ct.to_ascii_lowercase()
-            .starts_with("application/x-www-form-urlencoded")
-    })
+/// Whether the request is a POST of a URL-encoded form (what Twilio posts). Only then are the
+/// body's fields params, for the signature as for the behavior: PHP fills `$_POST` for POST
+/// requests only (the engine's request normalisation does the same).
+fn is_form_post(req: &WebhookRequest) -> bool {
+    req.method.eq_ignore_ascii_case("POST")
+        && header(&req.headers, "content-type").is_some_and(|ct| {
+            ct.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        })
 }
 
 fn valid_guid(guid: &str) -> bool {
@@ -525,7 +528,7 @@ impl Worker {
                 body: "<h1>503: Temporarily unavailable</h1>".into(),
             });
         }
-        let form = if is_form_post(&req.headers) {
+        let form = if is_form_post(&req) {
             switchboard_twilio::signature::parse_form(&req.body)
         } else {
             Vec::new()
@@ -960,5 +963,56 @@ impl Host for WorkerHost {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: &str, content_type: &str) -> WebhookRequest {
+        WebhookRequest {
+            version: wire::WEBHOOK_REQUEST_VERSION,
+            request_id: "r1".into(),
+            guid: "g".into(),
+            path: String::new(),
+            public_url: "https://bot.example.com/webhooks/g".into(),
+            method: method.into(),
+            query: String::new(),
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body: b"Body=hi&MessageSid=SM1".to_vec(),
+            client_ip: "127.0.0.1".into(),
+        }
+    }
+
+    /// Body fields count as params for POSTed forms only, as in the engine (and PHP's `$_POST`).
+    #[test]
+    fn form_fields_are_params_of_posts_only() {
+        const FORM: &str = "application/x-www-form-urlencoded";
+        assert!(is_form_post(&request("POST", FORM)));
+        assert!(is_form_post(&request(
+            "post",
+            "Application/X-WWW-Form-Urlencoded; charset=UTF-8"
+        )));
+        assert!(!is_form_post(&request("PUT", FORM)));
+        assert!(!is_form_post(&request("GET", FORM)));
+        assert!(!is_form_post(&request("POST", "application/json")));
+        // The engine agrees: a PUT's form body is no http_params.
+        let engine = |method: &str| {
+            let r = request(method, FORM);
+            switchboard_engine::WebhookRequest {
+                method: r.method,
+                path: r.path,
+                query: r.query,
+                headers: r.headers,
+                body: r.body,
+                client_ip: r.client_ip,
+            }
+            .normalize()
+            .param_text("body")
+            .map(str::to_owned)
+        };
+        assert_eq!(engine("POST").as_deref(), Some("hi"));
+        assert_eq!(engine("PUT").as_deref(), Some(""));
     }
 }

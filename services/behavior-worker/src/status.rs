@@ -51,7 +51,7 @@ impl Worker {
         if !req.method.eq_ignore_ascii_case("POST") {
             return Ok(WebhookReply::status(405));
         }
-        if !is_form_post(&req.headers) {
+        if !is_form_post(req) {
             tracing::warn!("rejected a status callback: not a form post");
             return Ok(WebhookReply::status(415));
         }
