@@ -248,6 +248,28 @@ impl Ingress {
     }
 }
 
+/// Connects the test Twilio account ([`ACCOUNT_SID`], [`AUTH_TOKEN`]) and returns the prompt
+/// answers that import the seed package with it.
+pub async fn seed_prompts(
+    env: &switchboard::ops::Env,
+) -> anyhow::Result<Vec<switchboard::args::KeyValue>> {
+    let account = env
+        .add_account(
+            "twilio",
+            ACCOUNT_SID,
+            &secrecy::SecretString::from(AUTH_TOKEN),
+        )
+        .await?;
+    Ok([
+        format!("twilio_account_id={}", account.id),
+        format!("account_sid={ACCOUNT_SID}"),
+        "default_from=+15557654321".to_string(),
+    ]
+    .iter()
+    .map(|s| s.parse().expect("NAME=VALUE"))
+    .collect())
+}
+
 /// Everything a webhook test needs: NATS, a database with the seed package imported through
 /// the CLI's import, a connected account, and ingress.
 pub struct Stack {
@@ -274,21 +296,7 @@ impl Stack {
             subjects: subjects.clone(),
             public_base_url: PUBLIC_BASE_URL.into(),
         };
-        let account = env
-            .add_account(
-                "twilio",
-                ACCOUNT_SID,
-                &secrecy::SecretString::from(AUTH_TOKEN),
-            )
-            .await?;
-        let prompts: Vec<switchboard::args::KeyValue> = [
-            format!("twilio_account_id={}", account.id),
-            format!("account_sid={ACCOUNT_SID}"),
-            "default_from=+15557654321".to_string(),
-        ]
-        .iter()
-        .map(|s| s.parse().unwrap())
-        .collect();
+        let prompts = seed_prompts(&env).await?;
         let (report, _) = env.import(&seed_package(), &prompts).await?;
         let guid = report.webhooks[0].guid.clone();
         let webhook_behavior_id = report

@@ -5,8 +5,7 @@
 use serde_json::{Value, json};
 use switchboard::args::KeyValue;
 use switchboard_e2e::{
-    ACCOUNT_SID, AUTH_TOKEN, MASTER_KEY, PUBLIC_BASE_URL, fresh_database, init, seed_package,
-    unique,
+    MASTER_KEY, PUBLIC_BASE_URL, fresh_database, init, seed_package, seed_prompts, unique,
 };
 use switchboard_store::{MasterKey, Store};
 use switchboard_wire::Subjects;
@@ -22,21 +21,7 @@ async fn env() -> anyhow::Result<(switchboard::ops::Env, Vec<KeyValue>)> {
         subjects: Subjects::new(&unique("sbt")),
         public_base_url: PUBLIC_BASE_URL.into(),
     };
-    let account = env
-        .add_account(
-            "twilio",
-            ACCOUNT_SID,
-            &secrecy::SecretString::from(AUTH_TOKEN),
-        )
-        .await?;
-    let prompts = [
-        format!("twilio_account_id={}", account.id),
-        format!("account_sid={ACCOUNT_SID}"),
-        "default_from=+15557654321".to_string(),
-    ]
-    .iter()
-    .map(|s| s.parse().unwrap())
-    .collect();
+    let prompts = seed_prompts(&env).await?;
     Ok((env, prompts))
 }
 
