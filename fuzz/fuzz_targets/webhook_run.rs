@@ -6,16 +6,16 @@
 
 #![no_main]
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use switchboard_engine::{
-    BotInfo, CompiledBehavior, OfflineHost, RunOptions, WebhookRequest, run_webhook,
-};
-use switchboard_package::{Package, PlanOptions, PromptAnswers};
+use switchboard_engine::{CompiledBehavior, OfflineHost, RunOptions, WebhookRequest, run_webhook};
 
-const SEED: &str = include_str!("../../../shared/seed/twilio-bot.package.json");
+/// The seed's webhook behavior, as the engine's benchmark builds it.
+#[path = "../../crates/engine/benches/seed_support.rs"]
+#[allow(dead_code)] // twilio_form: the fuzzer makes its own requests
+mod seed_support;
 
 #[derive(Debug, Arbitrary)]
 struct Input {
@@ -30,33 +30,7 @@ struct Input {
 
 fn seed_behavior() -> &'static CompiledBehavior {
     static BEHAVIOR: OnceLock<CompiledBehavior> = OnceLock::new();
-    BEHAVIOR.get_or_init(|| {
-        let package = Package::parse(SEED).expect("the seed package parses");
-        let mut answers = PromptAnswers::new();
-        answers.insert("twilio_account_id".into(), "1".into());
-        answers.insert(
-            "account_sid".into(),
-            "AC0123456789abcdef0123456789abcdef".into(),
-        );
-        answers.insert("default_from".into(), "+15557654321".into());
-        let mut n = 0;
-        let mut next_id = || {
-            n += 1;
-            n
-        };
-        let plan = package
-            .plan(PlanOptions {
-                answers: &answers,
-                next_id: &mut next_id,
-                rng: &mut rand::rng(),
-                defaults: serde_json::json!({}),
-            })
-            .expect("the seed package plans");
-        let (bot, def) = plan
-            .behavior_by_uid("behavior_43")
-            .expect("the seed has its webhook behavior");
-        CompiledBehavior::compile(def, Arc::new(BotInfo::from_def(bot))).expect("compiles")
-    })
+    BEHAVIOR.get_or_init(seed_support::seed_behavior)
 }
 
 fuzz_target!(|input: Input| {

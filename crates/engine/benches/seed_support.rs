@@ -1,5 +1,6 @@
-//! Shared by the seed benchmark and the instruction-count example: the seed package's webhook
-//! behavior, compiled once, and realistic Twilio webhook requests.
+//! Shared by the seed benchmark, the instruction-count example and the `webhook_run` fuzz target
+//! (each includes this file with `#[path]`): the seed package's webhook behavior, compiled once,
+//! and realistic Twilio webhook requests.
 
 use std::sync::Arc;
 
@@ -7,12 +8,9 @@ use switchboard_engine::{BotInfo, CompiledBehavior, WebhookRequest};
 use switchboard_package::{Package, PlanOptions, PromptAnswers};
 
 pub fn seed_behavior() -> CompiledBehavior {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/seed/twilio-bot.package.json"
-    );
-    let json = std::fs::read_to_string(path).expect("seed package next to the repository");
-    let package = Package::parse(&json).expect("seed parses");
+    // Relative to this file, whichever crate includes it: `shared/` sits beside the repository.
+    let json = include_str!("../../../../shared/seed/twilio-bot.package.json");
+    let package = Package::parse(json).expect("seed parses");
     let mut answers = PromptAnswers::new();
     answers.insert("twilio_account_id".into(), "1".into());
     answers.insert(
