@@ -206,6 +206,7 @@ impl CompiledBehavior {
             subroutines: HashMap::new(),
             issues: Vec::new(),
             behavior_uid: def.uid.clone(),
+            section: def.section.as_str(),
             templates: 0,
         };
         let roots = def
@@ -255,6 +256,8 @@ struct Compiler {
     subroutines: HashMap<String, usize>,
     issues: Vec<ImportIssue>,
     behavior_uid: String,
+    /// The package section the behavior came from, for error locations.
+    section: &'static str,
     templates: usize,
 }
 
@@ -349,7 +352,7 @@ impl Compiler {
                     Ok(op) => op,
                     Err(PatternError { pattern, reason }) => {
                         self.issues.push(ImportIssue {
-                            section: "bots".into(),
+                            section: self.section.into(),
                             uid: Some(self.behavior_uid.clone()),
                             field: Some(format!(
                                 "{path}.params.groups[{gi}].conditions[{ci}].value"

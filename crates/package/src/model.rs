@@ -68,6 +68,29 @@ pub struct BehaviorDef {
     pub nodes: Vec<NodeDef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uri: Option<String>,
+    /// Where the package had it, for the location of an import error found later (by the
+    /// engine's compile). Not stored: a stored behavior was imported already.
+    #[serde(skip)]
+    pub section: BehaviorSection,
+}
+
+/// Where a behavior sits in its package: in a bot (`bots[].behaviors[]`) or in the top-level
+/// `behaviors` section (cerb-semantics §1.6).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BehaviorSection {
+    #[default]
+    Bots,
+    Behaviors,
+}
+
+impl BehaviorSection {
+    /// The section's name in the package, as import errors name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BehaviorSection::Bots => "bots",
+            BehaviorSection::Behaviors => "behaviors",
+        }
+    }
 }
 
 /// A behavior variable (cerb-semantics §6.3).

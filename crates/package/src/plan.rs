@@ -9,8 +9,8 @@ use crate::prompts::{php_truthy, random_string};
 use crate::render::Renderer;
 use crate::validate::{self, Validator};
 use crate::{
-    BehaviorDef, BotDef, CreatedRecord, ImportError, ImportIssue, ImportPlan, NodeDef, Owner,
-    Package, PlanOptions, RecordId, VariableDef, WebhookListenerDef,
+    BehaviorDef, BehaviorSection, BotDef, CreatedRecord, ImportError, ImportIssue, ImportPlan,
+    NodeDef, Owner, Package, PlanOptions, RecordId, VariableDef, WebhookListenerDef,
 };
 
 /// PHP's `(int)` of a JSON scalar that is a number or a numeric string (else `None`).
@@ -240,7 +240,7 @@ impl Builder<'_, '_> {
             let mut behaviors = Vec::new();
             for (j, behavior) in items(bot.get("behaviors")).iter().enumerate() {
                 let path = JsonPath::root().key("bots").idx(i).key("behaviors").idx(j);
-                let built = self.behavior(behavior, bot_id, &path);
+                let built = self.behavior(behavior, bot_id, &path, BehaviorSection::Bots);
                 records.push(CreatedRecord {
                     context: "behavior".into(),
                     uid: built.uid.clone(),
@@ -287,7 +287,7 @@ impl Builder<'_, '_> {
                 ));
                 continue;
             };
-            let built = self.behavior(behavior, bot.id, &path);
+            let built = self.behavior(behavior, bot.id, &path, BehaviorSection::Behaviors);
             records.push(CreatedRecord {
                 context: "behavior".into(),
                 uid: built.uid.clone(),
@@ -324,7 +324,13 @@ impl Builder<'_, '_> {
         }
     }
 
-    fn behavior(&mut self, behavior: &Json, bot_id: RecordId, path: &JsonPath) -> BehaviorDef {
+    fn behavior(
+        &mut self,
+        behavior: &Json,
+        bot_id: RecordId,
+        path: &JsonPath,
+        section: BehaviorSection,
+    ) -> BehaviorDef {
         let mut variables = IndexMap::new();
         let vars: Vec<&Json> = match behavior.get("variables") {
             Some(Json::Object(map)) => map.values().collect(),
@@ -365,6 +371,7 @@ impl Builder<'_, '_> {
                 .and_then(Json::as_str)
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned),
+            section,
         }
     }
 

@@ -65,6 +65,7 @@ pub fn behavior_def(id: RecordId, event: &str, variables: Json, nodes: Json) -> 
         variables: serde_json::from_value(variables).unwrap_or_default(),
         nodes: nodes_from_json(&nodes, &mut next),
         uri: None,
+        section: Default::default(),
     }
 }
 

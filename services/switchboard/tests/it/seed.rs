@@ -160,3 +160,41 @@ fn help_trace_matches_the_golden_file() {
     let expected = std::fs::read_to_string(&path).expect("golden trace exists");
     assert_eq!(text, expected);
 }
+
+/// Decision 8 through the whole import pipeline (parse, plan, compile): a pattern that cannot be
+/// compiled is refused with its section, behavior uid, field, node title and pattern, for a
+/// behavior inside a bot and for one in the top-level `behaviors` section alike.
+#[test]
+fn invalid_regexps_are_located_in_their_section() {
+    let mut doc: serde_json::Value = serde_json::from_str(&seed_package()).unwrap();
+    let bad =
+        json!({"condition": "http_param", "name": "body", "oper": "regexp", "value": "/help(/i"});
+    let behaviors = doc["bots"][0]["behaviors"].as_array_mut().unwrap();
+    let webhook = behaviors
+        .iter_mut()
+        .find(|b| b["uid"] == "behavior_43")
+        .unwrap();
+    webhook["nodes"][0]["nodes"][0]["params"]["groups"][0]["conditions"][0] = bad.clone();
+    // The same behavior again, moved to the top-level section (attached to the seed's bot).
+    let mut top = webhook.clone();
+    top["uid"] = json!("behavior_top");
+    top["bot_id"] = json!("{{{uid.bot_twilio}}}");
+    doc["behaviors"] = json!([top]);
+    let err = simulate(&SimulateRequest {
+        package_json: doc.to_string(),
+        behavior_uid: "behavior_43".into(),
+        ..Default::default()
+    })
+    .err()
+    .expect("refused");
+    let text = err.to_string();
+    let field = "nodes[0].nodes[0].params.groups[0].conditions[0].value";
+    for section in ["bots (behavior_43)", "behaviors (behavior_top)"] {
+        assert!(
+            text.contains(&format!(
+                "{section} {field}: node 'HELP': invalid regexp `/help(/i`"
+            )),
+            "{text}"
+        );
+    }
+}
