@@ -105,8 +105,9 @@ fn contains_ignore_ascii_case(haystack: &str, needle: &str) -> bool {
 }
 
 /// `like`: `*` is any run of characters except newline; everything else literal; anchored at
-/// both ends (cerb-semantics §2.5). The end anchor is `\z`: Cerb's PCRE `$` (no `D` modifier)
-/// would also let one trailing newline follow, which §2.5 does not describe.
+/// both ends (cerb-semantics §2.5). Cerb builds `/^…$/i` for `preg_match`, and PCRE's `$` (no `D`
+/// modifier) also matches before one final newline: `like "help"` matches `"help\n"`, so the end
+/// anchor here is `\n?\z`.
 fn like_regex(value: &str) -> Regex {
     let mut pattern = String::from("(?i-u)\\A");
     for (i, part) in value.split('*').enumerate() {
@@ -118,7 +119,7 @@ fn like_regex(value: &str) -> Regex {
             pattern.push_str(&format!("\\x{b:02X}"));
         }
     }
-    pattern.push_str("\\z");
+    pattern.push_str("\\n?\\z");
     RegexBuilder::new(&pattern)
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
@@ -134,7 +135,9 @@ pub fn compile_pcre(value: &str) -> Result<Regex, PatternError> {
     };
     let switchboard_twig::pcre::Parts { body, flags } =
         switchboard_twig::pcre::split(value).map_err(|reason| err(&reason))?;
-    let mut builder = RegexBuilder::new(body);
+    // Conditions only ask whether it matches, so PCRE's `$` can be emulated (see dollar_as_pcre).
+    let body = switchboard_twig::pcre::dollar_as_pcre(body, flags);
+    let mut builder = RegexBuilder::new(&body);
     builder.size_limit(REGEX_SIZE_LIMIT).unicode(false);
     for flag in flags.chars() {
         match flag {

@@ -1580,36 +1580,58 @@ fn truncate(v: Value, args: Rest<Value>) -> Result<String, Error> {
 /// A PCRE pattern with delimiters and flags (`/x/i`, `#x#s`) compiled with the `regex` crate,
 /// whose matching is linear in the input (no catastrophic backtracking).
 pub(crate) fn compile_pcre(pattern: &str) -> Result<regex::Regex, Error> {
-    thread_local! {
-        static CACHE: std::cell::RefCell<std::collections::HashMap<String, Option<regex::Regex>>> =
-            std::cell::RefCell::new(std::collections::HashMap::new());
-    }
-    if let Some(hit) = CACHE.with(|c| c.borrow().get(pattern).cloned()) {
-        return hit.ok_or_else(|| {
-            fail(format!(
-                "Regexp \"{pattern}\" passed to \"matches\" is not valid"
-            ))
-        });
-    }
-    let compiled = compile_pcre_uncached(pattern);
-    CACHE.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.len() >= 256 {
-            c.clear();
-        }
-        c.insert(pattern.to_string(), compiled.as_ref().ok().cloned());
-    });
-    compiled
+    compile_pcre_cached(pattern, false)
 }
 
-fn compile_pcre_uncached(pattern: &str) -> Result<regex::Regex, Error> {
+/// [`compile_pcre`] for a yes/no question (the `matches` operator): PCRE's `$` also matches
+/// before a final newline there (see [`crate::pcre::dollar_as_pcre`]).
+pub(crate) fn compile_pcre_test(pattern: &str) -> Result<regex::Regex, Error> {
+    compile_pcre_cached(pattern, true)
+}
+
+fn compile_pcre_cached(pattern: &str, for_test: bool) -> Result<regex::Regex, Error> {
+    type Cache = std::collections::HashMap<(bool, String), Option<regex::Regex>>;
+    thread_local! {
+        static CACHE: std::cell::RefCell<Cache> = std::cell::RefCell::new(Cache::new());
+    }
     let invalid = || {
         fail(format!(
             "Regexp \"{pattern}\" passed to \"matches\" is not valid"
         ))
     };
-    let crate::pcre::Parts { body, flags } = crate::pcre::split(pattern).map_err(|_| invalid())?;
-    let mut builder = regex::RegexBuilder::new(body);
+    let key = (for_test, pattern.to_string());
+    if let Some(hit) = CACHE.with(|c| c.borrow().get(&key).cloned()) {
+        return hit.ok_or_else(invalid);
+    }
+    let compiled = compile_pcre_uncached(pattern, for_test).ok_or_else(invalid);
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= 256 {
+            c.clear();
+        }
+        c.insert(key, compiled.as_ref().ok().cloned());
+    });
+    compiled
+}
+
+/// Modifiers: `i m s x` as PCRE's, `U` swaps greediness, `A` anchors at the start, `D` keeps `$`
+/// at the very end (it matters only with `for_test`), `u` is accepted (the `regex` crate always
+/// reads UTF-8).
+fn compile_pcre_uncached(pattern: &str, for_test: bool) -> Option<regex::Regex> {
+    let crate::pcre::Parts { body, flags } = crate::pcre::split(pattern).ok()?;
+    let body = if for_test {
+        crate::pcre::dollar_as_pcre(body, flags)
+    } else {
+        std::borrow::Cow::Borrowed(body)
+    };
+    let body = if flags.contains('A') {
+        // A newline ends an `x`-mode comment the body may end with; elsewhere it would be text.
+        let end = if flags.contains('x') { "\n)" } else { ")" };
+        std::borrow::Cow::Owned(format!("\\A(?:{body}{end}"))
+    } else {
+        body
+    };
+    let mut builder = regex::RegexBuilder::new(&body);
     builder
         .size_limit(1 << 20)
         .dfa_size_limit(1 << 20)
@@ -1628,11 +1650,14 @@ fn compile_pcre_uncached(pattern: &str) -> Result<regex::Regex, Error> {
             'x' => {
                 builder.ignore_whitespace(true);
             }
-            'u' | 'D' | 'U' | 'A' | '\n' | ' ' => {}
-            _ => return Err(invalid()),
+            'U' => {
+                builder.swap_greed(true);
+            }
+            'u' | 'D' | 'A' | '\n' | ' ' => {}
+            _ => return None,
         }
     }
-    builder.build().map_err(|_| invalid())
+    builder.build().ok()
 }
 
 /// Twig's `range(low, high, step=1)`: PHP 8.2 `range` over integers, floats or letters (two

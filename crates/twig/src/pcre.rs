@@ -33,6 +33,80 @@ pub fn split(pattern: &str) -> Result<Parts<'_>, String> {
     })
 }
 
+/// PCRE's `$` outside multi-line mode matches at the very end of the subject *or just before a
+/// final newline* (unless the `D` modifier is given); the `regex` crate's `$` is the very end
+/// only. So that a match *test* gives PCRE's answer (`/^help$/` matches `"help\n"`, as in Cerb),
+/// this rewrites each such `$` into `(?:\n?\z)`. That is exact wherever nothing that consumes
+/// text follows the `$` (the end of the pattern or of an alternative, as nearly always), but the
+/// rewritten pattern's match can include the newline: use it for yes/no questions only, never
+/// for the matched text.
+///
+/// `body` comes back unchanged when there is no `$`, when `m` or `D` is among `flags`, when an
+/// inline group could turn multi-line mode on, or when it does not parse (compiling it then
+/// reports the error).
+pub fn dollar_as_pcre<'a>(body: &'a str, flags: &str) -> std::borrow::Cow<'a, str> {
+    use regex_syntax::ast::{self, Ast};
+    use std::borrow::Cow;
+
+    if !body.contains('$') || flags.contains('m') || flags.contains('D') {
+        return Cow::Borrowed(body);
+    }
+    let parsed = ast::parse::ParserBuilder::new()
+        .ignore_whitespace(flags.contains('x'))
+        .nest_limit(250)
+        .build()
+        .parse(body);
+    let Ok(parsed) = parsed else {
+        return Cow::Borrowed(body);
+    };
+    // Byte ranges of the `$` assertions; `None` if an inline flag may set multi-line mode.
+    fn walk(node: &Ast, out: &mut Vec<std::ops::Range<usize>>) -> Option<()> {
+        let sets_multi_line = |flags: &ast::Flags| {
+            let mut negated = false;
+            flags.items.iter().any(|item| match item.kind {
+                ast::FlagsItemKind::Negation => {
+                    negated = true;
+                    false
+                }
+                ast::FlagsItemKind::Flag(ast::Flag::MultiLine) => !negated,
+                _ => false,
+            })
+        };
+        match node {
+            Ast::Assertion(a) if a.kind == ast::AssertionKind::EndLine => {
+                out.push(a.span.start.offset..a.span.end.offset);
+            }
+            Ast::Flags(f) if sets_multi_line(&f.flags) => return None,
+            Ast::Group(g) => {
+                if let ast::GroupKind::NonCapturing(flags) = &g.kind
+                    && sets_multi_line(flags)
+                {
+                    return None;
+                }
+                walk(&g.ast, out)?;
+            }
+            Ast::Repetition(r) => walk(&r.ast, out)?,
+            Ast::Alternation(a) => a.asts.iter().try_for_each(|x| walk(x, out))?,
+            Ast::Concat(c) => c.asts.iter().try_for_each(|x| walk(x, out))?,
+            _ => {}
+        }
+        Some(())
+    }
+    let mut dollars = Vec::new();
+    if walk(&parsed, &mut dollars).is_none() || dollars.is_empty() {
+        return Cow::Borrowed(body);
+    }
+    let mut out = String::with_capacity(body.len() + dollars.len() * 8);
+    let mut at = 0;
+    for range in dollars {
+        out.push_str(&body[at..range.start]);
+        out.push_str("(?:\\n?\\z)");
+        at = range.end;
+    }
+    out.push_str(&body[at..]);
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,5 +138,41 @@ mod tests {
         assert!(split("\\x\\").is_err());
         assert!(split("/open").is_err());
         assert!(split("").is_err());
+    }
+
+    #[test]
+    fn dollar_follows_pcre_for_match_tests() {
+        let test = |pattern: &str, subject: &str| {
+            let Parts { body, flags } = split(pattern).unwrap();
+            regex::RegexBuilder::new(&dollar_as_pcre(body, flags))
+                .multi_line(flags.contains('m'))
+                .ignore_whitespace(flags.contains('x'))
+                .build()
+                .unwrap()
+                .is_match(subject)
+        };
+        // PHP: preg_match('/^help$/', "help\n") === 1, but not before an inner newline or two.
+        assert!(test("/^help$/", "help"));
+        assert!(test("/^help$/", "help\n"));
+        assert!(!test("/^help$/", "help\n\n"));
+        assert!(!test("/^help$/", "help\nme"));
+        assert!(!test("/^help$/", "help\r\n"));
+        assert!(test("/^(yes|no$)/", "no\n"));
+        assert!(test("/a$|b$/", "b\n"));
+        // D: the very end only.
+        assert!(!test("/^help$/D", "help\n"));
+        // Multi-line mode (a flag or inline) already matches before any newline.
+        assert!(test("/^help$/m", "help\nme"));
+        assert!(test("/(?m)^help$/", "help\nme"));
+        // Escaped, in a class, in an x-mode comment: not an assertion.
+        assert_eq!(dollar_as_pcre(r"a\$", ""), r"a\$");
+        assert_eq!(dollar_as_pcre("a[$]", ""), "a[$]");
+        assert_eq!(
+            dollar_as_pcre("a # costs $5\n$", "x"),
+            "a # costs $5\n(?:\\n?\\z)"
+        );
+        assert_eq!(dollar_as_pcre("^a$", ""), "^a(?:\\n?\\z)");
+        // Unparsable bodies are left to the compiler's error.
+        assert_eq!(dollar_as_pcre("(a$", ""), "(a$");
     }
 }

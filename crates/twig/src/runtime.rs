@@ -214,7 +214,7 @@ pub(crate) fn register(env: &mut Environment<'static>) {
                     "matches: Argument #2 ($str) must be of type ?string, array given",
                 ));
             }
-            let re = crate::filters::compile_pcre(&php::to_php_string(&pattern))?;
+            let re = crate::filters::compile_pcre_test(&php::to_php_string(&pattern))?;
             Ok(re.is_match(&php::to_php_string(&s)))
         },
     );

@@ -168,6 +168,13 @@ fn hand_written() -> Vec<Case> {
             "{{ not 1 == 2 }}|{{ -2 ** 2 }}|{{ (1 + 2) * 3 }}|{{ 1 + 2 * 3 }}|{{ 2 ** 3 ** 2 }}|{{ 1 - 1 - 1 }}|{{ -n|abs }}",
         ),
         t("{{ 'a' ~ 'b' == 'ab' }}|{{ 1 + 1 ~ 1 }}|{{ 1 < 2 == true }}"),
+        // PCRE's `$` (a final newline may follow unless D) and the U and A modifiers.
+        t(
+            "{{ \"help\\n\" matches '/^help$/' ? 1 : 0 }}|{{ \"help\\n\\n\" matches '/^help$/' ? 1 : 0 }}|{{ \"help\\n\" matches '/^help$/D' ? 1 : 0 }}|{{ \"a\\nb\" matches '/^a$/' ? 1 : 0 }}|{{ \"no\\n\" matches '/^(yes|no)$/' ? 1 : 0 }}|{{ 'help' matches '/^help$/' ? 1 : 0 }}",
+        ),
+        t(
+            "{{ 'xhelp' matches '/help/A' ? 1 : 0 }}|{{ 'helpx' matches '/help/A' ? 1 : 0 }}|{{ 'aaa'|regexp('/a+/U') }}|{{ 'aaa'|regexp('/a+?/U') }}|{{ 'b helpx'|regexp('/help/A') }}",
+        ),
         // loops and set
         t(
             "{% for v in list %}{{ loop.index }}:{{ v }}{% if not loop.last %},{% endif %}{% endfor %}",
