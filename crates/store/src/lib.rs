@@ -2,6 +2,7 @@
 //! rest), imported bots, behaviors and webhook listeners (written all or nothing), the inbound
 //! message log (one row per `MessageSid`) and behavior runs. Migrations run only when asked.
 
+pub mod jsonb;
 pub mod limits;
 pub mod outbound;
 pub mod secrets;
@@ -576,7 +577,7 @@ impl Store {
         .bind(listener_id)
         .bind(account_sid)
         .bind(request_id)
-        .bind(request)
+        .bind(jsonb::value(request).as_ref())
         .execute(&self.pool)
         .await?;
         if inserted.rows_affected() == 1 {
@@ -652,10 +653,10 @@ impl Store {
         .bind(&run.mode)
         .bind(&run.exit_state)
         .bind(run.status)
-        .bind(&run.trace)
-        .bind(&run.errors)
+        .bind(jsonb::value(&run.trace).as_ref())
+        .bind(jsonb::value(&run.errors).as_ref())
         .bind(run.duration_us)
-        .bind(resp)
+        .bind(jsonb::value(resp).as_ref())
         .fetch_one(&self.pool)
         .await?
         .get("id"))
@@ -696,8 +697,8 @@ async fn insert_run<'e, E: sqlx::PgExecutor<'e>>(executor: E, run: &RunRecord) -
     .bind(&run.mode)
     .bind(&run.exit_state)
     .bind(run.status)
-    .bind(&run.trace)
-    .bind(&run.errors)
+    .bind(jsonb::value(&run.trace).as_ref())
+    .bind(jsonb::value(&run.errors).as_ref())
     .bind(run.duration_us)
     .fetch_one(executor)
     .await?

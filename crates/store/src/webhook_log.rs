@@ -144,6 +144,22 @@ async fn write(pool: &PgPool, batch: Vec<(AnsweredWebhook, Reply)>) {
 /// nothing), and only the runs whose claim went in are inserted. Answers in input order.
 async fn insert(pool: &PgPool, items: &[AnsweredWebhook]) -> Result<Vec<Recorded>> {
     let col = |f: fn(&AnsweredWebhook) -> &str| items.iter().map(f).collect::<Vec<_>>();
+    // JSON columns without U+0000, which jsonb refuses (crate::jsonb).
+    let json = |f: fn(&AnsweredWebhook) -> &str| {
+        items
+            .iter()
+            .map(|w| crate::jsonb::text(f(w)))
+            .collect::<Vec<_>>()
+    };
+    let (request, response, trace, errors) = (
+        json(|w| &w.request),
+        json(|w| &w.response),
+        json(|w| &w.trace),
+        json(|w| &w.errors),
+    );
+    fn refs<'a>(v: &'a [std::borrow::Cow<'_, str>]) -> Vec<&'a str> {
+        v.iter().map(|c| c.as_ref()).collect()
+    }
     let rows = sqlx::query(
         "WITH input AS ( \
             SELECT * FROM unnest($1::int[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], \
@@ -178,15 +194,15 @@ async fn insert(pool: &PgPool, items: &[AnsweredWebhook]) -> Result<Vec<Recorded
             .collect::<Vec<_>>(),
     )
     .bind(col(|w| &w.request_id))
-    .bind(col(|w| &w.request))
-    .bind(col(|w| &w.response))
+    .bind(refs(&request))
+    .bind(refs(&response))
     .bind(items.iter().map(|w| w.behavior_id).collect::<Vec<_>>())
     .bind(col(|w| &w.trace_id))
     .bind(col(|w| &w.mode))
     .bind(col(|w| &w.exit_state))
     .bind(items.iter().map(|w| w.status).collect::<Vec<_>>())
-    .bind(col(|w| &w.trace))
-    .bind(col(|w| &w.errors))
+    .bind(refs(&trace))
+    .bind(refs(&errors))
     .bind(items.iter().map(|w| w.duration_us).collect::<Vec<_>>())
     .fetch_all(pool)
     .await?;

@@ -58,10 +58,15 @@ async fn a_batch_claims_each_message_sid_once_and_a_refused_record_fails_alone()
         log.record(answered(listener_id, behavior, &c, "three")),
     ])
     .await;
-    // jsonb refuses \u0000: that record fails, and only that one.
+    // A record the database refuses (its trace is not JSON) fails, and only that one; a NUL,
+    // which jsonb cannot hold, is stored as U+FFFD instead of failing.
+    let mut broken = answered(listener_id, behavior, &d, "broken");
+    broken.trace = "not json".into();
+    let f = message_sid();
     let refused = futures::future::join_all([
-        log.record(answered(listener_id, behavior, &d, "nul\u{0}")),
+        log.record(broken),
         log.record(answered(listener_id, behavior, &e, "fine")),
+        log.record(answered(listener_id, behavior, &f, "nul\u{0}")),
     ])
     .await;
     assert_eq!(outcomes[0].as_ref().unwrap(), &Recorded::Duplicate);
@@ -82,9 +87,20 @@ async fn a_batch_claims_each_message_sid_once_and_a_refused_record_fails_alone()
         matches!(refused[1], Ok(Recorded::New { .. })),
         "{refused:?}"
     );
+    assert!(
+        matches!(refused[2], Ok(Recorded::New { .. })),
+        "{refused:?}"
+    );
+    let nul_body: String =
+        sqlx::query_scalar("SELECT response->>'body' FROM inbound_messages WHERE message_sid = $1")
+            .bind(&f)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(nul_body, "echo nul\u{FFFD}");
 
     // Exactly one run per claimed MessageSid, linked from the log with the stored answer.
-    for (sid, runs) in [(&a, 1i64), (&b, 1), (&c, 1), (&d, 0), (&e, 1)] {
+    for (sid, runs) in [(&a, 1i64), (&b, 1), (&c, 1), (&d, 0), (&e, 1), (&f, 1)] {
         let n: i64 =
             sqlx::query_scalar("SELECT count(*) FROM behavior_runs WHERE message_sid = $1")
                 .bind(sid)

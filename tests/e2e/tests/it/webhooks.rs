@@ -444,3 +444,38 @@ async fn one_trace_spans_ingress_and_worker() {
     ingress.stop().await.unwrap();
     worker.stop().await.unwrap();
 }
+
+/// A NUL character in an inbound message (`%00`: PostgreSQL's jsonb cannot hold U+0000) is
+/// answered like any other text and recorded, instead of failing the log write and answering
+/// 503 on every retry. The log keeps U+FFFD in its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nul_in_the_message_is_answered_and_recorded() {
+    let stack = Stack::new().await.unwrap();
+    let worker = stack.worker().await.unwrap();
+    let ingress = stack.ingress().await.unwrap();
+    let http = http();
+    let sid = message_sid();
+    let form = inbound_sms(&sid, "+15551234567", "a\u{0}b");
+    let resp = post_signed(&http, &ingress, &stack.guid, &form, AUTH_TOKEN).await;
+    assert_eq!(resp.status(), 200);
+    let first = resp.text().await.unwrap();
+    assert!(first.contains("You said: a\u{0}b</Message>"), "{first:?}");
+    assert_eq!(stack.runs().await, 1);
+    // Twilio's retry of the same message gets the stored answer, which went through jsonb.
+    let retry = post_signed(&http, &ingress, &stack.guid, &form, AUTH_TOKEN).await;
+    assert_eq!(retry.status(), 200);
+    let again = retry.text().await.unwrap();
+    assert_eq!(again, first.replace('\u{0}', "\u{FFFD}"));
+    assert_eq!(stack.runs().await, 1);
+    let logged: String = sqlx::query_scalar(
+        "SELECT p->>1 FROM inbound_messages, jsonb_array_elements(request->'params') p \
+         WHERE message_sid = $1 AND p->>0 = 'Body'",
+    )
+    .bind(&sid)
+    .fetch_one(stack.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(logged, "a\u{FFFD}b");
+    ingress.stop().await.unwrap();
+    worker.stop().await.unwrap();
+}
