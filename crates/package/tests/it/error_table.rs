@@ -743,6 +743,27 @@ fn cases() -> Vec<Case> {
                 ),
             ),
         ),
+        parse(
+            "Storage: U+0000 in a value or a key (PostgreSQL cannot store it)",
+            doc(|d| {
+                d["records"] = json!([listener(json!({"name": "Hook\u{0}"}))]);
+                d["bots"][0]["params"]["config"]["k\u{0}"] = json!("v");
+            }),
+            vec![
+                issue(
+                    "bots",
+                    Some("bot_a"),
+                    Some("params.config.k\u{0}"),
+                    "contains a NUL character (U+0000), which cannot be stored",
+                ),
+                issue(
+                    "records",
+                    Some("hook"),
+                    Some("name"),
+                    "contains a NUL character (U+0000), which cannot be stored",
+                ),
+            ],
+        ),
     ]
 }
 
