@@ -268,12 +268,16 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     });
 }
 
+/// Variables by name, in the order they were set. Hashed with foldhash (randomly seeded), like
+/// the engine's request params: SipHash was a visible share of a seed webhook run.
+type ScopeVars = IndexMap<String, Value, foldhash::fast::RandomState>;
+
 /// The variables a template sets (Twig's `$context` minus the render context, which is read
 /// through [`State::lookup`]). Shared by reference, so writes inside loops and blocks are seen
 /// everywhere, as in Twig.
 #[derive(Debug, Default)]
 pub(crate) struct Scope {
-    vars: Mutex<IndexMap<String, Value>>,
+    vars: Mutex<ScopeVars>,
 }
 
 impl Object for Scope {
@@ -287,7 +291,7 @@ fn scope_of(v: &Value) -> Option<&Scope> {
 }
 
 impl Scope {
-    fn lock(&self) -> std::sync::MutexGuard<'_, IndexMap<String, Value>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ScopeVars> {
         self.vars.lock().unwrap_or_else(|e| e.into_inner())
     }
 

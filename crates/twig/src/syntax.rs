@@ -1231,6 +1231,23 @@ fn emit(e: &Expr) -> String {
                 Box::new(Expr::Binary("**", inner.clone(), b.clone())),
             ))
         }
+        Expr::Binary("~", ..) => {
+            // `a ~ b ~ c` is one call: every operand becomes a string, so the grouping of a
+            // concatenation chain never changes its result (evaluated left to right as Twig does).
+            fn operands<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
+                match e {
+                    Expr::Binary("~", a, b) => {
+                        operands(a, out);
+                        operands(b, out);
+                    }
+                    other => out.push(other),
+                }
+            }
+            let mut parts = Vec::new();
+            operands(e, &mut parts);
+            let parts: Vec<String> = parts.into_iter().map(emit).collect();
+            format!("_tw_cat({})", parts.join(", "))
+        }
         Expr::Binary(op, a, b) => {
             let (a, b) = (emit(a), emit(b));
             match *op {
@@ -1254,7 +1271,6 @@ fn emit(e: &Expr) -> String {
                     format!("(_tw_ends_with({a}, {b}) if _tw_is_string({a}) else false)")
                 }
                 ".." => format!("range({a}, {b})"),
-                "~" => format!("_tw_cat({a}, {b})"),
                 "??" => format!("({a} if _tw_isset({a}) else {b})"),
                 op => format!("_tw_op({}, {a}, {b})", lit(op)),
             }
