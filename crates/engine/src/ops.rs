@@ -127,7 +127,8 @@ fn like_regex(value: &str) -> Regex {
 }
 
 /// Compiles a PCRE-style `/pattern/flags` (any non-alphanumeric, non-backslash, non-space
-/// delimiter; bracket pairs `()[]{}<>`) with flags `i m s x u`.
+/// delimiter; bracket pairs `()[]{}<>`) with modifiers `i m s x u` (Decision 8) and also `U`
+/// (ungreedy), `A` (anchored) and `D` (`$` at the very end only), as the Twig dialect reads them.
 pub fn compile_pcre(value: &str) -> Result<Regex, PatternError> {
     let err = |reason: &str| PatternError {
         pattern: value.to_string(),
@@ -136,7 +137,10 @@ pub fn compile_pcre(value: &str) -> Result<Regex, PatternError> {
     let switchboard_twig::pcre::Parts { body, flags } =
         switchboard_twig::pcre::split(value).map_err(|reason| err(&reason))?;
     // Conditions only ask whether it matches, so PCRE's `$` can be emulated (see dollar_as_pcre).
-    let body = switchboard_twig::pcre::dollar_as_pcre(body, flags);
+    let body = switchboard_twig::pcre::anchored(
+        switchboard_twig::pcre::dollar_as_pcre(body, flags),
+        flags,
+    );
     let mut builder = RegexBuilder::new(&body);
     builder.size_limit(REGEX_SIZE_LIMIT).unicode(false);
     for flag in flags.chars() {
@@ -146,6 +150,9 @@ pub fn compile_pcre(value: &str) -> Result<Regex, PatternError> {
             's' => builder.dot_matches_new_line(true),
             'x' => builder.ignore_whitespace(true),
             'u' => builder.unicode(true),
+            'U' => builder.swap_greed(true),
+            // Applied to the body above.
+            'A' | 'D' => &mut builder,
             '\n' | ' ' | '\r' => &mut builder,
             other => return Err(err(&format!("unsupported modifier '{other}'"))),
         };

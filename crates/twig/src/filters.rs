@@ -1624,13 +1624,7 @@ fn compile_pcre_uncached(pattern: &str, for_test: bool) -> Option<regex::Regex> 
     } else {
         std::borrow::Cow::Borrowed(body)
     };
-    let body = if flags.contains('A') {
-        // A newline ends an `x`-mode comment the body may end with; elsewhere it would be text.
-        let end = if flags.contains('x') { "\n)" } else { ")" };
-        std::borrow::Cow::Owned(format!("\\A(?:{body}{end}"))
-    } else {
-        body
-    };
+    let body = crate::pcre::anchored(body, flags);
     let mut builder = regex::RegexBuilder::new(&body);
     builder
         .size_limit(1 << 20)

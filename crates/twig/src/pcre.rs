@@ -33,6 +33,17 @@ pub fn split(pattern: &str) -> Result<Parts<'_>, String> {
     })
 }
 
+/// PCRE's `A` modifier (the match must start at the start of the subject): `body` wrapped in
+/// `\A(?:…)`. A newline closes an `x`-mode comment the body may end with; without `x` it would be
+/// text, so it is added only then.
+pub fn anchored<'a>(body: std::borrow::Cow<'a, str>, flags: &str) -> std::borrow::Cow<'a, str> {
+    if !flags.contains('A') {
+        return body;
+    }
+    let end = if flags.contains('x') { "\n)" } else { ")" };
+    std::borrow::Cow::Owned(format!("\\A(?:{body}{end}"))
+}
+
 /// PCRE's `$` outside multi-line mode matches at the very end of the subject *or just before a
 /// final newline* (unless the `D` modifier is given); the `regex` crate's `$` is the very end
 /// only. So that a match *test* gives PCRE's answer (`/^help$/` matches `"help\n"`, as in Cerb),
@@ -144,7 +155,7 @@ mod tests {
     fn dollar_follows_pcre_for_match_tests() {
         let test = |pattern: &str, subject: &str| {
             let Parts { body, flags } = split(pattern).unwrap();
-            regex::RegexBuilder::new(&dollar_as_pcre(body, flags))
+            regex::RegexBuilder::new(&anchored(dollar_as_pcre(body, flags), flags))
                 .multi_line(flags.contains('m'))
                 .ignore_whitespace(flags.contains('x'))
                 .build()
@@ -172,6 +183,11 @@ mod tests {
             "a # costs $5\n(?:\\n?\\z)"
         );
         assert_eq!(dollar_as_pcre("^a$", ""), "^a(?:\\n?\\z)");
+        // A: anchored at the start, also after an x-mode comment.
+        assert!(test("/help/A", "help me"));
+        assert!(!test("/help/A", "say help"));
+        assert!(test("/help # a comment/Ax", "help"));
+        assert!(!test("/help # a comment/Ax", "a help"));
         // Unparsable bodies are left to the compiler's error.
         assert_eq!(dollar_as_pcre("(a$", ""), "(a$");
     }

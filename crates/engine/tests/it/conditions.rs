@@ -140,6 +140,13 @@ fn every_operator_and_negation() {
         ("!regexp", "/^help$/i", Text("HELP\n"), false),
         ("regexp", "/^help$/i", Text("HELP\n\n"), false),
         ("regexp", "/^(yes|no)$/", Text("no\n"), true),
+        // D keeps `$` at the very end; A anchors at the start. (U only changes what a match
+        // covers, never whether there is one; the Twig differential test checks it.)
+        ("regexp", "/^help$/D", Text("help\n"), false),
+        ("regexp", "/^help$/D", Text("help"), true),
+        ("regexp", "/help/A", Text("help me"), true),
+        ("regexp", "/help/A", Text("say help"), false),
+        ("!regexp", "/help/A", Text("say help"), true),
         ("regexp", "/a.c/s", Text("a\nc"), true),
         ("regexp", "/a.c/", Text("a\nc"), false),
         ("regexp", "/h e l p # comment\n/x", Text("help"), true),
