@@ -32,28 +32,8 @@ fn doc(edit: impl FnOnce(&mut Json)) -> String {
     d.to_string()
 }
 
-/// A valid webhook listener record; `null` in `fields` removes a key.
-fn listener(fields: Json) -> Json {
-    let mut record = json!({
-        "uid": "hook",
-        "_context": "webhook_listener",
-        "name": "Hook",
-        "guid": "abc",
-        "extension_id": "cerb.webhooks.listener.engine.va",
-        "extension_params": {"behavior_id": "{{{uid.beh_hook}}}"}
-    });
-    for (k, v) in fields.as_object().expect("fields are an object") {
-        if v.is_null() {
-            record.as_object_mut().unwrap().remove(k);
-        } else {
-            record[k] = v.clone();
-        }
-    }
-    record
-}
-
 fn with_listener(fields: Json) -> String {
-    doc(|d| d["records"] = json!([listener(fields)]))
+    doc(|d| d["records"] = json!([hook_record(fields)]))
 }
 
 fn with_prompts(prompts: Json) -> impl FnOnce(&mut Json) {
@@ -443,7 +423,7 @@ fn cases() -> Vec<Case> {
                 d["package"]["configure"] = json!({"placeholders": [
                     {"type": "random", "key": "g", "params": {"length": 41}}
                 ]});
-                d["records"] = json!([listener(json!({"guid": "{{{g|lower}}}"}))]);
+                d["records"] = json!([hook_record(json!({"guid": "{{{g|lower}}}"}))]);
             }),
             none(),
             record_issue(
@@ -554,7 +534,7 @@ fn cases() -> Vec<Case> {
         ),
         parse(
             "§1.5 ids are reserved by uid: a uid is used once",
-            doc(|d| d["records"] = json!([listener(json!({"uid": "beh_hook"}))])),
+            doc(|d| d["records"] = json!([hook_record(json!({"uid": "beh_hook"}))])),
             vec![issue(
                 "records",
                 Some("beh_hook"),
@@ -733,7 +713,7 @@ fn cases() -> Vec<Case> {
         ),
         plan(
             "§1.5 / Decision 4: an _exclude template that fails",
-            doc(|d| d["records"] = json!([listener(json!({"_exclude": "{{{ nope }}}"}))])),
+            doc(|d| d["records"] = json!([hook_record(json!({"_exclude": "{{{ nope }}}"}))])),
             none(),
             record_issue(
                 "hook",
@@ -746,7 +726,7 @@ fn cases() -> Vec<Case> {
         parse(
             "Storage: U+0000 in a value or a key (PostgreSQL cannot store it)",
             doc(|d| {
-                d["records"] = json!([listener(json!({"name": "Hook\u{0}"}))]);
+                d["records"] = json!([hook_record(json!({"name": "Hook\u{0}"}))]);
                 d["bots"][0]["params"]["config"]["k\u{0}"] = json!("v");
             }),
             vec![

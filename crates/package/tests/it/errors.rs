@@ -2,29 +2,10 @@
 //! it is (section, uid, field).
 
 use pretty_assertions::assert_eq;
-use serde_json::{Value as Json, json};
+use serde_json::json;
 use switchboard_package::Package;
 
 use crate::support::*;
-
-fn hook_record(fields: Json) -> Json {
-    let mut record = json!({
-        "uid": "hook",
-        "_context": "webhook_listener",
-        "name": "Hook",
-        "guid": "abc",
-        "extension_id": "cerb.webhooks.listener.engine.va",
-        "extension_params": {"behavior_id": "{{{uid.beh_hook}}}"}
-    });
-    for (k, v) in fields.as_object().unwrap() {
-        if v.is_null() {
-            record.as_object_mut().unwrap().remove(k);
-        } else {
-            record[k] = v.clone();
-        }
-    }
-    record
-}
 
 #[test]
 fn invalid_json_names_the_position() {

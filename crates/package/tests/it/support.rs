@@ -142,3 +142,24 @@ pub fn minimal(extra: Json) -> Json {
 pub fn first_behavior(doc: &mut Json) -> &mut Json {
     &mut doc["bots"][0]["behaviors"][0]
 }
+
+/// A valid webhook listener record (uid `hook`, pointing at `beh_hook`); `null` in `fields`
+/// removes a key, any other value replaces or adds it.
+pub fn hook_record(fields: Json) -> Json {
+    let mut record = json!({
+        "uid": "hook",
+        "_context": "webhook_listener",
+        "name": "Hook",
+        "guid": "abc",
+        "extension_id": "cerb.webhooks.listener.engine.va",
+        "extension_params": {"behavior_id": "{{{uid.beh_hook}}}"}
+    });
+    for (k, v) in fields.as_object().expect("fields are an object") {
+        if v.is_null() {
+            record.as_object_mut().expect("an object").remove(k);
+        } else {
+            record[k] = v.clone();
+        }
+    }
+    record
+}
