@@ -248,6 +248,15 @@ impl CompiledBehavior {
     pub fn variables(&self) -> &IndexMap<String, VariableDef> {
         &self.def.variables
     }
+
+    /// The variables' keys as an error message lists them (`var_to, var_body`, or `none`).
+    pub fn variable_list(&self) -> String {
+        if self.def.variables.is_empty() {
+            return "none".to_owned();
+        }
+        let keys: Vec<&str> = self.def.variables.keys().map(String::as_str).collect();
+        keys.join(", ")
+    }
 }
 
 struct Compiler {

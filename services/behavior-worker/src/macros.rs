@@ -140,18 +140,13 @@ impl Worker {
             .keys()
             .find(|k| !behavior.variables().contains_key(*k))
         {
-            let known: Vec<&str> = behavior.variables().keys().map(String::as_str).collect();
             return Err(Rejection(
                 "unknown_variable",
                 format!(
                     "behavior {} \"{}\" has no variable '{unknown}' (its variables: {})",
                     row.id,
                     row.title,
-                    if known.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        known.join(", ")
-                    }
+                    behavior.variable_list()
                 ),
             ));
         }

@@ -51,6 +51,18 @@ pub fn prompt_answers(
     Ok(answers)
 }
 
+/// `--var NAME=VALUE` inputs in the order given; a name given twice is an error (`run` and
+/// `simulate` alike).
+pub fn var_inputs(vars: &[KeyValue]) -> anyhow::Result<indexmap::IndexMap<String, String>> {
+    let mut map = indexmap::IndexMap::new();
+    for kv in vars {
+        if map.insert(kv.key.clone(), kv.value.clone()).is_some() {
+            anyhow::bail!("--var {} is given more than once", kv.key);
+        }
+    }
+    Ok(map)
+}
+
 /// An HTTP method as `--method` takes it: an RFC 9110 token (`GET`, `POST`, `PURGE`...).
 pub fn http_method(s: &str) -> Result<String, String> {
     const TCHAR: &[u8] = b"!#$%&'*+-.^_`|~";

@@ -1,7 +1,6 @@
 //! `switchboard run BOT BEHAVIOR [--var NAME=VALUE]...`: asks a running behavior worker to run a
 //! macro behavior now (`{prefix}.behavior.run`, docs/jobs.md) and shows what it did.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -23,17 +22,11 @@ pub fn request(bot: &str, behavior: &str, vars: &[KeyValue]) -> anyhow::Result<R
             "BEHAVIOR is empty: give a behavior id or uid (see `switchboard behaviors list --bot {bot}`)"
         );
     }
-    let mut map = BTreeMap::new();
-    for kv in vars {
-        if map.insert(kv.key.clone(), kv.value.clone()).is_some() {
-            bail!("--var {} is given more than once", kv.key);
-        }
-    }
     Ok(RunBehaviorRequest {
         version: RUN_BEHAVIOR_VERSION,
         bot: bot.trim().to_owned(),
         behavior: behavior.trim().to_owned(),
-        vars: map,
+        vars: crate::args::var_inputs(vars)?.into_iter().collect(),
     })
 }
 

@@ -160,7 +160,7 @@ pub fn simulate(req: &SimulateRequest) -> anyhow::Result<Simulation> {
         .get(&def.id)
         .cloned()
         .context("behavior was compiled")?;
-    check_inputs(req, &def.uid, &def.event, &behavior)?;
+    let inputs = check_inputs(req, &def.uid, &def.event, &behavior)?;
     let host = SimulatorHost {
         behaviors,
         accounts: account_ids
@@ -183,13 +183,7 @@ pub fn simulate(req: &SimulateRequest) -> anyhow::Result<Simulation> {
     let opts = RunOptions::simulator(req.run_http);
     let output = match def.event.as_str() {
         EVENT_WEBHOOK => run_webhook(&behavior, &webhook_request(req), &host, &opts),
-        EVENT_MACRO => {
-            let mut inputs = IndexMap::new();
-            for kv in &req.vars {
-                inputs.insert(kv.key.clone(), kv.value.clone());
-            }
-            run_macro(&behavior, &inputs, &host, &opts)
-        }
+        EVENT_MACRO => run_macro(&behavior, &inputs, &host, &opts),
         other => bail!(
             "behavior '{}' answers event '{other}', which cannot be simulated",
             def.uid
@@ -204,13 +198,13 @@ pub fn simulate(req: &SimulateRequest) -> anyhow::Result<Simulation> {
 
 /// Refuses inputs the behavior would never see, rather than ignoring them: `--var` for a webhook
 /// behavior; `--param`, `--header`, `--method` or `--body` for a macro behavior; a variable the
-/// macro does not have, or one given twice.
+/// macro does not have, or one given twice. Returns a macro's `--var` inputs.
 fn check_inputs(
     req: &SimulateRequest,
     uid: &str,
     event: &str,
     behavior: &CompiledBehavior,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<IndexMap<String, String>> {
     if event == EVENT_WEBHOOK {
         if let Some(kv) = req.vars.first() {
             bail!(
@@ -221,17 +215,8 @@ fn check_inputs(
         if let Some(method) = &req.method {
             crate::args::http_method(method).map_err(|e| anyhow::anyhow!("--method: {e}"))?;
         }
-        return Ok(());
+        return Ok(IndexMap::new());
     }
-    let variables = behavior.variables();
-    let known = || {
-        let keys: Vec<&str> = variables.keys().map(String::as_str).collect();
-        if keys.is_empty() {
-            "it has none".to_owned()
-        } else {
-            format!("its variables: {}", keys.join(", "))
-        }
-    };
     let webhook_only = [
         (!req.params.is_empty(), "--param"),
         (!req.headers.is_empty(), "--header"),
@@ -240,25 +225,21 @@ fn check_inputs(
     ];
     if let Some((_, flag)) = webhook_only.iter().find(|(given, _)| *given) {
         bail!(
-            "{flag}: behavior '{uid}' is a macro behavior ({event}); give its inputs with --var ({})",
-            known()
+            "{flag}: behavior '{uid}' is a macro behavior ({event}); give its inputs with --var (its variables: {})",
+            behavior.variable_list()
         );
     }
-    let mut seen = std::collections::HashSet::new();
-    for kv in &req.vars {
-        if !variables.contains_key(&kv.key) {
-            bail!(
-                "--var {}: behavior '{uid}' has no variable '{}' ({})",
-                kv.key,
-                kv.key,
-                known()
-            );
-        }
-        if !seen.insert(kv.key.as_str()) {
-            bail!("--var {} is given more than once", kv.key);
-        }
+    let inputs = crate::args::var_inputs(&req.vars)?;
+    if let Some(name) = inputs
+        .keys()
+        .find(|k| !behavior.variables().contains_key(*k))
+    {
+        bail!(
+            "--var {name}: behavior '{uid}' has no variable '{name}' (its variables: {})",
+            behavior.variable_list()
+        );
     }
-    Ok(())
+    Ok(inputs)
 }
 
 /// Compiles every behavior of a plan, keyed by id.
