@@ -1590,26 +1590,27 @@ pub(crate) fn compile_pcre_test(pattern: &str) -> Result<regex::Regex, Error> {
 }
 
 fn compile_pcre_cached(pattern: &str, for_test: bool) -> Result<regex::Regex, Error> {
-    type Cache = std::collections::HashMap<(bool, String), Option<regex::Regex>>;
+    // One cache per reading of `$`, so that a hit is looked up by `&str` without a key to build.
+    type Cache = std::collections::HashMap<String, Option<regex::Regex>>;
     thread_local! {
-        static CACHE: std::cell::RefCell<Cache> = std::cell::RefCell::new(Cache::new());
+        static CACHES: std::cell::RefCell<[Cache; 2]> = std::cell::RefCell::default();
     }
     let invalid = || {
         fail(format!(
             "Regexp \"{pattern}\" passed to \"matches\" is not valid"
         ))
     };
-    let key = (for_test, pattern.to_string());
-    if let Some(hit) = CACHE.with(|c| c.borrow().get(&key).cloned()) {
+    let slot = usize::from(for_test);
+    if let Some(hit) = CACHES.with(|c| c.borrow()[slot].get(pattern).cloned()) {
         return hit.ok_or_else(invalid);
     }
     let compiled = compile_pcre_uncached(pattern, for_test).ok_or_else(invalid);
-    CACHE.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.len() >= 256 {
-            c.clear();
+    CACHES.with(|c| {
+        let cache = &mut c.borrow_mut()[slot];
+        if cache.len() >= 256 {
+            cache.clear();
         }
-        c.insert(key, compiled.as_ref().ok().cloned());
+        cache.insert(pattern.to_string(), compiled.as_ref().ok().cloned());
     });
     compiled
 }
