@@ -145,7 +145,7 @@ impl Package {
         requirements(&package, &mut issues);
         let (prompts, placeholders) = prompts::parse_configure(&package, &mut issues);
         issues.extend(validate::Validator::new(&raw, false).run());
-        nul_characters(&raw, &raw, &locate::JsonPath::root(), &mut issues);
+        nul_characters(&raw, &raw, &locate::JsonPath::root(), &mut issues, &mut 20);
         if !issues.is_empty() {
             return Err(ImportError { issues });
         }
@@ -270,33 +270,36 @@ fn summaries(raw: &Json) -> (Vec<BotSummary>, Vec<BehaviorSummary>) {
     (bots, behaviors)
 }
 
-/// Refuses U+0000 anywhere in the package, naming each place (at most 20): PostgreSQL cannot
-/// store it, and nothing in a Cerb package needs it.
-fn nul_characters(doc: &Json, v: &Json, path: &locate::JsonPath, issues: &mut Vec<ImportIssue>) {
-    const MAX: usize = 20;
-    let message = "contains a NUL character (U+0000), which cannot be stored";
-    let found = |issues: &Vec<ImportIssue>| {
-        issues
-            .iter()
-            .filter(|i| i.message.starts_with("contains a NUL"))
-            .count()
+/// Refuses U+0000 anywhere in the package, naming each place (at most `budget` of them):
+/// PostgreSQL cannot store it, and nothing in a Cerb package needs it.
+fn nul_characters(
+    doc: &Json,
+    v: &Json,
+    path: &locate::JsonPath,
+    issues: &mut Vec<ImportIssue>,
+    budget: &mut usize,
+) {
+    const MESSAGE: &str = "contains a NUL character (U+0000), which cannot be stored";
+    let report = |at: &locate::JsonPath, issues: &mut Vec<ImportIssue>, budget: &mut usize| {
+        if *budget > 0 {
+            *budget -= 1;
+            issues.push(locate::issue(doc, at, MESSAGE));
+        }
     };
     match v {
-        Json::String(s) if s.contains('\0') && found(issues) < MAX => {
-            issues.push(locate::issue(doc, path, message));
-        }
+        Json::String(s) if s.contains('\0') => report(path, issues, budget),
         Json::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                nul_characters(doc, item, &path.idx(i), issues);
+                nul_characters(doc, item, &path.idx(i), issues, budget);
             }
         }
         Json::Object(map) => {
             for (k, item) in map {
                 let at = path.key(k);
-                if k.contains('\0') && found(issues) < MAX {
-                    issues.push(locate::issue(doc, &at, message));
+                if k.contains('\0') {
+                    report(&at, issues, budget);
                 }
-                nul_characters(doc, item, &at, issues);
+                nul_characters(doc, item, &at, issues, budget);
             }
         }
         _ => {}
