@@ -8,8 +8,9 @@ use switchboard_engine::{BotInfo, CompiledBehavior, WebhookRequest};
 use switchboard_package::{Package, PlanOptions, PromptAnswers};
 
 pub fn seed_behavior() -> CompiledBehavior {
-    // Relative to this file, whichever crate includes it: `shared/` sits beside the repository.
-    let json = include_str!("../../../../shared/seed/twilio-bot.package.json");
+    // Relative to this file, whichever crate includes it (the engine's benchmark and example,
+    // the `webhook_run` fuzz target): the seed package in `examples/` at the repository root.
+    let json = include_str!("../../../examples/twilio-bot.package.json");
     let package = Package::parse(json).expect("seed parses");
     let mut answers = PromptAnswers::new();
     answers.insert("twilio_account_id".into(), "1".into());

@@ -1,19 +1,15 @@
-//! Signature tests driven by the shared vectors from the official helper libraries
-//! (`shared/spec/signature_vectors.json`), plus the negative checks of twilio.md §2.
+//! Signature tests driven by the vectors from the official helper libraries
+//! (`tests/data/signature_vectors.json`, origin in `tests/data/README.md`), plus the negative
+//! checks of twilio.md §2.
 
 use super::*;
 use serde_json::Value as Json;
 
-const VECTORS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/spec/signature_vectors.json"
-);
+/// The vectors, embedded at compile time from this crate's test data.
+const VECTORS: &str = include_str!("../../tests/data/signature_vectors.json");
 
 fn vectors() -> Json {
-    let text = std::fs::read_to_string(VECTORS).unwrap_or_else(|e| {
-        panic!("signature vectors missing at {VECTORS} ({e}); the repository must be cloned next to shared/")
-    });
-    serde_json::from_str(&text).expect("signature_vectors.json is valid JSON")
+    serde_json::from_str(VECTORS).expect("signature_vectors.json is valid JSON")
 }
 
 fn s<'a>(v: &'a Json, key: &str) -> &'a str {
