@@ -48,7 +48,7 @@ fuzz_target!(|input: Input| {
     };
     let out = run_webhook(seed_behavior(), &request, &OfflineHost, &RunOptions::real());
     // The seed's templates print at most a few hundred bytes around the attacker's text, and no
-    // template may print more than the per-template limit (Decision 10).
+    // template may print more than the per-template limit (docs/semantics.md, Decision 10).
     assert!(
         out.body.len() <= 256 * 1024 + 1024,
         "response body of {} bytes",

@@ -1,6 +1,6 @@
 //! Criterion benchmark: evaluating the seed package's webhook behavior ("Respond to Twilio SMS
 //! webhook") for each seed input, the package parsed, planned and compiled once. The input is a
-//! realistic Twilio form body (twilio.md §1), so request normalisation is included.
+//! realistic Twilio form body (docs/twilio.md §1), so request normalisation is included.
 //!
 //! Run: `cargo bench -p switchboard-engine --bench seed`
 

@@ -42,7 +42,7 @@ impl BotInfo {
 }
 
 /// A template field: nothing, literal text, a compiled template, or one that failed to compile
-/// (recorded when the action runs, Decision 10).
+/// (recorded when the action runs, docs/semantics.md, Decision 10).
 #[derive(Debug, Clone)]
 pub(crate) enum Tpl {
     Empty,
@@ -193,8 +193,9 @@ impl CompiledBehavior {
         CompiledBehavior::compile_with(def, bot, Limits::default())
     }
 
-    /// Compiles a behavior. Fails only on what Decision 8 refuses at import (an uncompilable
-    /// `regexp`); template syntax errors are kept and reported when the action runs.
+    /// Compiles a behavior. Fails only on what Decision 8 of docs/semantics.md refuses at import
+    /// (an uncompilable `regexp`); template syntax errors are kept and reported when the action
+    /// runs.
     pub fn compile_with(
         def: &BehaviorDef,
         bot: Arc<BotInfo>,
@@ -513,7 +514,7 @@ impl Compiler {
 /// Cerb's context id of a bot record.
 const BOT_CONTEXT: &str = "cerberusweb.contexts.bot";
 
-/// `behavior_*` and `va_*` placeholders (cerb-semantics §3.3, §6.4).
+/// `behavior_*` and `va_*` placeholders (docs/semantics.md §3.3, §6.4).
 fn base_placeholders(def: &BehaviorDef, bot: &BotInfo) -> FastMap<String, Value> {
     let mut m = FastMap::default();
     let b = |x: bool| Value::from(x);

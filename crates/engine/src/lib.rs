@@ -1,5 +1,5 @@
 //! The Cerb behavior engine: compiles behaviors once and runs them for webhooks and macros,
-//! exactly as cerb-semantics.md describes, with no IO of its own (HTTP requests and other
+//! exactly as docs/semantics.md describes, with no IO of its own (HTTP requests and other
 //! behaviors come from the caller's [`Host`]), so the simulator, the worker and every test
 //! share it.
 

@@ -39,8 +39,8 @@ pub struct PatternError {
 
 impl Operator {
     /// Parses `oper` (e.g. `!contains`) with the condition's comparison `value`.
-    /// A `regexp` that does not compile yields `Err` so import can refuse it (Decision 8);
-    /// callers that must stay lenient use [`OpKind::InvalidRegexp`].
+    /// A `regexp` that does not compile yields `Err` so import can refuse it (docs/semantics.md,
+    /// Decision 8); callers that must stay lenient use [`OpKind::InvalidRegexp`].
     pub fn parse(oper: &str, value: &str) -> Result<Operator, PatternError> {
         let (negate, name) = match oper.strip_prefix('!') {
             Some(rest) => (true, rest),
@@ -64,8 +64,9 @@ impl Operator {
         })
     }
 
-    /// Applies the operator. `actual` is `None` when the value is an array (Decision 9: every
-    /// string operator treats arrays as a non-match, so negated operators match).
+    /// Applies the operator. `actual` is `None` when the value is an array (docs/semantics.md,
+    /// Decision 9: every string operator treats arrays as a non-match, so negated operators
+    /// match).
     pub fn eval(&self, actual: Option<&str>, value: &str) -> bool {
         let matched = match actual {
             None => false,
@@ -104,8 +105,8 @@ fn contains_ignore_ascii_case(haystack: &str, needle: &str) -> bool {
     h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
 }
 
-/// `like`: `*` is any run of characters except newline; everything else literal; anchored at
-/// both ends (cerb-semantics §2.5). Cerb builds `/^…$/i` for `preg_match`, and PCRE's `$` (no `D`
+/// `like`: `*` is any run of characters except newline; everything else literal; anchored at both
+/// ends (docs/semantics.md §2.5). Cerb builds `/^…$/i` for `preg_match`, and PCRE's `$` (no `D`
 /// modifier) also matches before one final newline: `like "help"` matches `"help\n"`, so the end
 /// anchor here is `\n?\z`.
 fn like_regex(value: &str) -> Regex {
@@ -127,8 +128,9 @@ fn like_regex(value: &str) -> Regex {
 }
 
 /// Compiles a PCRE-style `/pattern/flags` (any non-alphanumeric, non-backslash, non-space
-/// delimiter; bracket pairs `()[]{}<>`) with modifiers `i m s x u` (Decision 8) and also `U`
-/// (ungreedy), `A` (anchored) and `D` (`$` at the very end only), as the Twig dialect reads them.
+/// delimiter; bracket pairs `()[]{}<>`) with modifiers `i m s x u` (docs/semantics.md, Decision 8)
+/// and also `U` (ungreedy), `A` (anchored) and `D` (`$` at the very end only), as the Twig dialect
+/// reads them.
 pub fn compile_pcre(value: &str) -> Result<Regex, PatternError> {
     let err = |reason: &str| PatternError {
         pattern: value.to_string(),

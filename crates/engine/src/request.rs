@@ -1,4 +1,4 @@
-//! A webhook request as the behavior sees it (cerb-semantics §3.1): `http_verb`, `http_body`,
+//! A webhook request as the behavior sees it (docs/semantics.md §3.1): `http_verb`, `http_body`,
 //! `http_params` (query, then a POSTed urlencoded or multipart form, keys folded),
 //! `http_headers` (lower-case, `_` for `-`, without Content-Type/Length), `http_path` and
 //! `http_client_ip`.
@@ -71,7 +71,8 @@ pub struct NormalizedRequest {
 }
 
 impl NormalizedRequest {
-    /// A param as text: `Some("")` when missing, `None` when it is an array (Decision 9).
+    /// A param as text: `Some("")` when missing, `None` when it is an array
+    /// (docs/semantics.md, Decision 9).
     pub fn param_text(&self, name: &str) -> Option<&str> {
         match self.params.get(folded(name).as_ref()) {
             None => Some(""),
@@ -182,7 +183,7 @@ pub fn param_key(name: &str) -> String {
 }
 
 impl WebhookRequest {
-    /// Applies cerb-semantics §3.1.
+    /// Applies docs/semantics.md §3.1.
     pub fn normalize(&self) -> NormalizedRequest {
         let mut params = FastMap::default();
         merge_query(&mut params, self.query.as_bytes());

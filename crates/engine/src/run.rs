@@ -1,5 +1,5 @@
-//! Walks a compiled behavior's decision tree (cerb-semantics §2) and runs its actions (§4),
-//! within the run limits of Decision 10. Pure: HTTP requests and other behaviors come from the
+//! Walks a compiled behavior's decision tree (docs/semantics.md §2) and runs its actions (§4),
+//! within the run limits of its Decision 10. Pure: HTTP requests and other behaviors come from the
 //! caller's [`Host`].
 
 use std::sync::Arc;
@@ -17,11 +17,12 @@ use crate::request::{FastMap, NormalizedRequest, WebhookRequest};
 use crate::trace::TraceEvent;
 use crate::values::{as_condition_text, intval, php_string, truthy};
 
-/// Decision 10: nodes visited in one run.
+/// docs/semantics.md, Decision 10: nodes visited in one run.
 pub const MAX_VISITED_NODES: usize = 10_000;
-/// Decision 10: iterations of one loop.
+/// docs/semantics.md, Decision 10: iterations of one loop.
 pub const MAX_LOOP_ITERATIONS: usize = 1_000;
-/// Decision 10: `_run_behavior` calls nested below the top-level behavior (depth 0).
+/// docs/semantics.md, Decision 10: `_run_behavior` calls nested below the top-level behavior
+/// (depth 0).
 pub const MAX_BEHAVIOR_DEPTH: usize = 8;
 /// Nesting of `_run_subroutine` calls, so a subroutine calling itself cannot exhaust the stack
 /// before the node limit stops it.
@@ -62,7 +63,7 @@ impl RunOptions {
 pub struct ConnectedAccount {
     pub id: RecordId,
     pub name: String,
-    /// Hosts (lower-case) the credentials may be sent to (Decision 11).
+    /// Hosts (lower-case) the credentials may be sent to (docs/semantics.md, Decision 11).
     pub allowed_hosts: Vec<String>,
 }
 
@@ -96,9 +97,10 @@ pub enum HttpOutcome {
     Response(HttpResponse),
     /// Transport failure (DNS, connect, TLS, timeout, refused by policy).
     Error(String),
-    /// The host would not attach the connected account's credentials (unknown account, or a
-    /// host outside its allowed hosts): nothing was sent, the placeholder is `false` as in Cerb
-    /// (Decision 11). The engine checks the allowed hosts first; this is the host's own check.
+    /// The host would not attach the connected account's credentials (unknown account, or a host
+    /// outside its allowed hosts): nothing was sent, the placeholder is `false` as in Cerb
+    /// (docs/semantics.md, Decision 11). The engine checks the allowed hosts first; this is the
+    /// host's own check.
     CredentialsRefused(String),
 }
 
@@ -230,7 +232,7 @@ impl Object for Dict {
     }
 }
 
-/// Internal dictionary keys that make up the webhook response (cerb-semantics §10.2).
+/// Internal dictionary keys that make up the webhook response (docs/semantics.md §10.2).
 const KEY_BODY: &str = "_http_response_body";
 const KEY_STATUS: &str = "_http_status";
 const KEY_HEADERS: &str = "_http_response_headers";
@@ -303,7 +305,7 @@ impl Finished {
     }
 }
 
-/// Status, headers and body of a webhook response (cerb-semantics §8, Decisions 6-7).
+/// Status, headers and body of a webhook response (docs/semantics.md §8, Decisions 6-7).
 fn response_of(dict: &Dict) -> (u16, IndexMap<String, String>, String) {
     let body = dict.get(KEY_BODY).map(php_string).unwrap_or_default();
     let status = dict
@@ -923,7 +925,7 @@ impl<'h> Runner<'h> {
                     self.subroutine_depth += 1;
                     self.children(b, &sub.children, dict, depth + 1);
                     self.subroutine_depth -= 1;
-                    // The rest of this action node is skipped (cerb-semantics §2.3).
+                    // The rest of this action node is skipped (docs/semantics.md §2.3).
                     return;
                 }
                 ActionKind::RunBehavior {
@@ -997,7 +999,7 @@ impl<'h> Runner<'h> {
             return;
         }
         // The called behavior would run at nesting depth `stack.len()` (the top-level behavior
-        // is depth 0); past the limit the whole run stops (Decision 10).
+        // is depth 0); past the limit the whole run stops (docs/semantics.md, Decision 10).
         if self.stack.len() > MAX_BEHAVIOR_DEPTH {
             self.abort(
                 depth,
@@ -1101,7 +1103,8 @@ impl<'h> Runner<'h> {
             text.push('\n');
         }
 
-        // Decision 11: credentials only for the account's allowed hosts; else `false`.
+        // docs/semantics.md, Decision 11: credentials only for the account's allowed hosts; else
+        // `false`.
         let account_id = match &http.auth {
             AuthSpec::None => 0,
             AuthSpec::Account(id) => *id,
@@ -1336,7 +1339,7 @@ pub fn url_host(url: &str) -> Option<String> {
     (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }
 
-/// The response placeholder map of `core.va.action.http_request` (cerb-semantics §4.2).
+/// The response placeholder map of `core.va.action.http_request` (docs/semantics.md §4.2).
 fn response_placeholder(outcome: &HttpOutcome, request_body: &str, raw: bool) -> Value {
     match outcome {
         HttpOutcome::CredentialsRefused(_) => Value::from(false),
@@ -1443,7 +1446,7 @@ fn base64_encode(bytes: &[u8]) -> String {
     out
 }
 
-/// Coerces a variable input by its type (cerb-semantics §6.3, Cerb's `formatVariable`).
+/// Coerces a variable input by its type (docs/semantics.md §6.3, Cerb's `formatVariable`).
 ///
 /// Records are not loaded: a `ctx_*` list keeps the ids it names, `W` (worker) keeps the integer
 /// (Switchboard has no workers to check it against). The `<key>__context` companion of an `L`

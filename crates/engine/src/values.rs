@@ -106,8 +106,8 @@ pub fn php_trim(s: &str) -> &str {
     s.trim_matches([' ', '\t', '\n', '\r', '\0', '\x0B'])
 }
 
-/// A dictionary value as condition text: `None` for arrays/maps (Decision 9), `""` for
-/// missing/null, PHP's string form otherwise.
+/// A dictionary value as condition text: `None` for arrays/maps (docs/semantics.md,
+/// Decision 9), `""` for missing/null, PHP's string form otherwise.
 pub fn as_condition_text(v: Option<&Value>) -> Option<String> {
     let Some(v) = v else {
         return Some(String::new());

@@ -18,7 +18,8 @@ pub use version::version_compare;
 use indexmap::IndexMap;
 use serde_json::Value as Json;
 
-/// One thing wrong with a package, located by section, uid and field (Decision 2).
+/// One thing wrong with a package, located by section, uid and field (docs/semantics.md,
+/// Decision 2).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ImportIssue {
     /// Top-level section: `package`, `bots`, `records`, `behaviors`, ...
@@ -98,12 +99,12 @@ pub struct PlanOptions<'a> {
     /// Hands out one fresh id per call (a database sequence in production).
     pub next_id: &'a mut dyn FnMut() -> RecordId,
     /// Source of random placeholders: a cryptographically secure generator, required by the type
-    /// (the webhook guid is a bearer secret, Decision 5). Production passes `rand::rng()`; tests
-    /// pass a seeded `StdRng` (also a CSPRNG) to get reproducible values.
+    /// (the webhook guid is a bearer secret, semantics Decision 5). Production passes
+    /// `rand::rng()`; tests pass a seeded `StdRng` (also a CSPRNG) to get reproducible values.
     pub rng: &'a mut dyn rand::CryptoRng,
     /// The `default.*` names, as a JSON object, e.g. `{"base_url": "https://sb.example.com/"}`.
     /// Cerb provides `base_url`, `group_id`, `bucket_id`, `replyto_id`, `replyto_email` and
-    /// `mail_transport_id`; a name not given here is undefined (Decision 4).
+    /// `mail_transport_id`; a name not given here is undefined (semantics Decision 4).
     pub defaults: Json,
 }
 
@@ -203,7 +204,7 @@ impl Package {
     }
 }
 
-/// `package.requires`: Cerb version and plugins (cerb-semantics §1.1).
+/// `package.requires`: Cerb version and plugins (docs/semantics.md §1.1).
 fn requirements(package: &Json, issues: &mut Vec<ImportIssue>) {
     let Some(Json::Object(requires)) = package.get("requires") else {
         return;

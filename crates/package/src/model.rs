@@ -10,7 +10,7 @@ use serde_json::Value as Json;
 /// `uid.*` map, so `{{{uid.x}}}` works whatever `x` is.
 pub type RecordId = i64;
 
-/// Event a behavior answers (Decision 3 supports exactly these two).
+/// Event a behavior answers (Decision 3 of docs/semantics.md supports exactly these two).
 pub const EVENT_WEBHOOK: &str = "event.webhook.received";
 pub const EVENT_MACRO: &str = "event.macro.bot";
 
@@ -75,7 +75,7 @@ pub struct BehaviorDef {
 }
 
 /// Where a behavior sits in its package: in a bot (`bots[].behaviors[]`) or in the top-level
-/// `behaviors` section (cerb-semantics §1.6).
+/// `behaviors` section (docs/semantics.md §1.6).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum BehaviorSection {
     #[default]
@@ -93,7 +93,7 @@ impl BehaviorSection {
     }
 }
 
-/// A behavior variable (cerb-semantics §6.3).
+/// A behavior variable (docs/semantics.md §6.3).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VariableDef {
     pub key: String,
@@ -168,11 +168,12 @@ pub struct WebhookListenerDef {
     pub extension_params: Json,
     /// `extension_params.behavior_id` parsed as an id, when it is one.
     pub behavior_id: Option<RecordId>,
-    /// Verify `X-Twilio-Signature` (Decision 13: on for listeners created from packages).
+    /// Verify `X-Twilio-Signature` (docs/semantics.md, Decision 13: on for listeners created
+    /// from packages).
     pub verify_signature: bool,
 }
 
-/// Everything one import writes, in one transaction (Decision 2).
+/// Everything one import writes, in one transaction (docs/semantics.md, Decision 2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImportPlan {
     /// `package.name`.

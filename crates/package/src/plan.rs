@@ -78,7 +78,7 @@ fn object_or_empty(v: Option<&Json>) -> Json {
 }
 
 pub(crate) fn plan(package: &Package, opts: PlanOptions<'_>) -> Result<ImportPlan, ImportError> {
-    // 1. Prompts, then placeholders (cerb-semantics §1.2, §1.3).
+    // 1. Prompts, then placeholders (docs/semantics.md §1.2, §1.3).
     let mut issues: Vec<ImportIssue> = Vec::new();
     let mut names = crate::prompts::answer(&package.prompts, opts.answers, &mut issues);
     if !issues.is_empty() {

@@ -1,5 +1,6 @@
 //! `package.configure`: prompts (what the operator must answer), their validation with Cerb's
-//! messages (cerb-semantics §1.2), and placeholders (§1.3) generated with the injected CSPRNG.
+//! messages (docs/semantics.md §1.2), and placeholders (§1.3) generated with the injected
+//! CSPRNG.
 
 use indexmap::IndexMap;
 use rand::Rng;
@@ -191,7 +192,8 @@ pub(crate) fn parse_configure(
                         Some(format!("{field}.type")),
                         "Unsupported placeholder type 'data_query' (Switchboard has no data queries)",
                     )),
-                    // Cerb ignores other types; a template naming the key then fails (Decision 4).
+                    // Cerb ignores other types; a template naming the key then fails
+                    // (docs/semantics.md, Decision 4).
                     _ => {}
                 }
             }
@@ -227,7 +229,8 @@ fn random_length(raw: Option<&Json>) -> Result<usize, String> {
 }
 
 /// A random string from [`RANDOM_ALPHABET`], each character drawn uniformly (no modulo bias)
-/// from `rng`, which must be cryptographically secure (Decision 5; Cerb used `mt_rand`).
+/// from `rng`, which must be cryptographically secure (docs/semantics.md, Decision 5; Cerb used
+/// `mt_rand`).
 pub fn random_string(rng: &mut dyn rand::CryptoRng, length: usize) -> String {
     (0..length)
         .map(|_| RANDOM_ALPHABET[rng.random_range(0..RANDOM_ALPHABET.len())] as char)

@@ -1,4 +1,4 @@
-//! Import-time substitution (cerb-semantics §1.4, Decision 4): every string key or value holding
+//! Import-time substitution (docs/semantics.md §1.4, Decision 4): every string key or value holding
 //! `{{{`, `{{%` or `{{#` in every section but `package` is rendered with the prompts, placeholders,
 //! `uid.*` and `default.*`. Strict: a template that does not compile, fails, or looks up a name
 //! that is not defined fails the import naming it. Lookups are recorded by the scope object itself,

@@ -1,7 +1,8 @@
 //! Structural validation of the importable sections (`bots`, `behaviors`, `records`) with Cerb's
 //! required-key messages, and the refusal of every feature Switchboard does not emulate
-//! (Decision 3). Runs twice: on the raw document at parse time (values still holding import-time
-//! templates are skipped, as Cerb does) and on the rendered document while planning.
+//! (docs/semantics.md, Decision 3). Runs twice: on the raw document at parse time (values still
+//! holding import-time templates are skipped, as Cerb does) and on the rendered document while
+//! planning.
 
 use std::collections::HashMap;
 
@@ -79,11 +80,12 @@ const WEBHOOK_CONDITIONS: [&str; 6] = [
     "http_client_ip",
     "http_path",
 ];
-/// The string operator family (cerb-semantics §2.5), each negatable with a leading `!`; `=` is
+/// The string operator family (docs/semantics.md §2.5), each negatable with a leading `!`; `=` is
 /// `compareStrings`' spelling of `is`. Other families (`gt`, `bool`, `in`, `between`, ...) are not
-/// emulated, so a condition using one is refused (Decision 3) instead of silently failing.
+/// emulated, so a condition using one is refused (semantics Decision 3) instead of silently
+/// failing.
 const STRING_OPERATORS: [&str; 5] = ["is", "=", "contains", "like", "regexp"];
-/// Behavior variable types (cerb-semantics §6.3); `ctx_<context>` is accepted too.
+/// Behavior variable types (docs/semantics.md §6.3); `ctx_<context>` is accepted too.
 const VARIABLE_TYPES: [&str; 15] = [
     "S", "T", "U", "D", "C", "N", "O", "Y", "E", "L", "W", "M", "X", "F", "I",
 ];

@@ -1,8 +1,8 @@
 //! Delivery status of outbound messages (migration `20261125000004_status.sql`): Twilio's status
 //! callbacks move a job's `delivery_status` forward, never back. Callbacks are not ordered
-//! (twilio.md §1: a `sent` can arrive after `delivered`), so each status has a rank and an update
-//! applies only when it ranks above what the row holds; the comparison is one `UPDATE`, so two
-//! callbacks handled at once cannot both win.
+//! (docs/twilio.md §1.4: a `sent` can arrive after `delivered`), so each status has a rank and an
+//! update applies only when it ranks above what the row holds; the comparison is one `UPDATE`, so
+//! two callbacks handled at once cannot both win.
 
 use sqlx::Row;
 

@@ -407,8 +407,8 @@ pub(crate) fn register(env: &mut Environment<'static>) {
                 })
                 .unwrap_or(8)
                 .clamp(1, 255) as usize;
-            // The thread RNG is a CSPRNG (ChaCha): random strings serve as bearer secrets
-            // (webhook guids), where Cerb's mt_rand would be guessable (Decision 5).
+            // The thread RNG is a CSPRNG (ChaCha): random strings serve as bearer secrets (webhook
+            // guids), where Cerb's mt_rand would be guessable (docs/semantics.md, Decision 5).
             let mut rng = rand::rng();
             Ok((0..n)
                 .map(|_| RANDOM_ALPHABET[rng.random_range(0..RANDOM_ALPHABET.len())] as char)

@@ -26,7 +26,7 @@ pub enum Dialect {
     ImportTime,
 }
 
-/// Work limits for one render (cerb-semantics Decision 10).
+/// Work limits for one render (docs/semantics.md, Decision 10).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// minijinja fuel for one render.

@@ -1,4 +1,4 @@
-//! The Twilio REST client the outbound service sends with (twilio.md §3, §4): Messages create,
+//! The Twilio REST client the outbound service sends with (docs/twilio.md §3, §4): Messages create,
 //! fetch and list, Lookup v1 and v2, an error type that says whether a failure may be retried and
 //! whether a create may already have happened, and the backoff arithmetic for those retries.
 //!
@@ -273,7 +273,7 @@ pub enum Sender {
     MessagingService(MessagingServiceSid),
 }
 
-/// The form of `POST …/Messages.json` (twilio.md §3), in the order it is sent.
+/// The form of `POST …/Messages.json` (docs/twilio.md §3), in the order it is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateMessage {
     /// `To`.
@@ -457,7 +457,7 @@ pub enum MessageStatus {
 }
 
 impl MessageStatus {
-    /// States no later callback moves a message out of (twilio.md §1).
+    /// States no later callback moves a message out of (docs/twilio.md §1.4).
     pub fn is_terminal(self) -> bool {
         matches!(
             self,

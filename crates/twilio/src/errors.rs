@@ -1,4 +1,4 @@
-//! Twilio REST API errors (twilio.md §3): both body shapes parsed into one [`ApiError`], and
+//! Twilio REST API errors (docs/twilio.md §3): both body shapes parsed into one [`ApiError`], and
 //! whether to retry decided here, by [`ApiError::kind`], not guessed at each call site.
 
 use serde_json::Value as Json;

@@ -143,7 +143,7 @@ impl WebhookReply {
 pub const HTTP_JOB_VERSION: u32 = 1;
 
 /// A behavior's `core.va.action.http_request`, for the outbound service to perform with the
-/// connected account's credentials (Decision 11).
+/// connected account's credentials (docs/semantics.md, Decision 11).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HttpJob {
     pub version: u32,
@@ -177,7 +177,7 @@ pub enum HttpJobResult {
     },
     /// The connected account's credentials may not be used for this request (unknown account,
     /// or a host outside its allowed hosts): nothing was sent, and the behavior's response
-    /// placeholder becomes `false` (Decision 11).
+    /// placeholder becomes `false` (docs/semantics.md, Decision 11).
     CredentialsRefused {
         message: String,
     },

@@ -1,4 +1,4 @@
-//! Twilio's delivery status callbacks (twilio.md §1), which ingress forwards from
+//! Twilio's delivery status callbacks (docs/twilio.md §1.4), which ingress forwards from
 //! `/twilio/status` on `{prefix}.webhook.status`: the signature is verified like a webhook's
 //! (with the token of a connected account whose Account SID is the posted `AccountSid`; 403 and
 //! nothing recorded otherwise), the status of the outbound job whose message it is moves forward

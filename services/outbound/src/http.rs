@@ -1,9 +1,9 @@
-//! Behaviors' HTTP requests (`core.va.action.http_request`, cerb-semantics §4.2): a NATS
+//! Behaviors' HTTP requests (`core.va.action.http_request`, docs/semantics.md §4.2): a NATS
 //! request/reply endpoint on `{prefix}.outbound.http` in the queue group `outbound-http`
 //! (replicas share the load), answering each [`HttpJob`] with an [`HttpJobResult`].
 //!
-//! Why here: Decision 11 says HTTP requests leave only through the outbound service, so the
-//! credentials and the network policy live in one place.
+//! Why here: Decision 11 of docs/semantics.md says HTTP requests leave only through the outbound
+//! service, so the credentials and the network policy live in one place.
 //!
 //! - Cerb's client semantics: method, headers and body as given, redirects followed (at most 5),
 //!   4xx/5xx are responses, connect timeout 10 s, total 30 s.
@@ -551,7 +551,8 @@ impl Ctx {
         };
         tracing::Span::current().record("method", valid.method.as_str());
         tracing::Span::current().record("host", valid.host.as_str());
-        // Decision 11: the credentials only for the account's allowed hosts (original host).
+        // docs/semantics.md, Decision 11: the credentials only for the account's allowed hosts
+        // (original host).
         let credentials = match job.account_id {
             None => None,
             Some(id) => match self.store.credentials(id).await {

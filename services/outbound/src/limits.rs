@@ -31,7 +31,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 /// A reservation whose slot passed longer ago than this is not reused.
 const STALE_AFTER: Duration = Duration::from_secs(1);
 
-/// The kinds of sender, each with its default rate (twilio.md §3).
+/// The kinds of sender, each with its default rate (docs/twilio.md §3.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SenderClass {
     /// A US/Canada long code (+1, not toll-free): 1 segment/s.

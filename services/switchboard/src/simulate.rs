@@ -15,7 +15,7 @@ use switchboard_package::{EVENT_MACRO, EVENT_WEBHOOK, ImportPlan, Package, Promp
 
 use crate::args::KeyValue;
 
-/// Hosts a Twilio connected account may authenticate to (Decision 11).
+/// Hosts a Twilio connected account may authenticate to (docs/semantics.md, Decision 11).
 pub const TWILIO_HOSTS: &[&str] = &["api.twilio.com", "lookups.twilio.com"];
 
 /// What to simulate.

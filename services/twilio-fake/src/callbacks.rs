@@ -2,8 +2,8 @@
 //! delivered, or to failed/undelivered when a number rule says so) and each change is POSTed
 //! to the message's `StatusCallback`, signed with the account's auth token as Twilio signs.
 //!
-//! As twilio.md §1 says, the initial status (`queued`, or `accepted` with a Messaging Service)
-//! gets no callback; every later change gets one.
+//! As docs/twilio.md §1.4 says, the initial status (`queued`, or `accepted` with a Messaging
+//! Service) gets no callback; every later change gets one.
 
 use std::sync::Arc;
 

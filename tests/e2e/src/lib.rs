@@ -348,7 +348,7 @@ impl Stack {
     }
 }
 
-/// A realistic inbound SMS form (twilio.md §1), in Twilio's key order.
+/// A realistic inbound SMS form (docs/twilio.md §1.2), in Twilio's key order.
 pub fn inbound_sms(message_sid: &str, from: &str, body: &str) -> Vec<(String, String)> {
     [
         ("ToCountry", "US"),

@@ -1,4 +1,4 @@
-//! The string operator family (cerb-semantics §2.5, Decisions 8 and 9) through real conditions:
+//! The string operator family (docs/semantics.md §2.5, Decisions 8 and 9) through real conditions:
 //! every operator and its `!` negation against present, missing and array values, case
 //! folding, `like` anchoring and newlines, `regexp` delimiters and flags, the typed and
 //! `var_*` conditions, and what compiling refuses.
@@ -332,8 +332,8 @@ fn custom_script_is_rendered_and_php_trimmed() {
 
 #[test]
 fn var_conditions_read_the_dictionary() {
-    // `var_list` holds an array (Decision 9), `var_n` a number, `var_flag` true, `var_none`
-    // null; `var_unset` was never set.
+    // `var_list` holds an array (semantics Decision 9), `var_n` a number, `var_flag` true,
+    // `var_none` null; `var_unset` was never set.
     let setup = json!({"type": "action", "title": "setup", "params": {"actions": [
         {"action": "_set_custom_var", "var": "var_list", "value": "[1, 2]", "format": "json"},
         {"action": "_set_custom_var", "var": "var_n", "value": "42.0", "format": "json"},

@@ -1,4 +1,4 @@
-//! Macro variables with Cerb's coercion by type (cerb-semantics §6.3) and the placeholders every
+//! Macro variables with Cerb's coercion by type (docs/semantics.md §6.3) and the placeholders every
 //! behavior sees (`behavior_*`, `behavior_bot_config`, `va_*`, §3.3 and §6.4).
 
 use pretty_assertions::assert_eq;

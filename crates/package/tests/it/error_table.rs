@@ -1,7 +1,8 @@
-//! One table of import refusals: each case of cerb-semantics §1.1–§1.3 and §1.6, each refusal of
-//! Decision 3 (unsupported features) and Decision 4 (strict import-time templates), with the exact
-//! message and where it is (section, uid, field). Decision 8 (a `regexp` that does not compile) is
-//! checked when the engine compiles the plan, not here: this crate has no regex engine.
+//! One table of import refusals: each case of docs/semantics.md §1.1–§1.3 and §1.6, each refusal
+//! of its Decision 3 (unsupported features) and Decision 4 (strict import-time templates), with
+//! the exact message and where it is (section, uid, field). Decision 8 (a `regexp` that does not
+//! compile) is checked when the engine compiles the plan, not here: this crate has no regex
+//! engine. Each case's clause names a section (`§1.2 …`) or a Decision of docs/semantics.md.
 
 use pretty_assertions::assert_eq;
 use serde_json::{Value as Json, json};
@@ -12,7 +13,7 @@ use crate::support::*;
 type Issue = (String, Option<String>, Option<String>, String);
 
 struct Case {
-    /// The clause of the spec this case checks.
+    /// The clause of docs/semantics.md this case checks (a `§` section or a Decision).
     clause: &'static str,
     /// The package text.
     src: String,
@@ -542,7 +543,7 @@ fn cases() -> Vec<Case> {
                 "Duplicate uid 'beh_hook' (first used at bots[0].behaviors[0])",
             )],
         ),
-        // ---- Decision 3: unsupported features ------------------------------------------------
+        // ---- docs/semantics.md, Decision 3: unsupported features -----------------------------
         parse(
             "Decision 3: events",
             doc(|d| first_behavior(d)["event"]["key"] = json!("event.mail.received.group")),
@@ -654,7 +655,7 @@ fn cases() -> Vec<Case> {
                 "bot_id \"999\" is not a bot created by this package (adding behaviors to existing bots is not supported)",
             )],
         ),
-        // ---- Decision 4: strict import-time templates ----------------------------------------
+        // ---- docs/semantics.md, Decision 4: strict import-time templates ---------------------
         plan(
             "Decision 4: a template that does not parse",
             doc(|d| d["bots"][0]["name"] = json!("{{% if %}}")),

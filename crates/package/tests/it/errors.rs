@@ -1,4 +1,4 @@
-//! Every refusal of cerb-semantics §1.6 and Decisions 3 and 4, with its exact message and where
+//! Every refusal of docs/semantics.md §1.6 and Decisions 3 and 4, with its exact message and where
 //! it is (section, uid, field).
 
 use pretty_assertions::assert_eq;

@@ -1,4 +1,4 @@
-//! The seed Twilio Bot package, planned with the answers of cerb-semantics §9: every field that
+//! The seed Twilio Bot package, planned with the answers of docs/semantics.md §9: every field that
 //! the store and the engine rely on, checked exactly.
 
 use pretty_assertions::assert_eq;

@@ -25,7 +25,7 @@ pub fn seed_value() -> Json {
     serde_json::from_str(&seed_json()).expect("seed package is JSON")
 }
 
-/// The answers of cerb-semantics §9.
+/// The answers of docs/semantics.md §9.
 pub fn seed_answers() -> PromptAnswers {
     answers(json!({
         "twilio_account_id": "1",

@@ -1,5 +1,5 @@
 //! Import-time templates (`{{{ }}}`, `{{% %}}`, `{{# #}}`): what they can name, what they render
-//! to, and the strict failures of Decision 4.
+//! to, and the strict failures of Decision 4 (docs/semantics.md).
 
 use pretty_assertions::assert_eq;
 use serde_json::json;

@@ -1,5 +1,5 @@
-//! TwiML tests: the builder against twilio-python 9.13.0's exact output (twilio.md §5), and the
-//! parser against the seed bot's replies and each error Twilio raises.
+//! TwiML tests: the builder against twilio-python 9.13.0's exact output (docs/twilio.md §5), and
+//! the parser against the seed bot's replies and each error Twilio raises.
 
 use super::*;
 

@@ -1,5 +1,5 @@
-//! The seed package through the simulator: exact webhook bodies (cerb-semantics §9), the default
-//! Content-Type (Decision 7), and the exact HTTP requests of the two macro behaviors.
+//! The seed package through the simulator: exact webhook bodies (docs/semantics.md §9), the default
+//! Content-Type (its Decision 7), and the exact HTTP requests of the two macro behaviors.
 
 use pretty_assertions::assert_eq;
 use serde_json::json;
@@ -161,9 +161,9 @@ fn help_trace_matches_the_golden_file() {
     assert_eq!(text, expected);
 }
 
-/// Decision 8 through the whole import pipeline (parse, plan, compile): a pattern that cannot be
-/// compiled is refused with its section, behavior uid, field, node title and pattern, for a
-/// behavior inside a bot and for one in the top-level `behaviors` section alike.
+/// docs/semantics.md, Decision 8 through the whole import pipeline (parse, plan, compile): a
+/// pattern that cannot be compiled is refused with its section, behavior uid, field, node title and
+/// pattern, for a behavior inside a bot and for one in the top-level `behaviors` section alike.
 #[test]
 fn invalid_regexps_are_located_in_their_section() {
     let mut doc: serde_json::Value = serde_json::from_str(&seed_package()).unwrap();

@@ -1,6 +1,6 @@
 //! Behaviors' HTTP requests end to end: the seed package's macros run with `switchboard run`
 //! (and the NATS subject) reach the Twilio sandbox through the outbound service; the SSRF guard
-//! and the credentials rule (Decision 11) hold on the outbound HTTP subject.
+//! and the credentials rule (docs/semantics.md, Decision 11) hold on the outbound HTTP subject.
 
 use std::time::Duration;
 
@@ -59,7 +59,7 @@ async fn the_seed_macros_reach_the_sandbox_through_outbound() {
         .unwrap();
     let worker = stack.worker().await.unwrap();
 
-    // "Send SMS message": cerb-semantics §9.
+    // "Send SMS message": docs/semantics.md §9.
     let sent = run(
         &stack,
         SEND_SMS,

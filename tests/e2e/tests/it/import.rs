@@ -1,6 +1,7 @@
-//! `switchboard import` against a real database: a refused package creates nothing (Decision 2),
-//! whether it is refused before the transaction (validation, Decisions 3, 4 and 8) or inside it
-//! (a webhook guid that already exists); importing again creates a second, independent set.
+//! `switchboard import` against a real database: a refused package creates nothing
+//! (docs/semantics.md, Decision 2), whether it is refused before the transaction (validation,
+//! Decisions 3, 4 and 8) or inside it (a webhook guid that already exists); importing again creates
+//! a second, independent set.
 
 use serde_json::{Value, json};
 use switchboard::args::KeyValue;
@@ -62,7 +63,8 @@ async fn refused_packages_create_nothing() -> anyhow::Result<()> {
     let (env, prompts) = env().await?;
     let cases: Vec<(&str, String, Vec<KeyValue>, Vec<&str>)> = vec![
         (
-            // Decision 8: a pattern that cannot be compiled names the behavior, node and pattern.
+            // Semantics Decision 8: a pattern that cannot be compiled names the behavior, node and
+            // pattern.
             "invalid regexp",
             seed_with(|doc| {
                 let help = &mut webhook_behavior(doc)["nodes"][0]["nodes"][0];
@@ -72,7 +74,7 @@ async fn refused_packages_create_nothing() -> anyhow::Result<()> {
             vec!["behavior_43", "node 'HELP'", "invalid regexp `/help(/i`"],
         ),
         (
-            // Decision 3: every unsupported item, each with where it is.
+            // Semantics Decision 3: every unsupported item, each with where it is.
             "unsupported features",
             seed_with(|doc| {
                 let help = &mut webhook_behavior(doc)["nodes"][0]["nodes"][0];
@@ -90,7 +92,7 @@ async fn refused_packages_create_nothing() -> anyhow::Result<()> {
             ],
         ),
         (
-            // Decision 4: a required prompt that is missing names its label and key.
+            // Semantics Decision 4: a required prompt that is missing names its label and key.
             "missing prompt",
             seed_package(),
             prompts
@@ -101,7 +103,7 @@ async fn refused_packages_create_nothing() -> anyhow::Result<()> {
             vec!["default_from", "Default responder phone number"],
         ),
         (
-            // Decision 4: an import-time template naming something undefined.
+            // Semantics Decision 4: an import-time template naming something undefined.
             "undefined placeholder",
             seed_with(|doc| {
                 doc["records"][0]["name"] = json!("{{{no_such_prompt}}}");

@@ -42,7 +42,7 @@ async fn seed_bot_answers_signed_webhooks_like_the_guide() {
         );
     }
     assert_eq!(stack.runs().await, 6);
-    // The guid is matched case-insensitively (Decision 6).
+    // The guid is matched case-insensitively (docs/semantics.md, Decision 6).
     let form = inbound_sms(&message_sid(), "+15551234567", "hi");
     let resp = post_signed(
         &http,
