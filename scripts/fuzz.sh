@@ -33,11 +33,12 @@ features_for() {
     return 0
 }
 
-# Known-good inputs to start from: fuzz/seeds/<target>/, plus the seed package for the parser.
+# Known-good inputs to start from: fuzz/seeds/<target>/, plus examples/ (the seed package) for
+# the parser. libFuzzer only reads these; what it finds goes to fuzz/corpus/<target>/.
 seeds_for() {
     [ -d "fuzz/seeds/$1" ] && echo "fuzz/seeds/$1"
-    if [ "$1" = package_parse ] && [ -d "$root/../shared/seed" ]; then
-        echo "$root/../shared/seed"
+    if [ "$1" = package_parse ]; then
+        echo "examples"
     fi
     return 0
 }
