@@ -1,6 +1,6 @@
 //! Signature tests driven by the vectors from the official helper libraries
 //! (`tests/data/signature_vectors.json`, origin in `tests/data/README.md`), plus the negative
-//! checks of twilio.md §2.
+//! checks of docs/twilio.md §2.6.
 
 use super::*;
 use serde_json::Value as Json;
