@@ -16,8 +16,8 @@ Rules (each can fail; --self-test proves it):
                   escalation, all capabilities dropped, seccomp RuntimeDefault; Switchboard
                   containers run as uid 10001
   grace           terminationGracePeriodSeconds of a Switchboard service exceeds its
-                  SHUTDOWN_TIMEOUT_SECS (default 10) and OUTBOUND_DRAIN_TIMEOUT_SECS (outbound,
-                  default 30) plus its preStop sleep
+                  SHUTDOWN_TIMEOUT_SECS (default 10; the whole shutdown's bound) plus its
+                  preStop sleep
   hpa-target      every HPA scales an existing Deployment/StatefulSet; minReplicas <= maxReplicas
   pdb-target      every PDB selects the pods of an existing workload and lets one be evicted
   service-target  every Service selects a workload's pods and targets a port they have; every
@@ -210,8 +210,6 @@ def check(docs: list[dict]) -> list[tuple[str, str]]:
                     e = env.get(var)
                     return int(e["value"]) if e and "value" in e else default
                 bound = secs("SHUTDOWN_TIMEOUT_SECS", 10)
-                if bin_ == "outbound":
-                    bound = max(bound, secs("OUTBOUND_DRAIN_TIMEOUT_SECS", 30))
                 pre = ((c.get("lifecycle") or {}).get("preStop") or {})
                 cmd = (pre.get("exec") or {}).get("command") or []
                 if cmd[:1] == ["sleep"] and len(cmd) > 1:

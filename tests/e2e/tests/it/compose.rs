@@ -13,10 +13,11 @@ fn compose() -> serde_yaml::Value {
     v
 }
 
-/// The `--help` text of a service binary, from the same clap definition its `main` parses.
-fn help(bin: &str) -> String {
+/// The clap definition of a service binary, the same its `main` parses (also used by
+/// `kubernetes.rs`).
+pub(crate) fn command(bin: &str) -> clap::Command {
     use clap::CommandFactory;
-    let mut cmd = match bin {
+    match bin {
         "ingress" => ingress::cli::Cli::command(),
         "behavior-worker" => behavior_worker::cli::Cli::command(),
         "outbound" => outbound::cli::Cli::command(),
@@ -24,8 +25,12 @@ fn help(bin: &str) -> String {
             <twilio_fake::Config as clap::Args>::augment_args(clap::Command::new("twilio-fake"))
         }
         other => panic!("unknown binary {other}"),
-    };
-    cmd.render_long_help().to_string()
+    }
+}
+
+/// The `--help` text of a service binary, from the same clap definition its `main` parses.
+fn help(bin: &str) -> String {
+    command(bin).render_long_help().to_string()
 }
 
 #[test]

@@ -5,6 +5,7 @@
 mod compose;
 mod http;
 mod import;
+mod kubernetes;
 mod opt_out;
 mod status;
 mod webhook_log;
