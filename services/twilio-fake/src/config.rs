@@ -45,15 +45,13 @@ pub struct Config {
     #[arg(long, env = "TWILIO_FAKE_PUBLIC_BASE_URL")]
     pub public_base_url: Option<String>,
 
-    /// Directory with Twilio's OpenAPI descriptions (`twilio_api_v2010.json`,
-    /// `twilio_lookups_v1.json`, `twilio_lookups_v2.json`). Every API request is checked against
-    /// them and the violations are recorded in `/_fake/requests`. Missing: a warning, no check.
-    #[arg(
-        long,
-        env = "TWILIO_FAKE_OPENAPI_DIR",
-        default_value = "../shared/twilio-oai"
-    )]
-    pub openapi_dir: PathBuf,
+    /// Every API request is checked against Twilio's official OpenAPI descriptions and the
+    /// violations are recorded in `/_fake/requests`. Unset: the descriptions built into the
+    /// binary (`services/twilio-fake/openapi/`). Set: a directory to read
+    /// `twilio_api_v2010.json`, `twilio_lookups_v1.json` and `twilio_lookups_v2.json` from
+    /// instead (e.g. newer ones); one holding none of them means a warning and no check.
+    #[arg(long, env = "TWILIO_FAKE_OPENAPI_DIR")]
+    pub openapi_dir: Option<PathBuf>,
 
     /// Seed of the random fault injection (global 429 and 5xx rates), for reproducible runs.
     /// The admin API can change it (`PUT /_fake/faults`).
@@ -70,16 +68,17 @@ pub struct Config {
 }
 
 impl Config {
-    /// A configuration for tests: one listener address, the given accounts, no callback delay
-    /// to speak of, and the OpenAPI check reading `openapi_dir`.
-    pub fn for_tests(accounts: Vec<Account>, openapi_dir: impl Into<PathBuf>) -> Config {
+    /// A configuration for tests: port 0 on 127.0.0.1, the given accounts, no callback delay
+    /// to speak of, and the OpenAPI check with the built-in descriptions (set `openapi_dir` to
+    /// read others, or a directory without any to turn the check off).
+    pub fn for_tests(accounts: Vec<Account>) -> Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             accounts,
             api_keys: Vec::new(),
             callback_delay_ms: 20,
             public_base_url: None,
-            openapi_dir: openapi_dir.into(),
+            openapi_dir: None,
             seed: 0,
             request_log_capacity: 10_000,
         }

@@ -30,6 +30,24 @@ pub const SPEC_FILES: &[&str] = &[
     "twilio_lookups_v2.json",
 ];
 
+/// Twilio's official descriptions built into the binary, as `(file name, text)`: the copy in
+/// this crate's `openapi/` directory (origin and licence in its README), so the sandbox checks
+/// requests wherever it runs, with no file to mount.
+pub const EMBEDDED: &[(&str, &str)] = &[
+    (
+        "twilio_api_v2010.json",
+        include_str!("../openapi/twilio_api_v2010.json"),
+    ),
+    (
+        "twilio_lookups_v1.json",
+        include_str!("../openapi/twilio_lookups_v1.json"),
+    ),
+    (
+        "twilio_lookups_v2.json",
+        include_str!("../openapi/twilio_lookups_v2.json"),
+    ),
+];
+
 /// One way a request departs from the OpenAPI description.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Violation {
@@ -160,6 +178,26 @@ impl OpenApi {
         let api = Arc::new(OpenApi::from_specs(specs));
         cache.lock().expect("cache lock").insert(key, api.clone());
         Ok(api)
+    }
+
+    /// The checker of the [`EMBEDDED`] descriptions, parsed once per process (the 2010 API
+    /// description is 1.8 MB, and tests start many servers).
+    pub fn embedded() -> Arc<OpenApi> {
+        static EMBEDDED_API: OnceLock<Arc<OpenApi>> = OnceLock::new();
+        EMBEDDED_API
+            .get_or_init(|| {
+                Arc::new(OpenApi::from_specs(
+                    EMBEDDED
+                        .iter()
+                        .map(|(file, text)| {
+                            let doc = serde_json::from_str(text)
+                                .unwrap_or_else(|e| panic!("the embedded {file} is not JSON: {e}"));
+                            Spec::new(file, doc)
+                        })
+                        .collect(),
+                ))
+            })
+            .clone()
     }
 
     /// Builds a checker from documents already in memory (`(file name, document)`).
@@ -743,6 +781,15 @@ mod tests {
         assert_eq!(outcome.operation.as_deref(), Some("FetchX"));
         assert_eq!(outcome.violations, vec![]);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_embedded_descriptions_are_the_spec_files() {
+        let names: Vec<&str> = EMBEDDED.iter().map(|(file, _)| *file).collect();
+        assert_eq!(names, SPEC_FILES);
+        let api = OpenApi::embedded();
+        assert_eq!(api.specs.len(), SPEC_FILES.len());
+        assert!(Arc::ptr_eq(&api, &OpenApi::embedded()), "parsed once");
     }
 
     #[test]

@@ -1,12 +1,11 @@
-//! Test support for behaviors' HTTP requests: the outbound service's HTTP endpoint, the Twilio
-//! sandbox, and a tiny local HTTP server that records exactly what it received.
+//! Test support for behaviors' HTTP requests: the outbound service's HTTP endpoint and a tiny
+//! local HTTP server that records exactly what it received (the Twilio sandbox is
+//! `switchboard_test_support::sandbox`).
 
 use std::sync::{Arc, Mutex};
 
 use switchboard_store::Store;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
-use crate::{ACCOUNT_SID, AUTH_TOKEN};
 
 /// The outbound service's HTTP endpoint (`{prefix}.outbound.http`), started with its production
 /// `start`/`serve`.
@@ -39,17 +38,6 @@ impl OutboundHttp {
         }
         self.task.await?
     }
-}
-
-/// The Twilio sandbox, knowing the test account ([`ACCOUNT_SID`], [`AUTH_TOKEN`]) and checking
-/// requests against Twilio's official OpenAPI descriptions.
-pub async fn sandbox() -> anyhow::Result<twilio_fake::Running> {
-    let account = twilio_fake::Account::new(
-        switchboard_twilio::AccountSid::parse(ACCOUNT_SID)?,
-        AUTH_TOKEN,
-    );
-    let oai = crate::repo_root().join("../shared/twilio-oai");
-    Ok(twilio_fake::spawn(twilio_fake::Config::for_tests(vec![account], oai)).await?)
 }
 
 /// A request as the [`Recorder`] received it, byte for byte.

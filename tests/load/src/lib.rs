@@ -4,6 +4,9 @@
 use std::process::{Child, Command};
 use std::time::Duration;
 
+/// A port nothing listens on now.
+pub use switchboard_test_support::free_port;
+
 /// A service under measurement, killed on drop.
 pub struct Proc {
     pub name: &'static str,
@@ -52,15 +55,6 @@ impl Drop for Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A port nothing listens on now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The `p`th percentile (0–100) of sorted durations, in milliseconds.

@@ -7,18 +7,8 @@ use switchboard_package::{
     ImportError, ImportIssue, ImportPlan, Package, PlanOptions, PromptAnswers, RecordId,
 };
 
-/// The seed package, read from the shared directory next to the repository.
-pub fn seed_json() -> String {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/seed/twilio-bot.package.json"
-    );
-    std::fs::read_to_string(path).unwrap_or_else(|e| {
-        panic!(
-            "the seed package is missing at {path} ({e}): the repository must sit next to shared/"
-        )
-    })
-}
+/// The seed package's text (`examples/twilio-bot.package.json`).
+pub use switchboard_test_support::seed_package as seed_json;
 
 /// The seed package as a JSON value, to derive broken variants from.
 pub fn seed_value() -> Json {

@@ -1,25 +1,15 @@
 //! Contract test: the Messages create requests the outbound service sends are valid against
-//! Twilio's official OpenAPI description (`shared/twilio-oai`), as checked by the sandbox,
-//! including repeated `MediaUrl` keys.
+//! Twilio's official OpenAPI description (built into the sandbox from
+//! `services/twilio-fake/openapi/`), as checked by the sandbox, including repeated `MediaUrl`
+//! keys.
 
 use serde_json::Value as Json;
 
 use crate::support::{Harness, number, sms_job};
 
-fn openapi_dir() -> std::path::PathBuf {
-    let dir =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/twilio-oai");
-    assert!(
-        dir.join("twilio_api_v2010.json").exists(),
-        "the official OpenAPI descriptions must be at {}",
-        dir.display()
-    );
-    dir
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_requests_are_valid_against_the_official_openapi() {
-    let mut h = Harness::new_with_openapi(openapi_dir()).await.unwrap();
+    let mut h = Harness::new_with_openapi().await.unwrap();
 
     // The checker is active: a request without `To` is flagged (and not by the service).
     let bad = h

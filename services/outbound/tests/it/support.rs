@@ -1,155 +1,28 @@
-//! Test support: a private `nats-server` with JetStream, a fresh migrated database, a real
-//! `twilio-fake` (its admin API drives the faults and counts what it received), and the
-//! outbound service started with its production `run`. The NATS and database helpers follow
-//! `tests/e2e` (not a dependency: that crate pulls in every other service).
+//! Test support: the outbound service started with its production `run` over a private
+//! `nats-server`, a fresh migrated database and a real `twilio-fake` (its admin API drives the
+//! faults and counts what it received), from `switchboard-test-support`, with every job event
+//! collected.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context as _;
 use async_nats::HeaderMap;
 use async_nats::jetstream;
 use futures::StreamExt;
 use outbound::OutboundConfig;
 use serde_json::{Value as Json, json};
-use switchboard_store::sqlx;
 use switchboard_store::{MasterKey, Store};
-use switchboard_twilio::AccountSid;
+pub use switchboard_test_support::{ACCOUNT_SID, AUTH_TOKEN, MASTER_KEY, NatsServer, unique};
+use switchboard_test_support::{fresh_database, sandbox_config, unchecked_sandbox_config};
 use switchboard_twilio::client::{Backoff, ClientConfig, TwilioClient};
 use switchboard_wire::outbound::{EventKind, HEADER_MSG_ID, HEADER_REPLY_TO, JobEvent};
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-pub const MASTER_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
-pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
-pub const AUTH_TOKEN: &str = "outbound-auth-token-0123456789ab";
 pub const ACCOUNT_NAME: &str = "acme";
 pub const FROM: &str = "+15005550006";
 
 /// A generous bound on anything a test waits for.
 pub const WAIT: Duration = Duration::from_secs(60);
-
-/// A name unique to this process and call.
-pub fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}_{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A private `nats-server` with JetStream, killed on drop.
-pub struct NatsServer {
-    child: Option<Child>,
-    pub port: u16,
-    store_dir: PathBuf,
-}
-
-impl NatsServer {
-    pub async fn start() -> anyhow::Result<NatsServer> {
-        let mut server = NatsServer {
-            child: None,
-            port: free_port(),
-            store_dir: std::env::temp_dir().join(unique("sb-outbound-nats")),
-        };
-        server.spawn().await?;
-        Ok(server)
-    }
-
-    /// Starts the server process on this port and store directory; answers once it listens.
-    async fn spawn(&mut self) -> anyhow::Result<()> {
-        let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
-        let child = Command::new(&bin)
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(&self.store_dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| {
-                format!("starting {bin} (install nats-server, or set NATS_SERVER_BIN)")
-            })?;
-        self.child = Some(child);
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok()
-            {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        anyhow::bail!("nats-server did not start on port {}", self.port)
-    }
-
-    /// Kills the server (SIGKILL: no goodbye to its clients) and starts it again on the same
-    /// port with the same JetStream store, after `down` without a server.
-    pub async fn restart(&mut self, down: Duration) -> anyhow::Result<()> {
-        if let Some(mut child) = self.child.take() {
-            child.kill()?;
-            child.wait()?;
-        }
-        tokio::time::sleep(down).await;
-        self.spawn().await
-    }
-
-    pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.store_dir);
-    }
-}
-
-/// A fresh, migrated database on the test PostgreSQL server, and its URL.
-pub async fn fresh_database() -> anyhow::Result<(sqlx::PgPool, String)> {
-    let admin = std::env::var("SWITCHBOARD_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = unique("sb_outbound");
-    let admin_pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&admin)
-        .await
-        .with_context(|| {
-            format!("connecting to PostgreSQL at {admin} (set SWITCHBOARD_TEST_DATABASE_URL)")
-        })?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&admin_pool)
-        .await?;
-    admin_pool.close().await;
-    let url = match admin.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{name}"),
-        None => anyhow::bail!("bad admin URL {admin}"),
-    };
-    let pool = switchboard_store::connect(&url, 16).await?;
-    switchboard_store::migrate(&pool).await?;
-    Ok((pool, url))
-}
 
 /// A send-SMS job for `to` from the test account.
 pub fn sms_job(key: &str, to: &str) -> Json {
@@ -195,19 +68,22 @@ pub struct Harness {
 impl Harness {
     /// Everything but the service, which [`Harness::start`] starts.
     pub async fn new() -> anyhow::Result<Harness> {
-        // No OpenAPI directory: the fake's answers are what these tests are about.
-        Harness::new_with_openapi(std::env::temp_dir().join("no-twilio-oai")).await
+        // No OpenAPI check: the fake's answers are what these tests are about.
+        Harness::with_sandbox(unchecked_sandbox_config()).await
     }
 
-    /// Like [`Harness::new`], with the sandbox checking every request against the official
-    /// OpenAPI descriptions in `openapi_dir`.
-    pub async fn new_with_openapi(openapi_dir: std::path::PathBuf) -> anyhow::Result<Harness> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        switchboard_telemetry::init_for_tests();
+    /// Like [`Harness::new`], with the sandbox checking every request against Twilio's official
+    /// OpenAPI descriptions.
+    pub async fn new_with_openapi() -> anyhow::Result<Harness> {
+        Harness::with_sandbox(sandbox_config()).await
+    }
+
+    async fn with_sandbox(sandbox: twilio_fake::Config) -> anyhow::Result<Harness> {
+        switchboard_test_support::init();
         let nats = NatsServer::start().await?;
         let client = async_nats::connect(nats.url()).await?;
         let js = jetstream::new(client.clone());
-        let (pool, database_url) = fresh_database().await?;
+        let (database_url, pool) = fresh_database().await?;
         let store = Store::new(pool, Some(MasterKey::parse(MASTER_KEY)?));
         let account = store
             .add_account(
@@ -216,12 +92,7 @@ impl Harness {
                 &secrecy::SecretString::from(AUTH_TOKEN),
             )
             .await?;
-        let fake_account = twilio_fake::Account::new(AccountSid::parse(ACCOUNT_SID)?, AUTH_TOKEN);
-        let fake = twilio_fake::spawn(twilio_fake::Config::for_tests(
-            vec![fake_account],
-            openapi_dir,
-        ))
-        .await?;
+        let fake = twilio_fake::spawn(sandbox).await?;
 
         let mut config = OutboundConfig::new(&unique("sbo"));
         config.max_in_flight = 8;

@@ -36,7 +36,8 @@ async fn binary_reads_env_and_stops_on_sigterm() {
             "TWILIO_FAKE_ACCOUNTS",
             format!("{ACCOUNT}:{TOKEN},{OTHER_ACCOUNT}:{OTHER_TOKEN}"),
         )
-        .env("TWILIO_FAKE_OPENAPI_DIR", openapi_dir())
+        // No TWILIO_FAKE_OPENAPI_DIR: the binary checks with its built-in descriptions.
+        .env_remove("TWILIO_FAKE_OPENAPI_DIR")
         .env("TWILIO_FAKE_CALLBACK_DELAY_MS", "10")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -334,10 +334,10 @@ async fn unknown_paths_are_twilio_404s() {
 
 #[tokio::test]
 async fn spawn_for_other_crates_tests() {
-    let config = twilio_fake::Config::for_tests(
-        vec![twilio_fake::Account::new(ACCOUNT.parse().unwrap(), TOKEN)],
-        openapi_dir(),
-    );
+    let config = twilio_fake::Config::for_tests(vec![twilio_fake::Account::new(
+        ACCOUNT.parse().unwrap(),
+        TOKEN,
+    )]);
     let running = twilio_fake::spawn(config).await.unwrap();
     let response = reqwest::Client::new()
         .get(format!(

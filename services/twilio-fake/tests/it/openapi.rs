@@ -233,7 +233,7 @@ async fn path_query_header_and_security_departures() {
 
 #[tokio::test]
 async fn without_descriptions_nothing_is_checked() {
-    let fake = Fake::start_with(|c| c.openapi_dir = "/nonexistent/twilio-oai".into()).await;
+    let fake = Fake::start_with(|c| c.openapi_dir = Some("/nonexistent/twilio-oai".into())).await;
     assert_eq!(fake.admin("/health").await["openapi_check"], false);
     let response = fake
         .create(&[("To", TO), ("From", FROM), ("Body", "x")])

@@ -1,6 +1,5 @@
 //! Starting a fake per test, and the requests every test makes.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -17,14 +16,6 @@ pub const OTHER_TOKEN: &str = "other-auth-token";
 pub const FROM: &str = "+15017122661";
 pub const TO: &str = "+15558675310";
 
-/// Twilio's OpenAPI descriptions in the shared folder beside the repository.
-pub fn openapi_dir() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/twilio-oai"
-    ))
-}
-
 /// A running fake; stopped when dropped.
 pub struct Fake {
     pub base: String,
@@ -40,13 +31,10 @@ impl Fake {
 
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Fake {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut config = Config::for_tests(
-            vec![
-                Account::new(ACCOUNT.parse().unwrap(), TOKEN),
-                Account::new(OTHER_ACCOUNT.parse().unwrap(), OTHER_TOKEN),
-            ],
-            openapi_dir(),
-        );
+        let mut config = Config::for_tests(vec![
+            Account::new(ACCOUNT.parse().unwrap(), TOKEN),
+            Account::new(OTHER_ACCOUNT.parse().unwrap(), OTHER_TOKEN),
+        ]);
         adjust(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::{Value, json};
-use switchboard_e2e::http::{OutboundHttp, Recorder, sandbox};
+use switchboard_e2e::http::{OutboundHttp, Recorder};
 use switchboard_e2e::{ACCOUNT_SID, AUTH_TOKEN, Stack};
+use switchboard_test_support::sandbox;
 use switchboard_wire::{self as wire, HttpJob, HttpJobResult};
 
 const SEND_SMS: &str = "behavior_41";

@@ -10,7 +10,7 @@ use futures::StreamExt as _;
 use serde_json::json;
 use switchboard_e2e::{ACCOUNT_SID, AUTH_TOKEN, Ingress, Stack, message_sid};
 use switchboard_store::sqlx;
-use switchboard_twilio::AccountSid;
+use switchboard_test_support::unchecked_sandbox_config;
 use switchboard_twilio::client::{ClientConfig, TwilioClient};
 use switchboard_wire::outbound::{AccountRef, EventKind, JobEvent};
 
@@ -41,14 +41,9 @@ impl Sandbox {
             ..stack.ingress_config()
         };
         let ingress = Ingress::start(&stack.nats.url(), config).await.unwrap();
-        let account =
-            twilio_fake::Account::new(AccountSid::parse(ACCOUNT_SID).unwrap(), AUTH_TOKEN);
-        let fake = twilio_fake::spawn(twilio_fake::Config::for_tests(
-            vec![account],
-            std::env::temp_dir().join("no-twilio-oai"),
-        ))
-        .await
-        .unwrap();
+        let fake = twilio_fake::spawn(unchecked_sandbox_config())
+            .await
+            .unwrap();
 
         let mut config = outbound::OutboundConfig::new(stack.subjects.prefix());
         config.status_callback_url = Some(ingress.url(outbound::STATUS_CALLBACK_PATH));

@@ -17,10 +17,12 @@ use async_nats::jetstream;
 use clap::Parser;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use switchboard_e2e::{ACCOUNT_SID, AUTH_TOKEN, MASTER_KEY, NatsServer, fresh_database, unique};
 use switchboard_load::{Proc, percentile_ms};
 use switchboard_store::{MasterKey, Store};
-use switchboard_twilio::AccountSid;
+use switchboard_test_support::{
+    ACCOUNT_SID, AUTH_TOKEN, MASTER_KEY, NatsServer, fresh_database, unchecked_sandbox_config,
+    unique,
+};
 use switchboard_wire::outbound::{EventKind, JobSubjects, JobType, OUTBOUND_CONSUMER};
 
 #[derive(Parser)]
@@ -199,14 +201,7 @@ async fn main() -> anyhow::Result<()> {
             &secrecy::SecretString::from(AUTH_TOKEN),
         )
         .await?;
-    let fake = twilio_fake::spawn(twilio_fake::Config::for_tests(
-        vec![twilio_fake::Account::new(
-            AccountSid::parse(ACCOUNT_SID)?,
-            AUTH_TOKEN,
-        )],
-        std::env::temp_dir().join("no-twilio-oai"),
-    ))
-    .await?;
+    let fake = twilio_fake::spawn(unchecked_sandbox_config()).await?;
 
     println!(
         "# Outbound benchmark ({} jobs, {} in flight, {} cores)",

@@ -14,8 +14,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use switchboard_e2e::*;
+use switchboard_e2e::Stack;
 use switchboard_load::{Proc, free_port};
+use switchboard_test_support::{AUTH_TOKEN, MASTER_KEY, PUBLIC_BASE_URL, inbound_sms, message_sid};
 
 #[derive(Parser)]
 struct Cli {

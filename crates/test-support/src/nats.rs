@@ -1,0 +1,98 @@
+//! A private `nats-server` with JetStream on a free port, killed (and its store removed) on drop.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+/// A private `nats-server` (JetStream on), killed on drop. `NATS_SERVER_BIN` names another
+/// binary than the `nats-server` on `PATH`.
+pub struct NatsServer {
+    child: Option<Child>,
+    /// The port it listens on, on 127.0.0.1 (the same after a restart).
+    pub port: u16,
+    /// Its JetStream store (the same after a restart, removed on drop).
+    pub store_dir: PathBuf,
+}
+
+impl NatsServer {
+    /// Starts a server on a free port; answers once it accepts connections.
+    pub async fn start() -> anyhow::Result<NatsServer> {
+        let mut server = NatsServer {
+            child: None,
+            port: crate::free_port(),
+            store_dir: std::env::temp_dir().join(crate::unique("sb-nats")),
+        };
+        server.spawn().await?;
+        Ok(server)
+    }
+
+    /// Starts the server process on this port and store directory; answers once it listens.
+    async fn spawn(&mut self) -> anyhow::Result<()> {
+        let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
+        let child = Command::new(&bin)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.store_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| {
+                format!("starting {bin} (install Debian's nats-server, or set NATS_SERVER_BIN)")
+            })?;
+        self.child = Some(child);
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::bail!("nats-server did not start on port {}", self.port)
+    }
+
+    /// `nats://127.0.0.1:{port}`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// A client that keeps retrying its first connection.
+    pub async fn client(&self) -> anyhow::Result<async_nats::Client> {
+        Ok(async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(self.url())
+            .await?)
+    }
+
+    /// Kills the server (SIGKILL: no goodbye to its clients); the store stays.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the server and starts it again on the same port with the same JetStream store,
+    /// after `down` without a server.
+    pub async fn restart(&mut self, down: Duration) -> anyhow::Result<()> {
+        self.kill();
+        tokio::time::sleep(down).await;
+        self.spawn().await
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.store_dir);
+    }
+}
