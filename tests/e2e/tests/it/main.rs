@@ -7,6 +7,7 @@ mod http;
 mod import;
 mod kubernetes;
 mod opt_out;
+mod standalone;
 mod status;
 mod webhook_log;
 mod webhooks;
