@@ -2,6 +2,13 @@
 //! OpenTelemetry traces exported over OTLP/HTTP when the standard `OTEL_EXPORTER_OTLP_ENDPOINT`
 //! is set. Trace context travels between services in NATS headers (W3C `traceparent`), so one
 //! webhook is one trace across ingress and behavior-worker.
+//!
+//! Also what the services share to run as containers: the health server ([`health`]), bounded
+//! shutdown ([`lifecycle`]) and the options for both ([`args`]).
+
+pub mod args;
+pub mod health;
+pub mod lifecycle;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
@@ -19,9 +26,12 @@ pub struct Telemetry {
 
 impl Drop for Telemetry {
     fn drop(&mut self) {
-        let _ = self
-            .provider
-            .shutdown_with_timeout(std::time::Duration::from_secs(5));
+        // Within what is left of a shutdown's bound (SHUTDOWN_TIMEOUT_SECS), if one is under way.
+        let most = std::time::Duration::from_secs(5);
+        let within = lifecycle::time_left().map_or(most, |left| {
+            left.min(most).max(std::time::Duration::from_millis(100))
+        });
+        let _ = self.provider.shutdown_with_timeout(within);
     }
 }
 
@@ -67,6 +77,18 @@ pub fn tracer_provider(service_name: &str) -> anyhow::Result<SdkTracerProvider> 
     Ok(builder.build())
 }
 
+/// Whether log lines carry ANSI colour codes: only text logs written to a terminal, and not
+/// when `NO_COLOR` is set to anything but the empty string (<https://no-color.org>). Logs a
+/// container writes to a pipe or a file (Docker, Kubernetes, systemd) stay plain text.
+pub fn use_ansi(
+    format: LogFormat,
+    stderr_is_terminal: bool,
+    no_color: Option<&std::ffi::OsStr>,
+) -> bool {
+    let no_color = no_color.is_some_and(|v| !v.is_empty());
+    format == LogFormat::Text && stderr_is_terminal && !no_color
+}
+
 /// Installs the global subscriber and propagator. Call once, first thing in `main`.
 pub fn init(service_name: &str, format: LogFormat) -> anyhow::Result<Telemetry> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
@@ -74,9 +96,15 @@ pub fn init(service_name: &str, format: LogFormat) -> anyhow::Result<Telemetry> 
     let tracer = provider.tracer(service_name.to_string());
     opentelemetry::global::set_tracer_provider(provider.clone());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = use_ansi(
+        format,
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let fmt = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
+            .with_ansi(ansi)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
@@ -187,6 +215,20 @@ pub fn trace_id(span: &tracing::Span) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn colour_only_for_text_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(use_ansi(LogFormat::Text, true, None));
+        assert!(
+            use_ansi(LogFormat::Text, true, Some(OsStr::new(""))),
+            "an empty NO_COLOR does not count"
+        );
+        assert!(!use_ansi(LogFormat::Text, false, None), "a pipe or a file");
+        assert!(!use_ansi(LogFormat::Text, true, Some(OsStr::new("1"))));
+        assert!(!use_ansi(LogFormat::Json, true, None));
+        assert!(!use_ansi(LogFormat::Json, false, None));
+    }
 
     #[test]
     fn trace_context_survives_a_nats_hop() {
