@@ -32,6 +32,15 @@ pub enum StoreError {
     Secret(#[from] SecretError),
     #[error("SWITCHBOARD_MASTER_KEY is not set; it is needed to {0}")]
     NoMasterKey(&'static str),
+    /// The master key does not decrypt an account's stored auth token: the process runs with
+    /// another key than the one the account was saved with (or the row was altered).
+    #[error(
+        "SWITCHBOARD_MASTER_KEY does not decrypt the stored credentials of account {account_id} ('{account_name}'): it differs from the key they were saved with (start every service and the CLI with that key, or add the account again with the new one)"
+    )]
+    WrongMasterKey {
+        account_id: i64,
+        account_name: String,
+    },
     #[error("{0}")]
     Invalid(String),
     #[error("{0} not found")]
@@ -41,6 +50,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether this is [`StoreError::WrongMasterKey`]: retrying cannot help until the process
+    /// is started with the right key.
+    pub fn is_wrong_master_key(&self) -> bool {
+        matches!(self, StoreError::WrongMasterKey { .. })
+    }
+
     /// Whether retrying later may help (connection trouble), as opposed to a bad request.
     pub fn is_transient(&self) -> bool {
         matches!(
@@ -78,6 +93,31 @@ pub async fn connect_with(
         .acquire_timeout(std::time::Duration::from_secs(5))
         .connect_with(options)
         .await?)
+}
+
+/// Like [`connect_with`], without connecting: the pool opens connections when first used, so a
+/// service starts (and says it is not ready) while PostgreSQL is unreachable. Fails only on a
+/// malformed URL.
+pub fn connect_lazy(
+    database_url: &str,
+    max_connections: u32,
+    synchronous_commit: bool,
+) -> Result<PgPool> {
+    use std::str::FromStr as _;
+    let mut options = sqlx::postgres::PgConnectOptions::from_str(database_url)?;
+    if !synchronous_commit {
+        options = options.options([("synchronous_commit", "off")]);
+    }
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect_lazy_with(options))
+}
+
+/// `SELECT 1` on `pool`: whether PostgreSQL answers (readiness checks; bound it with a timeout).
+pub async fn ping(pool: &PgPool) -> Result<()> {
+    sqlx::query("SELECT 1").execute(pool).await?;
+    Ok(())
 }
 
 /// Runs pending migrations (the `migrate` subcommands; never implicitly).
@@ -287,6 +327,71 @@ impl Store {
         Ok(row.as_ref().map(account_from_row))
     }
 
+    /// Checks the master key against the stored credentials: decrypts the auth token of the
+    /// first connected account. `Ok(None)`: no account, nothing to check; `Ok(Some(id))`: that
+    /// account's token decrypts; [`StoreError::WrongMasterKey`] when it does not (the services
+    /// and the CLI refuse to start with a key that would fail at first use), or
+    /// [`StoreError::NoMasterKey`] when there are accounts and no key.
+    pub async fn check_master_key(&self) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT id, name, provider, account_sid, allowed_hosts, auth_token_enc FROM connected_accounts ORDER BY id LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let account = account_from_row(&r);
+        let blob: Vec<u8> = r.get("auth_token_enc");
+        self.decrypt_token(&account, &blob)?;
+        Ok(Some(account.id))
+    }
+
+    /// [`Store::check_master_key`] as a service or the CLI starts, bounded by `timeout`: a key
+    /// that does not decrypt the stored credentials is an error (the caller exits with it); a
+    /// database that does not answer is logged and the check is left to the first use.
+    pub async fn check_master_key_at_start(&self, timeout: std::time::Duration) -> Result<()> {
+        match tokio::time::timeout(timeout, self.check_master_key()).await {
+            Ok(Ok(Some(account_id))) => {
+                tracing::info!(
+                    account_id,
+                    "SWITCHBOARD_MASTER_KEY decrypts the stored credentials"
+                );
+                Ok(())
+            }
+            Ok(Ok(None)) => {
+                tracing::info!("no connected account yet: SWITCHBOARD_MASTER_KEY not checked");
+                Ok(())
+            }
+            Ok(Err(e @ (StoreError::WrongMasterKey { .. } | StoreError::NoMasterKey(_)))) => Err(e),
+            Ok(Err(e)) => {
+                tracing::warn!(
+                    error = %e,
+                    "SWITCHBOARD_MASTER_KEY not checked against the stored credentials (reading them failed); going on (a wrong key shows at first use)"
+                );
+                Ok(())
+            }
+            Err(_) => {
+                tracing::warn!(
+                    timeout_s = timeout.as_secs_f64(),
+                    "SWITCHBOARD_MASTER_KEY not checked against the stored credentials (PostgreSQL did not answer); going on (a wrong key shows at first use)"
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// The auth token of `account` from its stored ciphertext.
+    fn decrypt_token(&self, account: &Account, blob: &[u8]) -> Result<SecretString> {
+        self.key("decrypt auth tokens")?
+            .decrypt(blob, &account.account_sid)
+            .map_err(|e| match e {
+                SecretError::Decrypt => StoreError::WrongMasterKey {
+                    account_id: account.id,
+                    account_name: account.name.clone(),
+                },
+                other => StoreError::Secret(other),
+            })
+    }
+
     /// The accounts with this Account SID, with decrypted tokens (signature verification).
     pub async fn credentials_by_sid(&self, account_sid: &str) -> Result<Vec<AccountCredentials>> {
         let rows = sqlx::query(
@@ -295,13 +400,12 @@ impl Store {
         .bind(account_sid)
         .fetch_all(&self.pool)
         .await?;
-        let key = self.key("decrypt auth tokens")?;
         rows.iter()
             .map(|r| {
                 let account = account_from_row(r);
                 let blob: Vec<u8> = r.get("auth_token_enc");
                 Ok(AccountCredentials {
-                    auth_token: key.decrypt(&blob, &account.account_sid)?,
+                    auth_token: self.decrypt_token(&account, &blob)?,
                     account,
                 })
             })
@@ -319,9 +423,7 @@ impl Store {
         let Some(r) = row else { return Ok(None) };
         let account = account_from_row(&r);
         let blob: Vec<u8> = r.get("auth_token_enc");
-        let auth_token = self
-            .key("decrypt auth tokens")?
-            .decrypt(&blob, &account.account_sid)?;
+        let auth_token = self.decrypt_token(&account, &blob)?;
         Ok(Some(AccountCredentials {
             account,
             auth_token,

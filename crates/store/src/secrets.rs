@@ -28,9 +28,22 @@ pub enum SecretError {
         "a stored credential could not be decrypted (wrong SWITCHBOARD_MASTER_KEY, or the row was tampered with)"
     )]
     Decrypt,
+    #[error(
+        "SWITCHBOARD_MASTER_KEY is not set: {0} needs the key the connected accounts' credentials are encrypted with (the one `switchboard accounts add` used); for a new installation make one with `openssl rand -base64 32` and give the same key to every service and the CLI"
+    )]
+    Missing(String),
 }
 
 impl MasterKey {
+    /// The key a service cannot run without: `value` is `SWITCHBOARD_MASTER_KEY`, `who` names
+    /// the program in the error when it is missing (no default key exists outside tests).
+    pub fn require(value: Option<&str>, who: &str) -> Result<MasterKey, SecretError> {
+        match value {
+            Some(text) if !text.trim().is_empty() => MasterKey::parse(text),
+            _ => Err(SecretError::Missing(who.to_owned())),
+        }
+    }
+
     /// Parses a key given as base64 (44 chars) or hex (64 chars).
     pub fn parse(text: &str) -> Result<MasterKey, SecretError> {
         let t = text.trim();
@@ -121,6 +134,26 @@ mod tests {
         assert!(key.decrypt(&tampered, "AC1").is_err());
         let other = MasterKey::parse(&"ab".repeat(32)).unwrap();
         assert!(other.decrypt(&blob, "AC1").is_err());
+    }
+
+    #[test]
+    fn a_missing_key_says_how_to_make_one() {
+        for missing in [None, Some(""), Some("  ")] {
+            let e = MasterKey::require(missing, "outbound run")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("SWITCHBOARD_MASTER_KEY is not set: outbound run needs"),
+                "{e}"
+            );
+            assert!(e.contains("`openssl rand -base64 32`"), "{e}");
+            assert!(!e.contains('\n'), "one line: {e}");
+        }
+        assert!(MasterKey::require(Some(KEY), "x").is_ok());
+        assert!(matches!(
+            MasterKey::require(Some("short"), "x"),
+            Err(SecretError::BadKey(_))
+        ));
     }
 
     #[test]

@@ -75,6 +75,10 @@ pub mod codes {
     /// The recipient is on the account's suppression list (it texted STOP, or Twilio answered
     /// 21610 before); Twilio was not called. The message names the number, why and since when.
     pub const SUPPRESSED: &str = "suppressed";
+    /// The service's `SWITCHBOARD_MASTER_KEY` does not decrypt the account's stored credentials
+    /// (it differs from the key they were saved with); Twilio was not called. Once the key is
+    /// right, publish the job again under a new idempotency key.
+    pub const CREDENTIALS_UNREADABLE: &str = "credentials_unreadable";
 }
 
 /// The kinds of job.
