@@ -22,7 +22,10 @@ pub struct Cli {
     /// PostgreSQL URL.
     #[arg(long, env = "DATABASE_URL", global = true)]
     pub database_url: Option<String>,
-    /// Key that decrypts connected-account credentials (32 bytes, base64 or hex).
+    /// Key that decrypts connected-account credentials (32 bytes, base64 or hex): the key
+    /// `switchboard accounts add` encrypted them with. Required by `run`, which exits at once
+    /// without it, or when it does not decrypt the stored credentials. Make one for a new
+    /// installation with `openssl rand -base64 32`.
     #[arg(
         long,
         env = "SWITCHBOARD_MASTER_KEY",
@@ -72,9 +75,14 @@ pub struct Cli {
     /// claims (a Twilio retry of such a message then runs again); on: two disk flushes per webhook.
     #[arg(long, env = "WORKER_SYNCHRONOUS_COMMIT", default_value_t = false, action = clap::ArgAction::Set, global = true)]
     pub synchronous_commit: bool,
-    /// Log format: text or json.
+    /// Log format: text (ANSI colours only when stderr is a terminal and NO_COLOR is unset) or
+    /// json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
     pub log_format: switchboard_telemetry::LogFormat,
+    #[command(flatten)]
+    pub metrics: switchboard_telemetry::args::MetricsArgs,
+    #[command(flatten)]
+    pub shutdown: switchboard_telemetry::args::ShutdownArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,6 +91,40 @@ pub enum Command {
     Run,
     /// Apply database migrations, then exit.
     Migrate,
-    /// Exit 0 when NATS and PostgreSQL are reachable.
+    /// Exit 0 when ready, 1 otherwise, with one line saying why. With METRICS_ADDR: asks the
+    /// running worker's GET /readyz (2 s timeout); without: checks that NATS and PostgreSQL are
+    /// reachable.
     Healthcheck,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed_and_every_option_has_an_env_var() {
+        Cli::command().debug_assert();
+        for arg in Cli::command().get_arguments() {
+            if !["help", "version"].contains(&arg.get_id().as_str()) {
+                assert!(arg.get_env().is_some(), "--{} has no env var", arg.get_id());
+            }
+        }
+        let cli = Cli::try_parse_from([
+            "behavior-worker",
+            "--metrics-addr",
+            "0.0.0.0:9090",
+            "--shutdown-timeout-secs",
+            "4",
+            "healthcheck",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.metrics.metrics_addr,
+            Some("0.0.0.0:9090".parse().unwrap())
+        );
+        assert_eq!(cli.shutdown.shutdown_timeout_secs, 4);
+        assert!(matches!(cli.command, Some(Command::Healthcheck)));
+    }
 }

@@ -25,6 +25,7 @@ use switchboard_engine::{
 use switchboard_package::{EVENT_WEBHOOK, WebhookListenerDef};
 use switchboard_store::webhook_log::{AnsweredWebhook, Recorded, WebhookLog};
 use switchboard_store::{Claim, RunRecord, Store};
+use switchboard_telemetry::lifecycle;
 use switchboard_wire::{self as wire, Subjects, WebhookReply, WebhookRequest};
 use tokio::sync::Semaphore;
 use tracing::{Instrument as _, field};
@@ -34,7 +35,8 @@ use tracing::{Instrument as _, field};
 pub struct WorkerOptions {
     /// Requests handled at once; more wait in NATS (bounded concurrency, never a spawn per message).
     pub max_in_flight: usize,
-    /// How long shutdown waits for in-flight requests.
+    /// How long a shutdown waits for the requests in flight (and for the buffered ones it still
+    /// answers); `main` gives it the drain budget of `SHUTDOWN_TIMEOUT_SECS`.
     pub drain_timeout: Duration,
     /// Cached listeners and credentials are refreshed at least this often, even if an
     /// invalidation announcement was missed.
@@ -50,6 +52,9 @@ pub struct WorkerOptions {
     pub log_batch_max: usize,
     /// Message-log statements in flight at once (each a batch).
     pub log_concurrency: usize,
+    /// Readiness of the endpoints: set once they are subscribed, cleared when shutdown begins
+    /// (`/readyz`; detached by default).
+    pub ready: switchboard_telemetry::health::ReadyFlag,
 }
 
 impl Default for WorkerOptions {
@@ -63,6 +68,7 @@ impl Default for WorkerOptions {
             status_wait: Duration::from_secs(3),
             log_batch_max: 128,
             log_concurrency: 2,
+            ready: Default::default(),
         }
     }
 }
@@ -125,7 +131,9 @@ struct Worker {
     behaviors: TtlCache<i64, Arc<CompiledBehavior>>,
 }
 
-/// Runs the worker until `shutdown` completes, then stops taking requests and drains.
+/// Runs the worker until `shutdown` completes, then stops taking requests and drains. A
+/// shutdown while the endpoints are still being registered (NATS not reachable yet) ends it at
+/// once: nothing was taken on.
 pub async fn run(
     store: Store,
     nats: async_nats::Client,
@@ -133,10 +141,15 @@ pub async fn run(
     opts: WorkerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    start(store, nats, subjects, opts)
-        .await?
-        .serve(shutdown)
-        .await
+    tokio::pin!(shutdown);
+    let started = tokio::select! {
+        started = start(store, nats, subjects, opts) => started?,
+        () = &mut shutdown => {
+            tracing::info!("stopped before the endpoints were registered with NATS");
+            return Ok(());
+        }
+    };
+    started.serve(shutdown).await
 }
 
 /// A worker whose subscriptions are registered with the server: requests published from now on
@@ -206,7 +219,12 @@ pub async fn start(
 }
 
 impl Started {
-    /// Serves until `shutdown` completes, then stops taking requests and drains in-flight ones.
+    /// Serves until `shutdown` completes, then stops taking requests and drains in-flight ones,
+    /// each step bounded by the drain timeout (and the last flush by
+    /// [`lifecycle::FLUSH_BOUND`]), whether NATS is reachable or not. An error names what was
+    /// abandoned: requests still running, or replies NATS did not confirm.
+    ///
+    /// [`lifecycle::FLUSH_BOUND`]: switchboard_telemetry::lifecycle::FLUSH_BOUND
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Started {
             worker,
@@ -218,6 +236,7 @@ impl Started {
         } = self;
         let opts = worker.opts.clone();
         let permits = Arc::new(Semaphore::new(opts.max_in_flight));
+        opts.ready.set(true);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -241,34 +260,58 @@ impl Started {
                 }
             }
         }
+        opts.ready.set(false);
         tracing::info!("behavior-worker stopping: no new requests; draining in-flight ones");
+        let deadline = tokio::time::Instant::now() + opts.drain_timeout;
         // Stop receiving first, so NATS routes new requests to the other replicas; then answer
         // what was already delivered to this replica (buffered in the client), instead of
-        // leaving those callers to time out.
-        let _ = endpoint.stop().await;
-        let _ = runs.stop().await;
-        let _ = statuses.stop().await;
+        // leaving those callers to time out. Every step is bounded: with NATS unreachable the
+        // client's commands may wait for a connection that never comes back.
+        lifecycle::set_stage("unsubscribing from NATS");
+        for endpoint in [&mut endpoint, &mut runs, &mut statuses] {
+            let _ = tokio::time::timeout_at(deadline, endpoint.stop()).await;
+        }
+        lifecycle::set_stage("answering requests already delivered");
+        let buffered = |wait: Duration| (tokio::time::Instant::now() + wait).min(deadline);
         while let Ok(Some(request)) =
-            tokio::time::timeout(Duration::from_millis(100), statuses.next()).await
+            tokio::time::timeout_at(buffered(Duration::from_millis(100)), statuses.next()).await
         {
             spawn_request(&worker, &permits, Endpoint::Status, request).await;
         }
         while let Ok(Some(request)) =
-            tokio::time::timeout(Duration::from_millis(500), endpoint.next()).await
+            tokio::time::timeout_at(buffered(Duration::from_millis(500)), endpoint.next()).await
         {
             spawn_request(&worker, &permits, Endpoint::Webhook, request).await;
         }
-        let drained = tokio::time::timeout(
-            opts.drain_timeout,
-            permits.acquire_many(opts.max_in_flight as u32),
-        )
-        .await;
-        if drained.is_err() {
-            tracing::warn!("drain timeout: some requests were still running");
+        lifecycle::set_stage("draining requests in flight");
+        let mut abandoned = Vec::new();
+        let all = u32::try_from(opts.max_in_flight).unwrap_or(u32::MAX);
+        if tokio::time::timeout_at(deadline, permits.acquire_many(all))
+            .await
+            .is_err()
+        {
+            let running = opts.max_in_flight - permits.available_permits();
+            tracing::warn!(
+                running,
+                "drain timeout: requests still running are abandoned (their callers time out)"
+            );
+            abandoned.push(format!(
+                "{running} requests still running after the {} ms drain",
+                opts.drain_timeout.as_millis()
+            ));
         }
-        let _ = worker.nats.flush().await;
-        let _ = service.stop().await;
-        Ok(())
+        // Replies are buffered publishes: they reach NATS only with the flush.
+        lifecycle::set_stage("flushing replies to NATS");
+        if let Err(why) = lifecycle::flush_within(&worker.nats, lifecycle::FLUSH_BOUND).await {
+            abandoned.push(format!("replies not confirmed by NATS: {why}"));
+        }
+        let _ = tokio::time::timeout(lifecycle::FLUSH_BOUND, service.stop()).await;
+        lifecycle::set_stage("");
+        if abandoned.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!("behavior-worker abandoned {}", abandoned.join("; "))
+        }
     }
 }
 
@@ -278,6 +321,17 @@ enum Endpoint {
     Webhook,
     Run,
     Status,
+}
+
+impl Endpoint {
+    /// What its requests are called in the shutdown's log line.
+    fn in_flight_name(self) -> &'static str {
+        match self {
+            Endpoint::Webhook => "webhook requests",
+            Endpoint::Run => "macro runs",
+            Endpoint::Status => "status callbacks",
+        }
+    }
 }
 
 /// Handles one request in its own task once one of `permits` is free (they bound the requests
@@ -294,7 +348,9 @@ async fn spawn_request(
         .await
         .expect("semaphore never closed");
     let worker = worker.clone();
+    let tracked = lifecycle::track(endpoint.in_flight_name());
     tokio::spawn(async move {
+        let _tracked = tracked;
         match endpoint {
             Endpoint::Webhook => worker.handle(request).await,
             Endpoint::Run => worker.handle_run(request).await,

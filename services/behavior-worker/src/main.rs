@@ -1,9 +1,14 @@
 //! `behavior-worker`: parse config, start telemetry, connect to NATS and PostgreSQL, serve.
 
+use std::time::Duration;
+
+use anyhow::Context as _;
 use behavior_worker::cli::{Cli, Command};
 use clap::Parser;
 use secrecy::ExposeSecret;
 use switchboard_store::{MasterKey, Store};
+use switchboard_telemetry::health::{self, Readiness};
+use switchboard_telemetry::lifecycle::{self, Stop};
 use switchboard_wire::Subjects;
 
 /// mimalloc: under load, glibc's malloc and free (with its chunk consolidation) took over a third
@@ -11,83 +16,126 @@ use switchboard_wire::Subjects;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// How long the start-up check of the master key waits for PostgreSQL before going on.
+const KEY_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let _telemetry = switchboard_telemetry::init("behavior-worker", cli.log_format)?;
-    let database_url = cli
-        .database_url
-        .as_deref()
-        .ok_or_else(|| anyhow::anyhow!("DATABASE_URL (or --database-url) is required"))?;
     Subjects::validate_prefix(&cli.subject_prefix).map_err(anyhow::Error::msg)?;
-    let pool = switchboard_store::connect_with(
-        database_url,
-        cli.db_max_connections,
-        cli.synchronous_commit,
-    )
-    .await?;
-    match cli.command.unwrap_or(Command::Run) {
-        Command::Migrate => {
+    match cli.command {
+        Some(Command::Migrate) => {
+            let pool = switchboard_store::connect(database_url(&cli)?, 2).await?;
             switchboard_store::migrate(&pool).await?;
             tracing::info!("migrations applied");
             Ok(())
         }
-        Command::Healthcheck => {
-            switchboard_store::sqlx::query("SELECT 1")
-                .execute(&pool)
-                .await?;
-            async_nats::connect(&cli.nats_url).await?.flush().await?;
-            Ok(())
-        }
-        Command::Run => {
-            let key = match &cli.master_key {
-                Some(k) => Some(MasterKey::parse(k.expose_secret())?),
-                None => {
-                    tracing::warn!(
-                        "SWITCHBOARD_MASTER_KEY is not set: webhooks that verify signatures will fail"
-                    );
-                    None
+        Some(Command::Healthcheck) => {
+            let verdict = match cli.metrics.metrics_addr {
+                Some(addr) => health::probe_readyz(addr, health::PROBE_TIMEOUT).await,
+                None => reachable(&cli).await,
+            };
+            match verdict {
+                Ok(line) => {
+                    println!("{line}");
+                    Ok(())
                 }
-            };
-            let nats = async_nats::ConnectOptions::new()
-                .name("behavior-worker")
-                .retry_on_initial_connect()
-                .connect(&cli.nats_url)
-                .await?;
-            let opts = behavior_worker::WorkerOptions {
-                max_in_flight: cli.max_in_flight.max(1),
-                log_batch_max: cli.log_batch_max.max(1),
-                log_concurrency: cli.log_concurrency.max(1),
-                ..Default::default()
-            };
-            behavior_worker::run(
-                Store::new(pool, key),
-                nats,
-                Subjects::new(&cli.subject_prefix),
-                opts,
-                shutdown_signal(),
-            )
-            .await
+                Err(line) => {
+                    eprintln!("{line}");
+                    std::process::exit(1)
+                }
+            }
         }
+        Some(Command::Run) | None => run(cli).await,
     }
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
+fn database_url(cli: &Cli) -> anyhow::Result<&str> {
+    cli.database_url
+        .as_deref()
+        .context("DATABASE_URL (or --database-url) is required")
+}
+
+/// `healthcheck` without METRICS_ADDR: NATS and PostgreSQL answer, each within 2 s.
+async fn reachable(cli: &Cli) -> Result<String, String> {
+    let within = health::PROBE_TIMEOUT;
+    let url = database_url(cli).map_err(|e| e.to_string())?;
+    let database = async {
+        let pool = switchboard_store::connect(url, 1).await?;
+        switchboard_store::ping(&pool).await
     };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    match tokio::time::timeout(within, database).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(format!("PostgreSQL: {e}")),
+        Err(_) => {
+            return Err(format!(
+                "PostgreSQL: no answer within {} s",
+                within.as_secs()
+            ));
         }
+    }
+    let nats = async {
+        let client = async_nats::connect(&cli.nats_url).await?;
+        client.flush().await?;
+        anyhow::Ok(())
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    match tokio::time::timeout(within, nats).await {
+        Ok(Ok(())) => Ok("NATS and PostgreSQL reachable".into()),
+        Ok(Err(e)) => Err(format!("NATS: {e}")),
+        Err(_) => Err(format!("NATS: no answer within {} s", within.as_secs())),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let key = MasterKey::require(
+        cli.master_key.as_ref().map(|k| k.expose_secret()),
+        "behavior-worker run (to verify webhook signatures)",
+    )?;
+    // Lazy: the worker starts (not ready) while PostgreSQL is unreachable.
+    let pool = switchboard_store::connect_lazy(
+        database_url(&cli)?,
+        cli.db_max_connections,
+        cli.synchronous_commit,
+    )?;
+    let store = Store::new(pool.clone(), Some(key));
+    store.check_master_key_at_start(KEY_CHECK_TIMEOUT).await?;
+    let stop = Stop::on_signal(cli.shutdown.timeout());
+    let nats = async_nats::ConnectOptions::new()
+        .name("behavior-worker")
+        .retry_on_initial_connect()
+        .connect(&cli.nats_url)
+        .await?;
+    let readiness = Readiness::new();
+    readiness.nats(&nats);
+    readiness.probe("PostgreSQL", move || {
+        let pool = pool.clone();
+        async move {
+            switchboard_store::ping(&pool)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    });
+    let opts = behavior_worker::WorkerOptions {
+        max_in_flight: cli.max_in_flight.max(1),
+        log_batch_max: cli.log_batch_max.max(1),
+        log_concurrency: cli.log_concurrency.max(1),
+        drain_timeout: cli.shutdown.drain_budget(),
+        ready: readiness.flag("NATS subscriptions"),
+        ..Default::default()
+    };
+    if let Some(addr) = cli.metrics.metrics_addr {
+        health::spawn_server(addr, health::router(readiness))
+            .await
+            .with_context(|| format!("METRICS_ADDR: listening on {addr}"))?;
+    }
+    let worker = behavior_worker::run(
+        store,
+        nats,
+        Subjects::new(&cli.subject_prefix),
+        opts,
+        stop.requested(),
+    );
+    lifecycle::run_bounded(worker, &stop, cli.shutdown.timeout()).await
 }

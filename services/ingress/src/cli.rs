@@ -47,15 +47,40 @@ pub struct Cli {
     /// Prefix of every NATS subject.
     #[arg(long, env = "SWITCHBOARD_SUBJECT_PREFIX", default_value = switchboard_wire::DEFAULT_PREFIX, global = true)]
     pub subject_prefix: String,
-    /// Log format: text or json.
+    /// Log format: text (ANSI colours only when stderr is a terminal and NO_COLOR is unset) or
+    /// json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
     pub log_format: switchboard_telemetry::LogFormat,
+    #[command(flatten)]
+    pub shutdown: switchboard_telemetry::args::ShutdownArgs,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve webhooks (the default).
     Run,
-    /// Exit 0 when the ingress at LISTEN_ADDR answers /readyz.
+    /// Exit 0 when the ingress at LISTEN_ADDR answers GET /readyz with 200 within 2 s (0.0.0.0
+    /// and :: mean loopback), 1 otherwise, with one line saying why.
     Healthcheck,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed_and_every_option_has_an_env_var() {
+        Cli::command().debug_assert();
+        for arg in Cli::command().get_arguments() {
+            if !["help", "version"].contains(&arg.get_id().as_str()) {
+                assert!(arg.get_env().is_some(), "--{} has no env var", arg.get_id());
+            }
+        }
+        let cli = Cli::try_parse_from(["ingress"]).unwrap();
+        assert_eq!(cli.shutdown.shutdown_timeout_secs, 10);
+        let cli = Cli::try_parse_from(["ingress", "--shutdown-timeout-secs", "25"]).unwrap();
+        assert_eq!(cli.shutdown.shutdown_timeout_secs, 25);
+    }
 }

@@ -152,6 +152,7 @@ async fn forward(
     rest: String,
     request: Request,
 ) -> Response {
+    let _tracked = switchboard_telemetry::lifecycle::track("webhook requests");
     let (parts, body) = request.into_parts();
     let body: Bytes = match axum::body::to_bytes(body, state.config.max_body_bytes).await {
         Ok(b) => b,

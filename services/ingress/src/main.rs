@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use ingress::cli::{Cli, Command};
+use switchboard_telemetry::lifecycle::{self, Stop};
 use switchboard_wire::Subjects;
 
 /// mimalloc: under load, glibc's malloc and free (with its chunk consolidation) took over a third
@@ -24,17 +25,33 @@ async fn main() -> anyhow::Result<()> {
     }
     match cli.command.unwrap_or(Command::Run) {
         Command::Healthcheck => {
-            let addr = cli.listen_addr.replace("0.0.0.0", "127.0.0.1");
-            let mut stream = tokio::net::TcpStream::connect(&addr).await?;
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            stream.write_all(b"GET /readyz HTTP/1.0\r\n\r\n").await?;
-            let mut buf = Vec::new();
-            stream.read_to_end(&mut buf).await?;
-            anyhow::ensure!(
-                buf.starts_with(b"HTTP/1.0 200") || buf.starts_with(b"HTTP/1.1 200"),
-                "not ready"
-            );
-            Ok(())
+            let addr = tokio::net::lookup_host(&cli.listen_addr)
+                .await
+                .ok()
+                .and_then(|mut addrs| addrs.next());
+            let verdict = match addr {
+                Some(addr) => {
+                    switchboard_telemetry::health::probe_readyz(
+                        addr,
+                        switchboard_telemetry::health::PROBE_TIMEOUT,
+                    )
+                    .await
+                }
+                None => Err(format!(
+                    "LISTEN_ADDR '{}' is not an address and port",
+                    cli.listen_addr
+                )),
+            };
+            match verdict {
+                Ok(line) => {
+                    println!("{line}");
+                    Ok(())
+                }
+                Err(line) => {
+                    eprintln!("{line}");
+                    std::process::exit(1)
+                }
+            }
         }
         Command::Run => {
             if cli.public_base_url.is_none() {
@@ -57,22 +74,12 @@ async fn main() -> anyhow::Result<()> {
                 max_body_bytes: cli.max_body_bytes,
                 subjects: Subjects::new(&cli.subject_prefix),
             };
-            ingress::run(listener, nats, config, shutdown_signal()).await
+            // Stops accepting at the signal, finishes the requests in flight, and exits within
+            // SHUTDOWN_TIMEOUT_SECS even if some never end (a reply that never comes, a client
+            // that never reads).
+            let stop = Stop::on_signal(cli.shutdown.timeout());
+            let server = ingress::run(listener, nats, config, stop.requested());
+            lifecycle::run_bounded(server, &stop, cli.shutdown.timeout()).await
         }
     }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }

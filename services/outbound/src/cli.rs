@@ -25,7 +25,11 @@ pub struct Cli {
     /// PostgreSQL URL.
     #[arg(long, env = "DATABASE_URL", global = true)]
     pub database_url: Option<String>,
-    /// Key that decrypts connected-account credentials (32 bytes, base64 or hex).
+    /// Key that decrypts connected-account credentials (32 bytes, base64 or hex): the key
+    /// `switchboard accounts add` encrypted them with. Required by `run`, which exits at once
+    /// without it, or when it does not decrypt the stored credentials (a job whose account's
+    /// credentials it cannot decrypt fails with `credentials_unreadable`). Make one for a new
+    /// installation with `openssl rand -base64 32`.
     #[arg(
         long,
         env = "SWITCHBOARD_MASTER_KEY",
@@ -92,7 +96,9 @@ pub struct Cli {
         global = true
     )]
     pub backoff_cap_ms: u64,
-    /// At shutdown, how long jobs in flight may take to finish, in seconds.
+    /// At shutdown, how long jobs in flight may take to finish, in seconds; capped by the drain
+    /// part of SHUTDOWN_TIMEOUT_SECS. Jobs still running then are redelivered after the ack wait
+    /// (the no-double-send checks make that safe).
     #[arg(
         long,
         env = "OUTBOUND_DRAIN_TIMEOUT_SECS",
@@ -171,9 +177,20 @@ pub struct Cli {
         global = true
     )]
     pub account_max_concurrent: usize,
-    /// Log format: text or json.
+    /// Replicas of each JetStream stream this service creates (jobs, dead letters, events): 1
+    /// for a single NATS server, 3 for a clustered production deployment (at most 5). Streams
+    /// that already exist keep their replica count; a warning at start names those that differ
+    /// (change them with `nats stream edit --replicas`).
+    #[arg(long, env = "JETSTREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5), global = true)]
+    pub jetstream_replicas: u8,
+    /// Log format: text (ANSI colours only when stderr is a terminal and NO_COLOR is unset) or
+    /// json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
     pub log_format: switchboard_telemetry::LogFormat,
+    #[command(flatten)]
+    pub metrics: switchboard_telemetry::args::MetricsArgs,
+    #[command(flatten)]
+    pub shutdown: switchboard_telemetry::args::ShutdownArgs,
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -214,7 +231,9 @@ pub enum Command {
     Run,
     /// Apply database migrations, then exit.
     Migrate,
-    /// Exit 0 when NATS and PostgreSQL are reachable.
+    /// Exit 0 when ready, 1 otherwise, with one line saying why. With METRICS_ADDR: asks the
+    /// running service's GET /readyz (2 s timeout); without: checks that NATS and PostgreSQL are
+    /// reachable.
     Healthcheck,
 }
 
@@ -230,7 +249,9 @@ impl Cli {
         };
         config.max_age = Duration::from_secs(self.max_age_secs);
         config.request_timeout = Duration::from_millis(self.twilio_request_timeout_ms);
-        config.drain_timeout = Duration::from_secs(self.drain_timeout_secs);
+        config.drain_timeout =
+            Duration::from_secs(self.drain_timeout_secs).min(self.shutdown.drain_budget());
+        config.replicas = usize::from(self.jetstream_replicas);
         config.limits = crate::limits::LimitsConfig {
             enabled: self.rate_limits,
             long_code: self.rate_long_code,
@@ -257,6 +278,7 @@ impl Cli {
         let mut config = crate::http::HttpConfig::new(&self.subject_prefix)
             .with_twilio_bases(&self.twilio_api_base, &self.twilio_lookups_base)?;
         config.max_in_flight = self.http_max_in_flight.max(1);
+        config.drain_timeout = self.shutdown.drain_budget();
         config.allow = self
             .http_allow
             .parse()
@@ -376,5 +398,52 @@ mod tests {
         }
         let cli = Cli::try_parse_from(["outbound", "migrate"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Migrate)));
+    }
+
+    #[test]
+    fn replicas_and_the_shutdown_bound_reach_the_configuration() {
+        let cli = Cli::try_parse_from(["outbound"]).unwrap();
+        let config = cli.outbound_config();
+        assert_eq!(config.replicas, 1, "one replica by default");
+        assert_eq!(
+            config.drain_timeout,
+            Duration::from_secs(8),
+            "the drain fits in the default 10 s shutdown"
+        );
+        assert_eq!(
+            cli.http_config().unwrap().drain_timeout,
+            Duration::from_secs(8)
+        );
+        assert_eq!(cli.metrics.metrics_addr, None);
+        let cli = Cli::try_parse_from([
+            "outbound",
+            "--jetstream-replicas",
+            "3",
+            "--shutdown-timeout-secs",
+            "60",
+            "--drain-timeout-secs",
+            "20",
+            "--metrics-addr",
+            "[::]:9090",
+        ])
+        .unwrap();
+        let config = cli.outbound_config();
+        assert_eq!(config.replicas, 3);
+        assert!(
+            crate::stream_configs(&config)
+                .iter()
+                .all(|s| s.num_replicas == 3)
+        );
+        assert_eq!(config.drain_timeout, Duration::from_secs(20));
+        assert_eq!(
+            cli.http_config().unwrap().drain_timeout,
+            Duration::from_secs(58)
+        );
+        for bad in ["0", "6", "three"] {
+            assert!(
+                Cli::try_parse_from(["outbound", "--jetstream-replicas", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

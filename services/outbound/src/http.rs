@@ -34,6 +34,7 @@ use reqwest::Url;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use secrecy::ExposeSecret as _;
 use switchboard_store::Store;
+use switchboard_telemetry::lifecycle;
 use switchboard_wire::{self as wire, HTTP_JOB_VERSION, HttpJob, HttpJobResult, Subjects};
 use tokio::sync::Semaphore;
 use tracing::Instrument as _;
@@ -66,8 +67,12 @@ pub struct HttpConfig {
     /// Largest response body passed back (the reply must fit in a NATS message: base64 in JSON
     /// grows it by a third, and NATS' default limit is 1 MiB).
     pub max_response_bytes: usize,
-    /// At shutdown, how long requests in flight may take to finish.
+    /// At shutdown, how long requests in flight may take to finish (`main` gives it the drain
+    /// budget of `SHUTDOWN_TIMEOUT_SECS`).
     pub drain_timeout: Duration,
+    /// Readiness of the subscription: set once subscribed, cleared when shutdown begins
+    /// (`/readyz`; detached by default).
+    pub ready: switchboard_telemetry::health::ReadyFlag,
 }
 
 impl HttpConfig {
@@ -82,6 +87,7 @@ impl HttpConfig {
             total_timeout: Duration::from_secs(30),
             max_response_bytes: 512 * 1024,
             drain_timeout: Duration::from_secs(35),
+            ready: Default::default(),
         }
     }
 
@@ -536,6 +542,8 @@ struct Ctx {
     store: Store,
     nats: async_nats::Client,
     clients: Clients,
+    /// Accounts whose credentials the master key does not decrypt, logged once each.
+    wrong_key: crate::WrongKeyAccounts,
 }
 
 impl Ctx {
@@ -576,6 +584,10 @@ impl Ctx {
                     return HttpJobResult::CredentialsRefused {
                         message: format!("connected account {id} does not exist"),
                     };
+                }
+                Err(e) if e.is_wrong_master_key() => {
+                    let message = self.wrong_key.report(&e.into());
+                    return HttpJobResult::Error { message };
                 }
                 Err(e) => {
                     tracing::error!(error = %e, account_id = id, "loading credentials failed");
@@ -737,6 +749,7 @@ pub async fn start(
             store,
             nats,
             clients,
+            wrong_key: Default::default(),
         }),
         subscriber,
     })
@@ -744,7 +757,8 @@ pub async fn start(
 
 impl Started {
     /// Serves until `shutdown` completes; then stops taking requests, answers those already
-    /// delivered and waits (at most the drain timeout) for those in flight.
+    /// delivered and waits (at most the drain timeout) for those in flight. Every step after the
+    /// shutdown is bounded, whether NATS is reachable or not; an error names what was abandoned.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Started {
             ctx,
@@ -754,11 +768,13 @@ impl Started {
         let permits = Arc::new(Semaphore::new(max));
         let spawn = |message: async_nats::Message, permit: tokio::sync::OwnedSemaphorePermit| {
             let ctx = ctx.clone();
+            let tracked = lifecycle::track("HTTP jobs");
             tokio::spawn(async move {
                 ctx.handle(message).await;
-                drop(permit);
+                drop((permit, tracked));
             });
         };
+        ctx.config.ready.set(true);
         tokio::pin!(shutdown);
         loop {
             let permit = tokio::select! {
@@ -774,29 +790,48 @@ impl Started {
                 None => break,
             }
         }
+        ctx.config.ready.set(false);
         tracing::info!("outbound HTTP jobs stopping: draining");
+        let deadline = tokio::time::Instant::now() + ctx.config.drain_timeout;
         // Unsubscribe (new requests go to other replicas) and answer what was delivered here.
-        if let Err(e) = subscriber.drain().await {
-            tracing::warn!(error = %e, "draining the HTTP subscription failed");
+        match tokio::time::timeout_at(deadline, subscriber.drain()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "draining the HTTP subscription failed"),
+            Err(_) => tracing::warn!("draining the HTTP subscription did not finish in time"),
         }
-        while let Ok(Some(message)) =
-            tokio::time::timeout(Duration::from_millis(500), subscriber.next()).await
-        {
-            let permit = permits
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("semaphore never closed");
-            spawn(message, permit);
+        loop {
+            let look = (tokio::time::Instant::now() + Duration::from_millis(500)).min(deadline);
+            let Ok(Some(message)) = tokio::time::timeout_at(look, subscriber.next()).await else {
+                break;
+            };
+            let Ok(permit) =
+                tokio::time::timeout_at(deadline, permits.clone().acquire_owned()).await
+            else {
+                break;
+            };
+            spawn(message, permit.expect("semaphore never closed"));
         }
-        if tokio::time::timeout(ctx.config.drain_timeout, permits.acquire_many(max as u32))
+        let mut abandoned = Vec::new();
+        if tokio::time::timeout_at(deadline, permits.acquire_many(max as u32))
             .await
             .is_err()
         {
-            tracing::warn!("drain timeout: some HTTP jobs were still running");
+            let running = max - permits.available_permits();
+            tracing::warn!(running, "drain timeout: some HTTP jobs were still running");
+            abandoned.push(format!(
+                "{running} HTTP jobs still running after the {} ms drain",
+                ctx.config.drain_timeout.as_millis()
+            ));
         }
-        let _ = ctx.nats.flush().await;
-        Ok(())
+        // The answers are buffered publishes: they reach NATS only with the flush.
+        if let Err(why) = lifecycle::flush_within(&ctx.nats, lifecycle::FLUSH_BOUND).await {
+            abandoned.push(format!("HTTP job answers not confirmed by NATS ({why})"));
+        }
+        if abandoned.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!("outbound HTTP jobs abandoned {}", abandoned.join("; "))
+        }
     }
 }
 

@@ -17,8 +17,9 @@ pub mod http;
 pub mod limits;
 mod lookup;
 
+use std::collections::HashSet;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::HeaderMap;
@@ -26,9 +27,11 @@ use async_nats::jetstream::{self, AckKind, consumer, stream};
 use futures::StreamExt;
 use rand::Rng;
 use secrecy::ExposeSecret;
-use switchboard_store::Store;
 use switchboard_store::limits::{Suppression, SuppressionReason};
 use switchboard_store::outbound::{JobFailure, JobState, NewJob, OutboundJob, Published, SentJob};
+use switchboard_store::{Store, StoreError};
+use switchboard_telemetry::health::ReadyFlag;
+use switchboard_telemetry::lifecycle;
 use switchboard_twilio::client::{
     Backoff, CreateMessage, Credentials, ListFilter, Message, Sender, TwilioClient, TwilioError,
 };
@@ -90,6 +93,12 @@ pub struct OutboundConfig {
     /// `StatusCallback` of every create whose job has no `status_callback` of its own: ingress's
     /// status route, so delivery updates come back as `status` events. `None`: none is set.
     pub status_callback_url: Option<String>,
+    /// Replicas of each stream the service creates (1 on a single server, 3 in a production
+    /// cluster); an existing stream keeps its own (a warning says so when they differ).
+    pub replicas: usize,
+    /// Readiness of the consumers: set once they are created and fetching, cleared when
+    /// shutdown begins (`/readyz`; detached by default).
+    pub ready: ReadyFlag,
 }
 
 impl OutboundConfig {
@@ -109,6 +118,8 @@ impl OutboundConfig {
             fetch_wait: Duration::from_secs(5),
             limits: limits::LimitsConfig::default(),
             status_callback_url: None,
+            replicas: 1,
+            ready: ReadyFlag::default(),
         }
     }
 
@@ -119,15 +130,12 @@ impl OutboundConfig {
     }
 }
 
-/// Creates (idempotently) the job, dead-letter and event streams and the durable consumer.
-pub async fn setup(
-    js: &jetstream::Context,
-    config: &OutboundConfig,
-) -> anyhow::Result<consumer::PullConsumer> {
-    use anyhow::Context as _;
+/// The streams the service creates: jobs (work queue), dead letters and events, each with
+/// [`OutboundConfig::replicas`] replicas.
+pub fn stream_configs(config: &OutboundConfig) -> [stream::Config; 3] {
     let subjects = &config.subjects;
-    let jobs = js
-        .get_or_create_stream(stream::Config {
+    [
+        stream::Config {
             name: subjects.job_stream(),
             subjects: vec![subjects.jobs_wildcard()],
             retention: stream::RetentionPolicy::WorkQueue,
@@ -135,37 +143,64 @@ pub async fn setup(
             duplicate_window: Duration::from_secs(
                 switchboard_wire::outbound::DUPLICATE_WINDOW_SECS,
             ),
+            num_replicas: config.replicas,
             ..Default::default()
-        })
-        .await
-        .with_context(|| format!("creating the stream {}", subjects.job_stream()))?;
-    js.get_or_create_stream(stream::Config {
-        name: subjects.dead_letter_stream(),
-        subjects: vec![subjects.dead_letter_wildcard()],
-        retention: stream::RetentionPolicy::Limits,
-        storage: stream::StorageType::File,
-        duplicate_window: EVENT_DUPLICATE_WINDOW,
-        ..Default::default()
-    })
-    .await
-    .with_context(|| format!("creating the stream {}", subjects.dead_letter_stream()))?;
-    js.get_or_create_stream(stream::Config {
-        name: subjects.event_stream(),
-        subjects: subjects.events_wildcards().to_vec(),
-        retention: stream::RetentionPolicy::Limits,
-        storage: stream::StorageType::File,
-        duplicate_window: EVENT_DUPLICATE_WINDOW,
-        ..Default::default()
-    })
-    .await
-    .with_context(|| format!("creating the stream {}", subjects.event_stream()))?;
+        },
+        stream::Config {
+            name: subjects.dead_letter_stream(),
+            subjects: vec![subjects.dead_letter_wildcard()],
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            duplicate_window: EVENT_DUPLICATE_WINDOW,
+            num_replicas: config.replicas,
+            ..Default::default()
+        },
+        stream::Config {
+            name: subjects.event_stream(),
+            subjects: subjects.events_wildcards().to_vec(),
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            duplicate_window: EVENT_DUPLICATE_WINDOW,
+            num_replicas: config.replicas,
+            ..Default::default()
+        },
+    ]
+}
 
+/// Creates (idempotently) the job, dead-letter and event streams ([`stream_configs`]) and the
+/// durable consumer. An existing stream is used as it is; one whose replica count differs from
+/// the configured one gets a warning (changing it is an operator's decision: `nats stream edit`).
+pub async fn setup(
+    js: &jetstream::Context,
+    config: &OutboundConfig,
+) -> anyhow::Result<consumer::PullConsumer> {
+    use anyhow::Context as _;
+    let [jobs, dead_letters, events] = stream_configs(config);
+    let mut streams = Vec::with_capacity(3);
+    for wanted in [jobs, dead_letters, events] {
+        let name = wanted.name.clone();
+        let stream = js
+            .get_or_create_stream(wanted)
+            .await
+            .with_context(|| format!("creating the stream {name}"))?;
+        let replicas = stream.cached_info().config.num_replicas.max(1);
+        if replicas != config.replicas {
+            tracing::warn!(
+                stream = %name,
+                replicas,
+                configured = config.replicas,
+                "the stream exists with another replica count than JETSTREAM_REPLICAS; it is used as it is"
+            );
+        }
+        streams.push(stream);
+    }
+    let jobs = streams.swap_remove(0);
     durable_consumer(
         &jobs,
         config,
         OUTBOUND_CONSUMER,
         "Switchboard outbound service: send-SMS jobs",
-        subjects.sms_send(),
+        config.subjects.sms_send(),
     )
     .await
 }
@@ -212,10 +247,51 @@ struct Ctx {
     limits: limits::Limits,
     /// Becomes true at shutdown (a job waiting for its send slot gives it back then).
     stop: watch::Receiver<bool>,
+    /// Accounts whose credentials the master key does not decrypt, logged once each.
+    wrong_key: WrongKeyAccounts,
+}
+
+/// The accounts whose stored credentials the master key did not decrypt, so the error is logged
+/// once per account rather than once per job.
+#[derive(Debug, Default)]
+pub(crate) struct WrongKeyAccounts(Mutex<HashSet<i64>>);
+
+impl WrongKeyAccounts {
+    /// Whether `account_id` is reported for the first time (then log it).
+    pub(crate) fn first(&self, account_id: i64) -> bool {
+        self.0.lock().unwrap().insert(account_id)
+    }
+
+    /// The message of `error` (see [`is_wrong_master_key`]), logged the first time for its
+    /// account.
+    pub(crate) fn report(&self, error: &anyhow::Error) -> String {
+        let message = format!("{error:#}");
+        if let Some(StoreError::WrongMasterKey { account_id, .. }) = error.downcast_ref()
+            && self.first(*account_id)
+        {
+            tracing::error!(
+                account_id,
+                "{message}; its jobs fail with {} without calling Twilio (logged once per account)",
+                codes::CREDENTIALS_UNREADABLE
+            );
+        }
+        message
+    }
+}
+
+/// Whether `error` is the master key failing to decrypt an account's stored credentials: no
+/// retry can help until the service runs with the right key.
+pub(crate) fn is_wrong_master_key(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<StoreError>()
+        .is_some_and(StoreError::is_wrong_master_key)
 }
 
 /// Consumes jobs until `shutdown` completes, then stops fetching, NAKs the jobs it fetched but
-/// did not start, and waits (at most the drain timeout) for those in flight.
+/// did not start, and waits (at most the drain timeout) for those in flight. Every step after
+/// the shutdown is bounded, whether NATS is reachable or not; an error names what was abandoned
+/// (jobs still running, which JetStream redelivers after the ack wait, or acknowledgements NATS
+/// did not confirm). A shutdown while the streams are being set up ends it at once.
 pub async fn run(
     config: OutboundConfig,
     store: Store,
@@ -223,20 +299,36 @@ pub async fn run(
     twilio: TwilioClient,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let (stop_tx, mut stop) = watch::channel(false);
+    let ready = config.ready.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        ready.set(false);
+        let _ = stop_tx.send(true);
+    });
     let js = jetstream::new(nats.clone());
-    let consumer = setup(&js, &config).await?;
-    let lookups = lookup::setup(&js, &config).await?;
+    let consumers = async {
+        let consumer = setup(&js, &config).await?;
+        let lookups = lookup::setup(&js, &config).await?;
+        anyhow::Ok((consumer, lookups))
+    };
+    let (consumer, lookups) = tokio::select! {
+        consumers = consumers => consumers?,
+        () = stopped(&mut stop) => {
+            tracing::info!("stopped before the streams and consumers were set up");
+            return Ok(());
+        }
+    };
     tracing::info!(
         stream = %config.subjects.job_stream(),
         subjects = %format!("{}, {}", config.subjects.sms_send(), config.subjects.lookup()),
         max_in_flight = config.max_in_flight,
+        replicas = config.replicas,
         "outbound consuming"
     );
-    let (stop_tx, stop) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
+    if !*stop.borrow() {
+        config.ready.set(true);
+    }
     let ctx = Arc::new(Ctx {
         limits: limits::Limits::new(config.limits.clone()),
         config,
@@ -245,30 +337,49 @@ pub async fn run(
         js,
         twilio,
         stop: stop.clone(),
+        wrong_key: WrongKeyAccounts::default(),
     });
     // One fetch loop per consumer, each with its own in-flight bound.
-    tokio::join!(
+    let (sends, lookups) = tokio::join!(
         consume(&ctx, &consumer, stop.clone(), JobType::SmsSend),
         consume(&ctx, &lookups, stop, JobType::Lookup),
     );
+    let mut abandoned: Vec<String> = [sends, lookups].into_iter().flatten().collect();
     // Acks and NAKs are plain publishes, buffered in the client: send them before the
     // connection goes, or JetStream redelivers those jobs after the ack wait.
-    if let Err(e) = ctx.nats.flush().await {
-        tracing::warn!(error = %e, "flushing the last acknowledgements failed");
+    lifecycle::set_stage("flushing acknowledgements to NATS");
+    if let Err(why) = lifecycle::flush_within(&ctx.nats, lifecycle::FLUSH_BOUND).await {
+        tracing::warn!(
+            error = %why,
+            "the last acknowledgements may not have reached NATS: those jobs are redelivered after the ack wait"
+        );
+        abandoned.push(format!("acknowledgements not confirmed by NATS ({why})"));
     }
-    Ok(())
+    lifecycle::set_stage("");
+    if abandoned.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("outbound jobs abandoned {}", abandoned.join("; "))
+    }
 }
 
 /// Fetches from one consumer and works on its jobs (`job` says which kind) until `stop`, then
-/// NAKs what it fetched but did not start and drains what is in flight.
+/// NAKs what it fetched but did not start and drains what is in flight, all within the drain
+/// timeout. Answers what it abandoned, if anything.
 async fn consume(
     ctx: &Arc<Ctx>,
     consumer: &consumer::PullConsumer,
     mut stop: watch::Receiver<bool>,
     job: JobType,
-) {
+) -> Option<String> {
     let slots = Arc::new(Semaphore::new(ctx.config.max_in_flight));
     let mut tasks = JoinSet::new();
+    // When the drain must be over (set when the stop is seen).
+    let mut deadline = None;
+    let in_flight_name = match job {
+        JobType::SmsSend => "send jobs",
+        JobType::Lookup => "lookup jobs",
+    };
 
     'fetching: loop {
         while let Some(done) = tasks.try_join_next() {
@@ -310,7 +421,9 @@ async fn consume(
             let next = tokio::select! {
                 biased;
                 () = stopped(&mut stop) => {
-                    nak_rest(&mut batch, ctx.config.fetch_wait).await;
+                    let until = tokio::time::Instant::now() + ctx.config.drain_timeout;
+                    deadline = Some(until);
+                    nak_rest(&mut batch, until, &ctx.nats).await;
                     break 'fetching;
                 }
                 next = batch.next() => next,
@@ -334,9 +447,10 @@ async fn consume(
             };
             let ctx = ctx.clone();
             if job == JobType::Lookup {
+                let tracked = lifecycle::track(in_flight_name);
                 tasks.spawn(async move {
                     handle(&ctx, message, job).await;
-                    drop(permit);
+                    drop((permit, tracked));
                 });
                 continue;
             }
@@ -369,9 +483,13 @@ async fn consume(
                     None => break,
                 }
             }
+            let tracked: Vec<_> = group
+                .iter()
+                .map(|_| lifecycle::track(in_flight_name))
+                .collect();
             tasks.spawn(async move {
                 handle_group(&ctx, group).await;
-                drop(permits);
+                drop((permits, tracked));
             });
             if pull_ended {
                 break;
@@ -379,12 +497,16 @@ async fn consume(
         }
     }
 
+    let in_flight = ctx.config.max_in_flight - slots.available_permits();
     tracing::info!(
         job = job.as_str(),
-        in_flight = tasks.len(),
+        in_flight,
         "shutting down: draining jobs in flight"
     );
-    let drained = tokio::time::timeout(ctx.config.drain_timeout, async {
+    lifecycle::set_stage("draining jobs in flight");
+    let deadline =
+        deadline.unwrap_or_else(|| tokio::time::Instant::now() + ctx.config.drain_timeout);
+    let drained = tokio::time::timeout_at(deadline, async {
         while let Some(done) = tasks.join_next().await {
             if let Err(e) = done {
                 tracing::error!(error = %e, "job task failed");
@@ -392,13 +514,20 @@ async fn consume(
         }
     })
     .await;
-    if drained.is_err() {
-        tracing::warn!(
-            abandoned = tasks.len(),
-            "drain timed out; the jobs still in flight are redelivered after the ack wait"
-        );
-        tasks.abort_all();
+    if drained.is_ok() {
+        return None;
     }
+    let abandoned = ctx.config.max_in_flight - slots.available_permits();
+    tracing::warn!(
+        job = job.as_str(),
+        abandoned,
+        "drain timed out; the jobs still in flight are redelivered after the ack wait"
+    );
+    tasks.abort_all();
+    Some(format!(
+        "{abandoned} {in_flight_name} still running after the {} ms drain (redelivered after the ack wait)",
+        ctx.config.drain_timeout.as_millis()
+    ))
 }
 
 /// The most send jobs in one group: [`MAX_GROUP`], and a quarter of the jobs in flight, so that
@@ -421,13 +550,36 @@ pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
 
 /// Gives back the jobs of a pull that arrive after shutdown began, so another replica (or the
 /// next start) takes them at once instead of after the ack wait. Reads until the pull ends (the
-/// server's timeout status at its expiry), so no job delivered to it is left behind.
-async fn nak_rest(batch: &mut consumer::pull::Batch, wait: Duration) {
-    while let Ok(Some(Ok(message))) =
-        tokio::time::timeout(wait + Duration::from_secs(5), batch.next()).await
-    {
-        if let Err(e) = message.ack_with(AckKind::Nak(None)).await {
-            tracing::warn!(error = %e, "could not NAK a job at shutdown");
+/// server's timeout status at its expiry), so no job delivered to it is left behind, but not
+/// past `deadline`, nor once NATS is disconnected (nothing more can arrive; what was delivered
+/// is redelivered after the ack wait).
+async fn nak_rest(
+    batch: &mut consumer::pull::Batch,
+    deadline: tokio::time::Instant,
+    nats: &async_nats::Client,
+) {
+    const LOOK: Duration = Duration::from_millis(250);
+    loop {
+        let look = (tokio::time::Instant::now() + LOOK).min(deadline);
+        match tokio::time::timeout_at(look, batch.next()).await {
+            Ok(Some(Ok(message))) => {
+                match tokio::time::timeout_at(deadline, message.ack_with(AckKind::Nak(None))).await
+                {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "could not NAK a job at shutdown"),
+                    Err(_) => return,
+                }
+            }
+            Ok(Some(Err(_)) | None) => return,
+            Err(_) => {
+                let connected = matches!(
+                    nats.connection_state(),
+                    async_nats::connection::State::Connected
+                );
+                if !connected || tokio::time::Instant::now() >= deadline {
+                    return;
+                }
+            }
         }
     }
 }
@@ -581,7 +733,10 @@ async fn claim_group(ctx: &Ctx, messages: &[jetstream::Message]) -> Triage {
     for (_, job, _) in &candidates {
         if !accounts.iter().any(|(a, _)| *a == job.account) {
             let found = credentials(ctx, &job.account).await.unwrap_or_else(|e| {
-                tracing::warn!(error = format!("{e:#}"), "reading the account failed");
+                // A key that does not decrypt it is the one-job path's to report and fail.
+                if !is_wrong_master_key(&e) {
+                    tracing::warn!(error = format!("{e:#}"), "reading the account failed");
+                }
                 None
             });
             accounts.push((job.account.clone(), found));
@@ -904,9 +1059,19 @@ async fn process(ctx: &Ctx, message: &jetstream::Message) -> anyhow::Result<Disp
         return Ok(Disposition::Retry(left + Duration::from_millis(100)));
     }
 
-    let (account_id, creds) = match credentials(ctx, &job.account).await? {
-        Some(found) => found,
-        None => {
+    let (account_id, creds) = match credentials(ctx, &job.account).await {
+        Ok(Some(found)) => found,
+        // Retrying cannot help until the service runs with the right key: fail it now.
+        Err(e) if is_wrong_master_key(&e) => {
+            let text = ctx.wrong_key.report(&e);
+            let failure = JobFailure {
+                code: codes::CREDENTIALS_UNREADABLE,
+                message: &text,
+            };
+            return record_final(ctx, message, &job, JobState::Failed, &failure).await;
+        }
+        Err(e) => return Err(e),
+        Ok(None) => {
             let message_text = match &job.account {
                 AccountRef::Id(id) => format!("no connected account with id {id}"),
                 AccountRef::Name(name) => format!("no connected account named '{name}'"),
@@ -1600,6 +1765,53 @@ mod tests {
                 "21610".to_owned(),
                 "Attempt to send to unsubscribed recipient".to_owned()
             )
+        );
+    }
+
+    #[test]
+    fn a_wrong_master_key_is_recognised_and_reported_once_per_account() {
+        let wrong = |id: i64| {
+            anyhow::Error::from(StoreError::WrongMasterKey {
+                account_id: id,
+                account_name: "acme".into(),
+            })
+        };
+        assert!(is_wrong_master_key(&wrong(1)));
+        assert!(!is_wrong_master_key(&anyhow::Error::from(
+            StoreError::NotFound("x".into())
+        )));
+        assert!(!is_wrong_master_key(&anyhow::anyhow!("other")));
+        let accounts = WrongKeyAccounts::default();
+        let text = accounts.report(&wrong(1));
+        assert!(
+            text.starts_with(
+                "SWITCHBOARD_MASTER_KEY does not decrypt the stored credentials of account 1 ('acme'): it differs from the key they were saved with"
+            ),
+            "{text}"
+        );
+        assert!(!accounts.first(1), "account 1 was reported already");
+        assert_eq!(accounts.report(&wrong(1)), text);
+        assert!(accounts.first(2));
+    }
+
+    #[test]
+    fn streams_get_the_configured_replicas() {
+        let mut config = OutboundConfig::new("sb");
+        assert_eq!(config.replicas, 1, "one replica unless configured");
+        for stream in stream_configs(&config) {
+            assert_eq!(stream.num_replicas, 1, "{}", stream.name);
+        }
+        config.replicas = 3;
+        let streams = stream_configs(&config);
+        let names: Vec<&str> = streams.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["SB_JOBS", "SB_JOBS_DLQ", "SB_JOB_EVENTS"]);
+        for stream in &streams {
+            assert_eq!(stream.num_replicas, 3, "{}", stream.name);
+        }
+        assert_eq!(
+            streams[0].retention,
+            stream::RetentionPolicy::WorkQueue,
+            "the rest of each config is unchanged"
         );
     }
 

@@ -97,7 +97,25 @@ pub(crate) async fn process(
         .await?;
     }
 
-    let Some((_account_id, creds)) = credentials(ctx, &job.account).await? else {
+    let found = match credentials(ctx, &job.account).await {
+        Ok(found) => found,
+        // Retrying cannot help until the service runs with the right key: fail it now.
+        Err(e) if crate::is_wrong_master_key(&e) => {
+            let text = ctx.wrong_key.report(&e);
+            return fail(
+                ctx,
+                message,
+                &job,
+                EventKind::Failed,
+                codes::CREDENTIALS_UNREADABLE,
+                &text,
+                0,
+            )
+            .await;
+        }
+        Err(e) => return Err(e),
+    };
+    let Some((_account_id, creds)) = found else {
         let text = match &job.account {
             AccountRef::Id(id) => format!("no connected account with id {id}"),
             AccountRef::Name(name) => format!("no connected account named '{name}'"),

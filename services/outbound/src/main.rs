@@ -1,10 +1,14 @@
 //! `outbound`: parse config, start telemetry, connect to NATS and PostgreSQL, consume jobs.
 
+use std::time::Duration;
+
 use anyhow::Context as _;
 use clap::Parser;
 use outbound::cli::{Cli, Command};
 use secrecy::ExposeSecret;
 use switchboard_store::{MasterKey, Store};
+use switchboard_telemetry::health::{self, Readiness};
+use switchboard_telemetry::lifecycle::{self, Stop};
 use switchboard_twilio::client::TwilioClient;
 use switchboard_wire::Subjects;
 
@@ -13,92 +17,158 @@ use switchboard_wire::Subjects;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// How long the start-up check of the master key waits for PostgreSQL before going on.
+const KEY_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let _telemetry = switchboard_telemetry::init("outbound", cli.log_format)?;
-    let database_url = cli
-        .database_url
-        .as_deref()
-        .context("DATABASE_URL (or --database-url) is required")?;
     Subjects::validate_prefix(&cli.subject_prefix).map_err(anyhow::Error::msg)?;
-    let pool = switchboard_store::connect(database_url, cli.db_max_connections)
-        .await
-        .context("connecting to PostgreSQL")?;
     match cli.command.as_ref().unwrap_or(&Command::Run) {
         Command::Migrate => {
+            let pool = switchboard_store::connect(database_url(&cli)?, 2)
+                .await
+                .context("connecting to PostgreSQL")?;
             switchboard_store::migrate(&pool).await?;
             tracing::info!("migrations applied");
             Ok(())
         }
         Command::Healthcheck => {
-            switchboard_store::sqlx::query("SELECT 1")
-                .execute(&pool)
-                .await
-                .context("PostgreSQL")?;
-            async_nats::connect(&cli.nats_url)
-                .await
-                .context("NATS")?
-                .flush()
-                .await
-                .context("NATS")?;
-            Ok(())
-        }
-        Command::Run => {
-            let key = match &cli.master_key {
-                Some(k) => Some(MasterKey::parse(k.expose_secret())?),
-                None => {
-                    tracing::warn!(
-                        "SWITCHBOARD_MASTER_KEY is not set: no job can be sent (credentials cannot be decrypted)"
-                    );
-                    None
+            let verdict = match cli.metrics.metrics_addr {
+                Some(addr) => health::probe_readyz(addr, health::PROBE_TIMEOUT).await,
+                None => reachable(&cli).await,
+            };
+            match verdict {
+                Ok(line) => {
+                    println!("{line}");
+                    Ok(())
                 }
-            };
-            let twilio = TwilioClient::new(cli.client_config())?;
-            let nats = async_nats::ConnectOptions::new()
-                .name("outbound")
-                .retry_on_initial_connect()
-                .connect(&cli.nats_url)
-                .await
-                .context("connecting to NATS")?;
-            // Writes that a database crash cannot turn into a double send or a lost outcome
-            // skip the disk flush (Store::with_relaxed_pool says which).
-            let relaxed =
-                switchboard_store::connect_with(database_url, cli.db_max_connections, false)
-                    .await
-                    .context("connecting to PostgreSQL")?;
-            let store = Store::new(pool, key).with_relaxed_pool(relaxed);
-            // One shutdown for both parts: the job consumer and behaviors' HTTP requests.
-            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-            tokio::spawn(async move {
-                shutdown_signal().await;
-                let _ = stop_tx.send(true);
-            });
-            let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-                let _ = rx.wait_for(|s| *s).await;
-            };
-            let http = outbound::http::start(cli.http_config()?, store.clone(), nats.clone())
-                .await?
-                .serve(stopped(stop_rx.clone()));
-            let jobs = outbound::run(cli.outbound_config(), store, nats, twilio, stopped(stop_rx));
-            tokio::try_join!(jobs, http).map(|_| ())
+                Err(line) => {
+                    eprintln!("{line}");
+                    std::process::exit(1)
+                }
+            }
         }
+        Command::Run => run(&cli).await,
     }
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
+fn database_url(cli: &Cli) -> anyhow::Result<&str> {
+    cli.database_url
+        .as_deref()
+        .context("DATABASE_URL (or --database-url) is required")
+}
+
+/// `healthcheck` without METRICS_ADDR: NATS and PostgreSQL answer, each within 2 s.
+async fn reachable(cli: &Cli) -> Result<String, String> {
+    let within = health::PROBE_TIMEOUT;
+    let url = database_url(cli).map_err(|e| e.to_string())?;
+    let database = async {
+        let pool = switchboard_store::connect(url, 1).await?;
+        switchboard_store::ping(&pool).await
     };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    match tokio::time::timeout(within, database).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(format!("PostgreSQL: {e}")),
+        Err(_) => {
+            return Err(format!(
+                "PostgreSQL: no answer within {} s",
+                within.as_secs()
+            ));
+        }
+    }
+    let nats = async {
+        let client = async_nats::connect(&cli.nats_url).await?;
+        client.flush().await?;
+        anyhow::Ok(())
+    };
+    match tokio::time::timeout(within, nats).await {
+        Ok(Ok(())) => Ok("NATS and PostgreSQL reachable".into()),
+        Ok(Err(e)) => Err(format!("NATS: {e}")),
+        Err(_) => Err(format!("NATS: no answer within {} s", within.as_secs())),
+    }
+}
+
+async fn run(cli: &Cli) -> anyhow::Result<()> {
+    let key = MasterKey::require(
+        cli.master_key.as_ref().map(|k| k.expose_secret()),
+        "outbound run (to decrypt the accounts' Twilio credentials)",
+    )?;
+    let database_url = database_url(cli)?;
+    // Lazy: the service starts (not ready) while PostgreSQL is unreachable. Writes that a
+    // database crash cannot turn into a double send or a lost outcome skip the disk flush
+    // (Store::with_relaxed_pool says which).
+    let pool = switchboard_store::connect_lazy(database_url, cli.db_max_connections, true)?;
+    let relaxed = switchboard_store::connect_lazy(database_url, cli.db_max_connections, false)?;
+    let store = Store::new(pool.clone(), Some(key)).with_relaxed_pool(relaxed);
+    store.check_master_key_at_start(KEY_CHECK_TIMEOUT).await?;
+    let twilio = TwilioClient::new(cli.client_config())?;
+    let stop = Stop::on_signal(cli.shutdown.timeout());
+    let nats = async_nats::ConnectOptions::new()
+        .name("outbound")
+        .retry_on_initial_connect()
+        .connect(&cli.nats_url)
+        .await
+        .context("connecting to NATS")?;
+
+    let readiness = Readiness::new();
+    readiness.nats(&nats);
+    readiness.probe("PostgreSQL", move || {
+        let pool = pool.clone();
+        async move {
+            switchboard_store::ping(&pool)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    });
+    let mut config = cli.outbound_config();
+    config.ready = readiness.flag("JetStream consumers");
+    let mut http_config = cli.http_config()?;
+    http_config.ready = readiness.flag("HTTP job subscription");
+    if let Some(addr) = cli.metrics.metrics_addr {
+        health::spawn_server(addr, health::router(readiness))
+            .await
+            .with_context(|| format!("METRICS_ADDR: listening on {addr}"))?;
+    }
+
+    // One stop for both parts: the job consumers and behaviors' HTTP requests.
+    let http = {
+        let (store, nats, stop) = (store.clone(), nats.clone(), stop.clone());
+        async move {
+            tokio::select! {
+                started = outbound::http::start(http_config, store, nats) => {
+                    started?.serve(stop.requested()).await
+                }
+                () = stop.requested() => Ok(()),
             }
-            Err(_) => std::future::pending::<()>().await,
         }
     };
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    let jobs = outbound::run(config, store, nats, twilio, stop.requested());
+    let service = async {
+        tokio::pin!(jobs, http);
+        // A part that fails before any stop ends the service (as at start-up, when NATS
+        // refuses the streams); after a stop, both finish their drains.
+        let (jobs, http) = tokio::select! {
+            jobs = &mut jobs => {
+                if jobs.is_err() && !stop.is_requested() {
+                    return jobs;
+                }
+                (jobs, http.await)
+            }
+            http = &mut http => {
+                if http.is_err() && !stop.is_requested() {
+                    return http;
+                }
+                (jobs.await, http)
+            }
+        };
+        match (jobs, http) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
+            (Err(a), Err(b)) => Err(anyhow::anyhow!("{a:#}; {b:#}")),
+        }
+    };
+    lifecycle::run_bounded(service, &stop, cli.shutdown.timeout()).await
 }

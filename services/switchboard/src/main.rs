@@ -35,7 +35,10 @@ struct Global {
         global = true
     )]
     nats_url: String,
-    /// Key that encrypts connected-account credentials (32 bytes, base64 or hex).
+    /// Key that encrypts connected-account credentials (32 bytes, base64 or hex); the services
+    /// need the same one. `accounts add` requires it and refuses a key that does not decrypt
+    /// the accounts already stored. Make one for a new installation with
+    /// `openssl rand -base64 32`.
     #[arg(
         long,
         env = "SWITCHBOARD_MASTER_KEY",
@@ -372,7 +375,9 @@ async fn connect(global: &Global, need_key: bool) -> anyhow::Result<Env> {
     let key = match &global.master_key {
         Some(k) => Some(MasterKey::parse(k.expose_secret())?),
         None if need_key => {
-            anyhow::bail!("SWITCHBOARD_MASTER_KEY (or --master-key) is required for this command")
+            return Err(
+                switchboard_store::SecretError::Missing("switchboard accounts add".into()).into(),
+            );
         }
         None => None,
     };

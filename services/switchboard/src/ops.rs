@@ -72,6 +72,8 @@ impl Env {
         }
     }
 
+    /// Adds a Twilio account, refusing when the master key does not decrypt the accounts
+    /// already stored (a mix of keys would leave some accounts unreadable).
     pub async fn add_account(
         &self,
         name: &str,
@@ -84,6 +86,10 @@ impl Env {
         if auth_token.expose_secret().trim().is_empty() {
             bail!("--auth-token is empty");
         }
+        // One key for every account: a key that does not decrypt the accounts already stored
+        // would leave them unreadable to the services that run with this one (or this one to
+        // them).
+        self.store.check_master_key().await?;
         let account = self
             .store
             .add_account(name, account_sid, auth_token)

@@ -1,6 +1,7 @@
 //! Integration tests of the outbound service over a private nats-server, a fresh PostgreSQL
 //! database and a real `twilio-fake`, counting what the sandbox received.
 
+mod container;
 mod contract;
 mod crash;
 mod faults;

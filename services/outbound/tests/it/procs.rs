@@ -16,16 +16,24 @@ use crate::support::{Harness, MASTER_KEY, WAIT, prefix};
 /// The `outbound` binary running against the harness's NATS, database and sandbox.
 pub struct OutboundProcess {
     child: Child,
+    /// Its stdout and stderr.
+    log: std::path::PathBuf,
 }
 
 impl OutboundProcess {
     /// Starts `outbound run` with the harness's settings, through the environment variables an
     /// operator sets. Its log goes to a file named in the error if it cannot start.
     pub fn spawn(h: &Harness) -> anyhow::Result<OutboundProcess> {
+        OutboundProcess::spawn_with(h, &[])
+    }
+
+    /// [`OutboundProcess::spawn`] with more environment variables (or others' values).
+    pub fn spawn_with(h: &Harness, extra: &[(&str, &str)]) -> anyhow::Result<OutboundProcess> {
         let log = std::env::temp_dir().join(crate::support::unique("sb-outbound-log"));
         let log_file = std::fs::File::create(&log)?;
         let config = &h.config;
-        let child = Command::new(env!("CARGO_BIN_EXE_outbound"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_outbound"));
+        command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env(
@@ -66,10 +74,42 @@ impl OutboundProcess {
             .arg("run")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
-            .stderr(log_file)
+            .stderr(log_file);
+        command.envs(extra.iter().copied());
+        let child = command
             .spawn()
             .with_context(|| format!("starting outbound (log {})", log.display()))?;
-        Ok(OutboundProcess { child })
+        Ok(OutboundProcess { child, log })
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM: what an orchestrator sends to stop it.
+    pub fn sigterm(&self) -> anyhow::Result<()> {
+        let pid = libc::pid_t::try_from(self.child.id())?;
+        // SAFETY: kill(2) with our child's pid and a valid signal number.
+        anyhow::ensure!(
+            unsafe { libc::kill(pid, libc::SIGTERM) } == 0,
+            "kill failed"
+        );
+        Ok(())
+    }
+
+    /// Its exit status, if it exits within `bound`.
+    pub async fn exit_within(&mut self, bound: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = tokio::time::Instant::now() + bound;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// SIGKILL: no drain, no NAKs, no last acks. Waits until the process is gone.
@@ -89,6 +129,7 @@ impl Drop for OutboundProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 
