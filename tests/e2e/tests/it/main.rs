@@ -6,6 +6,7 @@ mod compose;
 mod http;
 mod import;
 mod kubernetes;
+mod master_key;
 mod opt_out;
 mod standalone;
 mod status;
