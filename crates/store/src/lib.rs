@@ -126,7 +126,7 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
     Ok(())
 }
 
-/// Hosts a Twilio account's credentials may be sent to (Decision 11).
+/// Hosts a Twilio account's credentials may be sent to (docs/semantics.md, Decision 11).
 pub const TWILIO_HOSTS: &[&str] = &["api.twilio.com", "lookups.twilio.com"];
 
 /// A connected account without its secret.
@@ -443,7 +443,8 @@ impl Store {
         Ok(rows.iter().map(|r| r.get::<i64, _>("id")).collect())
     }
 
-    /// Writes an import plan in one transaction (Decision 2): all of it or nothing.
+    /// Writes an import plan in one transaction (docs/semantics.md, Decision 2): all of it
+    /// or nothing.
     pub async fn write_plan(&self, plan: &ImportPlan) -> Result<i64> {
         let mut tx = self.pool.begin().await?;
         let import_id: i64 =

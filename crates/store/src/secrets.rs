@@ -1,6 +1,6 @@
-//! Encryption at rest for connected-account credentials (Decision 12): AES-256-GCM with the
-//! operator's master key, a fresh random nonce per value, and the account SID as associated
-//! data so a ciphertext cannot be moved to another account's row.
+//! Encryption at rest for connected-account credentials (docs/semantics.md, Decision 12):
+//! AES-256-GCM with the operator's master key, a fresh random nonce per value, and the account SID
+//! as associated data so a ciphertext cannot be moved to another account's row.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};

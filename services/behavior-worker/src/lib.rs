@@ -1,9 +1,9 @@
-//! The behavior worker: a NATS service (queue group `behavior-worker`, so replicas share the
-//! load) that answers each webhook request from ingress. For a request it finds the listener by
-//! guid, verifies `X-Twilio-Signature` (Decision 13), answers a repeated `MessageSid` from the
-//! message log, runs the behavior with the engine, records the run and replies with the HTTP
-//! status, headers and body (cerb-semantics §8, Decisions 6-7). It also runs macro behaviors
-//! on request (`{prefix}.behavior.run`, see [`macros`]).
+//! The behavior worker: a NATS service (queue group `behavior-worker`, so replicas share the load)
+//! that answers each webhook request from ingress. For a request it finds the listener by guid,
+//! verifies `X-Twilio-Signature` (docs/semantics.md, Decision 13), answers a repeated `MessageSid`
+//! from the message log, runs the behavior with the engine, records the run and replies with the
+//! HTTP status, headers and body (docs/semantics.md §8, Decisions 6-7). It also runs macro
+//! behaviors on request (`{prefix}.behavior.run`, see [`macros`]).
 
 pub mod cli;
 mod macros;
@@ -514,8 +514,8 @@ impl Worker {
         Ok(tokens)
     }
 
-    /// Decision 13: the signature must validate with the auth token of an account whose SID is
-    /// the posted `AccountSid`. Answers that account's id.
+    /// docs/semantics.md, Decision 13: the signature must validate with the auth token of an
+    /// account whose SID is the posted `AccountSid`. Answers that account's id.
     async fn signature_ok(
         &self,
         req: &WebhookRequest,
