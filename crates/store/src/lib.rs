@@ -7,6 +7,7 @@ pub mod limits;
 pub mod outbound;
 pub mod secrets;
 pub mod status;
+pub mod views;
 pub mod webhook_log;
 
 use secrecy::SecretString;

@@ -69,6 +69,8 @@ pub enum SuppressionReason {
     Keyword,
     /// Twilio refused a send with 21610.
     Twilio21610,
+    /// An operator added it (`switchboard suppressions add`); `detail` is the reason given.
+    Operator,
 }
 
 impl SuppressionReason {
@@ -76,6 +78,7 @@ impl SuppressionReason {
         match self {
             SuppressionReason::Keyword => "keyword",
             SuppressionReason::Twilio21610 => "twilio_21610",
+            SuppressionReason::Operator => "operator",
         }
     }
 
@@ -83,6 +86,7 @@ impl SuppressionReason {
         match s {
             "keyword" => Ok(SuppressionReason::Keyword),
             "twilio_21610" => Ok(SuppressionReason::Twilio21610),
+            "operator" => Ok(SuppressionReason::Operator),
             other => Err(StoreError::Corrupt(format!("suppression reason '{other}'"))),
         }
     }
@@ -94,7 +98,7 @@ pub struct Suppression {
     pub account_id: i64,
     pub number: String,
     pub reason: SuppressionReason,
-    /// The keyword as received, or Twilio's error message.
+    /// The keyword as received, Twilio's error message, or the operator's reason.
     pub detail: String,
     pub created_at: OffsetDateTime,
 }

@@ -1511,6 +1511,7 @@ fn suppressed_message(s: &Suppression) -> String {
         SuppressionReason::Twilio21610 => {
             format!("Twilio refused a send with 21610 ({})", s.detail)
         }
+        SuppressionReason::Operator => format!("an operator added it ({})", s.detail),
     };
     format!(
         "{} is on the account's suppression list since {since}: {why}; Twilio was not called (an opt-in keyword, START, YES or UNSTOP, lifts it)",
