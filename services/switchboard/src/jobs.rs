@@ -215,6 +215,46 @@ pub async fn submit<T: Serialize>(
 ) -> anyhow::Result<Outcome> {
     let mut headers = HeaderMap::new();
     headers.insert(HEADER_MSG_ID, key);
+    let publication = Publication {
+        subject,
+        headers,
+        payload: switchboard_wire::encode(job),
+        job_id,
+        key,
+        wait_for_duplicate: true,
+    };
+    publish(nats, publication, wait).await
+}
+
+/// A job as it is published: its subject, headers (`Nats-Msg-Id` among them when it has a key)
+/// and payload bytes.
+pub struct Publication<'a> {
+    pub subject: &'a str,
+    pub headers: HeaderMap,
+    pub payload: Vec<u8>,
+    pub job_id: &'a str,
+    pub key: &'a str,
+    /// Whether to wait for the outcome when JetStream answers that it had the key already (no
+    /// new event will come for this publication; the first one's may).
+    pub wait_for_duplicate: bool,
+}
+
+/// Publishes a job as given (`dlq replay` republishes dead-lettered jobs byte for byte); with
+/// `wait`, sets `Switchboard-Reply-To` to a fresh inbox (subscribed first) and waits that long
+/// for the final event.
+pub async fn publish(
+    nats: &async_nats::Client,
+    publication: Publication<'_>,
+    wait: Option<Duration>,
+) -> anyhow::Result<Outcome> {
+    let Publication {
+        subject,
+        mut headers,
+        payload,
+        job_id,
+        key,
+        wait_for_duplicate,
+    } = publication;
     let mut inbox = None;
     if wait.is_some() {
         let reply_to = nats.new_inbox();
@@ -227,7 +267,6 @@ pub async fn submit<T: Serialize>(
         inbox = Some(subscription);
     }
     let js = async_nats::jetstream::new(nats.clone());
-    let payload = switchboard_wire::encode(job);
     let ack = js
         .publish_with_headers(subject.to_owned(), headers, payload.into())
         .await
@@ -243,6 +282,7 @@ pub async fn submit<T: Serialize>(
         seq: ack.sequence,
         duplicate: ack.duplicate,
     };
+    let wait = wait.filter(|_| wait_for_duplicate || !published.duplicate);
     let (Some(wait), Some(mut inbox)) = (wait, inbox) else {
         return Ok(Outcome {
             published,

@@ -6,3 +6,4 @@ pub mod jobs;
 pub mod ops;
 pub mod run;
 pub mod simulate;
+pub mod views;

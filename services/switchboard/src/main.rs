@@ -160,6 +160,39 @@ enum Command {
         #[arg(long)]
         wait: bool,
     },
+    /// Inbound messages: what Twilio delivered to each webhook and the answer given
+    /// (`messages list`, `messages show SID`).
+    ///
+    /// Lists read newest first, --limit rows at a time (default 50, at most 1000); when more
+    /// match, the last line gives the --before of the next page. --json prints one JSON array
+    /// (list) or object (show). Times are UTC, RFC 3339; --since and --until also take a date
+    /// or an age (1h, 7d).
+    #[command(subcommand)]
+    Messages(switchboard::views::messages::MessagesCmd),
+    /// Behavior runs, each with its trace as `simulate` prints one (`runs list`, `runs show
+    /// ID`).
+    ///
+    /// Paging, --json and times as for `messages`.
+    #[command(subcommand)]
+    Runs(switchboard::views::runs::RunsCmd),
+    /// Outbound send-SMS jobs: state, attempts, Twilio SID, delivery status, errors (`jobs
+    /// list`, `jobs show KEY`).
+    ///
+    /// Paging, --json and times as for `messages`. `show` also reads the job's events from the
+    /// events stream when NATS answers.
+    #[command(subcommand)]
+    Jobs(switchboard::views::jobs::JobsCmd),
+    /// The dead-letter stream of failed jobs, over NATS (`dlq list`, `dlq show SEQ`, `dlq replay
+    /// SEQ [--new-key]`).
+    ///
+    /// Needs NATS_URL (and the same SWITCHBOARD_SUBJECT_PREFIX as the outbound service);
+    /// DATABASE_URL lets `replay` recognise a job the outbound service already finished.
+    #[command(subcommand)]
+    Dlq(switchboard::views::dlq::DlqCmd),
+    /// Accounts' suppression lists: numbers no SMS is sent to (`suppressions list`, `add`,
+    /// `remove`).
+    #[command(subcommand)]
+    Suppressions(switchboard::views::suppressions::SuppressionsCmd),
     /// Look a number up with Twilio's Lookup API (through the outbound service) and print the
     /// answer; exits non-zero when the lookup failed.
     Lookup {
@@ -397,6 +430,15 @@ async fn connect(global: &Global, need_key: bool) -> anyhow::Result<Env> {
     })
 }
 
+/// The store alone, for the read commands (no NATS, no master key: nothing they read is
+/// encrypted).
+async fn connect_store(global: &Global) -> anyhow::Result<Store> {
+    let url = global.database_url.as_deref().ok_or_else(|| {
+        anyhow::anyhow!("DATABASE_URL (or --database-url) is required for this command")
+    })?;
+    Ok(Store::new(switchboard_store::connect(url, 2).await?, None))
+}
+
 fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
@@ -519,6 +561,43 @@ async fn run_store_command(global: Global, command: Command) -> anyhow::Result<(
             if !result.errors.is_empty() {
                 anyhow::bail!("the run recorded {} error(s)", result.errors.len());
             }
+        }
+        Command::Messages(cmd) => {
+            let env = connect_store(&global).await?;
+            switchboard::views::messages::run(&env, cmd).await?;
+        }
+        Command::Runs(cmd) => {
+            let env = connect_store(&global).await?;
+            switchboard::views::runs::run(&env, cmd).await?;
+        }
+        Command::Jobs(cmd) => {
+            let env = connect(&global, false).await?;
+            let subjects = switchboard::jobs::subjects(&global.subject_prefix);
+            switchboard::views::jobs::run(&env.store, env.nats.as_ref(), &subjects, cmd).await?;
+        }
+        Command::Suppressions(cmd) => {
+            let env = connect_store(&global).await?;
+            switchboard::views::suppressions::run(&env, cmd).await?;
+        }
+        Command::Dlq(cmd) => {
+            Subjects::validate_prefix(&global.subject_prefix).map_err(anyhow::Error::msg)?;
+            let nats = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                async_nats::connect(&global.nats_url),
+            )
+            .await
+            .map_err(|_| anyhow::anyhow!("NATS at {} did not answer within 5 s", global.nats_url))?
+            .map_err(|e| anyhow::anyhow!("connecting to NATS at {}: {e}", global.nats_url))?;
+            let store = match &global.database_url {
+                Some(url) => Some(Store::new(switchboard_store::connect(url, 2).await?, None)),
+                None => None,
+            };
+            let env = switchboard::views::dlq::DlqEnv {
+                nats,
+                subjects: switchboard::jobs::subjects(&global.subject_prefix),
+                store,
+            };
+            switchboard::views::dlq::run(&env, cmd).await?;
         }
         Command::Migrate => {
             let env = connect(&global, false).await?;

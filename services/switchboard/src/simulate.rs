@@ -420,6 +420,29 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// The trace section of the readable report, one or more lines per event (`switchboard runs
+/// show` prints stored traces with it too).
+pub fn render_trace(trace: &[switchboard_engine::TraceEvent]) -> String {
+    let mut s = String::from("== Trace ==\n");
+    for ev in trace {
+        s.push_str(&ev.to_text());
+        s.push('\n');
+    }
+    s
+}
+
+/// The errors section of the readable report (`switchboard runs show` too).
+pub fn render_errors(errors: &[switchboard_engine::RunError]) -> String {
+    let mut s = String::from("== Errors ==\n");
+    for e in errors {
+        match e.node_id {
+            Some(id) => s.push_str(&format!("node {id}: {}\n", e.message)),
+            None => s.push_str(&format!("{}\n", e.message)),
+        }
+    }
+    s
+}
+
 /// The readable report: trace, HTTP requests, variables, errors, then the response.
 pub fn render_text(sim: &Simulation) -> String {
     let o = &sim.output;
@@ -427,11 +450,7 @@ pub fn render_text(sim: &Simulation) -> String {
     for note in &sim.notes {
         s.push_str(&format!("# {note}\n"));
     }
-    s.push_str("== Trace ==\n");
-    for ev in &o.trace {
-        s.push_str(&ev.to_text());
-        s.push('\n');
-    }
+    s.push_str(&render_trace(&o.trace));
     if !o.http_requests.is_empty() {
         s.push_str("\n== HTTP requests ==\n");
         for r in &o.http_requests {
@@ -459,13 +478,8 @@ pub fn render_text(sim: &Simulation) -> String {
         }
     }
     if !o.errors.is_empty() {
-        s.push_str("\n== Errors ==\n");
-        for e in &o.errors {
-            match e.node_id {
-                Some(id) => s.push_str(&format!("node {id}: {}\n", e.message)),
-                None => s.push_str(&format!("{}\n", e.message)),
-            }
-        }
+        s.push('\n');
+        s.push_str(&render_errors(&o.errors));
     }
     if sim.event != EVENT_WEBHOOK {
         // A macro behavior answers no HTTP request: its results are the variables above.

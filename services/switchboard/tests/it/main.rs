@@ -4,6 +4,7 @@
 mod cli;
 mod jobs;
 mod seed;
+mod views;
 
 /// The fixtures: the repository root, the seed package (`examples/twilio-bot.package.json`)
 /// and its golden replies (`tests/golden/seed/`).
