@@ -1,6 +1,7 @@
-//! Docker cannot run here, so the compose file is checked by what can: it parses, its services
-//! use flags and environment variables the binaries really accept (each binary's `--help`), and
-//! it runs what the README promises.
+//! Static checks of docker-compose.yml (scripts/compose-test runs it for real): it parses, its
+//! services use flags and environment variables the binaries really accept (each binary's
+//! `--help`), it runs what the README promises, and it keeps the rules that make it work with
+//! Compose v1 (Debian's docker-compose 1.29) as well as v2.
 
 use switchboard_e2e::repo_root;
 
@@ -33,6 +34,54 @@ fn help(bin: &str) -> String {
     command(bin).render_long_help().to_string()
 }
 
+fn compose_text() -> String {
+    std::fs::read_to_string(repo_root().join("docker-compose.yml")).expect("docker-compose.yml")
+}
+
+/// The services that run until stopped (not migrate, not the cli).
+const LONG_RUNNING: [&str; 6] = [
+    "nats",
+    "postgres",
+    "ingress",
+    "behavior-worker",
+    "outbound",
+    "twilio-fake",
+];
+
+/// `${VAR:-default}` → `default`; anything else as it is.
+fn default_of(value: &str) -> &str {
+    value
+        .strip_prefix("${")
+        .and_then(|v| v.strip_suffix('}'))
+        .and_then(|v| v.split_once(":-"))
+        .map_or(value, |(_, default)| default)
+}
+
+/// Seconds of a compose duration such as `25s` or `1m30s`.
+fn seconds(duration: &str) -> u64 {
+    let mut total = 0;
+    let mut number = String::new();
+    for c in duration.chars() {
+        match c {
+            '0'..='9' => number.push(c),
+            'h' | 'm' | 's' => {
+                let n: u64 = number
+                    .parse()
+                    .unwrap_or_else(|_| panic!("duration {duration}"));
+                total += n * match c {
+                    'h' => 3600,
+                    'm' => 60,
+                    _ => 1,
+                };
+                number.clear();
+            }
+            _ => panic!("duration {duration}"),
+        }
+    }
+    assert!(number.is_empty(), "duration {duration} needs a unit");
+    total
+}
+
 #[test]
 fn compose_runs_the_whole_system() {
     let c = compose();
@@ -45,6 +94,7 @@ fn compose_runs_the_whole_system() {
         "behavior-worker",
         "twilio-fake",
         "outbound",
+        "cli",
     ] {
         assert!(services.contains_key(name), "service {name}");
     }
@@ -56,11 +106,231 @@ fn compose_runs_the_whole_system() {
             .any(|a| a.as_str() == Some("-js")),
         "JetStream on"
     );
+    // Compose v1 (1.29, a file without `version:`) honours deploy.replicas as v2 does, without
+    // --compatibility (scripts/compose-test counts the containers). No `scale` beside it: v2
+    // refuses the two when they differ.
     assert_eq!(
         c["services"]["behavior-worker"]["deploy"]["replicas"].as_u64(),
         Some(2),
         "two worker replicas"
     );
+    assert!(c["services"]["behavior-worker"]["scale"].is_null());
+    assert!(
+        c.get("version").is_none(),
+        "no version key: the Compose spec format"
+    );
+}
+
+#[test]
+fn compose_works_with_compose_v1_and_needs_nothing_outside_the_repository() {
+    let text = compose_text();
+    // Compose v1 does not expand a default inside a default (outbound exited 2 on the literal
+    // "${PUBLIC_BASE_URL:-..." it was given as STATUS_CALLBACK_BASE_URL).
+    for (i, line) in text.lines().enumerate() {
+        if let Some(at) = line.find("${") {
+            assert!(
+                !line[at + 2..].contains("${"),
+                "line {}: a nested ${{...}} default: {line}",
+                i + 1
+            );
+        }
+    }
+    assert!(
+        !text.contains("../"),
+        "compose reads nothing outside the repository"
+    );
+    let c = compose();
+    // The example package is in the image, and ./examples is mounted for the cli.
+    assert!(
+        c["services"]["cli"]["volumes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|v| v.as_str() == Some("./examples:/examples:ro")),
+        "cli mounts ./examples"
+    );
+    let dockerfile =
+        std::fs::read_to_string(repo_root().join("deploy/Dockerfile")).expect("deploy/Dockerfile");
+    assert!(
+        dockerfile.contains("COPY examples/ /usr/share/switchboard/examples/"),
+        "the image carries the example package"
+    );
+    assert!(
+        repo_root()
+            .join("examples/twilio-bot.package.json")
+            .is_file()
+    );
+}
+
+#[test]
+fn the_master_key_is_required_and_has_no_default() {
+    let c = compose();
+    let key = c["x-switchboard-env"]["SWITCHBOARD_MASTER_KEY"]
+        .as_str()
+        .expect("SWITCHBOARD_MASTER_KEY");
+    assert!(
+        key.starts_with("${SWITCHBOARD_MASTER_KEY:?") && !key.contains(":-"),
+        "required, no default: {key}"
+    );
+    assert!(
+        key.contains("openssl rand -base64 32") && !key.contains('\n'),
+        "one line that says how to make one: {key}"
+    );
+    for service in ["migrate", "behavior-worker", "outbound", "cli"] {
+        assert_eq!(
+            c["services"][service]["environment"]["SWITCHBOARD_MASTER_KEY"].as_str(),
+            Some(key),
+            "{service} gets the key"
+        );
+    }
+    let example =
+        std::fs::read_to_string(repo_root().join(".env.example")).expect(".env.example exists");
+    assert!(example.contains("SWITCHBOARD_MASTER_KEY=") && example.contains("openssl rand"));
+    assert!(
+        !example
+            .lines()
+            .any(|l| l.trim_start().starts_with("SWITCHBOARD_MASTER_KEY=")),
+        ".env.example has no key of its own"
+    );
+}
+
+#[test]
+fn host_ports_are_local_and_configurable() {
+    let c = compose();
+    for (service, variable, default, port) in [
+        ("ingress", "SWITCHBOARD_HTTP_PORT", 8080, 8080),
+        ("nats", "SWITCHBOARD_NATS_PORT", 4222, 4222),
+        ("twilio-fake", "SWITCHBOARD_SANDBOX_PORT", 8090, 8090),
+    ] {
+        let ports = c["services"][service]["ports"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{service} ports"));
+        assert_eq!(
+            ports
+                .iter()
+                .map(|p| p.as_str().unwrap())
+                .collect::<Vec<_>>(),
+            [format!("127.0.0.1:${{{variable}:-{default}}}:{port}")],
+            "{service}"
+        );
+    }
+    for (name, service) in c["services"].as_mapping().unwrap() {
+        if !["ingress", "nats", "twilio-fake"].contains(&name.as_str().unwrap()) {
+            assert!(service["ports"].is_null(), "{name:?} publishes no port");
+        }
+    }
+}
+
+#[test]
+fn every_long_running_service_is_health_checked_restarted_and_stopped_in_time() {
+    let c = compose();
+    for service in LONG_RUNNING {
+        let s = &c["services"][service];
+        let test = s["healthcheck"]["test"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{service} has a health check"));
+        assert_eq!(test[0].as_str(), Some("CMD"), "{service}");
+        assert!(
+            ["unless-stopped", "on-failure", "always"]
+                .contains(&s["restart"].as_str().unwrap_or("")),
+            "{service} restarts"
+        );
+        let grace = seconds(
+            s["stop_grace_period"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{service} stop_grace_period")),
+        );
+        let shutdown: u64 = s["environment"]["SHUTDOWN_TIMEOUT_SECS"]
+            .as_str()
+            .map_or(10, |v| v.parse().unwrap());
+        assert!(
+            grace > shutdown,
+            "{service}: stop_grace_period {grace} s must exceed SHUTDOWN_TIMEOUT_SECS {shutdown} s"
+        );
+    }
+    // The workers and outbound answer their health check from their own /readyz.
+    for service in ["behavior-worker", "outbound", "ingress"] {
+        let s = &c["services"][service];
+        let test: Vec<&str> = s["healthcheck"]["test"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(test, ["CMD", service, "healthcheck"], "{service}");
+        assert!(
+            s["environment"]["SHUTDOWN_TIMEOUT_SECS"].as_str().is_some(),
+            "{service}: SHUTDOWN_TIMEOUT_SECS"
+        );
+    }
+    for service in ["behavior-worker", "outbound"] {
+        assert_eq!(
+            c["services"][service]["environment"]["METRICS_ADDR"].as_str(),
+            Some("0.0.0.0:9090"),
+            "{service}: healthcheck asks /readyz at METRICS_ADDR"
+        );
+    }
+    // PostgreSQL over TCP: the first start's temporary server listens on the socket only.
+    let pg: Vec<&str> = c["services"]["postgres"]["healthcheck"]["test"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        pg.contains(&"pg_isready") && pg.windows(2).any(|w| w == ["-h", "127.0.0.1"]),
+        "{pg:?}"
+    );
+    for service in ["migrate", "behavior-worker", "outbound"] {
+        assert_eq!(
+            c["services"][service]["depends_on"]["postgres"]["condition"].as_str(),
+            Some("service_healthy"),
+            "{service} waits for a healthy PostgreSQL"
+        );
+    }
+    for service in ["behavior-worker", "outbound", "cli"] {
+        assert_eq!(
+            c["services"][service]["depends_on"]["migrate"]["condition"].as_str(),
+            Some("service_completed_successfully"),
+            "{service} waits for the migrations"
+        );
+    }
+}
+
+#[test]
+fn status_callbacks_reach_ingress_and_verify() {
+    let c = compose();
+    // The sandbox posts to STATUS_CALLBACK_BASE_URL/twilio/status and signs that URL; ingress
+    // checks against PUBLIC_BASE_URL + path: the same by default, and both follow PUBLIC_BASE_URL.
+    let callback = c["services"]["outbound"]["environment"]["STATUS_CALLBACK_BASE_URL"]
+        .as_str()
+        .unwrap();
+    let public = c["services"]["ingress"]["environment"]["PUBLIC_BASE_URL"]
+        .as_str()
+        .unwrap();
+    assert_eq!(callback, public);
+    assert_eq!(default_of(public), "http://ingress:8080");
+    assert!(public.starts_with("${PUBLIC_BASE_URL:-"));
+    assert_eq!(
+        c["services"]["cli"]["environment"]["PUBLIC_BASE_URL"].as_str(),
+        Some(public),
+        "the cli prints webhook URLs with the URL ingress checks"
+    );
+    assert_eq!(
+        c["services"]["ingress"]["environment"]["LISTEN_ADDR"].as_str(),
+        Some("0.0.0.0:8080")
+    );
+    for base in ["TWILIO_API_BASE", "TWILIO_LOOKUPS_BASE"] {
+        assert_eq!(
+            default_of(
+                c["services"]["outbound"]["environment"][base]
+                    .as_str()
+                    .unwrap()
+            ),
+            "http://twilio-fake:8090",
+            "{base} defaults to the sandbox"
+        );
+    }
 }
 
 #[test]
@@ -73,6 +343,8 @@ fn every_environment_variable_in_compose_is_one_the_binary_reads() {
         "RUST_LOG",
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "OTEL_SERVICE_NAME",
+        // no-color.org, read by the logging library (tracing-subscriber)
+        "NO_COLOR",
     ];
     for (service, bin) in [
         ("ingress", "ingress"),
