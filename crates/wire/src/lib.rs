@@ -160,6 +160,66 @@ pub struct HttpJob {
     pub ignore_ssl_validation: bool,
 }
 
+/// Decodes an [`HttpJob`], naming every field that is missing or of the wrong type at once
+/// (serde stops at the first), each with its path (`headers[2]: …`), joined by `; `. Unknown
+/// fields are ignored, as [`decode`] does: a newer worker may add some.
+pub fn decode_http_job(bytes: &[u8]) -> Result<HttpJob, String> {
+    use outbound::Got;
+    let doc: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+    let Some(object) = doc.as_object() else {
+        return Err("an HTTP job is a JSON object".into());
+    };
+    let mut read = outbound::Reader::new(object, "");
+    let version = read.integer("version", true);
+    let method = read.string("method", true);
+    let url = read.string("url", true);
+    let headers = read.pairs("headers");
+    let body = read.string("body", false);
+    let account_id = read.integer("account_id", false);
+    let ignore_ssl_validation = read.boolean("ignore_ssl_validation", false);
+    let version = match version {
+        Got::Ok(v) => match u32::try_from(v) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                read.problem("version", format!("{v} is not a version"));
+                None
+            }
+        },
+        _ => None,
+    };
+    let account_id = match account_id {
+        Got::Ok(id) => match i64::try_from(id) {
+            Ok(id) => Got::Ok(id),
+            Err(_) => {
+                read.problem("account_id", format!("{id} is not an account id"));
+                Got::Bad
+            }
+        },
+        other => other.map(|_| 0),
+    };
+    if !read.problems.is_empty() {
+        return Err(read
+            .problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; "));
+    }
+    let (Some(version), Got::Ok(method), Got::Ok(url)) = (version, method, url) else {
+        unreachable!("a missing or unusable field is a problem");
+    };
+    Ok(HttpJob {
+        version,
+        method,
+        url,
+        headers: headers.ok().unwrap_or_default(),
+        body: body.ok().unwrap_or_default(),
+        account_id: account_id.ok(),
+        ignore_ssl_validation: ignore_ssl_validation.ok().unwrap_or(false),
+    })
+}
+
 /// The outcome of an [`HttpJob`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -337,6 +397,47 @@ mod tests {
         };
         let json = String::from_utf8(encode(&refused)).unwrap();
         assert_eq!(json, r#"{"outcome":"credentials_refused","message":"m"}"#);
+    }
+
+    /// An HTTP job with several fields missing or mistyped names them all, each with its path.
+    #[test]
+    fn http_jobs_name_every_missing_or_mistyped_field() {
+        let err = decode_http_job(br#"{"version": 1}"#).unwrap_err();
+        assert_eq!(err, "method: required; url: required");
+        let err = decode_http_job(
+            br#"{"version": "1", "method": 5, "url": "https://a.example/", "headers": [["a", "b"], ["c"], 7], "body": [], "account_id": "42", "ignore_ssl_validation": "no", "later": 1}"#,
+        )
+        .unwrap_err();
+        let fields: Vec<&str> = err
+            .split("; ")
+            .map(|p| p.split(':').next().unwrap())
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "version",
+                "method",
+                "headers[1]",
+                "headers[2]",
+                "body",
+                "account_id",
+                "ignore_ssl_validation"
+            ],
+            "{err}"
+        );
+        assert!(decode_http_job(b"[]").unwrap_err().contains("JSON object"));
+        assert!(decode_http_job(b"{").unwrap_err().starts_with("not JSON"));
+        // A valid job reads as serde reads it; unknown fields are ignored as serde ignores them.
+        for job in [
+            r#"{"version":1,"method":"GET","url":"https://a.example/"}"#,
+            r#"{"version":1,"method":"POST","url":"https://a.example/","headers":[["X-A","1"],["X-A","2"]],"body":"x","account_id":42,"ignore_ssl_validation":true,"added_later":{}}"#,
+        ] {
+            assert_eq!(
+                decode_http_job(job.as_bytes()).unwrap(),
+                decode::<HttpJob>(job.as_bytes()).unwrap(),
+                "{job}"
+            );
+        }
     }
 
     /// The request/reply examples of `docs/jobs.md` (`json http-job`, `json http-job-result`,

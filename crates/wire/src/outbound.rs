@@ -292,80 +292,28 @@ impl SendSmsJob {
         let mut problems = Vec::new();
         check_common(
             &mut problems,
-            self.version,
+            Some(self.version),
             self.job_id.as_deref(),
-            &self.idempotency_key,
-            &self.account,
+            Some(&self.idempotency_key),
+            Some(&self.account),
             &self.metadata,
         );
-        if let Err(e) = check_e164(&self.to) {
-            problems.push(Problem::new("to", e));
+        fn optional(v: &Option<String>) -> Got<&str> {
+            v.as_deref().map_or(Got::Absent, Got::Ok)
         }
-        match (&self.from, &self.messaging_service_sid) {
-            (Some(_), Some(_)) => problems.push(Problem::new(
-                "messaging_service_sid",
-                "give either from or messaging_service_sid, not both",
-            )),
-            (None, None) => problems.push(Problem::new(
-                "from",
-                "from or messaging_service_sid is required",
-            )),
-            (Some(from), None) => {
-                if let Err(e) = check_sender(from) {
-                    problems.push(Problem::new("from", e));
-                }
-            }
-            (None, Some(sid)) => {
-                if !is_sid(sid, "MG") {
-                    problems.push(Problem::new(
-                        "messaging_service_sid",
-                        "must be MG followed by 32 hex digits",
-                    ));
-                }
-            }
-        }
-        let body_empty = self.body.as_deref().is_none_or(str::is_empty);
-        if body_empty && self.media_urls.is_empty() {
-            problems.push(Problem::new("body", "body or media_urls is required"));
-        }
-        if let Some(body) = &self.body {
-            let chars = body.chars().count();
-            if chars > MAX_BODY_CHARS {
-                problems.push(Problem::new(
-                    "body",
-                    format!("{chars} characters; at most {MAX_BODY_CHARS}"),
-                ));
-            }
-        }
-        if self.media_urls.len() > MAX_MEDIA_URLS {
-            problems.push(Problem::new(
-                "media_urls",
-                format!("{} URLs; at most {MAX_MEDIA_URLS}", self.media_urls.len()),
-            ));
-        }
-        for (i, url) in self.media_urls.iter().enumerate() {
-            if let Err(e) = check_http_url(url) {
-                problems.push(Problem::new(format!("media_urls[{i}]"), e));
-            }
-        }
-        if let Some(url) = &self.status_callback {
-            match check_http_url(url) {
-                Err(e) => problems.push(Problem::new("status_callback", e)),
-                Ok(host) if host.contains('_') => problems.push(Problem::new(
-                    "status_callback",
-                    "the host name must not contain '_' (Twilio rejects it)",
-                )),
-                Ok(_) => {}
-            }
-        }
-        if let Some(seconds) = self.validity_period
-            && !(1..=36000).contains(&seconds)
-        {
-            problems.push(Problem::new(
-                "validity_period",
-                format!("{seconds} is outside 1..=36000 seconds"),
-            ));
-        }
+        check_sms(
+            &mut problems,
+            &SmsFields {
+                to: Some(&self.to),
+                from: optional(&self.from),
+                messaging_service_sid: optional(&self.messaging_service_sid),
+                body: optional(&self.body),
+                media_urls: Got::Ok(self.media_urls.iter().map(|u| Some(u.as_str())).collect()),
+                status_callback: self.status_callback.as_deref(),
+                validity_period: self.validity_period.map(i128::from),
+            },
+        );
+        sort_problems(&mut problems, SMS_FIELDS);
         problems
     }
 }
@@ -420,32 +368,19 @@ impl LookupJob {
         let mut problems = Vec::new();
         check_common(
             &mut problems,
-            self.version,
+            Some(self.version),
             self.job_id.as_deref(),
-            &self.idempotency_key,
-            &self.account,
+            Some(&self.idempotency_key),
+            Some(&self.account),
             &self.metadata,
         );
-        if let Err(e) = check_e164(&self.number) {
-            problems.push(Problem::new("number", e));
-        }
-        let (path, names, allowed) = match &self.api {
-            LookupApi::V1 { types } => ("api.v1.types", types, LOOKUP_V1_TYPES),
-            LookupApi::V2 { fields } => ("api.v2.fields", fields, LOOKUP_V2_FIELDS),
+        let (v2, names) = match &self.api {
+            LookupApi::V1 { types } => (false, types),
+            LookupApi::V2 { fields } => (true, fields),
         };
-        for (i, name) in names.iter().enumerate() {
-            if !allowed.contains(&name.as_str()) {
-                problems.push(Problem::new(
-                    format!("{path}[{i}]"),
-                    format!("unknown {name:?}; one of {}", allowed.join(", ")),
-                ));
-            } else if names[..i].contains(name) {
-                problems.push(Problem::new(
-                    format!("{path}[{i}]"),
-                    format!("{name:?} is listed twice"),
-                ));
-            }
-        }
+        let names: Vec<Option<&str>> = names.iter().map(|n| Some(n.as_str())).collect();
+        check_lookup(&mut problems, Some(&self.number), Some((v2, &names)));
+        sort_problems(&mut problems, LOOKUP_FIELDS);
         problems
     }
 }
@@ -616,22 +551,181 @@ impl Rejected {
     }
 }
 
+/// The fields of a [`SendSmsJob`], in the order of the contract's tables (`docs/jobs.md`):
+/// the order in which problems are reported.
+const SMS_FIELDS: &[&str] = &[
+    "version",
+    "job_id",
+    "idempotency_key",
+    "account",
+    "metadata",
+    "to",
+    "from",
+    "messaging_service_sid",
+    "body",
+    "media_urls",
+    "status_callback",
+    "validity_period",
+];
+
+/// The fields of a [`LookupJob`], in the contract's order.
+const LOOKUP_FIELDS: &[&str] = &[
+    "version",
+    "job_id",
+    "idempotency_key",
+    "account",
+    "metadata",
+    "number",
+    "api",
+];
+
 /// Reads a send-SMS job as delivered, with its `Nats-Msg-Id` header: JSON, a known `version`,
-/// only the fields of that version, then [`SendSmsJob::validate`] and [`check_msg_id`]. Every
-/// way to fail gives a [`Rejected`] to answer with a `failed` event, never a silent drop.
+/// then every field of that version: unknown fields, missing required fields, values of the
+/// wrong type, every rule of [`SendSmsJob::validate`] that can be checked on the fields that
+/// were read, and [`check_msg_id`]. All problems are reported together, each with its path,
+/// unknown fields first, then in the order of the contract's fields. Every way to fail gives a
+/// [`Rejected`] to answer with a `failed` event, never a silent drop.
 pub fn decode_send_sms(bytes: &[u8], msg_id: Option<&str>) -> Result<SendSmsJob, Box<Rejected>> {
-    let (doc, job) = decode_job::<SendSmsJob>(JobType::SmsSend, bytes, msg_id)?;
-    let mut problems = job.validate();
-    problems.extend(check_msg_id(msg_id, &job.idempotency_key).err());
-    finish(JobType::SmsSend, &doc, msg_id, problems).map(|()| job)
+    let (doc, version) = decode_job(JobType::SmsSend, bytes, msg_id)?;
+    let object = doc.as_object().expect("decode_job answers objects");
+    let mut read = Reader::new(object, "");
+    if version.is_none() {
+        read.problem("version", "required");
+    }
+    read.unknown_fields(SMS_FIELDS);
+    let job_id = read.string("job_id", false);
+    let idempotency_key = read.string("idempotency_key", true);
+    let account = read.account();
+    let metadata = read.any("metadata");
+    let to = read.string("to", true);
+    let from = read.string("from", false);
+    let messaging_service_sid = read.string("messaging_service_sid", false);
+    let body = read.string("body", false);
+    let media_urls = read.strings("media_urls", false);
+    let status_callback = read.string("status_callback", false);
+    let validity_period = read.integer("validity_period", false);
+    let mut problems = read.problems;
+    check_common(
+        &mut problems,
+        version,
+        job_id.as_deref().ok(),
+        idempotency_key.as_deref().ok(),
+        account.as_ref().ok(),
+        &metadata,
+    );
+    check_sms(
+        &mut problems,
+        &SmsFields {
+            to: to.as_deref().ok(),
+            from: from.as_deref(),
+            messaging_service_sid: messaging_service_sid.as_deref(),
+            body: body.as_deref(),
+            media_urls: media_urls
+                .as_ref()
+                .map(|urls| urls.iter().map(Option::as_deref).collect()),
+            status_callback: status_callback.as_deref().ok(),
+            validity_period: validity_period.as_ref().ok().copied(),
+        },
+    );
+    if let Got::Ok(key) = &idempotency_key {
+        problems.extend(check_msg_id(msg_id, key).err());
+    }
+    finish(JobType::SmsSend, &doc, msg_id, problems, SMS_FIELDS)?;
+    let (
+        Some(version),
+        Got::Ok(idempotency_key),
+        Got::Ok(account),
+        Got::Ok(to),
+        Some(validity_period),
+    ) = (
+        version,
+        idempotency_key,
+        account,
+        to,
+        validity_period
+            .optional()
+            .map(|v| v.map(|v| u32::try_from(v).expect("checked by the rules"))),
+    )
+    else {
+        unreachable!("a field that is missing or unusable is a problem");
+    };
+    Ok(SendSmsJob {
+        version,
+        job_id: job_id.optional().expect("no problem"),
+        idempotency_key,
+        account,
+        to,
+        from: from.optional().expect("no problem"),
+        messaging_service_sid: messaging_service_sid.optional().expect("no problem"),
+        body: body.optional().expect("no problem"),
+        media_urls: media_urls
+            .optional()
+            .expect("no problem")
+            .map(|urls| complete(urls).expect("no problem"))
+            .unwrap_or_default(),
+        status_callback: status_callback.optional().expect("no problem"),
+        validity_period,
+        metadata,
+    })
 }
 
 /// As [`decode_send_sms`], for lookup jobs.
 pub fn decode_lookup(bytes: &[u8], msg_id: Option<&str>) -> Result<LookupJob, Box<Rejected>> {
-    let (doc, job) = decode_job::<LookupJob>(JobType::Lookup, bytes, msg_id)?;
-    let mut problems = job.validate();
-    problems.extend(check_msg_id(msg_id, &job.idempotency_key).err());
-    finish(JobType::Lookup, &doc, msg_id, problems).map(|()| job)
+    let (doc, version) = decode_job(JobType::Lookup, bytes, msg_id)?;
+    let object = doc.as_object().expect("decode_job answers objects");
+    let mut read = Reader::new(object, "");
+    if version.is_none() {
+        read.problem("version", "required");
+    }
+    read.unknown_fields(LOOKUP_FIELDS);
+    let job_id = read.string("job_id", false);
+    let idempotency_key = read.string("idempotency_key", true);
+    let account = read.account();
+    let metadata = read.any("metadata");
+    let number = read.string("number", true);
+    let api = read.lookup_api();
+    let mut problems = read.problems;
+    check_common(
+        &mut problems,
+        version,
+        job_id.as_deref().ok(),
+        idempotency_key.as_deref().ok(),
+        account.as_ref().ok(),
+        &metadata,
+    );
+    let names: Option<(bool, Vec<Option<&str>>)> = api
+        .as_ref()
+        .ok()
+        .map(|(v2, names)| (*v2, names.iter().map(Option::as_deref).collect()));
+    check_lookup(
+        &mut problems,
+        number.as_deref().ok(),
+        names.as_ref().map(|(v2, names)| (*v2, names.as_slice())),
+    );
+    if let Got::Ok(key) = &idempotency_key {
+        problems.extend(check_msg_id(msg_id, key).err());
+    }
+    finish(JobType::Lookup, &doc, msg_id, problems, LOOKUP_FIELDS)?;
+    let (Some(version), Got::Ok(idempotency_key), Got::Ok(account), Got::Ok(number), Got::Ok(api)) =
+        (version, idempotency_key, account, number, api)
+    else {
+        unreachable!("a field that is missing or unusable is a problem");
+    };
+    let (v2, names) = api;
+    let names = complete(names).expect("no problem");
+    Ok(LookupJob {
+        version,
+        job_id: job_id.optional().expect("no problem"),
+        idempotency_key,
+        account,
+        number,
+        api: if v2 {
+            LookupApi::V2 { fields: names }
+        } else {
+            LookupApi::V1 { types: names }
+        },
+        metadata,
+    })
 }
 
 /// The `Nats-Msg-Id` rule: absent is allowed (no JetStream de-duplication then), present must
@@ -646,11 +740,14 @@ pub fn check_msg_id(header: Option<&str>, idempotency_key: &str) -> Result<(), P
     }
 }
 
-fn decode_job<T: serde::de::DeserializeOwned>(
+/// The document as a JSON object, and its `version` (`None` when it has none, which is one of
+/// its problems). Not JSON, not an object, or a version this service does not read: rejected at
+/// once (the fields of another version mean other things).
+fn decode_job(
     job: JobType,
     bytes: &[u8],
     msg_id: Option<&str>,
-) -> Result<(Json, T), Box<Rejected>> {
+) -> Result<(Json, Option<u32>), Box<Rejected>> {
     let doc: Json = serde_json::from_slice(bytes).map_err(|e| {
         Rejected::new(
             job,
@@ -670,40 +767,18 @@ fn decode_job<T: serde::de::DeserializeOwned>(
         ));
     }
     match doc.get("version") {
-        Some(v) if v.as_u64() == Some(u64::from(JOB_VERSION)) => {}
-        Some(v) => {
-            return Err(Rejected::new(
-                job,
-                Some(&doc),
-                msg_id,
-                codes::UNSUPPORTED_VERSION,
-                vec![Problem::new(
-                    "version",
-                    format!(
-                        "version {v} is not supported; this service reads version {JOB_VERSION}"
-                    ),
-                )],
-            ));
-        }
-        None => {
-            return Err(Rejected::new(
-                job,
-                Some(&doc),
-                msg_id,
-                codes::INVALID_JOB,
-                vec![Problem::new("version", "required")],
-            ));
-        }
-    }
-    match T::deserialize(&doc) {
-        Ok(value) => Ok((doc, value)),
-        Err(e) => Err(Rejected::new(
+        Some(v) if v.as_u64() == Some(u64::from(JOB_VERSION)) => Ok((doc, Some(JOB_VERSION))),
+        Some(v) => Err(Rejected::new(
             job,
             Some(&doc),
             msg_id,
-            codes::INVALID_JOB,
-            vec![serde_problem(&e.to_string())],
+            codes::UNSUPPORTED_VERSION,
+            vec![Problem::new(
+                "version",
+                format!("version {v} is not supported; this service reads version {JOB_VERSION}"),
+            )],
         )),
+        None => Ok((doc, None)),
     }
 }
 
@@ -711,11 +786,13 @@ fn finish(
     job: JobType,
     doc: &Json,
     msg_id: Option<&str>,
-    problems: Vec<Problem>,
+    mut problems: Vec<Problem>,
+    order: &[&str],
 ) -> Result<(), Box<Rejected>> {
     if problems.is_empty() {
         return Ok(());
     }
+    sort_problems(&mut problems, order);
     Err(Rejected::new(
         job,
         Some(doc),
@@ -725,25 +802,374 @@ fn finish(
     ))
 }
 
-/// serde's message, with the field it names (`unknown field `x``, `missing field `x``).
-fn serde_problem(message: &str) -> Problem {
-    let named = ["unknown field `", "missing field `"]
-        .iter()
-        .find_map(|start| message.strip_prefix(start))
-        .and_then(|rest| rest.split_once('`'))
-        .map(|(name, _)| name.to_owned());
-    Problem::new(named.unwrap_or_default(), message)
+/// Puts problems in a stable order: the whole document and unknown fields first (as found),
+/// then by the field's place in `order` (the contract's), a field before its elements
+/// (`media_urls` before `media_urls[0]`), elements by index; otherwise as found.
+fn sort_problems(problems: &mut [Problem], order: &[&str]) {
+    problems.sort_by_key(|p| {
+        let top = p.field.split(['.', '[']).next().unwrap_or_default();
+        let rank = order.iter().position(|f| *f == top).map_or(0, |i| i + 1);
+        let index = p
+            .field
+            .rsplit_once('[')
+            .and_then(|(_, rest)| rest.strip_suffix(']')?.parse::<usize>().ok())
+            .map_or(0, |i| i + 1);
+        (rank, index)
+    });
 }
 
+/// A field of a document as read: absent (or `null` where the field is optional), present but
+/// unusable (its problem is recorded), or its value.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Got<T> {
+    Absent,
+    Bad,
+    Ok(T),
+}
+
+impl<T> Got<T> {
+    pub(crate) fn as_ref(&self) -> Got<&T> {
+        match self {
+            Got::Absent => Got::Absent,
+            Got::Bad => Got::Bad,
+            Got::Ok(v) => Got::Ok(v),
+        }
+    }
+
+    pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> Got<U> {
+        match self {
+            Got::Absent => Got::Absent,
+            Got::Bad => Got::Bad,
+            Got::Ok(v) => Got::Ok(f(v)),
+        }
+    }
+
+    /// The value, if it was read.
+    pub(crate) fn ok(self) -> Option<T> {
+        match self {
+            Got::Ok(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// An optional field: `Some(None)` when absent, `None` when unusable.
+    pub(crate) fn optional(self) -> Option<Option<T>> {
+        match self {
+            Got::Absent => Some(None),
+            Got::Bad => None,
+            Got::Ok(v) => Some(Some(v)),
+        }
+    }
+}
+
+impl Got<String> {
+    fn as_deref(&self) -> Got<&str> {
+        self.as_ref().map(String::as_str)
+    }
+}
+
+/// The strings of an array read by [`Reader::strings`], if every element was one.
+fn complete(items: Vec<Option<String>>) -> Option<Vec<String>> {
+    items.into_iter().collect()
+}
+
+/// What a JSON value is, for messages (`not a number`).
+fn kind(v: &Json) -> &'static str {
+    match v {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
+    }
+}
+
+/// Reads the fields of a JSON object one by one, recording every problem with its path instead
+/// of stopping at the first (as deserializing with serde does).
+pub(crate) struct Reader<'a> {
+    object: &'a serde_json::Map<String, Json>,
+    /// Path of the object (`account.`, `api.v1.`; empty for the document).
+    prefix: String,
+    pub(crate) problems: Vec<Problem>,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(object: &'a serde_json::Map<String, Json>, prefix: &str) -> Reader<'a> {
+        Reader {
+            object,
+            prefix: prefix.to_owned(),
+            problems: Vec::new(),
+        }
+    }
+
+    pub(crate) fn problem(&mut self, name: &str, message: impl Into<String>) {
+        let field = format!("{}{name}", self.prefix);
+        self.problems.push(Problem::new(field, message));
+    }
+
+    /// Each field that is not one of `known`.
+    pub(crate) fn unknown_fields(&mut self, known: &[&str]) {
+        let expected = known
+            .iter()
+            .map(|k| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let unknown: Vec<&String> = self
+            .object
+            .keys()
+            .filter(|k| !known.contains(&k.as_str()))
+            .collect();
+        for name in unknown {
+            self.problem(
+                name,
+                format!("unknown field `{name}`, expected one of {expected}"),
+            );
+        }
+    }
+
+    /// The value of a field; a required one that is missing is a problem. `null` counts as
+    /// missing for optional fields (as serde reads an `Option`).
+    fn value(&mut self, name: &str, required: bool) -> Option<&'a Json> {
+        match self.object.get(name) {
+            None => {
+                if required {
+                    self.problem(name, "required");
+                }
+                None
+            }
+            Some(Json::Null) if !required => None,
+            Some(v) => Some(v),
+        }
+    }
+
+    pub(crate) fn string(&mut self, name: &str, required: bool) -> Got<String> {
+        match self.value(name, required) {
+            None => Got::Absent,
+            Some(Json::String(s)) => Got::Ok(s.clone()),
+            Some(v) => {
+                self.problem(name, format!("must be a string, not {}", kind(v)));
+                Got::Bad
+            }
+        }
+    }
+
+    /// A whole number (any size JSON allows); the caller checks its range.
+    pub(crate) fn integer(&mut self, name: &str, required: bool) -> Got<i128> {
+        match self.value(name, required) {
+            None => Got::Absent,
+            Some(v) => match v.as_i64().map(i128::from).or(v.as_u64().map(i128::from)) {
+                Some(n) => Got::Ok(n),
+                None => {
+                    let what = if v.is_number() {
+                        format!("{v}")
+                    } else {
+                        kind(v).to_owned()
+                    };
+                    self.problem(name, format!("must be a whole number, not {what}"));
+                    Got::Bad
+                }
+            },
+        }
+    }
+
+    pub(crate) fn boolean(&mut self, name: &str, required: bool) -> Got<bool> {
+        match self.value(name, required) {
+            None => Got::Absent,
+            Some(Json::Bool(b)) => Got::Ok(*b),
+            Some(v) => {
+                self.problem(name, format!("must be true or false, not {}", kind(v)));
+                Got::Bad
+            }
+        }
+    }
+
+    /// An array of strings; each element that is not a string is a problem of its own
+    /// (`media_urls[2]`) and `None` in the answer, so the rules still check the others. `null`
+    /// is not an array.
+    pub(crate) fn strings(&mut self, name: &str, required: bool) -> Got<Vec<Option<String>>> {
+        let v = match self.object.get(name) {
+            None if required => {
+                self.problem(name, "required");
+                return Got::Absent;
+            }
+            None => return Got::Absent,
+            Some(v) => v,
+        };
+        let Some(items) = v.as_array() else {
+            self.problem(
+                name,
+                format!("must be an array of strings, not {}", kind(v)),
+            );
+            return Got::Bad;
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            match item {
+                Json::String(s) => out.push(Some(s.clone())),
+                other => {
+                    self.problem(
+                        &format!("{name}[{i}]"),
+                        format!("must be a string, not {}", kind(other)),
+                    );
+                    out.push(None);
+                }
+            }
+        }
+        Got::Ok(out)
+    }
+
+    /// An array of `[name, value]` pairs of strings (HTTP headers); absent or `null`: none.
+    pub(crate) fn pairs(&mut self, name: &str) -> Got<Vec<(String, String)>> {
+        let Some(v) = self.value(name, false) else {
+            return Got::Absent;
+        };
+        let Some(items) = v.as_array() else {
+            self.problem(
+                name,
+                format!("must be an array of [name, value] pairs, not {}", kind(v)),
+            );
+            return Got::Bad;
+        };
+        let mut out = Vec::with_capacity(items.len());
+        let mut bad = false;
+        for (i, item) in items.iter().enumerate() {
+            match item.as_array().map(Vec::as_slice) {
+                Some([Json::String(n), Json::String(v)]) => out.push((n.clone(), v.clone())),
+                _ => {
+                    self.problem(
+                        &format!("{name}[{i}]"),
+                        format!("must be a [name, value] pair of strings, not {item}"),
+                    );
+                    bad = true;
+                }
+            }
+        }
+        if bad { Got::Bad } else { Got::Ok(out) }
+    }
+
+    /// Any JSON; `Null` when absent.
+    pub(crate) fn any(&mut self, name: &str) -> Json {
+        self.object.get(name).cloned().unwrap_or(Json::Null)
+    }
+
+    /// A nested object, read with its own path prefix; its problems become this reader's.
+    fn nested<T>(
+        &mut self,
+        name: &str,
+        value: &'a Json,
+        expected: &str,
+        read: impl FnOnce(&mut Reader<'a>) -> Got<T>,
+    ) -> Got<T> {
+        let Some(object) = value.as_object() else {
+            self.problem(name, format!("must be {expected}, not {}", kind(value)));
+            return Got::Bad;
+        };
+        let mut inner = Reader::new(object, &format!("{}{name}.", self.prefix));
+        let got = read(&mut inner);
+        self.problems.append(&mut inner.problems);
+        got
+    }
+
+    /// `account`: `{"id": 42}` or `{"name": "acme"}`.
+    pub(crate) fn account(&mut self) -> Got<AccountRef> {
+        let Some(value) = self.value("account", true) else {
+            return Got::Absent;
+        };
+        let prefix = self.prefix.clone();
+        self.nested(
+            "account",
+            value,
+            r#"{"id": <number>} or {"name": <text>}"#,
+            |r| {
+                r.unknown_fields(&["id", "name"]);
+                let id = r.integer("id", false);
+                let name = r.string("name", false);
+                match (id, name) {
+                    (Got::Ok(id), Got::Absent) => match i64::try_from(id) {
+                        Ok(id) => Got::Ok(AccountRef::Id(id)),
+                        Err(_) => {
+                            r.problem("id", "must be positive");
+                            Got::Bad
+                        }
+                    },
+                    (Got::Absent, Got::Ok(name)) => Got::Ok(AccountRef::Name(name)),
+                    (Got::Absent, Got::Absent) => {
+                        r.problems
+                            .push(Problem::new(format!("{prefix}account"), "give id or name"));
+                        Got::Bad
+                    }
+                    (Got::Bad, _) | (_, Got::Bad) => Got::Bad,
+                    (Got::Ok(_), Got::Ok(_)) => {
+                        r.problems.push(Problem::new(
+                            format!("{prefix}account"),
+                            "give either id or name, not both",
+                        ));
+                        Got::Bad
+                    }
+                }
+            },
+        )
+    }
+
+    /// `api`: `{"v1": {"types": [...]}}` or `{"v2": {"fields": [...]}}`, as whether it is v2
+    /// and the names listed (`None` for an element that is not a string).
+    pub(crate) fn lookup_api(&mut self) -> Got<(bool, Vec<Option<String>>)> {
+        let Some(value) = self.value("api", true) else {
+            return Got::Absent;
+        };
+        let prefix = self.prefix.clone();
+        let expected = r#"{"v1": {"types": [...]}} or {"v2": {"fields": [...]}}"#;
+        self.nested("api", value, expected, |r| {
+            r.unknown_fields(&["v1", "v2"]);
+            let list = |r: &mut Reader<'a>, version: &str, name: &str| {
+                let value = r.object.get(version)?;
+                Some(
+                    r.nested(version, value, &format!(r#"{{"{name}": [...]}}"#), |v| {
+                        v.unknown_fields(&[name]);
+                        let got = v.strings(name, false);
+                        match got {
+                            Got::Absent => Got::Ok(Vec::new()),
+                            other => other,
+                        }
+                    }),
+                )
+            };
+            let v1 = list(r, "v1", "types");
+            let v2 = list(r, "v2", "fields");
+            match (v1, v2) {
+                (Some(types), None) => types.map(|types| (false, types)),
+                (None, Some(fields)) => fields.map(|fields| (true, fields)),
+                (None, None) => {
+                    r.problems
+                        .push(Problem::new(format!("{prefix}api"), "give v1 or v2"));
+                    Got::Bad
+                }
+                (Some(_), Some(_)) => {
+                    r.problems.push(Problem::new(
+                        format!("{prefix}api"),
+                        "give either v1 or v2, not both",
+                    ));
+                    Got::Bad
+                }
+            }
+        })
+    }
+}
+
+/// The rules of the fields every job has; `None` for a field that is missing or unusable (its
+/// problem is already recorded).
 fn check_common(
     problems: &mut Vec<Problem>,
-    version: u32,
+    version: Option<u32>,
     job_id: Option<&str>,
-    idempotency_key: &str,
-    account: &AccountRef,
+    idempotency_key: Option<&str>,
+    account: Option<&AccountRef>,
     metadata: &Json,
 ) {
-    if version != JOB_VERSION {
+    if let Some(version) = version
+        && version != JOB_VERSION
+    {
         problems.push(Problem::new(
             "version",
             format!("version {version} is not supported; this service reads version {JOB_VERSION}"),
@@ -761,19 +1187,21 @@ fn check_common(
             ));
         }
     }
-    let key_ok = (1..=MAX_ID_LEN).contains(&idempotency_key.len())
-        && idempotency_key.bytes().all(|b| b.is_ascii_graphic());
-    if !key_ok {
-        problems.push(Problem::new(
-            "idempotency_key",
-            format!("1 to {MAX_ID_LEN} printable ASCII characters without spaces"),
-        ));
+    if let Some(key) = idempotency_key {
+        let key_ok =
+            (1..=MAX_ID_LEN).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic());
+        if !key_ok {
+            problems.push(Problem::new(
+                "idempotency_key",
+                format!("1 to {MAX_ID_LEN} printable ASCII characters without spaces"),
+            ));
+        }
     }
     match account {
-        AccountRef::Id(id) if *id <= 0 => {
+        Some(AccountRef::Id(id)) if *id <= 0 => {
             problems.push(Problem::new("account.id", "must be positive"))
         }
-        AccountRef::Name(name) if name.trim().is_empty() || name.chars().count() > 128 => {
+        Some(AccountRef::Name(name)) if name.trim().is_empty() || name.chars().count() > 128 => {
             problems.push(Problem::new("account.name", "1 to 128 characters"))
         }
         _ => {}
@@ -784,6 +1212,143 @@ fn check_common(
             "metadata",
             format!("{size} bytes as JSON; at most {MAX_METADATA_BYTES}"),
         ));
+    }
+}
+
+/// The fields of a send-SMS job as far as they could be read, for [`check_sms`].
+struct SmsFields<'a> {
+    to: Option<&'a str>,
+    from: Got<&'a str>,
+    messaging_service_sid: Got<&'a str>,
+    body: Got<&'a str>,
+    /// The elements that are strings, `None` for the others.
+    media_urls: Got<Vec<Option<&'a str>>>,
+    status_callback: Option<&'a str>,
+    validity_period: Option<i128>,
+}
+
+/// The rules of a send-SMS job. A rule between two fields is checked only when neither is
+/// unusable (a `from` that is not a string does not also make "from or messaging_service_sid
+/// is required").
+fn check_sms(problems: &mut Vec<Problem>, f: &SmsFields<'_>) {
+    if let Some(to) = f.to
+        && let Err(e) = check_e164(to)
+    {
+        problems.push(Problem::new("to", e));
+    }
+    match (&f.from, &f.messaging_service_sid) {
+        (Got::Ok(_), Got::Ok(_)) => problems.push(Problem::new(
+            "messaging_service_sid",
+            "give either from or messaging_service_sid, not both",
+        )),
+        (Got::Absent, Got::Absent) => problems.push(Problem::new(
+            "from",
+            "from or messaging_service_sid is required",
+        )),
+        (from, sid) => {
+            if let Got::Ok(from) = from
+                && let Err(e) = check_sender(from)
+            {
+                problems.push(Problem::new("from", e));
+            }
+            if let Got::Ok(sid) = sid
+                && !is_sid(sid, "MG")
+            {
+                problems.push(Problem::new(
+                    "messaging_service_sid",
+                    "must be MG followed by 32 hex digits",
+                ));
+            }
+        }
+    }
+    let no_body = match f.body {
+        Got::Absent => Some(true),
+        Got::Ok(body) => Some(body.is_empty()),
+        Got::Bad => None,
+    };
+    let no_media = match &f.media_urls {
+        Got::Absent => Some(true),
+        Got::Ok(urls) => Some(urls.is_empty()),
+        Got::Bad => None,
+    };
+    if no_body == Some(true) && no_media == Some(true) {
+        problems.push(Problem::new("body", "body or media_urls is required"));
+    }
+    if let Got::Ok(body) = f.body {
+        let chars = body.chars().count();
+        if chars > MAX_BODY_CHARS {
+            problems.push(Problem::new(
+                "body",
+                format!("{chars} characters; at most {MAX_BODY_CHARS}"),
+            ));
+        }
+    }
+    if let Got::Ok(urls) = &f.media_urls {
+        if urls.len() > MAX_MEDIA_URLS {
+            problems.push(Problem::new(
+                "media_urls",
+                format!("{} URLs; at most {MAX_MEDIA_URLS}", urls.len()),
+            ));
+        }
+        for (i, url) in urls.iter().enumerate() {
+            if let Some(url) = url
+                && let Err(e) = check_http_url(url)
+            {
+                problems.push(Problem::new(format!("media_urls[{i}]"), e));
+            }
+        }
+    }
+    if let Some(url) = f.status_callback {
+        match check_http_url(url) {
+            Err(e) => problems.push(Problem::new("status_callback", e)),
+            Ok(host) if host.contains('_') => problems.push(Problem::new(
+                "status_callback",
+                "the host name must not contain '_' (Twilio rejects it)",
+            )),
+            Ok(_) => {}
+        }
+    }
+    if let Some(seconds) = f.validity_period
+        && !(1..=36000).contains(&seconds)
+    {
+        problems.push(Problem::new(
+            "validity_period",
+            format!("{seconds} is outside 1..=36000 seconds"),
+        ));
+    }
+}
+
+/// The rules of a lookup job, on the fields that could be read: `api` as whether it is v2 and
+/// the names it lists (`None` for an element that is not a string).
+fn check_lookup(
+    problems: &mut Vec<Problem>,
+    number: Option<&str>,
+    api: Option<(bool, &[Option<&str>])>,
+) {
+    if let Some(number) = number
+        && let Err(e) = check_e164(number)
+    {
+        problems.push(Problem::new("number", e));
+    }
+    let Some((v2, names)) = api else { return };
+    let (path, allowed) = if v2 {
+        ("api.v2.fields", LOOKUP_V2_FIELDS)
+    } else {
+        ("api.v1.types", LOOKUP_V1_TYPES)
+    };
+    for (i, name) in names.iter().enumerate() {
+        let Some(name) = name else { continue };
+        if !allowed.contains(name) {
+            problems.push(Problem::new(
+                format!("{path}[{i}]"),
+                format!("unknown {name:?}; one of {}", allowed.join(", ")),
+            ));
+        } else if names[..i].contains(&Some(*name)) {
+            problems.push(Problem::new(
+                format!("{path}[{i}]"),
+                format!("{name:?} is listed twice"),
+            ));
+        }
     }
 }
 
@@ -1174,13 +1739,20 @@ mod tests {
 
         let r = reject(r#"{"version": 1, "idempotency_key": "k", "account": {"id": 1}}"#);
         assert_eq!(r.error.field.as_deref(), Some("to"));
+        assert_eq!(fields(&r.error.problems), ["to", "from", "body"]);
 
         let r = reject(
             r#"{"version": 1, "idempotency_key": "k", "account": {"id": 1}, "to": 4155551234}"#,
         );
-        assert_eq!(r.error.field, None, "serde names no field for a wrong type");
+        assert_eq!(
+            r.error.field.as_deref(),
+            Some("to"),
+            "a wrong type names its field"
+        );
         assert!(
-            r.error.message.contains("invalid type"),
+            r.error
+                .message
+                .starts_with("to: must be a string, not a number"),
             "{}",
             r.error.message
         );
@@ -1197,6 +1769,193 @@ mod tests {
         let ok = decode_send_sms(br#"{"version": 1, "idempotency_key": "k", "account": {"id": 1}, "to": "+14155551234", "from": "ACME", "body": "hi"}"#, Some("k")).unwrap();
         assert_eq!(ok.id(), "k");
         assert!(decode_lookup(br#"{"version": 1, "idempotency_key": "k", "account": {"id": 1}, "number": "+14155551234", "api": {"v2": {"fields": ["nope"]}}}"#, None).is_err());
+    }
+
+    /// Every field missing at once is reported, not only the first serde meets, in the
+    /// contract's order, with the rules the other fields break.
+    #[test]
+    fn every_missing_field_is_reported() {
+        let reject = |doc: &str| decode_send_sms(doc.as_bytes(), None).unwrap_err();
+        let r = reject(r#"{"version": 1}"#);
+        assert_eq!(r.error.code, codes::INVALID_JOB);
+        assert_eq!(
+            fields(&r.error.problems),
+            ["idempotency_key", "account", "to", "from", "body"],
+            "{:#?}",
+            r.error.problems
+        );
+        assert_eq!(
+            r.error.message,
+            "idempotency_key: required; account: required; to: required; from: from or messaging_service_sid is required; body: body or media_urls is required"
+        );
+        assert_eq!(r.error.field.as_deref(), Some("idempotency_key"));
+
+        // No account and no to: both (the defect reported only `account`).
+        let r = reject(
+            r#"{"version": 1, "idempotency_key": "k", "from": "+15005550006", "body": "hi"}"#,
+        );
+        assert_eq!(fields(&r.error.problems), ["account", "to"]);
+        assert_eq!(r.error.message, "account: required; to: required");
+
+        // Without a version, too: the version is one problem among the others.
+        let r = reject(r#"{"job_id": "j", "to": "+14155551234", "from": "ACME", "body": "x"}"#);
+        assert_eq!(
+            fields(&r.error.problems),
+            ["version", "idempotency_key", "account"]
+        );
+        assert_eq!(r.job_id.as_deref(), Some("j"));
+
+        let lookup = decode_lookup(br#"{"version": 1, "job_id": "l-1"}"#, None).unwrap_err();
+        assert_eq!(
+            fields(&lookup.error.problems),
+            ["idempotency_key", "account", "number", "api"]
+        );
+    }
+
+    /// Missing fields, unknown fields, wrong types and broken rules come back together, each
+    /// with its path, in a stable order: the whole document and unknown fields first, then the
+    /// contract's fields in the order of its tables, a field before its elements.
+    #[test]
+    fn missing_unknown_mistyped_and_invalid_fields_are_reported_together() {
+        let doc = r#"{
+            "validity_period": 1.5, "media_url": [], "version": 1, "job_id": "has space",
+            "account": {"id": "42", "slug": "x"}, "to": "555-1234", "from": 12,
+            "messaging_service_sid": "MG0123456789abcdef0123456789abcdef",
+            "media_urls": ["ftp://a.example/x.png", 7, "https://a.example/ok.png"],
+            "status_callback": "https://my_host.example.com/cb", "metadata": {"m": 1}
+        }"#;
+        let r = decode_send_sms(doc.as_bytes(), Some("k-1")).unwrap_err();
+        let got: Vec<(&str, &str)> = r
+            .error
+            .problems
+            .iter()
+            .map(|p| (p.field.as_str(), p.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "media_url",
+                    "unknown field `media_url`, expected one of `version`, `job_id`, `idempotency_key`, `account`, `metadata`, `to`, `from`, `messaging_service_sid`, `body`, `media_urls`, `status_callback`, `validity_period`"
+                ),
+                ("job_id", "1 to 128 characters of A-Z a-z 0-9 . _ : -"),
+                ("idempotency_key", "required"),
+                (
+                    "account.slug",
+                    "unknown field `slug`, expected one of `id`, `name`"
+                ),
+                ("account.id", "must be a whole number, not a string"),
+                ("to", "must be E.164: '+' then 8 to 15 digits"),
+                ("from", "must be a string, not a number"),
+                (
+                    "media_urls[0]",
+                    "must be an absolute http:// or https:// URL"
+                ),
+                ("media_urls[1]", "must be a string, not a number"),
+                (
+                    "status_callback",
+                    "the host name must not contain '_' (Twilio rejects it)"
+                ),
+                ("validity_period", "must be a whole number, not 1.5"),
+            ],
+        );
+        assert_eq!(r.error.field.as_deref(), Some("media_url"));
+        assert_eq!(r.job_id.as_deref(), Some("has space"));
+        assert_eq!(
+            r.metadata,
+            json!({"m": 1}),
+            "the metadata still reaches the event"
+        );
+        // The same document decodes to the same problems every time.
+        let again = decode_send_sms(doc.as_bytes(), Some("k-1")).unwrap_err();
+        assert_eq!(again.error, r.error);
+        // With a key, the Nats-Msg-Id rule joins the others at the key's place.
+        let keyed = doc.replace(
+            r#""version": 1,"#,
+            r#""version": 1, "idempotency_key": "k-2","#,
+        );
+        let r = decode_send_sms(keyed.as_bytes(), Some("k-1")).unwrap_err();
+        assert_eq!(
+            fields(&r.error.problems)[..3],
+            ["media_url", "job_id", "idempotency_key"]
+        );
+        assert!(r.error.problems[2].message.contains("Nats-Msg-Id"));
+
+        // Accounts and lookup APIs name the part at fault.
+        let account = |a: &str| {
+            let doc = format!(
+                r#"{{"version": 1, "idempotency_key": "k", "account": {a}, "to": "+14155551234", "from": "ACME", "body": "x"}}"#
+            );
+            let r = decode_send_sms(doc.as_bytes(), None).unwrap_err();
+            r.error
+                .problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            account(r#""acme""#),
+            ["account: must be {\"id\": <number>} or {\"name\": <text>}, not a string"]
+        );
+        assert_eq!(account("{}"), ["account: give id or name"]);
+        assert_eq!(
+            account(r#"{"id": 1, "name": "a"}"#),
+            ["account: give either id or name, not both"]
+        );
+        assert_eq!(account(r#"{"id": 0}"#), ["account.id: must be positive"]);
+        assert_eq!(
+            account(r#"{"name": 5}"#),
+            ["account.name: must be a string, not a number"]
+        );
+        let lookup = |api: &str| {
+            let doc = format!(
+                r#"{{"version": 1, "idempotency_key": "k", "account": {{"id": 1}}, "number": "+14155551234", "api": {api}}}"#
+            );
+            let r = decode_lookup(doc.as_bytes(), None).unwrap_err();
+            fields(&r.error.problems)
+                .iter()
+                .map(|f| f.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(lookup(r#"{"v3": {}}"#), ["api.v3", "api"]);
+        assert_eq!(lookup(r#"{"v1": {}, "v2": {}}"#), ["api"]);
+        assert_eq!(lookup(r#"{"v1": {"fields": []}}"#), ["api.v1.fields"]);
+        assert_eq!(
+            lookup(r#"{"v2": {"fields": "caller_name"}}"#),
+            ["api.v2.fields"]
+        );
+        assert_eq!(
+            lookup(r#"{"v2": {"fields": [1, "nope", "caller_name", "caller_name"]}}"#),
+            ["api.v2.fields[0]", "api.v2.fields[1]", "api.v2.fields[3]"]
+        );
+        let r = decode_lookup(
+            br#"{"version": 1, "idempotency_key": 7, "account": {"name": "a"}, "number": "555", "api": {"v1": {"types": ["carrier", "x"]}}}"#,
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            fields(&r.error.problems),
+            ["idempotency_key", "number", "api.v1.types[1]"]
+        );
+    }
+
+    /// What decodes is exactly what serde reads, defaults included.
+    #[test]
+    fn decoding_agrees_with_serde_on_valid_jobs() {
+        for doc in [
+            json!({"version": 1, "idempotency_key": "k", "account": {"id": 1}, "to": "+14155551234", "from": "ACME", "body": "hi"}),
+            json!({"version": 1, "job_id": null, "idempotency_key": "k", "account": {"name": "acme"}, "to": "+14155551234", "messaging_service_sid": "MG0123456789abcdef0123456789abcdef", "media_urls": ["https://a.example/x.png"], "status_callback": "https://a.example/cb", "validity_period": 36000, "metadata": {"a": [1]}}),
+        ] {
+            let decoded = decode_send_sms(&crate::encode(&doc), None).unwrap();
+            assert_eq!(decoded, serde_json::from_value::<SendSmsJob>(doc).unwrap());
+        }
+        for doc in [
+            json!({"version": 1, "idempotency_key": "k", "account": {"id": 1}, "number": "+14155551234", "api": {"v1": {}}}),
+            json!({"version": 1, "idempotency_key": "k", "account": {"id": 1}, "number": "+14155551234", "api": {"v2": {"fields": ["caller_name"]}}, "metadata": 3}),
+        ] {
+            let decoded = decode_lookup(&crate::encode(&doc), None).unwrap();
+            assert_eq!(decoded, serde_json::from_value::<LookupJob>(doc).unwrap());
+        }
     }
 
     #[test]

@@ -462,59 +462,94 @@ struct Valid {
     headers: reqwest::header::HeaderMap,
 }
 
-/// Checks a job; the error names what is wrong.
+/// Checks a job; the error names everything that is wrong, joined by `; `.
 fn validate(job: &HttpJob) -> Result<Valid, String> {
+    let mut problems = Vec::new();
     if job.version != HTTP_JOB_VERSION {
-        return Err(format!(
+        problems.push(format!(
             "version {} is not supported (this service speaks version {HTTP_JOB_VERSION})",
             job.version
         ));
     }
     let method = job.method.trim().to_ascii_uppercase();
-    if method.is_empty() || method.len() > 32 {
-        return Err(format!("method '{}' is empty or too long", job.method));
-    }
-    let method = reqwest::Method::from_bytes(method.as_bytes())
-        .map_err(|_| format!("method '{}' is not an HTTP method token", job.method))?;
-    if job.url.len() > MAX_URL_BYTES {
-        return Err(format!("url is longer than {MAX_URL_BYTES} bytes"));
-    }
-    let url = Url::parse(job.url.trim()).map_err(|e| format!("url '{}': {e}", job.url))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "url '{}': the scheme must be http or https",
-            job.url
-        ));
-    }
-    let Some(host) = url.host_str() else {
-        return Err(format!("url '{}' has no host", job.url));
+    let method = if method.is_empty() || method.len() > 32 {
+        problems.push(format!("method '{}' is empty or too long", job.method));
+        None
+    } else {
+        match reqwest::Method::from_bytes(method.as_bytes()) {
+            Ok(m) => Some(m),
+            Err(_) => {
+                problems.push(format!(
+                    "method '{}' is not an HTTP method token",
+                    job.method
+                ));
+                None
+            }
+        }
     };
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("url must not carry credentials (user:password@)".into());
-    }
-    let host = host.trim_matches(['[', ']']).to_ascii_lowercase();
+    let url = if job.url.len() > MAX_URL_BYTES {
+        problems.push(format!("url is longer than {MAX_URL_BYTES} bytes"));
+        None
+    } else {
+        match Url::parse(job.url.trim()) {
+            Err(e) => {
+                problems.push(format!("url '{}': {e}", job.url));
+                None
+            }
+            Ok(url) if !matches!(url.scheme(), "http" | "https") => {
+                problems.push(format!(
+                    "url '{}': the scheme must be http or https",
+                    job.url
+                ));
+                None
+            }
+            Ok(url) if url.host_str().is_none() => {
+                problems.push(format!("url '{}' has no host", job.url));
+                None
+            }
+            Ok(url) if !url.username().is_empty() || url.password().is_some() => {
+                problems.push("url must not carry credentials (user:password@)".into());
+                None
+            }
+            Ok(url) => {
+                let host = url
+                    .host_str()
+                    .unwrap_or_default()
+                    .trim_matches(['[', ']'])
+                    .to_ascii_lowercase();
+                Some((url, host))
+            }
+        }
+    };
     if job.headers.len() > MAX_HEADERS {
-        return Err(format!("more than {MAX_HEADERS} headers"));
+        problems.push(format!("more than {MAX_HEADERS} headers"));
     }
     let mut headers = reqwest::header::HeaderMap::new();
-    for (name, value) in &job.headers {
-        let n = reqwest::header::HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("header name '{name}' is not valid"))?;
-        let v = reqwest::header::HeaderValue::from_str(value)
-            .map_err(|_| format!("the value of header '{name}' is not valid"))?;
-        headers.append(n, v);
+    for (name, value) in job.headers.iter().take(MAX_HEADERS) {
+        let n = reqwest::header::HeaderName::from_bytes(name.as_bytes());
+        let v = reqwest::header::HeaderValue::from_str(value);
+        match (n, v) {
+            (Ok(n), Ok(v)) => {
+                headers.append(n, v);
+            }
+            (Err(_), _) => problems.push(format!("header name '{name}' is not valid")),
+            (_, Err(_)) => problems.push(format!("the value of header '{name}' is not valid")),
+        }
     }
     if job.body.len() > MAX_REQUEST_BODY_BYTES {
-        return Err(format!(
+        problems.push(format!(
             "body is larger than {MAX_REQUEST_BODY_BYTES} bytes"
         ));
     }
-    Ok(Valid {
-        method,
-        url,
-        host,
-        headers,
-    })
+    match (method, url) {
+        (Some(method), Some((url, host))) if problems.is_empty() => Ok(Valid {
+            method,
+            url,
+            host,
+            headers,
+        }),
+        _ => Err(problems.join("; ")),
+    }
 }
 
 /// The error chain of a failed request, with the guard's refusal named as such.
@@ -694,7 +729,7 @@ impl Ctx {
             otel.kind = "consumer",
         );
         switchboard_telemetry::set_parent_from_nats(&span, message.headers.as_ref());
-        let result = match wire::decode::<HttpJob>(&message.payload) {
+        let result = match wire::decode_http_job(&message.payload) {
             Ok(job) => self.perform(&job).instrument(span.clone()).await,
             Err(e) => HttpJobResult::Error {
                 message: format!("malformed HTTP job: {e}"),
@@ -992,6 +1027,22 @@ mod tests {
         assert!(validate(&j).unwrap_err().contains("Bad Header"));
         j.headers = vec![("X-A".into(), "line\nbreak".into())];
         assert!(validate(&j).unwrap_err().contains("X-A"));
+        // Every problem at once, not only the first.
+        let mut j = job("GE T", "file:///etc/passwd");
+        j.version = 2;
+        j.headers = vec![
+            ("Bad Header".into(), "x".into()),
+            ("X-B".into(), "\n".into()),
+        ];
+        let err = validate(&j).unwrap_err();
+        let parts: Vec<&str> = err.split("; ").collect();
+        assert_eq!(parts.len(), 5, "{err}");
+        for (part, want) in parts
+            .iter()
+            .zip(["version 2", "method", "scheme", "Bad Header", "X-B"])
+        {
+            assert!(part.contains(want), "{part}: {want}");
+        }
     }
 
     #[test]

@@ -126,3 +126,49 @@ async fn permanent_twilio_errors_are_not_retried() {
     assert_eq!(codes, ["21211", "21610", "unknown_account"]);
     h.stop().await.unwrap();
 }
+
+/// A job missing several required fields, with others of the wrong type or breaking rules, is
+/// answered with one `failed` event that names every problem (docs/jobs.md, "Validation"), not
+/// only the first one deserialization meets; nothing reaches Twilio and the job is
+/// dead-lettered as published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_event_names_every_problem_of_the_job() {
+    let mut h = Harness::new().await.unwrap();
+    h.start().await.unwrap();
+    let mut job = sms_job("many-problems", &number(9));
+    let object = job.as_object_mut().unwrap();
+    object.remove("account");
+    object.remove("to");
+    object.insert("from".into(), json!(15005550006u64));
+    object.insert(
+        "media_urls".into(),
+        json!(["ftp://files.example.com/a.png"]),
+    );
+    object.insert("validity_period".into(), json!(0));
+    h.publish(&job).await.unwrap();
+
+    let id = "job-many-problems".to_owned();
+    let finals = h.wait_final(std::slice::from_ref(&id)).await;
+    let event = &finals[&id];
+    assert_eq!(event.kind, EventKind::Failed, "{event:?}");
+    assert_eq!(event.metadata, json!({"key": "many-problems"}));
+    let error = event.error.as_ref().unwrap();
+    assert_eq!(error.code, "invalid_job");
+    let fields: Vec<&str> = error.problems.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["account", "to", "from", "media_urls[0]", "validity_period"],
+        "{error:#?}"
+    );
+    assert_eq!(error.field.as_deref(), Some("account"));
+    assert_eq!(
+        error.message,
+        "account: required; to: required; from: must be a string, not a number; \
+         media_urls[0]: must be an absolute http:// or https:// URL; \
+         validity_period: 0 is outside 1..=36000 seconds"
+    );
+    h.wait_idle().await;
+    assert_eq!(h.dead_letters().await.len(), 1);
+    assert!(h.fake_get("requests").await.as_array().unwrap().is_empty());
+    h.stop().await.unwrap();
+}
