@@ -14,6 +14,8 @@ pub struct NatsServer {
     pub port: u16,
     /// Its JetStream store (the same after a restart, removed on drop).
     pub store_dir: PathBuf,
+    /// A configuration file given with `-c` (the same after a restart, removed on drop).
+    config: Option<PathBuf>,
 }
 
 impl NatsServer {
@@ -23,6 +25,23 @@ impl NatsServer {
             child: None,
             port: crate::free_port(),
             store_dir: std::env::temp_dir().join(crate::unique("sb-nats")),
+            config: None,
+        };
+        server.spawn().await?;
+        Ok(server)
+    }
+
+    /// Like [`NatsServer::start`], with settings from a configuration file holding `config`
+    /// (nats-server's format, e.g. `max_payload: 65536`); the command line's address, port and
+    /// JetStream store win over it.
+    pub async fn start_with_config(config: &str) -> anyhow::Result<NatsServer> {
+        let path = std::env::temp_dir().join(crate::unique("sb-nats-conf"));
+        std::fs::write(&path, config).with_context(|| format!("writing {}", path.display()))?;
+        let mut server = NatsServer {
+            child: None,
+            port: crate::free_port(),
+            store_dir: std::env::temp_dir().join(crate::unique("sb-nats")),
+            config: Some(path),
         };
         server.spawn().await?;
         Ok(server)
@@ -31,7 +50,11 @@ impl NatsServer {
     /// Starts the server process on this port and store directory; answers once it listens.
     async fn spawn(&mut self) -> anyhow::Result<()> {
         let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
-        let child = Command::new(&bin)
+        let mut command = Command::new(&bin);
+        if let Some(config) = &self.config {
+            command.arg("-c").arg(config);
+        }
+        let child = command
             .args([
                 "-a",
                 "127.0.0.1",
@@ -94,5 +117,8 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.store_dir);
+        if let Some(config) = &self.config {
+            let _ = std::fs::remove_file(config);
+        }
     }
 }

@@ -49,6 +49,39 @@ pub const MAX_URL_BYTES: usize = 8 * 1024;
 pub const MAX_HEADERS: usize = 100;
 /// Largest request body accepted.
 pub const MAX_REQUEST_BODY_BYTES: usize = 512 * 1024;
+/// Room kept in an answer for everything but the response body (status, URL, headers, JSON),
+/// when the body's bound is fitted to the NATS server's `max_payload` ([`body_limit_for`]).
+pub const ANSWER_OVERHEAD_BYTES: usize = 16 * 1024;
+
+/// The largest response body whose answer fits in a NATS message of `max_payload` bytes: the
+/// body travels in base64 (4 bytes for every 3), and [`ANSWER_OVERHEAD_BYTES`] are kept for the
+/// rest of the answer. An answer that still does not fit (very large headers) is replaced by an
+/// error that does ([`fit_answer`]).
+pub fn body_limit_for(max_payload: usize) -> usize {
+    max_payload.saturating_sub(ANSWER_OVERHEAD_BYTES) / 4 * 3
+}
+
+/// The answer to publish: `result` encoded, or, when that is larger than the NATS server's
+/// `max_payload` (it could not be published, and the behavior would wait out its timeout), an
+/// error saying so, which fits.
+pub fn fit_answer(result: HttpJobResult, max_payload: usize) -> (HttpJobResult, Vec<u8>) {
+    let encoded = wire::encode(&result);
+    if max_payload == 0 || encoded.len() <= max_payload {
+        return (result, encoded);
+    }
+    let body = match &result {
+        HttpJobResult::Response { body, .. } => format!(" (its body {} bytes)", body.len()),
+        _ => String::new(),
+    };
+    let error = HttpJobResult::Error {
+        message: format!(
+            "the response is too large to pass back: its answer is {} bytes{body}, and the NATS server takes at most {max_payload} bytes per message (max_payload)",
+            encoded.len()
+        ),
+    };
+    let encoded = wire::encode(&error);
+    (error, encoded)
+}
 
 /// How the HTTP endpoint behaves; [`HttpConfig::new`] gives the defaults.
 #[derive(Debug, Clone)]
@@ -65,7 +98,8 @@ pub struct HttpConfig {
     /// Connect to last byte of the response body.
     pub total_timeout: Duration,
     /// Largest response body passed back (the reply must fit in a NATS message: base64 in JSON
-    /// grows it by a third, and NATS' default limit is 1 MiB).
+    /// grows it by a third, and NATS' default limit is 1 MiB). [`start`] lowers it to what the
+    /// connected server's `max_payload` allows ([`body_limit_for`]), with a warning.
     pub max_response_bytes: usize,
     /// At shutdown, how long requests in flight may take to finish (`main` gives it the drain
     /// budget of `SHUTDOWN_TIMEOUT_SECS`).
@@ -735,6 +769,8 @@ impl Ctx {
                 message: format!("malformed HTTP job: {e}"),
             },
         };
+        // An answer larger than the server takes could not be published at all.
+        let (result, payload) = fit_answer(result, self.nats.max_payload());
         let outcome = match &result {
             HttpJobResult::Response { .. } => "response",
             HttpJobResult::Error { message } => {
@@ -747,7 +783,7 @@ impl Ctx {
             }
         };
         span.record("outcome", outcome);
-        if let Err(e) = self.nats.publish(reply, wire::encode(&result).into()).await {
+        if let Err(e) = self.nats.publish(reply, payload.into()).await {
             tracing::warn!(parent: &span, error = %e, "could not answer an HTTP job");
         }
     }
@@ -759,9 +795,10 @@ pub struct Started {
     subscriber: async_nats::Subscriber,
 }
 
-/// Subscribes to the HTTP subject in the queue group.
+/// Subscribes to the HTTP subject in the queue group. The response body bound is then lowered
+/// to what the connected NATS server's `max_payload` allows, with a warning.
 pub async fn start(
-    config: HttpConfig,
+    mut config: HttpConfig,
     store: Store,
     nats: async_nats::Client,
 ) -> anyhow::Result<Started> {
@@ -771,9 +808,22 @@ pub async fn start(
         .await
         .with_context(|| format!("subscribing to {}", config.subject))?;
     nats.flush().await.context("flushing NATS subscriptions")?;
+    // Connected now (the flush waited for the server), so this is the server's own limit.
+    let max_payload = nats.max_payload();
+    let fits = body_limit_for(max_payload);
+    if max_payload > 0 && config.max_response_bytes > fits {
+        tracing::warn!(
+            max_payload,
+            configured = config.max_response_bytes,
+            used = fits,
+            "the NATS server's max_payload is too small for answers with response bodies of the configured size: behaviors' HTTP responses are passed back up to {fits} bytes (larger ones answer an error)"
+        );
+        config.max_response_bytes = fits;
+    }
     tracing::info!(
         subject = %config.subject,
         queue_group = HTTP_QUEUE_GROUP,
+        max_response_bytes = config.max_response_bytes,
         allow_list = !config.allow.is_empty(),
         sandbox_routes = config.routes.len(),
         "outbound HTTP jobs ready"
@@ -791,6 +841,11 @@ pub async fn start(
 }
 
 impl Started {
+    /// The largest response body passed back, after fitting it to the server's `max_payload`.
+    pub fn max_response_bytes(&self) -> usize {
+        self.ctx.config.max_response_bytes
+    }
+
     /// Serves until `shutdown` completes; then stops taking requests, answers those already
     /// delivered and waits (at most the drain timeout) for those in flight. Every step after the
     /// shutdown is bounded, whether NATS is reachable or not; an error names what was abandoned.
@@ -1043,6 +1098,36 @@ mod tests {
         {
             assert!(part.contains(want), "{part}: {want}");
         }
+    }
+
+    #[test]
+    fn answers_fit_the_nats_max_payload() {
+        // NATS' default 1 MiB keeps the 512 KiB default; 64 KiB allows 36 KiB of body.
+        assert!(body_limit_for(1024 * 1024) >= HttpConfig::new("t").max_response_bytes);
+        assert_eq!(body_limit_for(64 * 1024), 36 * 1024);
+        assert_eq!(body_limit_for(1000), 0);
+        let response = |body: usize| HttpJobResult::Response {
+            status: 200,
+            headers: vec![("x".into(), "y".repeat(100))],
+            body: vec![b'a'; body],
+            url: "https://a.example/".into(),
+        };
+        let limit = body_limit_for(64 * 1024);
+        let (fits, payload) = fit_answer(response(limit), 64 * 1024);
+        assert!(matches!(fits, HttpJobResult::Response { .. }));
+        assert!(payload.len() <= 64 * 1024);
+        let (too_large, payload) = fit_answer(response(60 * 1024), 64 * 1024);
+        let HttpJobResult::Error { message } = too_large else {
+            panic!("{too_large:?}")
+        };
+        assert!(payload.len() <= 64 * 1024);
+        assert!(message.contains("its body 61440 bytes"), "{message}");
+        assert!(message.contains("at most 65536 bytes"), "{message}");
+        // Unknown max_payload (0): passed through.
+        assert!(matches!(
+            fit_answer(response(10), 0).0,
+            HttpJobResult::Response { .. }
+        ));
     }
 
     #[test]
