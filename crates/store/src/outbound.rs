@@ -78,6 +78,11 @@ pub struct OutboundJob {
     pub first_attempt_at: Option<OffsetDateTime>,
     pub updated_at: OffsetDateTime,
     pub finished_at: Option<OffsetDateTime>,
+    /// The connected account the job sends from, once resolved (`None` for an account the
+    /// job names that does not exist, and for rows written before this was recorded).
+    pub account_id: Option<i64>,
+    /// The job's `to`.
+    pub recipient: Option<String>,
     /// The database's clock when the row was read (leases are compared with it, not ours).
     pub now: OffsetDateTime,
 }
@@ -107,6 +112,8 @@ impl OutboundJob {
             first_attempt_at: r.get("first_attempt_at"),
             updated_at: r.get("updated_at"),
             finished_at: r.get("finished_at"),
+            account_id: r.get("account_id"),
+            recipient: r.get("recipient"),
             now: r.get("db_now"),
         })
     }
@@ -115,7 +122,8 @@ impl OutboundJob {
 /// Every column, plus the database clock.
 const COLUMNS: &str = "idempotency_key, job_id, job_type, state, attempts, lease_until, twilio_sid, \
     twilio_status, last_error_code, last_error_message, accepted_published, final_published, \
-    created_at, first_attempt_at, updated_at, finished_at, now() AS db_now";
+    created_at, first_attempt_at, updated_at, finished_at, account_id, recipient, \
+    now() AS db_now";
 
 /// A failure to record against a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,24 +181,38 @@ impl Store {
         }
     }
 
-    /// The job's row, created `queued` if it is new. The flag says whether this call created it.
+    /// The job's row, created `queued` if it is new, with whom the job is for: the connected
+    /// account it sends from (`None` when the account it names does not exist) and its
+    /// recipient (`switchboard jobs list --account/--number` filter on them). An existing row
+    /// that lacks them (an earlier delivery could not resolve the account) gets them; otherwise
+    /// it is not written. The flag says whether this call created the row.
     pub async fn outbound_job_upsert(
         &self,
         idempotency_key: &str,
         job_id: &str,
         job_type: &str,
+        account_id: Option<i64>,
+        recipient: Option<&str>,
     ) -> Result<(OutboundJob, bool)> {
-        let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO outbound_jobs (idempotency_key, job_id, job_type) VALUES ($1, $2, $3) \
-             ON CONFLICT (idempotency_key) DO NOTHING RETURNING {COLUMNS}"
+        let written = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO outbound_jobs (idempotency_key, job_id, job_type, account_id, recipient) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (idempotency_key) DO UPDATE SET \
+               account_id = coalesce(outbound_jobs.account_id, EXCLUDED.account_id), \
+               recipient = coalesce(outbound_jobs.recipient, EXCLUDED.recipient) \
+             WHERE (outbound_jobs.account_id IS NULL AND EXCLUDED.account_id IS NOT NULL) \
+                OR (outbound_jobs.recipient IS NULL AND EXCLUDED.recipient IS NOT NULL) \
+             RETURNING {COLUMNS}, (xmax = 0) AS inserted"
         )))
         .bind(idempotency_key)
         .bind(job_id)
         .bind(job_type)
+        .bind(account_id)
+        .bind(recipient)
         .fetch_optional(&self.relaxed)
         .await?;
-        if let Some(row) = inserted {
-            return Ok((OutboundJob::from_row(&row)?, true));
+        if let Some(row) = written {
+            return Ok((OutboundJob::from_row(&row)?, row.get("inserted")));
         }
         let job = self
             .outbound_job(idempotency_key)
@@ -204,8 +226,9 @@ impl Store {
     /// [`Store::outbound_claim_attempt`] does for a job seen for the first time, for a whole
     /// batch in one statement. A job whose key already has a row, or whose recipient is on its
     /// account's suppression list, gets no row here; the caller handles it one by one. Answers
-    /// the keys claimed. Keys must be distinct. Synchronous: the claim is on disk before any
-    /// create starts, so a crash of the database cannot forget that a create may have happened.
+    /// the keys claimed. Keys must be distinct. The rows record each job's account and
+    /// recipient. Synchronous: the claim is on disk before any create starts, so a crash of the
+    /// database cannot forget that a create may have happened.
     pub async fn outbound_claim_new(
         &self,
         jobs: &[NewJob<'_>],
@@ -222,9 +245,10 @@ impl Store {
         let recipients: Vec<&str> = jobs.iter().map(|j| j.to).collect();
         let rows = sqlx::query(
             "INSERT INTO outbound_jobs (idempotency_key, job_id, job_type, state, attempts, \
-               lease_until, first_attempt_at) \
+               lease_until, first_attempt_at, account_id, recipient) \
              SELECT u.key, u.job_id, $5, 'sending', 1, \
-               now() + make_interval(secs => $6::double precision / 1000), now() \
+               now() + make_interval(secs => $6::double precision / 1000), now(), \
+               u.account_id, u.recipient \
              FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) \
                AS u(key, job_id, account_id, recipient) \
              WHERE NOT EXISTS (SELECT 1 FROM sms_suppressions s \

@@ -1029,9 +1029,19 @@ async fn process(ctx: &Ctx, message: &jetstream::Message) -> anyhow::Result<Disp
     tracing::Span::current().record("job_id", job.id());
     let key = job.idempotency_key.as_str();
 
+    // The account first, so the row records whom the job is for (`jobs list --account`).
+    let account = credentials(ctx, &job.account).await;
+    let known_account = match &account {
+        Ok(Some((id, _))) => Some(*id),
+        Ok(None) => None,
+        Err(e) => match e.downcast_ref::<StoreError>() {
+            Some(StoreError::WrongMasterKey { account_id, .. }) => Some(*account_id),
+            _ => None,
+        },
+    };
     let (row, _new) = ctx
         .store
-        .outbound_job_upsert(key, job.id(), SMS_SEND)
+        .outbound_job_upsert(key, job.id(), SMS_SEND, known_account, Some(&job.to))
         .await?;
     if row.state.is_final() {
         if !row.final_published {
@@ -1059,7 +1069,7 @@ async fn process(ctx: &Ctx, message: &jetstream::Message) -> anyhow::Result<Disp
         return Ok(Disposition::Retry(left + Duration::from_millis(100)));
     }
 
-    let (account_id, creds) = match credentials(ctx, &job.account).await {
+    let (account_id, creds) = match account {
         Ok(Some(found)) => found,
         // Retrying cannot help until the service runs with the right key: fail it now.
         Err(e) if is_wrong_master_key(&e) => {

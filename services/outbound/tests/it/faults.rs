@@ -204,7 +204,7 @@ async fn a_create_cut_short_by_a_crash_is_adopted_not_repeated() {
     // lease run out) and, at Twilio, the message that create made.
     let (row, _) = h
         .store
-        .outbound_job_upsert("crashed-1", "job-crashed-1", "sms.send")
+        .outbound_job_upsert("crashed-1", "job-crashed-1", "sms.send", None, Some(&to))
         .await
         .unwrap();
     h.store

@@ -86,3 +86,92 @@ async fn a_job_published_again_is_not_sent_again() {
     assert_eq!(h.count_kind("job-dup-1", EventKind::Accepted), 1);
     h.stop().await.unwrap();
 }
+
+/// Every job's row says whom it was for: the connected account it sends from and its
+/// recipient (`switchboard jobs list --account/--number` filter on them), whichever path wrote
+/// the row: the batch claim of new jobs, the one-job path (rate limits on, a suppressed
+/// recipient, an unknown account), and a row an earlier delivery left without them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_record_their_account_and_recipient() {
+    let mut h = Harness::new().await.unwrap();
+    let suppressed = number(61);
+    h.store
+        .suppress(
+            h.account_id,
+            &suppressed,
+            switchboard_store::limits::SuppressionReason::Keyword,
+            "STOP",
+        )
+        .await
+        .unwrap();
+    // A row written before the account was known (as by an earlier delivery whose account
+    // lookup failed): the next delivery fills it in.
+    let (early, created) = h
+        .store
+        .outbound_job_upsert("whom-early", "job-whom-early", "sms.send", None, None)
+        .await
+        .unwrap();
+    assert!(created);
+    assert_eq!((early.account_id, early.recipient), (None, None));
+    h.start().await.unwrap();
+    let mut unknown = sms_job("whom-unknown", &number(63));
+    unknown["account"] = serde_json::json!({"name": "nobody"});
+    for job in [
+        sms_job("whom-batch", &number(60)),
+        sms_job("whom-suppressed", &suppressed),
+        unknown,
+        sms_job("whom-early", &number(64)),
+    ] {
+        h.publish(&job).await.unwrap();
+    }
+    let ids = [
+        "job-whom-batch",
+        "job-whom-suppressed",
+        "job-whom-unknown",
+        "job-whom-early",
+    ]
+    .map(String::from);
+    let finals = h.wait_final(&ids).await;
+    assert_eq!(finals["job-whom-batch"].kind, EventKind::Sent);
+    assert_eq!(finals["job-whom-early"].kind, EventKind::Sent);
+    assert_eq!(finals["job-whom-suppressed"].kind, EventKind::Failed);
+    assert_eq!(finals["job-whom-unknown"].kind, EventKind::Failed);
+    h.wait_idle().await;
+    h.stop().await.unwrap();
+
+    // With rate limits on, every job takes the one-job path.
+    h.config.limits = outbound::limits::LimitsConfig::default();
+    h.start().await.unwrap();
+    h.publish(&sms_job("whom-single", &number(62)))
+        .await
+        .unwrap();
+    let finals = h.wait_final(&["job-whom-single".to_owned()]).await;
+    assert_eq!(finals["job-whom-single"].kind, EventKind::Sent);
+    h.wait_idle().await;
+
+    let whom = |key: &'static str| {
+        let store = h.store.clone();
+        async move {
+            let row = store.outbound_job(key).await.unwrap().unwrap();
+            (row.account_id, row.recipient)
+        }
+    };
+    let account = Some(h.account_id);
+    assert_eq!(whom("whom-batch").await, (account, Some(number(60))));
+    assert_eq!(whom("whom-suppressed").await, (account, Some(suppressed)));
+    assert_eq!(whom("whom-unknown").await, (None, Some(number(63))));
+    assert_eq!(whom("whom-early").await, (account, Some(number(64))));
+    assert_eq!(whom("whom-single").await, (account, Some(number(62))));
+    // What the operator's `jobs list --account` reads.
+    let by_account = h
+        .store
+        .view_jobs(&switchboard_store::views::JobFilter {
+            account_id: Some(h.account_id),
+            limit: 50,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_account.len(), 4, "all but the unknown account's job");
+    h.stop().await.unwrap();
+}
