@@ -256,12 +256,39 @@ impl Store {
     /// either redone after a database crash (a job row re-created, an event re-published and
     /// de-duplicated) or falls back to a state the service resolves safely (a `sent` lost in a
     /// crash leaves the row `sending`, whose next delivery lists at Twilio before any send). The
-    /// writes that guard against a double send or a lost outcome stay synchronous: the claim of
-    /// an attempt (before the create) and the final `published` mark (before the JetStream
-    /// ack, which also flushes every earlier write of the job).
+    /// writes that guard against a double send or a lost outcome are durable whatever the pools
+    /// say ([`Store::durable`]): the claims of attempts (before the create), the batch record
+    /// of created messages and the final `published` mark (before the JetStream ack, which also
+    /// flushes every earlier write of the job).
     pub fn with_relaxed_pool(mut self, relaxed: PgPool) -> Store {
         self.relaxed = relaxed;
         self
+    }
+
+    /// A transaction on the main pool whose commit waits until its WAL is on disk, whatever the
+    /// pool's (or the server's, or the role's) `synchronous_commit`: `SET LOCAL
+    /// synchronous_commit = on`, sent with the `BEGIN` in one round trip. For the writes whose
+    /// loss in a crash of the database server would break a promise:
+    ///
+    /// - opt-outs and opt-ins (`suppress`, `unsuppress`, the operator's `operator_suppress` and
+    ///   `operator_unsuppress`): a forgotten STOP would let the next job text someone who
+    ///   unsubscribed, and Twilio does not send the STOP again;
+    /// - delivery statuses (`outbound_record_status`): Twilio calls back once per status, and
+    ///   the `status` event published from it must not be contradicted by the row;
+    /// - the outbound claims and outcomes that stand between a create and a double send or a
+    ///   lost result (`outbound_claim_new`, `outbound_claim_attempt`,
+    ///   `outbound_record_sent_batch`, the final mark of `outbound_mark_published`).
+    ///
+    /// Everything else may run with `synchronous_commit` off (the behavior worker's default,
+    /// `WORKER_SYNCHRONOUS_COMMIT`; the outbound service's relaxed pool): the message log and
+    /// run records (a lost `MessageSid` claim makes a Twilio retry run the behavior again), and
+    /// the outbound writes [`Store::with_relaxed_pool`] lists, each redone or resolved safely
+    /// after a crash.
+    pub(crate) async fn durable(&self) -> Result<Transaction<'static, Postgres>> {
+        Ok(self
+            .pool
+            .begin_with("BEGIN; SET LOCAL synchronous_commit = on")
+            .await?)
     }
 
     pub fn pool(&self) -> &PgPool {

@@ -233,7 +233,8 @@ impl Store {
     }
 
     /// Suppresses `number` for the account (a row already there keeps its first reason and
-    /// time). Answers whether the number was newly suppressed.
+    /// time). Answers whether the number was newly suppressed. Durable ([`Store::durable`]): a
+    /// STOP once recorded survives a crash of the database server.
     pub async fn suppress(
         &self,
         account_id: i64,
@@ -241,6 +242,7 @@ impl Store {
         reason: SuppressionReason,
         detail: &str,
     ) -> Result<bool> {
+        let mut tx = self.durable().await?;
         let done = sqlx::query(
             "INSERT INTO sms_suppressions (account_id, number, reason, detail) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (account_id, number) DO NOTHING",
@@ -249,19 +251,23 @@ impl Store {
         .bind(number)
         .bind(reason.as_str())
         .bind(detail)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
-    /// Lifts a suppression (an opt-in keyword). Answers whether there was one.
+    /// Lifts a suppression (an opt-in keyword). Answers whether there was one. Durable
+    /// ([`Store::durable`]), like [`Store::suppress`].
     pub async fn unsuppress(&self, account_id: i64, number: &str) -> Result<bool> {
+        let mut tx = self.durable().await?;
         let done =
             sqlx::query("DELETE FROM sms_suppressions WHERE account_id = $1 AND number = $2")
                 .bind(account_id)
                 .bind(number)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 

@@ -227,8 +227,8 @@ impl Store {
     /// batch in one statement. A job whose key already has a row, or whose recipient is on its
     /// account's suppression list, gets no row here; the caller handles it one by one. Answers
     /// the keys claimed. Keys must be distinct. The rows record each job's account and
-    /// recipient. Synchronous: the claim is on disk before any create starts, so a crash of the
-    /// database cannot forget that a create may have happened.
+    /// recipient. Durable ([`Store::durable`]): the claim is on disk before any create starts,
+    /// so a crash of the database cannot forget that a create may have happened.
     pub async fn outbound_claim_new(
         &self,
         jobs: &[NewJob<'_>],
@@ -243,6 +243,7 @@ impl Store {
         let job_ids: Vec<&str> = jobs.iter().map(|j| j.job_id).collect();
         let accounts: Vec<i64> = jobs.iter().map(|j| j.account_id).collect();
         let recipients: Vec<&str> = jobs.iter().map(|j| j.to).collect();
+        let mut tx = self.durable().await?;
         let rows = sqlx::query(
             "INSERT INTO outbound_jobs (idempotency_key, job_id, job_type, state, attempts, \
                lease_until, first_attempt_at, account_id, recipient) \
@@ -262,12 +263,13 @@ impl Store {
         .bind(&recipients)
         .bind(job_type)
         .bind(lease_ms)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(rows.iter().map(|r| r.get("idempotency_key")).collect())
     }
 
-    /// Records the messages Twilio created for a batch of jobs, in one synchronous statement:
+    /// Records the messages Twilio created for a batch of jobs, in one durable statement:
     /// each job becomes `sent` with its SID and, where `events_published`, both its events are
     /// noted published (so its JetStream ack may follow). Answers the keys recorded (a job that
     /// had already ended is left as it was and is not among them).
@@ -279,6 +281,7 @@ impl Store {
         let sids: Vec<&str> = jobs.iter().map(|j| j.twilio_sid).collect();
         let statuses: Vec<Option<&str>> = jobs.iter().map(|j| j.twilio_status).collect();
         let published: Vec<bool> = jobs.iter().map(|j| j.events_published).collect();
+        let mut tx = self.durable().await?;
         let rows = sqlx::query(
             "UPDATE outbound_jobs o SET state = 'sent', twilio_sid = u.sid, \
                twilio_status = u.status, lease_until = NULL, updated_at = now(), \
@@ -294,8 +297,9 @@ impl Store {
         .bind(&sids)
         .bind(&statuses)
         .bind(&published)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(rows.iter().map(|r| r.get("idempotency_key")).collect())
     }
 
@@ -312,13 +316,15 @@ impl Store {
 
     /// Starts create attempt `seen.attempts + 1`: `sending`, leased for `lease`, if the row is
     /// still as `seen` left it (same state and attempts, not leased). `None` when another
-    /// delivery changed it first; it must not send then.
+    /// delivery changed it first; it must not send then. Durable ([`Store::durable`]): the
+    /// claim is on disk before the create starts.
     pub async fn outbound_claim_attempt(
         &self,
         seen: &OutboundJob,
         lease: std::time::Duration,
     ) -> Result<Option<OutboundJob>> {
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        let mut tx = self.durable().await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE outbound_jobs SET state = 'sending', attempts = attempts + 1, \
                lease_until = now() + make_interval(secs => $4::double precision / 1000), \
@@ -331,8 +337,9 @@ impl Store {
         .bind(seen.state.as_str())
         .bind(i32::try_from(seen.attempts).unwrap_or(i32::MAX))
         .bind(lease_ms)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
+        tx.commit().await?;
         row.as_ref().map(OutboundJob::from_row).transpose()
     }
 
@@ -396,13 +403,24 @@ impl Store {
                 "UPDATE outbound_jobs SET accepted_published = TRUE, final_published = TRUE, updated_at = now() WHERE idempotency_key = $1"
             }
         };
-        // The final mark is the job's last write before its JetStream ack: synchronous, so the
+        // The final mark is the job's last write before its JetStream ack: durable, so the
         // outcome (and every earlier relaxed write of the job) is on disk before the ack.
-        let pool = match which {
-            Published::Accepted => &self.relaxed,
-            Published::Final => &self.pool,
-        };
-        sqlx::query(sql).bind(idempotency_key).execute(pool).await?;
+        match which {
+            Published::Accepted => {
+                sqlx::query(sql)
+                    .bind(idempotency_key)
+                    .execute(&self.relaxed)
+                    .await?;
+            }
+            Published::Final => {
+                let mut tx = self.durable().await?;
+                sqlx::query(sql)
+                    .bind(idempotency_key)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+        }
         Ok(())
     }
 

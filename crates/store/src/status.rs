@@ -96,12 +96,14 @@ const RETURNED: &str = "idempotency_key, job_id, attempts, \
 impl Store {
     /// Records a delivery status of the outbound job whose message is `update.message_sid`, if
     /// it ranks above the job's current status. `None` when no job has that message (not sent
-    /// by the outbound service, or its SID is not recorded yet).
+    /// by the outbound service, or its SID is not recorded yet). Durable ([`Store::durable`]):
+    /// Twilio calls back once per status, so a status lost in a crash would not come again.
     pub async fn outbound_record_status(
         &self,
         update: &StatusUpdate<'_>,
     ) -> Result<Option<StatusRecord>> {
         let rank = status_rank(update.status);
+        let mut tx = self.durable().await?;
         let applied = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE outbound_jobs SET delivery_status = $2, delivery_error_code = $3, \
                delivery_error_message = $4, delivery_updated_at = now(), updated_at = now() \
@@ -113,17 +115,19 @@ impl Store {
         .bind(update.error_code)
         .bind(update.error_message)
         .bind(rank)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
         if let Some(row) = applied {
+            tx.commit().await?;
             return Ok(Some(StatusRecord::from_row(&row, true)));
         }
         let current = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {RETURNED} FROM outbound_jobs WHERE twilio_sid = $1"
         )))
         .bind(update.message_sid)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(current.map(|row| StatusRecord::from_row(&row, false)))
     }
 }

@@ -635,13 +635,14 @@ impl Store {
 
     /// Suppresses `number` for the account on an operator's word (reason `operator`, `detail`
     /// the reason given). A number already suppressed keeps its row (its first reason and time):
-    /// answers that row and whether this call added it.
+    /// answers that row and whether this call added it. Durable ([`Store::durable`]).
     pub async fn operator_suppress(
         &self,
         account_id: i64,
         number: &str,
         detail: &str,
     ) -> Result<(SuppressionRow, bool)> {
+        let mut tx = self.durable().await?;
         let added = sqlx::query(
             "INSERT INTO sms_suppressions (account_id, number, reason, detail) \
              VALUES ($1, $2, 'operator', $3) ON CONFLICT (account_id, number) DO NOTHING",
@@ -649,7 +650,7 @@ impl Store {
         .bind(account_id)
         .bind(number)
         .bind(detail)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?
         .rows_affected()
             == 1;
@@ -658,21 +659,23 @@ impl Store {
         )))
         .bind(account_id)
         .bind(number)
-        .fetch_optional(self.pool())
+        .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| {
             StoreError::NotFound(format!("suppression of {number} for account {account_id}"))
         })?;
+        tx.commit().await?;
         Ok((SuppressionRow::from_row(&row), added))
     }
 
     /// Lifts the suppression of `number` for the account, whatever its reason; answers the row
-    /// removed, if there was one.
+    /// removed, if there was one. Durable ([`Store::durable`]).
     pub async fn operator_unsuppress(
         &self,
         account_id: i64,
         number: &str,
     ) -> Result<Option<SuppressionRow>> {
+        let mut tx = self.durable().await?;
         let row = sqlx::query(
             "WITH gone AS (DELETE FROM sms_suppressions WHERE account_id = $1 AND number = $2 \
                            RETURNING account_id, number, reason, detail, created_at) \
@@ -682,8 +685,9 @@ impl Store {
         )
         .bind(account_id)
         .bind(number)
-        .fetch_optional(self.pool())
+        .fetch_optional(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(row.as_ref().map(SuppressionRow::from_row))
     }
 }

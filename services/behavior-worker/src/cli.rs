@@ -73,6 +73,8 @@ pub struct Cli {
     /// Wait for the database to flush each run record to disk before answering. Off: a
     /// database crash can lose the last few hundred milliseconds of run records and MessageSid
     /// claims (a Twilio retry of such a message then runs again); on: two disk flushes per webhook.
+    /// Either way, opt-outs and opt-ins (STOP, START…) and delivery statuses are committed with
+    /// synchronous commit on, in their own transactions: their loss would break a promise.
     #[arg(long, env = "WORKER_SYNCHRONOUS_COMMIT", default_value_t = false, action = clap::ArgAction::Set, global = true)]
     pub synchronous_commit: bool,
     /// Log format: text (ANSI colours only when stderr is a terminal and NO_COLOR is unset) or
