@@ -96,6 +96,19 @@ pub struct Cli {
         global = true
     )]
     pub backoff_cap_ms: u64,
+    /// After a create that may have gone through although it failed (timeout, 5xx, dropped
+    /// connection, a crash mid-request), how long after it ended the recipient's messages
+    /// must be listed at Twilio before "no such message" is believed and the message is
+    /// created again, in milliseconds. A list read sooner that shows the message adopts it; one
+    /// that does not is read again once this has passed. Twilio documents no bound on how soon
+    /// a created message appears in its list: one it lists later than this is sent twice.
+    #[arg(
+        long,
+        env = "OUTBOUND_LIST_SETTLE_MS",
+        default_value_t = 30_000,
+        global = true
+    )]
+    pub list_settle_ms: u64,
     /// At shutdown, how long jobs in flight may take to finish, in seconds; capped by the drain
     /// part of SHUTDOWN_TIMEOUT_SECS. Jobs still running then are redelivered after the ack wait
     /// (the no-double-send checks make that safe).
@@ -252,6 +265,7 @@ impl Cli {
         config.drain_timeout =
             Duration::from_secs(self.drain_timeout_secs).min(self.shutdown.drain_budget());
         config.replicas = usize::from(self.jetstream_replicas);
+        config.list_settle = Duration::from_millis(self.list_settle_ms);
         config.limits = crate::limits::LimitsConfig {
             enabled: self.rate_limits,
             long_code: self.rate_long_code,
@@ -405,6 +419,13 @@ mod tests {
         let cli = Cli::try_parse_from(["outbound"]).unwrap();
         let config = cli.outbound_config();
         assert_eq!(config.replicas, 1, "one replica by default");
+        assert_eq!(config.list_settle, crate::DEFAULT_LIST_SETTLE);
+        assert_eq!(config.list_settle, Duration::from_secs(30));
+        let settle = Cli::try_parse_from(["outbound", "--list-settle-ms", "2500"]).unwrap();
+        assert_eq!(
+            settle.outbound_config().list_settle,
+            Duration::from_millis(2500)
+        );
         assert_eq!(
             config.drain_timeout,
             Duration::from_secs(8),

@@ -7,8 +7,10 @@
 //! cannot both send); a row that already has a SID is acknowledged without sending; a create that
 //! failed ambiguously (5xx, timeout, unreadable 201, or a process that died mid-request) is
 //! followed by a list of the recipient's messages at Twilio before anything is sent again, and a
-//! match is adopted. The JetStream message is acknowledged only after its outcome is recorded
-//! and its final event published; retries are NAKs with a delay from [`Backoff`].
+//! match is adopted; "no match" is believed only from a list read
+//! [`OutboundConfig::list_settle`] after that create ended (Twilio's list is not
+//! read-after-write consistent). The JetStream message is acknowledged only after its outcome is
+//! recorded and its final event published; retries are NAKs with a delay from [`Backoff`].
 //!
 //! [`run`] does everything; `main.rs` only reads the configuration and connects.
 
@@ -53,6 +55,9 @@ pub const HEADER_DEAD_LETTER_MESSAGE: &str = "Switchboard-Error-Message";
 /// the first attempt less this.
 const CLOCK_SKEW: Duration = Duration::from_secs(120);
 
+/// Default of [`OutboundConfig::list_settle`] (`OUTBOUND_LIST_SETTLE_MS`).
+pub const DEFAULT_LIST_SETTLE: Duration = Duration::from_secs(30);
+
 /// How long the events stream remembers event ids, so an event published again after a crash
 /// is stored once.
 const EVENT_DUPLICATE_WINDOW: Duration = Duration::from_secs(60 * 60);
@@ -96,6 +101,14 @@ pub struct OutboundConfig {
     /// Replicas of each stream the service creates (1 on a single server, 3 in a production
     /// cluster); an existing stream keeps its own (a warning says so when they differ).
     pub replicas: usize,
+    /// After a create that may have created the message (timeout, 5xx, dropped connection, a
+    /// process that died mid-request), how long after it ended a list of the recipient's
+    /// messages must have been read before "Twilio lists no such message" is believed and the
+    /// message created again. Twilio documents no bound on how soon a created message appears
+    /// in its list, so a list read sooner that does not show it proves nothing: the job is
+    /// listed again once this has passed. A message Twilio lists only later than this is sent
+    /// twice. Default [`DEFAULT_LIST_SETTLE`].
+    pub list_settle: Duration,
     /// Readiness of the consumers: set once they are created and fetching, cleared when
     /// shutdown begins (`/readyz`; detached by default).
     pub ready: ReadyFlag,
@@ -119,6 +132,7 @@ impl OutboundConfig {
             limits: limits::LimitsConfig::default(),
             status_callback_url: None,
             replicas: 1,
+            list_settle: DEFAULT_LIST_SETTLE,
             ready: ReadyFlag::default(),
         }
     }
@@ -1099,7 +1113,10 @@ async fn process(ctx: &Ctx, message: &jetstream::Message) -> anyhow::Result<Disp
     let exhausted = row.attempts >= ctx.config.backoff.max_attempts;
 
     if row.state == JobState::Sending {
-        // The last create may have created the message: look before sending again.
+        // The last create may have created the message: look before sending again. A list read
+        // too soon after it may not show the message yet; only one read `list_settle` after
+        // the create ended may conclude that there is none.
+        let trusted_from = list_trusted_from(&row, ctx.config.list_settle);
         match find_existing(ctx, account_id, &creds, &job, &row).await {
             Found::Yes(existing) => {
                 tracing::info!(sid = %existing.sid, "ambiguous create resolved: Twilio has the message; adopted");
@@ -1109,8 +1126,16 @@ async fn process(ctx: &Ctx, message: &jetstream::Message) -> anyhow::Result<Disp
                     .await?;
                 return reload_and_finish(ctx, message, &job).await;
             }
-            Found::No => {
+            Found::No if row.now >= trusted_from => {
                 tracing::info!("ambiguous create resolved: Twilio has no such message");
+            }
+            Found::No => {
+                let wait = Duration::try_from(trusted_from - row.now).unwrap_or_default();
+                tracing::info!(
+                    wait_ms = wait.as_millis() as u64,
+                    "Twilio does not list such a message yet; listing again once its list can be trusted"
+                );
+                return Ok(Disposition::Retry(wait + Duration::from_millis(50)));
             }
             Found::Unknown(why) => {
                 if expired || exhausted {
@@ -1578,6 +1603,19 @@ fn create_request(
     Ok(request)
 }
 
+/// From when a list of the recipient's messages can be trusted to show what the row's last
+/// create made: `settle` after that create ended. A create ends at the latest when its failure
+/// was recorded (the row's `updated_at`), or, for a process that died during it, when its lease
+/// ran out (the create's request is bounded by the request timeout, shorter than the lease).
+/// Later writes only move `updated_at` on, which errs on the side of waiting. Database clock.
+fn list_trusted_from(row: &OutboundJob, settle: Duration) -> OffsetDateTime {
+    let ended = match row.lease_until {
+        Some(until) if until > row.updated_at => until,
+        _ => row.updated_at,
+    };
+    ended + settle
+}
+
 /// What the ambiguity check found at Twilio.
 enum Found {
     /// The message the earlier create made.
@@ -1824,6 +1862,47 @@ mod tests {
             stream::RetentionPolicy::WorkQueue,
             "the rest of each config is unchanged"
         );
+    }
+
+    #[test]
+    fn an_empty_list_is_trusted_only_once_the_create_has_settled() {
+        let at = |s: i64| OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(s);
+        let row = OutboundJob {
+            idempotency_key: "k".into(),
+            job_id: "j".into(),
+            job_type: SMS_SEND.into(),
+            state: JobState::Sending,
+            attempts: 1,
+            lease_until: None,
+            twilio_sid: None,
+            twilio_status: None,
+            last_error_code: Some("timeout".into()),
+            last_error_message: None,
+            accepted_published: true,
+            final_published: false,
+            created_at: at(0),
+            first_attempt_at: Some(at(0)),
+            updated_at: at(10),
+            finished_at: None,
+            account_id: Some(1),
+            recipient: Some("+14155551234".into()),
+            now: at(11),
+        };
+        let settle = Duration::from_secs(30);
+        // A recorded ambiguous failure: from its record on.
+        assert_eq!(list_trusted_from(&row, settle), at(40));
+        // A process that died mid-create: from the end of its lease.
+        let crashed = OutboundJob {
+            lease_until: Some(at(70)),
+            ..row.clone()
+        };
+        assert_eq!(list_trusted_from(&crashed, settle), at(100));
+        assert_eq!(
+            list_trusted_from(&row, Duration::ZERO),
+            at(10),
+            "no settle: trusted at once"
+        );
+        assert_eq!(OutboundConfig::new("x").list_settle, DEFAULT_LIST_SETTLE);
     }
 
     #[test]

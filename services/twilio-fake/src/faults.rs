@@ -1,6 +1,7 @@
 //! Fault injection: what the admin API can make the fake do wrong, globally (random 429s and
-//! 5xx from a seeded generator, latency, accept-then-fail) or per destination number (a forced
-//! error code, latency, accept-then-fail, a failed delivery, lookup answers).
+//! 5xx from a seeded generator, latency, accept-then-fail, a lagging message list) or per
+//! destination number (a forced error code, latency, accept-then-fail, a lagging list, a failed
+//! delivery, lookup answers).
 
 use axum::http::StatusCode;
 use rand::rngs::StdRng;
@@ -28,8 +29,13 @@ pub struct GlobalFaults {
     pub retry_after: Option<u64>,
     /// Delay before every API answer, in milliseconds.
     pub latency_ms: u64,
-    /// Every successful create is then answered with an error or a dropped connection.
+    /// Every successful create is then answered with an error, a dropped connection, or an
+    /// answer later than the client waits.
     pub accept_then_fail: Option<AcceptThenFail>,
+    /// A created message appears in list answers only this many milliseconds after its
+    /// creation (Twilio's list is not read-after-write consistent); fetch by SID sees it at
+    /// once.
+    pub list_lag_ms: u64,
     /// Twilio's REST concurrency limit: an API request arriving while this many are already
     /// in flight is answered 429 / 20429 at once (with `retry_after` when set).
     pub max_concurrent: Option<usize>,
@@ -46,6 +52,7 @@ impl Default for GlobalFaults {
             retry_after: None,
             latency_ms: 0,
             accept_then_fail: None,
+            list_lag_ms: 0,
             max_concurrent: None,
         }
     }
@@ -59,8 +66,11 @@ pub struct NumberRule {
     pub error: Option<ForcedError>,
     /// Extra delay for requests about this number, in milliseconds.
     pub latency_ms: Option<u64>,
-    /// Create the message, then answer with an error or drop the connection.
+    /// Create the message, then answer with an error, drop the connection, or answer late.
     pub accept_then_fail: Option<AcceptThenFail>,
+    /// Messages to this number appear in list answers only this many milliseconds after their
+    /// creation (instead of the global `list_lag_ms`).
+    pub list_lag_ms: Option<u64>,
     /// Deliver asynchronously as failed or undelivered, with an error code.
     pub delivery: Option<DeliveryFailure>,
     /// What lookups answer for this number.
@@ -132,6 +142,9 @@ pub enum AcceptThenFail {
     },
     /// The connection is closed without any answer.
     Drop,
+    /// The 201 answer is held back for `delay_ms` after the message was created: a client that
+    /// waits less gives up (a create that timed out, yet went through).
+    Slow { delay_ms: u64 },
 }
 
 fn default_fail_status() -> u16 {
@@ -288,5 +301,16 @@ mod tests {
         .unwrap();
         assert_eq!(rule.accept_then_fail, Some(AcceptThenFail::Drop));
         assert_eq!(rule.delivery.unwrap().error_code, 30003);
+        let rule: NumberRule = serde_json::from_str(
+            r#"{"accept_then_fail": {"mode": "slow", "delay_ms": 1500}, "list_lag_ms": 800}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            rule.accept_then_fail,
+            Some(AcceptThenFail::Slow { delay_ms: 1500 })
+        );
+        assert_eq!(rule.list_lag_ms, Some(800));
+        let global: GlobalFaults = serde_json::from_str(r#"{"list_lag_ms": 200}"#).unwrap();
+        assert_eq!(global.list_lag_ms, 200);
     }
 }

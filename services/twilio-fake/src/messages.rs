@@ -146,19 +146,25 @@ async fn create(
         status_callback: first("StatusCallback").map(str::to_owned),
         params: params.clone(),
         answered_with: None,
+        listable_at: now,
     };
-    let (accept_then_fail, delivery) = {
+    let (accept_then_fail, delivery, list_lag_ms) = {
         let store = state.store();
         let rule = store.numbers.get(&valid.to);
         (
             rule.and_then(|r| r.accept_then_fail.clone())
                 .or_else(|| store.faults.global.accept_then_fail.clone()),
             rule.and_then(|r| r.delivery.clone()),
+            rule.and_then(|r| r.list_lag_ms)
+                .unwrap_or(store.faults.global.list_lag_ms),
         )
     };
+    message.listable_at =
+        now + time::Duration::milliseconds(i64::try_from(list_lag_ms).unwrap_or(i64::MAX));
     message.answered_with = accept_then_fail.as_ref().map(|a| match a {
         AcceptThenFail::Status { status, .. } => format!("status {status}"),
         AcceptThenFail::Drop => "dropped".to_owned(),
+        AcceptThenFail::Slow { delay_ms } => format!("slow {delay_ms} ms"),
     });
     let answer = render_one(&message, format, StatusCode::CREATED);
     state.store().push_message(message);
@@ -179,6 +185,11 @@ async fn create(
                 error,
                 format!("accept_then_fail status {}", status.as_u16()),
             ))
+        }
+        Some(AcceptThenFail::Slow { delay_ms }) => {
+            // Created already: a client that gives up before this ends leaves it at "Twilio".
+            tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+            Ok(with_note(answer, "accept_then_fail slow"))
         }
         Some(AcceptThenFail::Drop) => {
             conn.kill();
@@ -411,12 +422,15 @@ async fn list(
         .unwrap_or(0);
     let (to, from) = (get("To"), get("From"));
 
-    // Newest first, as Twilio lists. A message not sent yet is dated by its creation.
+    // Newest first, as Twilio lists. A message not sent yet is dated by its creation. One a
+    // `list_lag_ms` fault holds back is not listed yet.
+    let now = OffsetDateTime::now_utc();
     let matching: Vec<StoredMessage> = state
         .store()
         .messages
         .iter()
         .rev()
+        .filter(|m| m.listable_at <= now)
         .filter(|m| m.account_sid == account)
         .filter(|m| to.is_none_or(|to| m.to == to))
         .filter(|m| from.is_none_or(|from| m.from.as_deref() == Some(from)))

@@ -53,8 +53,11 @@ pub struct StoredMessage {
     pub status_callback: Option<String>,
     /// The form fields of the create, in order (repeats kept).
     pub params: Vec<(String, String)>,
-    /// How the create was answered when accept-then-fail applied (`"status 500"`, `"dropped"`).
+    /// How the create was answered when accept-then-fail applied (`"status 500"`, `"dropped"`,
+    /// `"slow 2000 ms"`).
     pub answered_with: Option<String>,
+    /// From when list answers include it (its creation, unless a `list_lag_ms` fault applied).
+    pub listable_at: OffsetDateTime,
 }
 
 impl StoredMessage {
@@ -140,6 +143,7 @@ impl StoredMessage {
             "status_callback": self.status_callback,
             "params": self.params,
             "answered_with": self.answered_with,
+            "listable_at": rfc3339(self.listable_at),
         })
     }
 }

@@ -125,6 +125,66 @@ async fn an_ambiguous_create_is_resolved_by_the_list_check() {
     h.stop().await.unwrap();
 }
 
+/// The worst ambiguous create: it times out at the client yet goes through, and Twilio's list
+/// shows the message only some time later. The first list after the timeout does not show it;
+/// the service must not take that for "nothing was created" and create it again, but list again
+/// once `list_settle` has passed since the create ended, find it and adopt it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_that_timed_out_is_not_repeated_while_the_list_lags() {
+    let mut h = Harness::new().await.unwrap();
+    // The create is answered 2 s after the message was made; the client gives up after 1 s.
+    // The message is listed 2.5 s after its creation, 1.5 s after the timeout. The list is
+    // trusted 3 s after the timeout.
+    h.config.request_timeout = std::time::Duration::from_secs(1);
+    h.config.list_settle = std::time::Duration::from_secs(3);
+    let to = number(22);
+    h.fake_put(
+        &format!("numbers/{}", to.replace('+', "%2B")),
+        json!({"accept_then_fail": {"mode": "slow", "delay_ms": 2000}, "list_lag_ms": 2500}),
+    )
+    .await;
+    h.start().await.unwrap();
+    h.publish(&sms_job("lagging-list", &to)).await.unwrap();
+    let id = "job-lagging-list".to_owned();
+    let finals = h.wait_final(std::slice::from_ref(&id)).await;
+    h.wait_idle().await;
+
+    let event = &finals[&id];
+    assert_eq!(event.kind, EventKind::Sent, "{event:?}");
+    assert_eq!(
+        h.create_requests_by_recipient().await.get(&to),
+        Some(&1),
+        "no second create"
+    );
+    let messages = h.fake_get("messages").await;
+    let created: Vec<&serde_json::Value> = messages
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["message"]["to"] == to.as_str())
+        .collect();
+    assert_eq!(created.len(), 1, "one message at Twilio");
+    assert_eq!(
+        event.twilio_sid.as_deref(),
+        created[0]["message"]["sid"].as_str(),
+        "the message the timed-out create made was adopted"
+    );
+    // It was listed more than once: before the message showed, and once the list was trusted.
+    let lists = h.fake_get("requests?method=GET").await;
+    let lists = lists
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["operation"] == "ListMessage")
+        .count();
+    assert!(lists >= 2, "{lists} lists");
+    let row = h.store.outbound_job("lagging-list").await.unwrap().unwrap();
+    assert_eq!(row.state, JobState::Sent);
+    assert_eq!(row.attempts, 1);
+    assert_eq!(row.last_error_code.as_deref(), Some("timeout"));
+    h.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_that_keeps_failing_is_dead_lettered_after_the_attempts() {
     let mut h = Harness::new().await.unwrap();

@@ -103,6 +103,9 @@ impl Harness {
         };
         config.max_age = Duration::from_secs(600);
         config.request_timeout = Duration::from_secs(5);
+        // The sandbox lists a message as soon as it is created (unless a test gives it a
+        // `list_lag_ms`): a short settle keeps ambiguous failures quick to resolve.
+        config.list_settle = Duration::from_millis(200);
         config.drain_timeout = Duration::from_secs(20);
         config.fetch_wait = Duration::from_millis(500);
         // Limits off unless a test is about them (the test sender is a 1-segment/s long code).

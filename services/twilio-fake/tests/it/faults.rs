@@ -1,5 +1,5 @@
-//! Fault injection: forced codes per number, random 429/5xx with a seed, latency, and
-//! accept-then-fail (the message exists although the answer says otherwise).
+//! Fault injection: forced codes per number, random 429/5xx with a seed, latency,
+//! accept-then-fail (the message exists although the answer says otherwise) and a lagging list.
 
 use std::time::{Duration, Instant};
 
@@ -256,6 +256,89 @@ async fn accept_then_fail_by_dropping_the_connection() {
 
     // The server is fine afterwards.
     assert_eq!(send_to(&fake, TO).await.status(), 201);
+}
+
+/// A create that times out at the client yet went through, and a list that shows the message
+/// only later: what an outbound retry after an ambiguous create must not mistake for "nothing
+/// was created".
+#[tokio::test]
+async fn a_slow_answer_and_a_lagging_list() {
+    let fake = Fake::start().await;
+    fake.rule(
+        VICTIM,
+        json!({"accept_then_fail": {"mode": "slow", "delay_ms": 1500}, "list_lag_ms": 2500}),
+    )
+    .await;
+    let started = Instant::now();
+    let result = fake
+        .client
+        .post(fake.messages_url())
+        .basic_auth(ACCOUNT, Some(TOKEN))
+        .timeout(Duration::from_millis(300))
+        .form(&[("To", VICTIM), ("From", FROM), ("Body", "x")])
+        .send()
+        .await;
+    assert!(result.expect_err("gave up").is_timeout());
+    let stored = fake.admin("/messages").await;
+    assert_eq!(stored.as_array().unwrap().len(), 1, "created all the same");
+    assert_eq!(stored[0]["answered_with"], "slow 1500 ms");
+    let sid = stored[0]["message"]["sid"].as_str().unwrap().to_owned();
+    let list_url = format!("/2010-04-01/Accounts/{ACCOUNT}/Messages.json?To=%2B15550001111");
+    let listed = |list: Value| list["messages"].as_array().unwrap().len();
+    assert_eq!(
+        listed(fake.get(&list_url).await.json().await.unwrap()),
+        0,
+        "not listed yet"
+    );
+    // Fetch by SID sees it at once.
+    let fetched = fake
+        .get(&format!(
+            "/2010-04-01/Accounts/{ACCOUNT}/Messages/{sid}.json"
+        ))
+        .await;
+    assert_eq!(fetched.status(), 200);
+    // Other numbers are listed at once.
+    assert_eq!(send_to(&fake, TO).await.status(), 201);
+    let all: Value = fake
+        .get(&format!("/2010-04-01/Accounts/{ACCOUNT}/Messages.json"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed(all), 1, "only the other number's message");
+    tokio::time::sleep(Duration::from_millis(2600).saturating_sub(started.elapsed())).await;
+    assert_eq!(
+        listed(fake.get(&list_url).await.json().await.unwrap()),
+        1,
+        "listed after the lag"
+    );
+
+    // The answer, for a client that waits, is a 201 after the delay; a global lag applies to
+    // every number without a rule of its own.
+    fake.faults(json!({"list_lag_ms": 60000})).await;
+    let started = Instant::now();
+    let response = fake
+        .client
+        .post(fake.messages_url())
+        .basic_auth(ACCOUNT, Some(TOKEN))
+        .form(&[("To", VICTIM), ("From", FROM), ("Body", "y")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    assert_eq!(send_to(&fake, TO).await.status(), 201);
+    let all: Value = fake
+        .get(&format!("/2010-04-01/Accounts/{ACCOUNT}/Messages.json"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed(all),
+        2,
+        "the later messages are held back: the rule's lag, the global one"
+    );
 }
 
 #[tokio::test]
