@@ -5,6 +5,7 @@
 pub mod jsonb;
 pub mod limits;
 pub mod outbound;
+pub mod retention;
 pub mod secrets;
 pub mod status;
 pub mod views;
