@@ -77,6 +77,36 @@ pub struct Cli {
     /// synchronous commit on, in their own transactions: their loss would break a promise.
     #[arg(long, env = "WORKER_SYNCHRONOUS_COMMIT", default_value_t = false, action = clap::ArgAction::Set, global = true)]
     pub synchronous_commit: bool,
+    /// Retention: days inbound messages (the message log, with the requests' phone numbers and
+    /// bodies) are kept; older ones are deleted by the pruner, with the runs that answered them.
+    /// An account's own setting (`switchboard accounts set-retention`) wins. `off` or 0: kept
+    /// forever.
+    #[arg(long, env = "RETENTION_MESSAGES_DAYS", default_value = "30", value_parser = crate::retention::days_arg, global = true)]
+    pub retention_messages_days: crate::retention::DaysArg,
+    /// Retention: days behavior runs (traces) are kept; a run is never deleted while the message
+    /// it answered is kept. An account's own setting wins. `off` or 0: kept forever.
+    #[arg(long, env = "RETENTION_RUNS_DAYS", default_value = "30", value_parser = crate::retention::days_arg, global = true)]
+    pub retention_runs_days: crate::retention::DaysArg,
+    /// Retention: days finished outbound jobs (sent, failed, dead) are kept; queued and sending
+    /// jobs are never deleted. An account's own setting wins. `off` or 0: kept forever.
+    #[arg(long, env = "RETENTION_JOBS_DAYS", default_value = "30", value_parser = crate::retention::days_arg, global = true)]
+    pub retention_jobs_days: crate::retention::DaysArg,
+    /// Seconds between pruning passes (the first runs a minute after start). Every replica
+    /// keeps the timer; a PostgreSQL advisory lock lets one pass run at a time. `off` or 0: this
+    /// replica never prunes.
+    #[arg(long, env = "RETENTION_INTERVAL_SECS", default_value = "3600", value_parser = crate::retention::interval_arg, global = true)]
+    pub retention_interval_secs: crate::retention::IntervalArg,
+    /// Most rows one pruning statement deletes (each batch is its own short transaction).
+    #[arg(long, env = "RETENTION_BATCH_SIZE", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub retention_batch_size: u32,
+    /// Pause between two full pruning batches, in milliseconds.
+    #[arg(
+        long,
+        env = "RETENTION_BATCH_PAUSE_MS",
+        default_value_t = 50,
+        global = true
+    )]
+    pub retention_batch_pause_ms: u64,
     /// Log format: text (ANSI colours only when stderr is a terminal and NO_COLOR is unset) or
     /// json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
@@ -97,6 +127,22 @@ pub enum Command {
     /// running worker's GET /readyz (2 s timeout); without: checks that NATS and PostgreSQL are
     /// reachable.
     Healthcheck,
+}
+
+impl Cli {
+    /// The retention pruner's options.
+    pub fn pruner_options(&self) -> crate::retention::PrunerOptions {
+        crate::retention::PrunerOptions {
+            policy: switchboard_store::retention::RetentionPolicy {
+                messages_days: self.retention_messages_days.0,
+                runs_days: self.retention_runs_days.0,
+                jobs_days: self.retention_jobs_days.0,
+                batch_size: self.retention_batch_size,
+                pause: std::time::Duration::from_millis(self.retention_batch_pause_ms),
+            },
+            interval: self.retention_interval_secs.0,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -127,6 +173,35 @@ mod tests {
             Some("0.0.0.0:9090".parse().unwrap())
         );
         assert_eq!(cli.shutdown.shutdown_timeout_secs, 4);
+        let p = cli.pruner_options();
+        assert_eq!(
+            p.policy,
+            switchboard_store::retention::RetentionPolicy::default(),
+            "30 days each, 1,000 rows a batch, 50 ms"
+        );
+        assert_eq!(p.interval, Some(std::time::Duration::from_secs(3600)));
+        let off = Cli::try_parse_from([
+            "behavior-worker",
+            "--retention-messages-days",
+            "off",
+            "--retention-runs-days",
+            "7",
+            "--retention-jobs-days",
+            "0",
+            "--retention-interval-secs",
+            "off",
+        ])
+        .unwrap()
+        .pruner_options();
+        assert_eq!(
+            (
+                off.policy.messages_days,
+                off.policy.runs_days,
+                off.policy.jobs_days
+            ),
+            (None, Some(7), None)
+        );
+        assert_eq!(off.interval, None);
         assert!(matches!(cli.command, Some(Command::Healthcheck)));
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod cli;
 mod macros;
+pub mod retention;
 mod status;
 
 use std::collections::HashMap;

@@ -130,6 +130,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("METRICS_ADDR: listening on {addr}"))?;
     }
+    // Retention: one pass at a time across replicas (an advisory lock); ends with the stop.
+    tokio::spawn(behavior_worker::retention::run_pruner(
+        store.clone(),
+        cli.pruner_options(),
+        stop.requested(),
+    ));
     let worker = behavior_worker::run(
         store,
         nats,

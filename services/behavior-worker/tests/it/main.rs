@@ -3,3 +3,4 @@
 //! shutdown, and the master key checks at start.
 
 mod lifecycle;
+mod retention;
