@@ -243,6 +243,19 @@ enum AccountsCmd {
         #[arg(long)]
         json: bool,
     },
+    /// How long this account's inbound messages, behavior runs and finished outbound jobs are
+    /// kept (the behavior worker's pruner deletes older ones): `--days N` (at least 1) overrides
+    /// the worker's RETENTION_*_DAYS for the account's rows, shorter or longer; `--days default`
+    /// returns to them.
+    SetRetention {
+        /// Account id or name.
+        account: String,
+        /// Days, or `default`.
+        #[arg(long)]
+        days: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// List accounts (never prints tokens).
     List {
         #[arg(long)]
@@ -439,6 +452,17 @@ async fn connect_store(global: &Global) -> anyhow::Result<Store> {
     Ok(Store::new(switchboard_store::connect(url, 2).await?, None))
 }
 
+/// `accounts set-retention --days`: a number of days (at least 1) or `default` (`None`).
+fn parse_retention_days(value: &str) -> anyhow::Result<Option<u32>> {
+    if value.eq_ignore_ascii_case("default") {
+        return Ok(None);
+    }
+    match value.parse::<u32>() {
+        Ok(d) if d >= 1 => Ok(Some(d)),
+        _ => anyhow::bail!("--days: '{value}' is not a number of days (at least 1) or 'default'"),
+    }
+}
+
 fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
@@ -603,6 +627,38 @@ async fn run_store_command(global: Global, command: Command) -> anyhow::Result<(
             let env = connect(&global, false).await?;
             switchboard_store::migrate(env.store.pool()).await?;
             println!("migrations applied");
+        }
+        Command::Accounts(AccountsCmd::SetRetention {
+            account,
+            days,
+            json,
+        }) => {
+            let days = parse_retention_days(&days)?;
+            let store = connect_store(&global).await?;
+            let accounts = store.list_accounts().await?;
+            let found = accounts
+                .iter()
+                .find(|a| a.name == account || account.parse() == Ok(a.id))
+                .ok_or_else(|| anyhow::anyhow!("no account with id or name '{account}'"))?;
+            store.set_account_retention(found.id, days).await?;
+            if json {
+                print_json(&serde_json::json!({
+                    "id": found.id,
+                    "name": found.name,
+                    "retention_days": days,
+                }))?;
+            } else {
+                match days {
+                    Some(d) => println!(
+                        "account {} ({}): messages, runs and finished jobs kept {d} day(s)",
+                        found.id, found.name
+                    ),
+                    None => println!(
+                        "account {} ({}): the worker's RETENTION_*_DAYS apply",
+                        found.id, found.name
+                    ),
+                }
+            }
         }
         Command::Accounts(AccountsCmd::Add {
             name,

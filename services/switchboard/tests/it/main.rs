@@ -3,6 +3,7 @@
 
 mod cli;
 mod jobs;
+mod retention;
 mod seed;
 mod views;
 
