@@ -10,6 +10,9 @@
 //! - Credentials: the connected account's Account SID and auth token go as HTTP Basic auth only
 //!   when the request's host equals (case-insensitively) one of the account's allowed hosts;
 //!   otherwise the answer is `credentials_refused` and the behavior's placeholder is `false`.
+//!   They go only over https with TLS verification on (not with `ignore_ssl_validation`): a
+//!   request with an account that is http, or https unverified, is not sent and answers an
+//!   error saying why. The operator's sandbox bases (below) are exempt.
 //! - SSRF guard: loopback, private, link-local (cloud metadata), unspecified, CGNAT, multicast
 //!   and reserved addresses, and IPv4 embedded in IPv6 forms of them, are refused, unless the
 //!   operator's allow-list (`OUTBOUND_HTTP_ALLOW`) names the host or a network holding the
@@ -606,6 +609,18 @@ fn describe(e: &reqwest::Error) -> String {
     parts.join(": ")
 }
 
+/// Why a request carrying an account's credentials may not be sent to `url` (none when it is
+/// https with the certificate verified).
+fn credentials_transport_refused(url: &Url, ignore_ssl_validation: bool) -> Option<&'static str> {
+    if url.scheme() != "https" {
+        Some("is not https")
+    } else if ignore_ssl_validation {
+        Some("turns TLS verification off (ignore_ssl_validation)")
+    } else {
+        None
+    }
+}
+
 struct Ctx {
     config: HttpConfig,
     store: Store,
@@ -667,6 +682,20 @@ impl Ctx {
             },
         };
         let route = self.config.routes.iter().find(|r| r.host == valid.host);
+        // The credentials travel only where nobody in between can read them: https with the
+        // certificate verified. The operator's sandbox base (a route) is trusted as configured.
+        if credentials.is_some()
+            && route.is_none()
+            && let Some(why) = credentials_transport_refused(&valid.url, job.ignore_ssl_validation)
+        {
+            return HttpJobResult::Error {
+                message: format!(
+                    "connected account {}'s credentials are sent only over https with TLS verification; this request {why}: {}",
+                    job.account_id.unwrap_or_default(),
+                    valid.url
+                ),
+            };
+        }
         let (client, target) = match route {
             Some(route) => (&self.clients.trusted, route.target(&valid.url)),
             None => {
