@@ -17,7 +17,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row, Transaction};
 use switchboard_package::{BehaviorDef, BotDef, ImportPlan, Owner, WebhookListenerDef};
 
-pub use secrets::{MasterKey, SecretError};
+pub use secrets::{KeyId, KeyUse, Keyring, MasterKey, SecretError};
 pub use sqlx;
 
 /// The migrations embedded in the binaries.
@@ -131,6 +131,34 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
 /// Hosts a Twilio account's credentials may be sent to (docs/semantics.md, Decision 11).
 pub const TWILIO_HOSTS: &[&str] = &["api.twilio.com", "lookups.twilio.com"];
 
+/// What [`Store::key_check`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyCheck {
+    /// The first account (by id), if any.
+    pub first_account: Option<i64>,
+    /// How many accounts were checked.
+    pub accounts: usize,
+    /// Accounts whose token only an old key decrypts, with that key's id.
+    pub on_old_keys: Vec<(i64, KeyId)>,
+    /// Accounts whose token the current key decrypts, stored without a key id.
+    pub without_key_id: usize,
+    /// Accounts after the first whose token no configured key decrypts.
+    pub unreadable: Vec<i64>,
+}
+
+/// What [`Store::rekey_accounts`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RekeyReport {
+    /// The id of the current key, which now encrypts every token.
+    pub current_key_id: String,
+    /// Accounts read.
+    pub accounts: usize,
+    /// Accounts whose token was re-encrypted (0 when run again).
+    pub reencrypted: usize,
+    /// The keys found before, by [`KeyUse::label`], with how many tokens each decrypted.
+    pub found: std::collections::BTreeMap<String, usize>,
+}
+
 /// A connected account without its secret.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Account {
@@ -224,7 +252,7 @@ pub struct Store {
     /// database server is recovered by design (see [`Store::with_relaxed_pool`]); the main pool
     /// when none was given.
     relaxed: PgPool,
-    key: Option<std::sync::Arc<MasterKey>>,
+    key: Option<std::sync::Arc<Keyring>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -245,10 +273,15 @@ fn count_objects(v: &serde_json::Value) -> usize {
 
 impl Store {
     pub fn new(pool: PgPool, key: Option<MasterKey>) -> Store {
+        Store::with_keys(pool, key.map(Keyring::from))
+    }
+
+    /// Like [`Store::new`], with old keys that still decrypt (a key rotation).
+    pub fn with_keys(pool: PgPool, keys: Option<Keyring>) -> Store {
         Store {
             relaxed: pool.clone(),
             pool,
-            key: key.map(std::sync::Arc::new),
+            key: keys.map(std::sync::Arc::new),
         }
     }
 
@@ -296,7 +329,7 @@ impl Store {
         &self.pool
     }
 
-    fn key(&self, purpose: &'static str) -> Result<&MasterKey> {
+    fn key(&self, purpose: &'static str) -> Result<&Keyring> {
         self.key.as_deref().ok_or(StoreError::NoMasterKey(purpose))
     }
 
@@ -361,32 +394,123 @@ impl Store {
     /// account's token decrypts; [`StoreError::WrongMasterKey`] when it does not (the services
     /// and the CLI refuse to start with a key that would fail at first use), or
     /// [`StoreError::NoMasterKey`] when there are accounts and no key.
+    ///
+    /// Every account is checked, with any configured key (current or old).
     pub async fn check_master_key(&self) -> Result<Option<i64>> {
-        let row = sqlx::query(
-            "SELECT id, name, provider, account_sid, allowed_hosts, auth_token_enc FROM connected_accounts ORDER BY id LIMIT 1",
+        Ok(self.key_check().await?.first_account)
+    }
+
+    /// Decrypts every stored auth token with the configured keys and says which key each
+    /// needed: [`StoreError::WrongMasterKey`] when no configured key decrypts the first
+    /// account's (the others' failures are listed in [`KeyCheck::unreadable`]).
+    pub async fn key_check(&self) -> Result<KeyCheck> {
+        let rows = sqlx::query(
+            "SELECT id, name, provider, account_sid, allowed_hosts, auth_token_enc FROM connected_accounts ORDER BY id",
         )
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        let Some(r) = row else { return Ok(None) };
-        let account = account_from_row(&r);
-        let blob: Vec<u8> = r.get("auth_token_enc");
-        self.decrypt_token(&account, &blob)?;
-        Ok(Some(account.id))
+        let mut check = KeyCheck::default();
+        for r in &rows {
+            let account = account_from_row(r);
+            let blob: Vec<u8> = r.get("auth_token_enc");
+            let first = check.first_account.is_none();
+            check.first_account.get_or_insert(account.id);
+            check.accounts += 1;
+            let used = match self.decrypt_token_with(&account, &blob) {
+                Ok((_, used)) => used,
+                // As before key rotation: the first account decides; another one saved with a
+                // key no longer configured fails its own jobs (and is warned about at start).
+                Err(StoreError::WrongMasterKey { account_id, .. }) if !first => {
+                    check.unreadable.push(account_id);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if !used.current {
+                check.on_old_keys.push((account.id, used.key_id));
+            } else if !used.has_key_id {
+                check.without_key_id += 1;
+            }
+        }
+        Ok(check)
+    }
+
+    /// Re-encrypts every stored auth token with the current key, in the format that names it,
+    /// in one transaction (rows locked): tokens already so encrypted are left as they are, so
+    /// running it again changes nothing. Fails, changing nothing, when a token decrypts with
+    /// no configured key.
+    pub async fn rekey_accounts(&self) -> Result<RekeyReport> {
+        let keys = self.key("re-encrypt auth tokens")?;
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "SELECT id, name, provider, account_sid, allowed_hosts, auth_token_enc FROM connected_accounts ORDER BY id FOR UPDATE",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut report = RekeyReport {
+            current_key_id: keys.current().id().to_string(),
+            ..RekeyReport::default()
+        };
+        for r in &rows {
+            let account = account_from_row(r);
+            let blob: Vec<u8> = r.get("auth_token_enc");
+            let (token, used) = self.decrypt_token_with(&account, &blob)?;
+            report.accounts += 1;
+            *report.found.entry(used.label()).or_default() += 1;
+            if used.needs_rekey() {
+                use secrecy::ExposeSecret;
+                let fresh = keys.encrypt(token.expose_secret(), &account.account_sid);
+                sqlx::query("UPDATE connected_accounts SET auth_token_enc = $2 WHERE id = $1")
+                    .bind(account.id)
+                    .bind(&fresh)
+                    .execute(&mut *tx)
+                    .await?;
+                report.reencrypted += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(report)
     }
 
     /// [`Store::check_master_key`] as a service or the CLI starts, bounded by `timeout`: a key
     /// that does not decrypt the stored credentials is an error (the caller exits with it); a
     /// database that does not answer is logged and the check is left to the first use.
     pub async fn check_master_key_at_start(&self, timeout: std::time::Duration) -> Result<()> {
-        match tokio::time::timeout(timeout, self.check_master_key()).await {
-            Ok(Ok(Some(account_id))) => {
-                tracing::info!(
-                    account_id,
-                    "SWITCHBOARD_MASTER_KEY decrypts the stored credentials"
-                );
+        match tokio::time::timeout(timeout, self.key_check()).await {
+            Ok(Ok(KeyCheck {
+                first_account: Some(account_id),
+                accounts,
+                on_old_keys,
+                without_key_id,
+                unreadable,
+            })) => {
+                if !unreadable.is_empty() {
+                    tracing::warn!(
+                        accounts = ?unreadable,
+                        "no configured key (SWITCHBOARD_MASTER_KEY, SWITCHBOARD_OLD_MASTER_KEYS) decrypts these accounts' stored credentials: their jobs fail with credentials_unreadable"
+                    );
+                }
+                if on_old_keys.is_empty() {
+                    tracing::info!(
+                        account_id,
+                        accounts,
+                        without_key_id,
+                        "SWITCHBOARD_MASTER_KEY decrypts the stored credentials"
+                    );
+                } else {
+                    let ids: Vec<String> = on_old_keys
+                        .iter()
+                        .map(|(id, key)| format!("account {id}: key {key}"))
+                        .collect();
+                    tracing::warn!(
+                        accounts,
+                        on_old_keys = %ids.join(", "),
+                        "stored credentials still use an old key (SWITCHBOARD_OLD_MASTER_KEYS): run `switchboard accounts rekey` before removing it"
+                    );
+                }
                 Ok(())
             }
-            Ok(Ok(None)) => {
+            Ok(Ok(KeyCheck { .. })) => {
                 tracing::info!("no connected account yet: SWITCHBOARD_MASTER_KEY not checked");
                 Ok(())
             }
@@ -410,6 +534,11 @@ impl Store {
 
     /// The auth token of `account` from its stored ciphertext.
     fn decrypt_token(&self, account: &Account, blob: &[u8]) -> Result<SecretString> {
+        Ok(self.decrypt_token_with(account, blob)?.0)
+    }
+
+    /// [`Store::decrypt_token`], saying which key decrypted it.
+    fn decrypt_token_with(&self, account: &Account, blob: &[u8]) -> Result<(SecretString, KeyUse)> {
         self.key("decrypt auth tokens")?
             .decrypt(blob, &account.account_sid)
             .map_err(|e| match e {

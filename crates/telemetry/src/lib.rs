@@ -9,6 +9,9 @@
 pub mod args;
 pub mod health;
 pub mod lifecycle;
+pub mod redact;
+
+pub use redact::{Redacted, redact_passwords};
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};

@@ -29,7 +29,11 @@ pub use sandbox::{sandbox, sandbox_account, sandbox_config, unchecked_sandbox_co
 pub use webhook::post_signed_form;
 
 /// A test master key (base64 of 32 bytes), for `Store::new` and `SWITCHBOARD_MASTER_KEY`.
+/// Public, so the services and the CLI refuse it unless `SWITCHBOARD_ALLOW_TEST_KEY=1`
+/// ([`ALLOW_TEST_KEY`]): set that wherever a test spawns a binary with this key.
 pub const MASTER_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+/// The variable and value that let a binary run with [`MASTER_KEY`] (tests only).
+pub const ALLOW_TEST_KEY: (&str, &str) = ("SWITCHBOARD_ALLOW_TEST_KEY", "1");
 /// The test Twilio account: connected in the store, known to the sandbox.
 pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 /// The test account's auth token (Basic auth at the sandbox, the key of webhook signatures).

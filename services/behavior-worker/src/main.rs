@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use behavior_worker::cli::{Cli, Command};
 use clap::Parser;
 use secrecy::ExposeSecret;
-use switchboard_store::{MasterKey, Store};
+use switchboard_store::{Keyring, Store};
 use switchboard_telemetry::health::{self, Readiness};
 use switchboard_telemetry::lifecycle::{self, Stop};
 use switchboard_wire::Subjects;
@@ -20,7 +20,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const KEY_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> Result<(), switchboard_telemetry::Redacted> {
+    // Passwords in URLs (DATABASE_URL, NATS_URL) never reach the error output.
+    Ok(service_main().await?)
+}
+
+async fn service_main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let _telemetry = switchboard_telemetry::init("behavior-worker", cli.log_format)?;
@@ -89,8 +94,9 @@ async fn reachable(cli: &Cli) -> Result<String, String> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let key = MasterKey::require(
+    let key = Keyring::require(
         cli.master_key.as_ref().map(|k| k.expose_secret()),
+        cli.old_master_keys.as_ref().map(|k| k.expose_secret()),
         "behavior-worker run (to verify webhook signatures)",
     )?;
     // Lazy: the worker starts (not ready) while PostgreSQL is unreachable.
@@ -99,7 +105,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         cli.db_max_connections,
         cli.synchronous_commit,
     )?;
-    let store = Store::new(pool.clone(), Some(key));
+    let store = Store::with_keys(pool.clone(), Some(key));
     store.check_master_key_at_start(KEY_CHECK_TIMEOUT).await?;
     let stop = Stop::on_signal(cli.shutdown.timeout());
     let nats = async_nats::ConnectOptions::new()

@@ -22,6 +22,7 @@ pub struct Cli {
     #[arg(
         long,
         env = "NATS_URL",
+        hide_env_values = true,
         default_value = "nats://127.0.0.1:4222",
         global = true
     )]

@@ -13,7 +13,12 @@ use switchboard_wire::Subjects;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> Result<(), switchboard_telemetry::Redacted> {
+    // Passwords in URLs (DATABASE_URL, NATS_URL) never reach the error output.
+    Ok(service_main().await?)
+}
+
+async fn service_main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let _telemetry = switchboard_telemetry::init("ingress", cli.log_format)?;

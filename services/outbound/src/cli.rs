@@ -18,12 +18,14 @@ pub struct Cli {
     #[arg(
         long,
         env = "NATS_URL",
+        hide_env_values = true,
         default_value = "nats://127.0.0.1:4222",
         global = true
     )]
     pub nats_url: String,
-    /// PostgreSQL URL.
-    #[arg(long, env = "DATABASE_URL", global = true)]
+    /// PostgreSQL URL (its value, which may hold a password, is never shown in --help, logs
+    /// or errors).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     pub database_url: Option<String>,
     /// Key that decrypts connected-account credentials (32 bytes, base64 or hex): the key
     /// `switchboard accounts add` encrypted them with. Required by `run`, which exits at once
@@ -37,6 +39,19 @@ pub struct Cli {
         global = true
     )]
     pub master_key: Option<SecretString>,
+    /// Old keys that still decrypt credentials during a key rotation (comma-separated, same
+    /// encoding): credentials are decrypted with whichever configured key they name and new
+    /// ones are encrypted with SWITCHBOARD_MASTER_KEY; `run` warns while stored credentials
+    /// still use an old key (`switchboard accounts rekey` re-encrypts them). The test suite's
+    /// public key is refused here and as SWITCHBOARD_MASTER_KEY (SWITCHBOARD_ALLOW_TEST_KEY=1
+    /// lets tests use it; never set it elsewhere).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_OLD_MASTER_KEYS",
+        hide_env_values = true,
+        global = true
+    )]
+    pub old_master_keys: Option<SecretString>,
     /// Prefix of every NATS subject (and, upper-cased, of the stream names).
     #[arg(long, env = "SWITCHBOARD_SUBJECT_PREFIX", default_value = switchboard_wire::DEFAULT_PREFIX, global = true)]
     pub subject_prefix: String,

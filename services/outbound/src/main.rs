@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use outbound::cli::{Cli, Command};
 use secrecy::ExposeSecret;
-use switchboard_store::{MasterKey, Store};
+use switchboard_store::{Keyring, Store};
 use switchboard_telemetry::health::{self, Readiness};
 use switchboard_telemetry::lifecycle::{self, Stop};
 use switchboard_twilio::client::TwilioClient;
@@ -21,7 +21,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const KEY_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> Result<(), switchboard_telemetry::Redacted> {
+    // Passwords in URLs (DATABASE_URL, NATS_URL) never reach the error output.
+    Ok(service_main().await?)
+}
+
+async fn service_main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let _telemetry = switchboard_telemetry::init("outbound", cli.log_format)?;
@@ -92,8 +97,9 @@ async fn reachable(cli: &Cli) -> Result<String, String> {
 }
 
 async fn run(cli: &Cli) -> anyhow::Result<()> {
-    let key = MasterKey::require(
+    let key = Keyring::require(
         cli.master_key.as_ref().map(|k| k.expose_secret()),
+        cli.old_master_keys.as_ref().map(|k| k.expose_secret()),
         "outbound run (to decrypt the accounts' Twilio credentials)",
     )?;
     let database_url = database_url(cli)?;
@@ -102,7 +108,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
     // (Store::with_relaxed_pool says which).
     let pool = switchboard_store::connect_lazy(database_url, cli.db_max_connections, true)?;
     let relaxed = switchboard_store::connect_lazy(database_url, cli.db_max_connections, false)?;
-    let store = Store::new(pool.clone(), Some(key)).with_relaxed_pool(relaxed);
+    let store = Store::with_keys(pool.clone(), Some(key)).with_relaxed_pool(relaxed);
     store.check_master_key_at_start(KEY_CHECK_TIMEOUT).await?;
     let twilio = TwilioClient::new(cli.client_config())?;
     let stop = Stop::on_signal(cli.shutdown.timeout());

@@ -8,7 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use switchboard::args::KeyValue;
 use switchboard::ops::Env;
 use switchboard::simulate::{JsonReport, SimulateRequest, render_text, simulate};
-use switchboard_store::{MasterKey, Store};
+use switchboard_store::{Keyring, MasterKey, Store};
 use switchboard_wire::Subjects;
 
 /// Switchboard: Cerb-style SMS bots on Twilio.
@@ -24,13 +24,15 @@ struct Cli {
 /// Where Switchboard's state lives (not needed by `simulate`).
 #[derive(Debug, Args)]
 struct Global {
-    /// PostgreSQL URL.
-    #[arg(long, env = "DATABASE_URL", global = true)]
+    /// PostgreSQL URL (its value, which may hold a password, is never shown in --help or
+    /// errors).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     database_url: Option<String>,
     /// NATS URL (to tell running workers about changes; `run` sends its request there).
     #[arg(
         long,
         env = "NATS_URL",
+        hide_env_values = true,
         default_value = "nats://127.0.0.1:4222",
         global = true
     )]
@@ -46,6 +48,18 @@ struct Global {
         global = true
     )]
     master_key: Option<SecretString>,
+    /// Old keys that still decrypt credentials during a key rotation (comma-separated, same
+    /// encoding as SWITCHBOARD_MASTER_KEY, which encrypts): `accounts rekey` re-encrypts every
+    /// stored token with SWITCHBOARD_MASTER_KEY, after which the old keys can go. The test
+    /// suite's public key is refused here and as SWITCHBOARD_MASTER_KEY
+    /// (SWITCHBOARD_ALLOW_TEST_KEY=1 lets tests use it; never set it elsewhere).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_OLD_MASTER_KEYS",
+        hide_env_values = true,
+        global = true
+    )]
+    old_master_keys: Option<SecretString>,
     /// Public base URL of ingress, for webhook URLs.
     #[arg(
         long,
@@ -261,6 +275,13 @@ enum AccountsCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Re-encrypt every stored auth token with SWITCHBOARD_MASTER_KEY (after a key rotation:
+    /// the old key in SWITCHBOARD_OLD_MASTER_KEYS), in one transaction; prints how many were
+    /// re-encrypted and the key ids found. Running it again changes nothing.
+    Rekey {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -354,7 +375,9 @@ fn main() -> ExitCode {
         // The outcome is printed already.
         Err(e) if e.is::<switchboard::jobs::Unsuccessful>() => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            // Passwords in URLs (DATABASE_URL, NATS_URL) never reach the output.
+            let text = switchboard_telemetry::redact_passwords(&format!("{e:#}"));
+            eprintln!("error: {}", text.replace('\n', " "));
             ExitCode::FAILURE
         }
     }
@@ -412,21 +435,24 @@ fn run_simulate(
     Ok(())
 }
 
-async fn connect(global: &Global, need_key: bool) -> anyhow::Result<Env> {
+async fn connect(global: &Global, need_key: Option<&str>) -> anyhow::Result<Env> {
     let url = global.database_url.as_deref().ok_or_else(|| {
         anyhow::anyhow!("DATABASE_URL (or --database-url) is required for this command")
     })?;
     Subjects::validate_prefix(&global.subject_prefix).map_err(anyhow::Error::msg)?;
-    let pool = switchboard_store::connect(url, 2).await?;
     let key = match &global.master_key {
-        Some(k) => Some(MasterKey::parse(k.expose_secret())?),
-        None if need_key => {
-            return Err(
-                switchboard_store::SecretError::Missing("switchboard accounts add".into()).into(),
-            );
+        Some(k) => Some(Keyring::with_old(
+            MasterKey::parse(k.expose_secret())?,
+            global.old_master_keys.as_ref().map(|k| k.expose_secret()),
+        )?),
+        None => {
+            if let Some(who) = need_key {
+                return Err(switchboard_store::SecretError::Missing(who.into()).into());
+            }
+            None
         }
-        None => None,
     };
+    let pool = switchboard_store::connect(url, 2).await?;
     // NATS is optional for the CLI: it only announces changes to running workers.
     let nats = tokio::time::timeout(
         std::time::Duration::from_secs(2),
@@ -436,7 +462,7 @@ async fn connect(global: &Global, need_key: bool) -> anyhow::Result<Env> {
     .ok()
     .and_then(Result::ok);
     Ok(Env {
-        store: Store::new(pool, key),
+        store: Store::with_keys(pool, key),
         nats,
         subjects: Subjects::new(&global.subject_prefix),
         public_base_url: global.public_base_url.clone(),
@@ -595,7 +621,7 @@ async fn run_store_command(global: Global, command: Command) -> anyhow::Result<(
             switchboard::views::runs::run(&env, cmd).await?;
         }
         Command::Jobs(cmd) => {
-            let env = connect(&global, false).await?;
+            let env = connect(&global, None).await?;
             let subjects = switchboard::jobs::subjects(&global.subject_prefix);
             switchboard::views::jobs::run(&env.store, env.nats.as_ref(), &subjects, cmd).await?;
         }
@@ -624,7 +650,7 @@ async fn run_store_command(global: Global, command: Command) -> anyhow::Result<(
             switchboard::views::dlq::run(&env, cmd).await?;
         }
         Command::Migrate => {
-            let env = connect(&global, false).await?;
+            let env = connect(&global, None).await?;
             switchboard_store::migrate(env.store.pool()).await?;
             println!("migrations applied");
         }
@@ -666,7 +692,7 @@ async fn run_store_command(global: Global, command: Command) -> anyhow::Result<(
             auth_token,
             json,
         }) => {
-            let env = connect(&global, true).await?;
+            let env = connect(&global, Some("switchboard accounts add")).await?;
             let account = env.add_account(&name, &account_sid, &auth_token).await?;
             if json {
                 print_json(&account)?;
@@ -674,8 +700,32 @@ async fn run_store_command(global: Global, command: Command) -> anyhow::Result<(
                 println!("{}", account.id);
             }
         }
+        Command::Accounts(AccountsCmd::Rekey { json }) => {
+            let env = connect(&global, Some("switchboard accounts rekey")).await?;
+            let report = env.store.rekey_accounts().await?;
+            if json {
+                print_json(&report)?;
+            } else {
+                let found: Vec<String> = report
+                    .found
+                    .iter()
+                    .map(|(key, n)| format!("{key}: {n}"))
+                    .collect();
+                println!(
+                    "re-encrypted {} of {} account(s) with key {}; key ids found: {}",
+                    report.reencrypted,
+                    report.accounts,
+                    report.current_key_id,
+                    if found.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        found.join(", ")
+                    }
+                );
+            }
+        }
         Command::Accounts(AccountsCmd::List { json }) => {
-            let env = connect(&global, false).await?;
+            let env = connect(&global, None).await?;
             let accounts = env.store.list_accounts().await?;
             if json {
                 print_json(&accounts)?;
@@ -697,7 +747,7 @@ async fn run_store_command(global: Global, command: Command) -> anyhow::Result<(
             prompts,
             json,
         } => {
-            let env = connect(&global, false).await?;
+            let env = connect(&global, None).await?;
             let text = std::fs::read_to_string(&package)
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", package.display()))?;
             let (report, notes) = env.import(&text, &prompts).await?;
@@ -723,7 +773,7 @@ async fn run_store_command(global: Global, command: Command) -> anyhow::Result<(
             }
         }
         Command::Webhooks(WebhooksCmd::List { json }) => {
-            let env = connect(&global, false).await?;
+            let env = connect(&global, None).await?;
             let rows = env.store.list_webhooks().await?;
             let out: Vec<serde_json::Value> = rows
                 .iter()
@@ -752,7 +802,7 @@ async fn run_store_command(global: Global, command: Command) -> anyhow::Result<(
             }
         }
         Command::Bots(BotsCmd::List { json }) => {
-            let env = connect(&global, false).await?;
+            let env = connect(&global, None).await?;
             let bots = env.store.list_bots().await?;
             if json {
                 print_json(&bots)?;
@@ -771,21 +821,21 @@ async fn run_store_command(global: Global, command: Command) -> anyhow::Result<(
             }
         }
         Command::Bots(BotsCmd::Enable { bot }) => {
-            let id = connect(&global, false)
+            let id = connect(&global, None)
                 .await?
                 .set_bot_disabled(&bot, false)
                 .await?;
             println!("bot {id} enabled");
         }
         Command::Bots(BotsCmd::Disable { bot }) => {
-            let id = connect(&global, false)
+            let id = connect(&global, None)
                 .await?
                 .set_bot_disabled(&bot, true)
                 .await?;
             println!("bot {id} disabled");
         }
         Command::Behaviors(BehaviorsCmd::List { bot, json }) => {
-            let env = connect(&global, false).await?;
+            let env = connect(&global, None).await?;
             let id = env.store.resolve_bot(&bot).await?;
             let rows = env.store.list_behaviors(id).await?;
             if json {
@@ -805,14 +855,14 @@ async fn run_store_command(global: Global, command: Command) -> anyhow::Result<(
             }
         }
         Command::Behaviors(BehaviorsCmd::Enable { behavior }) => {
-            let id = connect(&global, false)
+            let id = connect(&global, None)
                 .await?
                 .set_behavior_disabled(&behavior, false)
                 .await?;
             println!("behavior {id} enabled");
         }
         Command::Behaviors(BehaviorsCmd::Disable { behavior }) => {
-            let id = connect(&global, false)
+            let id = connect(&global, None)
                 .await?
                 .set_behavior_disabled(&behavior, true)
                 .await?;

@@ -113,6 +113,8 @@ fn run_env(nats: &NatsServer, database_url: &str, metrics: SocketAddr) -> Vec<(S
         ("NATS_URL".into(), nats.url()),
         ("DATABASE_URL".into(), database_url.into()),
         ("SWITCHBOARD_MASTER_KEY".into(), MASTER_KEY.into()),
+        // The test suite's public key: refused without this (tests only).
+        ("SWITCHBOARD_ALLOW_TEST_KEY".into(), "1".into()),
         ("SWITCHBOARD_SUBJECT_PREFIX".into(), unique("sbw")),
         ("METRICS_ADDR".into(), metrics.to_string()),
         (

@@ -13,5 +13,6 @@ mod outages;
 mod procs;
 mod rejects;
 mod restart;
+mod secrets;
 mod send;
 mod support;

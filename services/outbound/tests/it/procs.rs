@@ -43,6 +43,8 @@ impl OutboundProcess {
             .env("NATS_URL", h.nats.url())
             .env("DATABASE_URL", &h.database_url)
             .env("SWITCHBOARD_MASTER_KEY", MASTER_KEY)
+            // The test suite's public key: refused without this (tests only).
+            .env("SWITCHBOARD_ALLOW_TEST_KEY", "1")
             .env("SWITCHBOARD_SUBJECT_PREFIX", prefix(config))
             .env("TWILIO_API_BASE", h.fake.base_url())
             .env("TWILIO_LOOKUPS_BASE", h.fake.base_url())

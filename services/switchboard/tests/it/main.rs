@@ -4,6 +4,7 @@
 mod cli;
 mod jobs;
 mod retention;
+mod rotation;
 mod seed;
 mod views;
 

@@ -223,6 +223,8 @@ async fn main() -> anyhow::Result<()> {
         // on, and sqlx would otherwise encrypt every statement over loopback).
         .env("DATABASE_URL", format!("{database_url}?sslmode=disable"))
         .env("SWITCHBOARD_MASTER_KEY", MASTER_KEY)
+        // The test suite's public key: refused without this (tests and benches only).
+        .env("SWITCHBOARD_ALLOW_TEST_KEY", "1")
         .env("SWITCHBOARD_SUBJECT_PREFIX", &prefix)
         .env("TWILIO_API_BASE", fake.base_url())
         .env("TWILIO_LOOKUPS_BASE", fake.base_url())

@@ -169,6 +169,8 @@ async fn main() -> anyhow::Result<()> {
             format!("{}?sslmode=disable", stack.database_url),
         )
         .env("SWITCHBOARD_MASTER_KEY", MASTER_KEY)
+        // The test suite's public key: refused without this (tests and benches only).
+        .env("SWITCHBOARD_ALLOW_TEST_KEY", "1")
         .env("SWITCHBOARD_SUBJECT_PREFIX", stack.subjects.prefix())
         .env("RUST_LOG", "warn");
     let worker = Proc::spawn("behavior-worker", worker)?;
