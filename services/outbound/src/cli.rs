@@ -211,6 +211,23 @@ pub struct Cli {
     /// (change them with `nats stream edit --replicas`).
     #[arg(long, env = "JETSTREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5), global = true)]
     pub jetstream_replicas: u8,
+    /// How long the events stream keeps an event, in seconds (JetStream max_age; 0: no age
+    /// limit). Integrators reading `{prefix}.events.>` from the stream can rely on this long.
+    /// Set on creation and updated on an existing stream at every start.
+    #[arg(long, env = "OUTBOUND_EVENTS_MAX_AGE_SECS", default_value_t = 7 * 24 * 3600, global = true)]
+    pub events_max_age_secs: u64,
+    /// Most bytes the events stream holds; the oldest events go first beyond it (0: no size
+    /// limit). Default 1 GiB.
+    #[arg(long, env = "OUTBOUND_EVENTS_MAX_BYTES", default_value_t = 1 << 30, global = true)]
+    pub events_max_bytes: i64,
+    /// How long the dead-letter stream keeps a dead-lettered job, in seconds (0: no age limit);
+    /// `switchboard dlq replay` works within it. Default 30 days.
+    #[arg(long, env = "OUTBOUND_DLQ_MAX_AGE_SECS", default_value_t = 30 * 24 * 3600, global = true)]
+    pub dlq_max_age_secs: u64,
+    /// Most bytes the dead-letter stream holds; the oldest go first beyond it (0: no size
+    /// limit). Default 1 GiB.
+    #[arg(long, env = "OUTBOUND_DLQ_MAX_BYTES", default_value_t = 1 << 30, global = true)]
+    pub dlq_max_bytes: i64,
     /// Log format: text (ANSI colours only when stderr is a terminal and NO_COLOR is unset) or
     /// json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
@@ -281,6 +298,12 @@ impl Cli {
             Duration::from_secs(self.drain_timeout_secs).min(self.shutdown.drain_budget());
         config.replicas = usize::from(self.jetstream_replicas);
         config.list_settle = Duration::from_millis(self.list_settle_ms);
+        config.stream_limits = crate::StreamLimits {
+            events_max_age: Duration::from_secs(self.events_max_age_secs),
+            events_max_bytes: self.events_max_bytes,
+            dlq_max_age: Duration::from_secs(self.dlq_max_age_secs),
+            dlq_max_bytes: self.dlq_max_bytes,
+        };
         config.limits = crate::limits::LimitsConfig {
             enabled: self.rate_limits,
             long_code: self.rate_long_code,
@@ -471,6 +494,33 @@ mod tests {
                 .all(|s| s.num_replicas == 3)
         );
         assert_eq!(config.drain_timeout, Duration::from_secs(20));
+        assert_eq!(config.stream_limits, crate::StreamLimits::default());
+        let limited = Cli::try_parse_from([
+            "outbound",
+            "--events-max-age-secs",
+            "3600",
+            "--events-max-bytes",
+            "1000000",
+            "--dlq-max-age-secs",
+            "0",
+            "--dlq-max-bytes",
+            "0",
+        ])
+        .unwrap()
+        .outbound_config();
+        let [jobs, dlq, events] = crate::stream_configs(&limited);
+        assert_eq!(events.max_age, Duration::from_secs(3600));
+        assert_eq!(events.max_bytes, 1_000_000);
+        assert_eq!(
+            (dlq.max_age, dlq.max_bytes),
+            (Duration::ZERO, -1),
+            "0: no limit"
+        );
+        assert_eq!(
+            jobs.max_age,
+            Duration::ZERO,
+            "the job stream is not limited"
+        );
         assert_eq!(
             cli.http_config().unwrap().drain_timeout,
             Duration::from_secs(58)

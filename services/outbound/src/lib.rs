@@ -62,6 +62,42 @@ pub const DEFAULT_LIST_SETTLE: Duration = Duration::from_secs(30);
 /// is stored once.
 const EVENT_DUPLICATE_WINDOW: Duration = Duration::from_secs(60 * 60);
 
+/// Default of [`StreamLimits::events_max_age`] (`OUTBOUND_EVENTS_MAX_AGE_SECS`): 7 days.
+pub const DEFAULT_EVENTS_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Default of [`StreamLimits::dlq_max_age`] (`OUTBOUND_DLQ_MAX_AGE_SECS`): 30 days.
+pub const DEFAULT_DLQ_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Default of [`StreamLimits::events_max_bytes`] and [`StreamLimits::dlq_max_bytes`]: 1 GiB.
+pub const DEFAULT_STREAM_MAX_BYTES: i64 = 1 << 30;
+
+/// How much the events and dead-letter streams keep: messages older than the age or beyond the
+/// size (oldest first) are removed by JetStream. A zero age or size means no limit of that kind.
+/// Applied when the streams are created and set again on existing streams at every start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamLimits {
+    pub events_max_age: Duration,
+    pub events_max_bytes: i64,
+    pub dlq_max_age: Duration,
+    pub dlq_max_bytes: i64,
+}
+
+impl Default for StreamLimits {
+    fn default() -> StreamLimits {
+        StreamLimits {
+            events_max_age: DEFAULT_EVENTS_MAX_AGE,
+            events_max_bytes: DEFAULT_STREAM_MAX_BYTES,
+            dlq_max_age: DEFAULT_DLQ_MAX_AGE,
+            dlq_max_bytes: DEFAULT_STREAM_MAX_BYTES,
+        }
+    }
+}
+
+/// JetStream's "no limit" for max_bytes is -1.
+fn bytes_limit(bytes: i64) -> i64 {
+    if bytes <= 0 { -1 } else { bytes }
+}
+
 /// The most send jobs worked on as one group (see [`handle_group`] and [`group_max`]).
 const MAX_GROUP: usize = 128;
 
@@ -109,6 +145,8 @@ pub struct OutboundConfig {
     /// listed again once this has passed. A message Twilio lists only later than this is sent
     /// twice. Default [`DEFAULT_LIST_SETTLE`].
     pub list_settle: Duration,
+    /// Age and size limits of the events and dead-letter streams.
+    pub stream_limits: StreamLimits,
     /// Readiness of the consumers: set once they are created and fetching, cleared when
     /// shutdown begins (`/readyz`; detached by default).
     pub ready: ReadyFlag,
@@ -133,6 +171,7 @@ impl OutboundConfig {
             status_callback_url: None,
             replicas: 1,
             list_settle: DEFAULT_LIST_SETTLE,
+            stream_limits: StreamLimits::default(),
             ready: ReadyFlag::default(),
         }
     }
@@ -145,7 +184,8 @@ impl OutboundConfig {
 }
 
 /// The streams the service creates: jobs (work queue), dead letters and events, each with
-/// [`OutboundConfig::replicas`] replicas.
+/// [`OutboundConfig::replicas`] replicas; the dead letters and events with the age and size
+/// limits of [`OutboundConfig::stream_limits`].
 pub fn stream_configs(config: &OutboundConfig) -> [stream::Config; 3] {
     let subjects = &config.subjects;
     [
@@ -167,6 +207,8 @@ pub fn stream_configs(config: &OutboundConfig) -> [stream::Config; 3] {
             storage: stream::StorageType::File,
             duplicate_window: EVENT_DUPLICATE_WINDOW,
             num_replicas: config.replicas,
+            max_age: config.stream_limits.dlq_max_age,
+            max_bytes: bytes_limit(config.stream_limits.dlq_max_bytes),
             ..Default::default()
         },
         stream::Config {
@@ -176,14 +218,18 @@ pub fn stream_configs(config: &OutboundConfig) -> [stream::Config; 3] {
             storage: stream::StorageType::File,
             duplicate_window: EVENT_DUPLICATE_WINDOW,
             num_replicas: config.replicas,
+            max_age: config.stream_limits.events_max_age,
+            max_bytes: bytes_limit(config.stream_limits.events_max_bytes),
             ..Default::default()
         },
     ]
 }
 
 /// Creates (idempotently) the job, dead-letter and event streams ([`stream_configs`]) and the
-/// durable consumer. An existing stream is used as it is; one whose replica count differs from
-/// the configured one gets a warning (changing it is an operator's decision: `nats stream edit`).
+/// durable consumer. An existing stream is used as it is, except that the dead-letter and events
+/// streams get the configured max_age and max_bytes (updated when they differ, with a log line);
+/// one whose replica count differs from the configured one gets a warning (changing it is an
+/// operator's decision: `nats stream edit`).
 pub async fn setup(
     js: &jetstream::Context,
     config: &OutboundConfig,
@@ -193,10 +239,34 @@ pub async fn setup(
     let mut streams = Vec::with_capacity(3);
     for wanted in [jobs, dead_letters, events] {
         let name = wanted.name.clone();
-        let stream = js
+        let (max_age, max_bytes) = (wanted.max_age, wanted.max_bytes);
+        let mut stream = js
             .get_or_create_stream(wanted)
             .await
             .with_context(|| format!("creating the stream {name}"))?;
+        let current = stream.cached_info().config.clone();
+        let limited = name != config.subjects.job_stream();
+        if limited && (current.max_age != max_age || current.max_bytes != max_bytes) {
+            tracing::info!(
+                stream = %name,
+                from_max_age_secs = current.max_age.as_secs(),
+                from_max_bytes = current.max_bytes,
+                max_age_secs = max_age.as_secs(),
+                max_bytes,
+                "updating the stream's age and size limits"
+            );
+            js.update_stream(stream::Config {
+                max_age,
+                max_bytes,
+                ..current
+            })
+            .await
+            .with_context(|| format!("updating the limits of the stream {name}"))?;
+            stream = js
+                .get_stream(&name)
+                .await
+                .with_context(|| format!("reading the stream {name}"))?;
+        }
         let replicas = stream.cached_info().config.num_replicas.max(1);
         if replicas != config.replicas {
             tracing::warn!(

@@ -336,3 +336,59 @@ async fn streams_get_the_configured_replicas() {
     );
     assert!(text.to_lowercase().contains("replicas"), "{text}");
 }
+
+/// The events and dead-letter streams get the configured max_age and max_bytes when created
+/// (the defaults: events 7 days, dead letters 30 days, 1 GiB each), and an existing stream is
+/// updated to new values at the next start; the job stream is left without such limits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_limits_reach_new_and_existing_streams() {
+    let mut h = Harness::new().await.unwrap();
+    let mut config = h.config.clone();
+    let limits = |config: &outbound::OutboundConfig| {
+        let js = h.js.clone();
+        let subjects = config.subjects.clone();
+        async move {
+            let mut out = Vec::new();
+            for name in [
+                subjects.job_stream(),
+                subjects.dead_letter_stream(),
+                subjects.event_stream(),
+            ] {
+                let mut stream = js.get_stream(&name).await.unwrap();
+                let c = stream.info().await.unwrap().config.clone();
+                out.push((c.max_age, c.max_bytes));
+            }
+            out
+        }
+    };
+    assert_eq!(config.stream_limits, outbound::StreamLimits::default());
+    outbound::setup(&h.js, &config).await.unwrap();
+    let day = Duration::from_secs(24 * 3600);
+    assert_eq!(
+        limits(&config).await,
+        [
+            (Duration::ZERO, -1),
+            (30 * day, 1 << 30),
+            (7 * day, 1 << 30)
+        ],
+        "jobs, dead letters, events on creation"
+    );
+
+    config.stream_limits = outbound::StreamLimits {
+        events_max_age: Duration::from_secs(3600),
+        events_max_bytes: 10_000_000,
+        dlq_max_age: Duration::ZERO,
+        dlq_max_bytes: 0,
+    };
+    outbound::setup(&h.js, &config).await.unwrap();
+    assert_eq!(
+        limits(&config).await,
+        [
+            (Duration::ZERO, -1),
+            (Duration::ZERO, -1),
+            (Duration::from_secs(3600), 10_000_000)
+        ],
+        "updated on the existing streams (0: no limit)"
+    );
+    h.stop().await.unwrap();
+}
