@@ -199,6 +199,36 @@ pub fn probe_address(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, addr.port())
 }
 
+/// The `healthcheck` subcommands' check when no health server is configured: PostgreSQL (the
+/// `database` probe) and then NATS at `nats_url` each answer within [`PROBE_TIMEOUT`]. `Ok` with
+/// one line, or `Err` with one line naming what did not answer.
+pub async fn reachable<E: std::fmt::Display>(
+    database: impl Future<Output = Result<(), E>>,
+    nats_url: &str,
+) -> Result<String, String> {
+    let within = PROBE_TIMEOUT;
+    match tokio::time::timeout(within, database).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(format!("PostgreSQL: {e}")),
+        Err(_) => {
+            return Err(format!(
+                "PostgreSQL: no answer within {} s",
+                within.as_secs()
+            ));
+        }
+    }
+    let nats = async {
+        let client = async_nats::connect(nats_url).await?;
+        client.flush().await?;
+        anyhow::Ok(())
+    };
+    match tokio::time::timeout(within, nats).await {
+        Ok(Ok(())) => Ok("NATS and PostgreSQL reachable".into()),
+        Ok(Err(e)) => Err(format!("NATS: {e}")),
+        Err(_) => Err(format!("NATS: no answer within {} s", within.as_secs())),
+    }
+}
+
 /// `GET /readyz` of the server at `addr` (see [`probe_address`]) within `timeout`: `Ok` with
 /// its body when it answers 200, else `Err` with one line saying why.
 pub async fn probe_readyz(addr: SocketAddr, timeout: Duration) -> Result<String, String> {
@@ -268,6 +298,24 @@ mod tests {
             .await
             .unwrap();
         (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    /// The healthcheck without a health server names the part that did not answer: the
+    /// database first (its error, or its silence), then NATS (a port nothing listens on).
+    #[tokio::test]
+    async fn reachable_names_what_did_not_answer() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let nats_url = format!("nats://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let failed = reachable(async { Err::<(), _>("connection refused") }, &nats_url).await;
+        assert_eq!(failed, Err("PostgreSQL: connection refused".to_owned()));
+        let silent = reachable(std::future::pending::<Result<(), String>>(), &nats_url).await;
+        assert_eq!(silent, Err("PostgreSQL: no answer within 2 s".to_owned()));
+        let nats = reachable(async { Ok::<(), String>(()) }, &nats_url).await;
+        assert!(
+            nats.as_ref().is_err_and(|e| e.starts_with("NATS: ")),
+            "{nats:?}"
+        );
     }
 
     #[tokio::test]

@@ -68,32 +68,12 @@ fn database_url(cli: &Cli) -> anyhow::Result<&str> {
 
 /// `healthcheck` without METRICS_ADDR: NATS and PostgreSQL answer, each within 2 s.
 async fn reachable(cli: &Cli) -> Result<String, String> {
-    let within = health::PROBE_TIMEOUT;
     let url = database_url(cli).map_err(|e| e.to_string())?;
     let database = async {
         let pool = switchboard_store::connect(url, 1).await?;
         switchboard_store::ping(&pool).await
     };
-    match tokio::time::timeout(within, database).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(format!("PostgreSQL: {e}")),
-        Err(_) => {
-            return Err(format!(
-                "PostgreSQL: no answer within {} s",
-                within.as_secs()
-            ));
-        }
-    }
-    let nats = async {
-        let client = async_nats::connect(&cli.nats_url).await?;
-        client.flush().await?;
-        anyhow::Ok(())
-    };
-    match tokio::time::timeout(within, nats).await {
-        Ok(Ok(())) => Ok("NATS and PostgreSQL reachable".into()),
-        Ok(Err(e)) => Err(format!("NATS: {e}")),
-        Err(_) => Err(format!("NATS: no answer within {} s", within.as_secs())),
-    }
+    health::reachable(database, &cli.nats_url).await
 }
 
 async fn run(cli: &Cli) -> anyhow::Result<()> {
