@@ -11,6 +11,12 @@
 # sources.list, as they would with `docker run ... apt-get`).
 set -euo pipefail
 out=${1:?usage: rootfs.sh OUTPUT.tar}
+# mmdebstrap's apt fails ("apt download failed") when it inherits file descriptors above 2 (a
+# caller's lock or saved stderr): close them all.
+for fd in /proc/$$/fd/*; do
+  fd=${fd##*/}
+  if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+done
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 security=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 
