@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 mod fixtures;
+pub mod secrets;
 mod webhook;
 
 #[cfg(feature = "harness")]

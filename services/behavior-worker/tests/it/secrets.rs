@@ -1,85 +1,17 @@
 //! What the `behavior-worker` binary must not do with secrets: run with the test suite's public key
 //! (without SWITCHBOARD_ALLOW_TEST_KEY=1, tests only), or show a password from DATABASE_URL or
-//! NATS_URL in `--help` or in an error.
+//! NATS_URL in `--help` or in an error (the checks: `switchboard_test_support::secrets`).
 
-use std::process::{Command, Output};
+use switchboard_test_support::secrets;
 
-use switchboard_test_support::MASTER_KEY;
-
-fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_behavior-worker"));
-    command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .args(args);
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    command.output().expect("the binary runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+const BIN: &str = env!("CARGO_BIN_EXE_behavior-worker");
 
 #[test]
 fn the_test_key_is_refused_unless_tests_allow_it() {
-    let env = [
-        ("DATABASE_URL", "postgres://127.0.0.1:1/db"),
-        ("NATS_URL", "nats://127.0.0.1:1"),
-        ("SWITCHBOARD_MASTER_KEY", MASTER_KEY),
-    ];
-    let out = run(&["run"], &env);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let line = stderr
-        .lines()
-        .find(|l| l.starts_with("Error: "))
-        .unwrap_or_default();
-    assert_eq!(
-        line,
-        "Error: SWITCHBOARD_MASTER_KEY is the public test key of Switchboard's test suite, which anyone can read: make a key with `openssl rand -base64 32` (only tests may use it, with SWITCHBOARD_ALLOW_TEST_KEY=1)",
-        "{stderr}"
-    );
-    // Among the old keys too.
-    let out = run(
-        &["run"],
-        &[
-            ("DATABASE_URL", "postgres://127.0.0.1:1/db"),
-            ("SWITCHBOARD_MASTER_KEY", &"ab".repeat(32)),
-            ("SWITCHBOARD_OLD_MASTER_KEYS", MASTER_KEY),
-        ],
-    );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out).contains("Error: SWITCHBOARD_OLD_MASTER_KEYS is the public test key"),
-        "{}",
-        text(&out)
-    );
+    secrets::the_test_key_is_refused(BIN);
 }
 
 #[test]
 fn passwords_in_urls_are_never_shown() {
-    let env = [
-        ("DATABASE_URL", "postgres://u:s3cr3t@127.0.0.1:1/db"),
-        ("NATS_URL", "nats://n:n4ts3cr3t@127.0.0.1:1"),
-        ("SWITCHBOARD_MASTER_KEY", &"ab".repeat(32)),
-        ("SWITCHBOARD_OLD_MASTER_KEYS", &"cd".repeat(32)),
-    ];
-    let help = run(&["--help"], &env);
-    assert!(help.status.success());
-    assert!(text(&help).contains("DATABASE_URL"), "{}", text(&help));
-    // PostgreSQL is not there: the error is printed.
-    let failed = run(&["migrate"], &env);
-    assert_eq!(failed.status.code(), Some(1), "{}", text(&failed));
-    assert!(text(&failed).contains("Error: "), "{}", text(&failed));
-    for out in [&help, &failed] {
-        for secret in ["s3cr3t", "n4ts3cr3t", &"ab".repeat(32), &"cd".repeat(32)] {
-            assert!(!text(out).contains(secret), "{secret}: {}", text(out));
-        }
-    }
+    secrets::passwords_are_never_shown(BIN);
 }
