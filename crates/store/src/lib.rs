@@ -122,6 +122,13 @@ pub async fn ping(pool: &PgPool) -> Result<()> {
     Ok(())
 }
 
+/// Connects to `url` with one connection and pings it: the services' `healthcheck` without a
+/// health server (bound it with a timeout).
+pub async fn probe(url: &str) -> Result<()> {
+    let pool = connect(url, 1).await?;
+    ping(&pool).await
+}
+
 /// Runs pending migrations (the `migrate` subcommands; never implicitly).
 pub async fn migrate(pool: &PgPool) -> Result<()> {
     MIGRATOR.run(pool).await?;

@@ -69,11 +69,7 @@ fn database_url(cli: &Cli) -> anyhow::Result<&str> {
 /// `healthcheck` without METRICS_ADDR: NATS and PostgreSQL answer, each within 2 s.
 async fn reachable(cli: &Cli) -> Result<String, String> {
     let url = database_url(cli).map_err(|e| e.to_string())?;
-    let database = async {
-        let pool = switchboard_store::connect(url, 1).await?;
-        switchboard_store::ping(&pool).await
-    };
-    health::reachable(database, &cli.nats_url).await
+    health::reachable(switchboard_store::probe(url), &cli.nats_url).await
 }
 
 async fn run(cli: &Cli) -> anyhow::Result<()> {
