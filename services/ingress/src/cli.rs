@@ -54,6 +54,9 @@ pub struct Cli {
     pub log_format: switchboard_telemetry::LogFormat,
     #[command(flatten)]
     pub shutdown: switchboard_telemetry::args::ShutdownArgs,
+    /// /metrics (and /healthz, /readyz) on a port of their own, not the public one.
+    #[command(flatten)]
+    pub metrics: switchboard_telemetry::args::MetricsArgs,
 }
 
 #[derive(Debug, Subcommand)]

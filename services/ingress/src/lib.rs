@@ -19,6 +19,8 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
+use prometheus_client::encoding::EncodeLabelSet;
+use switchboard_telemetry::metrics::{CounterFamily, HttpServerMetrics, Metrics};
 use switchboard_wire::{self as wire, Subjects, WebhookReply, WebhookRequest};
 use tracing::{Instrument as _, field};
 
@@ -36,6 +38,52 @@ pub struct IngressConfig {
     /// Largest accepted request body.
     pub max_body_bytes: usize,
     pub subjects: Subjects,
+    /// Where requests are counted (`METRICS_ADDR` serves them).
+    pub metrics: IngressMetrics,
+}
+
+/// Why a request got no worker's answer.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UnansweredLabels {
+    /// `timeout` (no reply within `REPLY_TIMEOUT_MS`), `nats` (the request could not be sent or
+    /// no worker listens), `malformed` (a reply that does not decode).
+    reason: &'static str,
+}
+
+/// What ingress counts.
+#[derive(Clone, Debug)]
+pub struct IngressMetrics {
+    http: HttpServerMetrics,
+    unanswered: CounterFamily<UnansweredLabels>,
+}
+
+impl IngressMetrics {
+    /// Registers ingress's metrics in `metrics`.
+    pub fn register(metrics: &Metrics) -> IngressMetrics {
+        let unanswered = CounterFamily::<UnansweredLabels>::default();
+        metrics.register(
+            "switchboard_ingress_unanswered",
+            "Requests answered 503/502 by ingress itself because no behavior worker answered, by reason",
+            unanswered.clone(),
+        );
+        IngressMetrics {
+            http: HttpServerMetrics::register(metrics),
+            unanswered,
+        }
+    }
+
+    fn unanswered(&self, reason: &'static str) {
+        self.unanswered
+            .get_or_create(&UnansweredLabels { reason })
+            .inc();
+    }
+}
+
+impl Default for IngressMetrics {
+    /// Counted, but in a registry nothing serves (tests, `app` without `METRICS_ADDR`).
+    fn default() -> Self {
+        IngressMetrics::register(&Metrics::new())
+    }
 }
 
 impl Default for IngressConfig {
@@ -46,6 +94,7 @@ impl Default for IngressConfig {
             reply_timeout: Duration::from_secs(10),
             max_body_bytes: 256 * 1024,
             subjects: Subjects::default(),
+            metrics: IngressMetrics::default(),
         }
     }
 }
@@ -100,13 +149,29 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 
 async fn webhook(state: State<AppState>, Path(guid): Path<String>, request: Request) -> Response {
     let subject = state.config.subjects.webhook_request();
-    forward(state, subject, guid, String::new(), request).await
+    forward(
+        state,
+        "/webhooks/{guid}",
+        subject,
+        guid,
+        String::new(),
+        request,
+    )
+    .await
 }
 
 /// A delivery status callback: verified and recorded by a behavior worker, like a webhook.
 async fn status_callback(state: State<AppState>, request: Request) -> Response {
     let subject = state.config.subjects.status_callback();
-    forward(state, subject, String::new(), String::new(), request).await
+    forward(
+        state,
+        "/twilio/status",
+        subject,
+        String::new(),
+        String::new(),
+        request,
+    )
+    .await
 }
 
 async fn webhook_with_path(
@@ -115,7 +180,15 @@ async fn webhook_with_path(
     request: Request,
 ) -> Response {
     let subject = state.config.subjects.webhook_request();
-    forward(state, subject, guid, rest, request).await
+    forward(
+        state,
+        "/webhooks/{guid}/{*rest}",
+        subject,
+        guid,
+        rest,
+        request,
+    )
+    .await
 }
 
 /// The URL the caller requested, as Twilio signed it.
@@ -147,12 +220,32 @@ fn public_url(config: &IngressConfig, uri: &Uri, headers: &HeaderMap) -> String 
 /// Sends the request to the workers on `subject` and answers with their reply.
 async fn forward(
     State(state): State<AppState>,
+    route: &'static str,
     subject: String,
     guid: String,
     rest: String,
     request: Request,
 ) -> Response {
     let _tracked = switchboard_telemetry::lifecycle::track("webhook requests");
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let response = forward_timed(&state, subject, guid, rest, request).await;
+    state.config.metrics.http.observe(
+        &method,
+        route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+async fn forward_timed(
+    state: &AppState,
+    subject: String,
+    guid: String,
+    rest: String,
+    request: Request,
+) -> Response {
     let (parts, body) = request.into_parts();
     let body: Bytes = match axum::body::to_bytes(body, state.config.max_body_bytes).await {
         Ok(b) => b,
@@ -217,10 +310,12 @@ async fn forward(
         let reply = match tokio::time::timeout(config.reply_timeout, request).await {
             Err(_) => {
                 tracing::warn!("no reply from a behavior worker within the timeout");
+                config.metrics.unanswered("timeout");
                 return unavailable();
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "webhook request to the behavior workers failed");
+                config.metrics.unanswered("nats");
                 return unavailable();
             }
             Ok(Ok(message)) => message,
@@ -229,6 +324,7 @@ async fn forward(
             Ok(reply) => to_response(reply),
             Err(e) => {
                 tracing::error!(error = %e, "malformed reply from a behavior worker");
+                config.metrics.unanswered("malformed");
                 (StatusCode::BAD_GATEWAY, "").into_response()
             }
         }

@@ -72,12 +72,23 @@ async fn service_main() -> anyhow::Result<()> {
                 .connect(&cli.nats_url)
                 .await?;
             let listener = tokio::net::TcpListener::bind(&cli.listen_addr).await?;
+            // Metrics are for the operator: served on METRICS_ADDR, never on the public port.
+            let metrics = switchboard_telemetry::metrics::Metrics::new();
+            let ingress_metrics = ingress::IngressMetrics::register(&metrics);
+            if let Some(addr) = cli.metrics.metrics_addr {
+                let readiness = switchboard_telemetry::health::Readiness::new();
+                readiness.nats(&nats);
+                let router = switchboard_telemetry::health::router(readiness)
+                    .merge(switchboard_telemetry::metrics::router(metrics));
+                switchboard_telemetry::health::spawn_server(addr, router).await?;
+            }
             let config = ingress::IngressConfig {
                 public_base_url: cli.public_base_url,
                 trust_forwarded_headers: cli.trust_forwarded_headers,
                 reply_timeout,
                 max_body_bytes: cli.max_body_bytes,
                 subjects: Subjects::new(&cli.subject_prefix),
+                metrics: ingress_metrics,
             };
             // Stops accepting at the signal, finishes the requests in flight, and exits within
             // SHUTDOWN_TIMEOUT_SECS even if some never end (a reply that never comes, a client

@@ -135,3 +135,129 @@ async fn a_request_that_never_ends_is_abandoned_at_the_bound() {
     assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
     let _ = std::fs::remove_file(&log_path);
 }
+
+/// One HTTP/1.1 request to `port` on 127.0.0.1 with `Connection: close`: the whole answer.
+async fn http(port: u16, request: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("an answer within 10 s")
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The value of the sample `series` (its name and labels, exactly) in a /metrics text.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Requests are counted by route and status on METRICS_ADDR (and only there: the public port
+/// has no /metrics); one that no worker answers is counted by why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_counted_on_the_metrics_port_only() {
+    let nats = NatsServer::start().await.unwrap();
+    let prefix = unique("sbm");
+    let port = switchboard_test_support::free_port();
+    let metrics_port = switchboard_test_support::free_port();
+    // A worker that answers every webhook with 200 and an empty body.
+    let worker = nats.client().await.unwrap();
+    let mut requests = worker
+        .subscribe(format!("{prefix}.webhook.request"))
+        .await
+        .unwrap();
+    worker.flush().await.unwrap();
+    let replier = tokio::spawn(async move {
+        while let Some(request) = requests.next().await {
+            let reply = switchboard_wire::encode(&switchboard_wire::WebhookReply::status(200));
+            worker
+                .publish(request.reply.unwrap(), reply.into())
+                .await
+                .unwrap();
+        }
+    });
+    let mut child = Command::new(BIN)
+        .env_clear()
+        .env("NATS_URL", nats.url())
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
+        .env("SWITCHBOARD_SUBJECT_PREFIX", &prefix)
+        .arg("run")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !healthcheck(&format!("127.0.0.1:{port}")).0.success() {
+        assert!(Instant::now() < deadline, "ingress never ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let post = |path: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 7\r\n\r\nBody=hi"
+        )
+    };
+    for _ in 0..3 {
+        let answer = http(port, &post("/webhooks/abc")).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    // Nothing listens on the status-callback subject: no responders, 503 at once.
+    let answer = http(port, &post("/twilio/status")).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    let public = http(
+        port,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(public.starts_with("HTTP/1.1 404"), "{public}");
+
+    let answer = http(
+        metrics_port,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.contains("content-type: application/openmetrics-text"),
+        "{answer}"
+    );
+    let count = |route: &str, status: u16| {
+        sample(
+            &answer,
+            &format!(
+                "http_server_request_duration_seconds_count{{http_request_method=\"POST\",http_route=\"{route}\",http_response_status_code=\"{status}\"}}"
+            ),
+        )
+    };
+    assert_eq!(count("/webhooks/{guid}", 200), Some(3.0), "{answer}");
+    assert_eq!(count("/twilio/status", 503), Some(1.0), "{answer}");
+    assert_eq!(
+        sample(
+            &answer,
+            "switchboard_ingress_unanswered_total{reason=\"nats\"}"
+        ),
+        Some(1.0),
+        "{answer}"
+    );
+    assert!(
+        sample(&answer, "process_resident_memory_bytes").unwrap() > 0.0,
+        "{answer}"
+    );
+    let health = http(
+        metrics_port,
+        "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    child.kill().unwrap();
+    let _ = child.wait();
+    replier.abort();
+}
