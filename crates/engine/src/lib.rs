@@ -7,6 +7,7 @@ pub mod compile;
 pub mod ops;
 pub mod request;
 pub mod run;
+mod stack;
 pub mod trace;
 pub mod values;
 

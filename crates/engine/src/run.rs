@@ -14,8 +14,9 @@ use crate::compile::{
     ActionKind, AuthSpec, CBody, CCondition, CompiledBehavior, HttpAction, Subject, Tpl,
 };
 use crate::request::{FastMap, NormalizedRequest, WebhookRequest};
+use crate::stack::{LoopStack, PhpKey};
 use crate::trace::TraceEvent;
-use crate::values::{as_condition_text, intval, php_string, truthy};
+use crate::values::{as_condition_text, intval, php_string, truthy, truthy_json};
 
 /// docs/semantics.md, Decision 10: nodes visited in one run.
 pub const MAX_VISITED_NODES: usize = 10_000;
@@ -1221,6 +1222,10 @@ impl<'h> Runner<'h> {
 
     /// Runs a loop node; `false` when it does not pass (its `foreach_json` is not a non-empty
     /// array or object, or `as_placeholder` is empty), so a switch goes on to its next child.
+    /// A loop node as Cerb 9.6 runs it (`_recurseRunTree` in `trigger_event.php`): the decoded
+    /// items go into the dictionary as `<as>__stack` and `<as>__counter` is 0; every iteration
+    /// reads the stack **from the dictionary**, so a behavior that empties or replaces it (Cerb's
+    /// "break out of a loop" idiom) changes what follows. Returns whether the loop passed.
     fn run_loop(
         &mut self,
         b: &CompiledBehavior,
@@ -1240,64 +1245,151 @@ impl<'h> Runner<'h> {
             self.error(depth, Some(node.id), "loop: as_placeholder is empty".into());
             return false;
         }
-        let Some(text) = self.render(b, foreach, dict, node.id, depth) else {
-            return false;
-        };
-        let items: Vec<(String, serde_json::Value)> =
-            match serde_json::from_str::<serde_json::Value>(&text) {
-                Ok(serde_json::Value::Array(a)) if !a.is_empty() => a
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, v)| (i.to_string(), v))
-                    .collect(),
-                Ok(serde_json::Value::Object(o)) if !o.is_empty() => o.into_iter().collect(),
+        let keys = LoopKeys::new(as_placeholder);
+        let passed = match self.render(b, foreach, dict, node.id, depth) {
+            None => false,
+            Some(text) => match serde_json::from_str::<serde_json::Value>(&text) {
+                Ok(json @ serde_json::Value::Array(_))
+                | Ok(json @ serde_json::Value::Object(_))
+                    if truthy_json(&json) =>
+                {
+                    self.set(dict, &keys.stack, crate::values::to_value(&json));
+                    self.set(dict, &keys.counter, Value::from(0));
+                    true
+                }
                 _ => {
                     self.error(
                         depth,
                         Some(node.id),
                         "loop: foreach_json is not a non-empty JSON array".into(),
                     );
-                    return false;
+                    false
                 }
-            };
+            },
+        };
+        if !passed {
+            // Cerb still goes through whatever `<as>__stack` holds (nothing, unless an enclosing
+            // loop uses the same placeholder), without running the children, then unsets.
+            self.drain_loop(&keys, dict);
+            return false;
+        }
         self.path.push(node.id);
-        let counter_key = format!("{as_placeholder}__counter");
-        let key_key = format!("{as_placeholder}__key");
-        let mut next = 0;
-        let mut counter = 0;
-        while let Some((key, item)) = items.get(next) {
+        let mut iterations = 0;
+        loop {
             if self.stopped() {
                 break;
             }
-            if counter >= MAX_LOOP_ITERATIONS {
+            if iterations >= MAX_LOOP_ITERATIONS && peek_stack(&keys, dict).is_some() {
                 self.abort(
                     depth,
                     Some(node.id),
                     format!("run limit: more than {MAX_LOOP_ITERATIONS} loop iterations"),
                 );
-                break;
+                return true;
             }
-            counter += 1;
+            let Some(counter) = self.next_iteration(&keys, dict) else {
+                break;
+            };
+            iterations += 1;
             self.trace.push(TraceEvent::Iteration {
                 depth,
                 node_id: node.id,
-                key: key.clone(),
-                counter,
+                key: dict.get(&keys.key).map(php_string).unwrap_or_default(),
+                counter: usize::try_from(counter).unwrap_or(0),
             });
-            dict.set(as_placeholder, crate::values::to_value(item));
-            dict.set(&key_key, Value::from(key.as_str()));
-            dict.set(&counter_key, Value::from(counter));
-            // Cerb's quirk: an element equal to the string `*` is not consumed, so the loop
-            // repeats it until an `_exit` (or, here, the iteration limit).
-            if item.as_str() != Some("*") {
-                next += 1;
+            for &child in &node.children {
+                if self.stopped() {
+                    break;
+                }
+                self.visit(b, child, dict, depth + 1);
+                // An `_exit` in an action directly under the loop returns at once in Cerb: the
+                // item, its key and the stack stay in the dictionary.
+                if self.stopped() && b.nodes[child].kind == NodeKind::Action {
+                    return true;
+                }
             }
-            self.children(b, &node.children, dict, depth + 1);
         }
-        // Cerb unsets the item and its key afterwards; `__counter` keeps the last count.
-        dict.remove(as_placeholder);
-        dict.remove(&key_key);
+        if self.exit == Some(ExitState::Aborted) {
+            return true;
+        }
+        // The stack is empty, or an `_exit` further down ended the run: Cerb then goes on taking
+        // items without visiting anything until the stack is empty, and unsets.
+        self.drain_loop(&keys, dict);
         true
+    }
+
+    /// Takes the next item off `<as>__stack` into `<as>`, `<as>__key` and `<as>__counter`
+    /// (Cerb: `key()`, `current()`, `intval(counter) + 1`, then `array_shift` unless the item is
+    /// the string `*`). `None`, with the three unset, when the stack is not a non-empty array.
+    fn next_iteration(&mut self, keys: &LoopKeys, dict: &mut Dict) -> Option<i64> {
+        let Some((stack, key, item)) = peek_stack(keys, dict) else {
+            dict.remove(&keys.item);
+            dict.remove(&keys.key);
+            dict.remove(&keys.stack);
+            return None;
+        };
+        let counter = dict.get(&keys.counter).map(php_intval).unwrap_or(0) + 1;
+        let star = item.as_str() == Some("*");
+        self.set(dict, &keys.key, key.to_value());
+        self.set(dict, &keys.item, item);
+        self.set(dict, &keys.counter, Value::from(counter));
+        if !star {
+            self.set(dict, &keys.stack, Value::from_object(stack.shifted()));
+        }
+        Some(counter)
+    }
+
+    /// Cerb's loop after the run was exited from below an action: items are taken off without
+    /// visiting anything until the stack is empty (then `<as>`, `<as>__key` and `<as>__stack` are
+    /// unset). A `*` item would make Cerb spin for ever; here the loop is left as it is then.
+    fn drain_loop(&mut self, keys: &LoopKeys, dict: &mut Dict) {
+        loop {
+            if let Some((_, _, item)) = peek_stack(keys, dict)
+                && item.as_str() == Some("*")
+            {
+                return;
+            }
+            if self.next_iteration(keys, dict).is_none() {
+                return;
+            }
+        }
+    }
+}
+
+/// The stack of a loop when it is a non-empty array, with its first key and item.
+fn peek_stack(keys: &LoopKeys, dict: &Dict) -> Option<(Arc<LoopStack>, PhpKey, Value)> {
+    let stack = dict.get(&keys.stack).and_then(LoopStack::of)?;
+    let (key, item) = stack.first()?;
+    Some((stack, key, item))
+}
+
+/// The dictionary keys of one loop (`<as>`, `<as>__key`, `<as>__stack`, `<as>__counter`).
+struct LoopKeys {
+    item: String,
+    key: String,
+    stack: String,
+    counter: String,
+}
+
+impl LoopKeys {
+    fn new(as_placeholder: &str) -> LoopKeys {
+        LoopKeys {
+            item: as_placeholder.to_string(),
+            key: format!("{as_placeholder}__key"),
+            stack: format!("{as_placeholder}__stack"),
+            counter: format!("{as_placeholder}__counter"),
+        }
+    }
+}
+
+/// PHP's `intval` of a dictionary value (arrays: 1 when non-empty).
+fn php_intval(v: &Value) -> i64 {
+    match v.kind() {
+        minijinja::value::ValueKind::Number => {
+            i64::try_from(v.clone()).unwrap_or_else(|_| intval(&php_string(v)))
+        }
+        minijinja::value::ValueKind::Seq | minijinja::value::ValueKind::Map => i64::from(truthy(v)),
+        _ => intval(&php_string(v)),
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod actions;
 mod conditions;
+mod loops;
 mod support;
 mod tree;
 mod variables;
