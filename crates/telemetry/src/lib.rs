@@ -1,7 +1,10 @@
-//! Telemetry shared by every Switchboard service: `tracing` to stderr (text or JSON), and
-//! OpenTelemetry traces exported over OTLP/HTTP when the standard `OTEL_EXPORTER_OTLP_ENDPOINT`
-//! is set. Trace context travels between services in NATS headers (W3C `traceparent`), so one
-//! webhook is one trace across ingress and behavior-worker.
+//! Telemetry shared by every Switchboard service: `tracing` to stderr (text or JSON, each line
+//! written inside a span carrying its `trace_id` and `span_id`), and OpenTelemetry traces
+//! exported over OTLP/HTTP when the standard `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Trace context
+//! travels between services in NATS headers and to Twilio in HTTP headers (W3C `traceparent`),
+//! so a message is one trace from the CLI or the webhook through ingress, behavior-worker and
+//! outbound to Twilio; without an exporter the ids propagate all the same and nothing is
+//! recorded (see the `trace` module and docs/observability.md).
 //!
 //! Also what the services share to run as containers: the health server ([`health`]), bounded
 //! shutdown ([`lifecycle`]) and the options for both ([`args`]).
@@ -9,33 +12,47 @@
 pub mod args;
 pub mod health;
 pub mod lifecycle;
-pub mod metrics;
 pub mod redact;
 
 pub use redact::{Redacted, redact_passwords};
 
-use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+mod trace;
+
+pub use opentelemetry::trace::SpanContext;
+pub use trace::{
+    add_link, http_context, inject_http, inject_http_current, inject_nats, link_from_http,
+    nats_context, parse_traceparent, set_parent_from_http, set_parent_from_nats, set_remote_parent,
+    span_context, trace_id, traceparent,
+};
+
+use std::sync::{Arc, OnceLock};
+
+use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+use trace::{IdStyle, W3cLayer, WithTraceIds};
+
 /// Keeps the exporter alive; flushes spans when dropped (at shutdown).
 pub struct Telemetry {
-    provider: SdkTracerProvider,
+    provider: Option<SdkTracerProvider>,
 }
 
 impl Drop for Telemetry {
     fn drop(&mut self) {
+        let Some(provider) = &self.provider else {
+            return;
+        };
         // Within what is left of a shutdown's bound (SHUTDOWN_TIMEOUT_SECS), if one is under way.
         let most = std::time::Duration::from_secs(5);
         let within = lifecycle::time_left().map_or(most, |left| {
             left.min(most).max(std::time::Duration::from_millis(100))
         });
-        let _ = self.provider.shutdown_with_timeout(within);
+        let _ = provider.shutdown_with_timeout(within);
     }
 }
 
@@ -58,27 +75,32 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
-/// The tracer provider: exporting over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` (or the
-/// traces-specific variable) is set, otherwise recording spans without exporting them (trace
-/// ids still flow through NATS headers and the run log).
-pub fn tracer_provider(service_name: &str) -> anyhow::Result<SdkTracerProvider> {
-    let resource = opentelemetry_sdk::Resource::builder()
-        .with_service_name(service_name.to_string())
-        .build();
-    let mut builder = SdkTracerProvider::builder().with_resource(resource);
-    let endpoint_set = [
+/// Whether an OTLP endpoint is configured (`OTEL_EXPORTER_OTLP_ENDPOINT` or the traces-specific
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, not empty): only then are spans recorded and exported.
+pub fn exporter_configured() -> bool {
+    [
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     ]
     .iter()
-    .any(|v| std::env::var(v).is_ok_and(|s| !s.trim().is_empty()));
-    if endpoint_set {
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .build()?;
-        builder = builder.with_batch_exporter(exporter);
-    }
-    Ok(builder.build())
+    .any(|v| std::env::var(v).is_ok_and(|s| !s.trim().is_empty()))
+}
+
+/// The tracer provider exporting over OTLP/HTTP (protobuf) in batches to the configured
+/// endpoint (the standard `OTEL_EXPORTER_OTLP_*` variables: endpoint, headers, timeout), with
+/// `service_name` as the resource's `service.name` (`OTEL_SERVICE_NAME` and
+/// `OTEL_RESOURCE_ATTRIBUTES` add to or override it).
+pub fn tracer_provider(service_name: &str) -> anyhow::Result<SdkTracerProvider> {
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(service_name.to_string())
+        .build();
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .build()?;
+    Ok(SdkTracerProvider::builder()
+        .with_resource(resource)
+        .with_batch_exporter(exporter)
+        .build())
 }
 
 /// Whether log lines carry ANSI colour codes: only text logs written to a terminal, and not
@@ -93,127 +115,168 @@ pub fn use_ansi(
     format == LogFormat::Text && stderr_is_terminal && !no_color
 }
 
-/// Installs the global subscriber and propagator. Call once, first thing in `main`.
-pub fn init(service_name: &str, format: LogFormat) -> anyhow::Result<Telemetry> {
+/// `RUST_LOG`, or `default` when it is unset or not a valid filter.
+fn env_filter(default: &str) -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default))
+}
+
+/// Where log lines go and how they look.
+struct Logs<W> {
+    format: LogFormat,
+    ansi: bool,
+    filter: EnvFilter,
+    writer: W,
+}
+
+/// The log layer: `RUST_LOG`'s lines (its own filter), with the trace and span ids of the span
+/// each line is written in.
+fn log_layer<S, W>(
+    logs: Logs<W>,
+    dispatch: Arc<OnceLock<tracing::dispatcher::WeakDispatch>>,
+) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let Logs {
+        format,
+        ansi,
+        filter,
+        writer,
+    } = logs;
+    match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(writer)
+            .with_ansi(ansi)
+            .event_format(WithTraceIds::new(
+                tracing_subscriber::fmt::format().with_ansi(ansi),
+                IdStyle::Text,
+                dispatch,
+            ))
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(writer)
+            .event_format(WithTraceIds::new(
+                tracing_subscriber::fmt::format().json(),
+                IdStyle::Json,
+                dispatch,
+            ))
+            .with_filter(filter)
+            .boxed(),
+    }
+}
+
+/// The subscriber: [`W3cLayer`] (trace context for every INFO span, nothing recorded), the
+/// OpenTelemetry layer when `provider` exports (its own `RUST_LOG` filter), and the log layer.
+fn dispatch<W>(
+    service_name: &str,
+    provider: Option<&SdkTracerProvider>,
+    otel_filter: EnvFilter,
+    logs: Option<Logs<W>>,
+) -> tracing::Dispatch
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let cell = Arc::new(OnceLock::new());
+    let otel = provider.map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer(service_name.to_string()))
+            .with_filter(otel_filter)
+    });
+    let logs = logs.map(|logs| log_layer(logs, cell.clone()));
+    let subscriber = tracing_subscriber::registry()
+        .with(W3cLayer.with_filter(tracing_subscriber::filter::filter_fn(trace::traced)))
+        .with(otel)
+        .with(logs);
+    let dispatch = tracing::Dispatch::new(subscriber);
+    let _ = cell.set(dispatch.downgrade());
+    dispatch
+}
+
+/// Installs `dispatch` as the global subscriber, with the W3C propagator.
+fn install(dispatch: tracing::Dispatch) -> anyhow::Result<()> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let provider = tracer_provider(service_name)?;
-    let tracer = provider.tracer(service_name.to_string());
-    opentelemetry::global::set_tracer_provider(provider.clone());
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    dispatch.try_init()?;
+    Ok(())
+}
+
+/// Installs the global subscriber and propagator of a service. Call once, first thing in
+/// `main`. Log lines (to stderr, filtered by `RUST_LOG`, default `info`) carry the trace and
+/// span ids of the span they are written in. Spans are recorded and exported only when an OTLP
+/// endpoint is configured ([`exporter_configured`]), filtered by `RUST_LOG` too; without one
+/// nothing is built for them, and trace ids propagate all the same.
+pub fn init(service_name: &str, format: LogFormat) -> anyhow::Result<Telemetry> {
+    let provider = match exporter_configured() {
+        true => Some(tracer_provider(service_name)?),
+        false => None,
+    };
     let ansi = use_ansi(
         format,
         std::io::IsTerminal::is_terminal(&std::io::stderr()),
         std::env::var_os("NO_COLOR").as_deref(),
     );
-    let fmt = match format {
-        LogFormat::Text => tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_ansi(ansi)
-            .boxed(),
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .with_writer(std::io::stderr)
-            .boxed(),
+    let logs = Logs {
+        format,
+        ansi,
+        filter: env_filter("info"),
+        writer: std::io::stderr,
     };
-    // RUST_LOG filters the log lines only; spans always reach OpenTelemetry so a quiet log
-    // level does not break traces.
-    tracing_subscriber::registry()
-        .with(fmt.with_filter(filter))
-        .with(
-            tracing_opentelemetry::layer()
-                .with_tracer(tracer)
-                .with_filter(EnvFilter::new("info")),
-        )
-        .try_init()?;
+    let otel_filter = env_filter("info");
+    install(dispatch(
+        service_name,
+        provider.as_ref(),
+        otel_filter,
+        Some(logs),
+    ))?;
+    if let Some(provider) = &provider {
+        opentelemetry::global::set_tracer_provider(provider.clone());
+    }
     Ok(Telemetry { provider })
 }
 
-/// Installs a subscriber for tests (idempotent): spans get real trace ids, nothing is exported.
+/// [`init`] for a command-line tool: spans (and their export, when an OTLP endpoint is
+/// configured) as for a service, but log lines only when `RUST_LOG` is set: the tool's output
+/// is its own.
+pub fn init_cli(service_name: &str) -> anyhow::Result<Telemetry> {
+    let provider = match exporter_configured() {
+        true => Some(tracer_provider(service_name)?),
+        false => None,
+    };
+    let logs = std::env::var_os("RUST_LOG").map(|_| Logs {
+        format: LogFormat::Text,
+        ansi: use_ansi(
+            LogFormat::Text,
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ),
+        filter: env_filter("warn"),
+        writer: std::io::stderr,
+    });
+    let otel_filter = env_filter("info");
+    install(dispatch(service_name, provider.as_ref(), otel_filter, logs))?;
+    Ok(Telemetry { provider })
+}
+
+/// Installs a subscriber for tests (idempotent): spans get real trace ids, nothing is recorded
+/// or exported; log lines (`RUST_LOG`, default `warn`) go to the test's output.
 pub fn init_for_tests() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-        let provider = SdkTracerProvider::builder().build();
-        let tracer = provider.tracer("switchboard-tests");
-        opentelemetry::global::set_tracer_provider(provider);
-        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-        let _ = tracing_subscriber::registry()
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_test_writer()
-                    .with_filter(filter),
-            )
-            .with(
-                tracing_opentelemetry::layer()
-                    .with_tracer(tracer)
-                    .with_filter(EnvFilter::new("info")),
-            )
-            .try_init();
+        let logs = Logs {
+            format: LogFormat::Text,
+            ansi: false,
+            filter: env_filter("warn"),
+            writer: tracing_subscriber::fmt::TestWriter::new(),
+        };
+        let _ = install(dispatch(
+            "switchboard-tests",
+            None,
+            EnvFilter::new("off"),
+            Some(logs),
+        ));
     });
-}
-
-struct NatsInjector<'a>(&'a mut async_nats::HeaderMap);
-
-impl Injector for NatsInjector<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        self.0.insert(key, value.as_str());
-    }
-}
-
-struct NatsExtractor<'a>(&'a async_nats::HeaderMap);
-
-impl Extractor for NatsExtractor<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(|v| v.as_str())
-    }
-    fn keys(&self) -> Vec<&str> {
-        self.0.iter().map(|(k, _)| k.as_ref()).collect()
-    }
-}
-
-struct HttpExtractor<'a>(&'a http::HeaderMap);
-
-impl Extractor for HttpExtractor<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
-    }
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(|k| k.as_str()).collect()
-    }
-}
-
-/// Writes the current span's trace context into NATS headers.
-pub fn inject_nats(span: &tracing::Span, headers: &mut async_nats::HeaderMap) {
-    let cx = span.context();
-    TraceContextPropagator::new().inject_context(&cx, &mut NatsInjector(headers));
-}
-
-/// Makes `span` a child of the trace context carried in NATS headers, if any.
-pub fn set_parent_from_nats(span: &tracing::Span, headers: Option<&async_nats::HeaderMap>) {
-    if let Some(h) = headers {
-        let cx = TraceContextPropagator::new().extract(&NatsExtractor(h));
-        if cx.span().span_context().is_valid() {
-            let _ = span.set_parent(cx);
-        }
-    }
-}
-
-/// Makes `span` a child of an incoming HTTP request's W3C `traceparent`, if any.
-pub fn set_parent_from_http(span: &tracing::Span, headers: &http::HeaderMap) {
-    let cx = TraceContextPropagator::new().extract(&HttpExtractor(headers));
-    if cx.span().span_context().is_valid() {
-        let _ = span.set_parent(cx);
-    }
-}
-
-/// The trace id of `span` as 32 hex digits (empty when tracing is not active).
-pub fn trace_id(span: &tracing::Span) -> String {
-    let id = span.context().span().span_context().trace_id();
-    if id == opentelemetry::trace::TraceId::INVALID {
-        String::new()
-    } else {
-        id.to_string()
-    }
 }
 
 #[cfg(test)]
