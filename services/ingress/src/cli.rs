@@ -39,6 +39,16 @@ pub struct Cli {
         global = true
     )]
     pub trust_forwarded_headers: bool,
+    /// Continue the trace of a request's W3C traceparent header (only behind a proxy you trust
+    /// to set or check it). Unset: each request starts a trace of its own that links to the
+    /// caller's, so an internet client does not choose trace ids, sampling or trace state.
+    #[arg(
+        long,
+        env = "INGRESS_TRUST_TRACEPARENT",
+        default_value_t = false,
+        global = true
+    )]
+    pub trust_traceparent: bool,
     /// Milliseconds to wait for a worker's reply (keep it under Twilio's 15 s).
     #[arg(long, env = "REPLY_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=14_000), global = true)]
     pub reply_timeout_ms: u64,
@@ -84,6 +94,10 @@ mod tests {
         }
         let cli = Cli::try_parse_from(["ingress"]).unwrap();
         assert_eq!(cli.shutdown.shutdown_timeout_secs, 10);
+        assert!(
+            !cli.trust_traceparent,
+            "an internet traceparent is only linked by default"
+        );
         let cli = Cli::try_parse_from(["ingress", "--shutdown-timeout-secs", "25"]).unwrap();
         assert_eq!(cli.shutdown.shutdown_timeout_secs, 25);
     }

@@ -33,6 +33,10 @@ pub struct IngressConfig {
     /// Rebuild the public URL from `X-Forwarded-Proto`/`X-Forwarded-Host` and take the client
     /// address from `X-Forwarded-For` (only behind a proxy you trust).
     pub trust_forwarded_headers: bool,
+    /// Make a request's W3C `traceparent` the parent of its trace (only behind a proxy you trust
+    /// to set or check it). Otherwise a caller's `traceparent` is only linked from a trace of
+    /// ingress's own: an internet client does not choose the trace ids, sampling or state.
+    pub trust_traceparent: bool,
     /// How long to wait for a worker's reply.
     pub reply_timeout: Duration,
     /// Largest accepted request body.
@@ -91,6 +95,7 @@ impl Default for IngressConfig {
         IngressConfig {
             public_base_url: None,
             trust_forwarded_headers: false,
+            trust_traceparent: false,
             reply_timeout: Duration::from_secs(10),
             max_body_bytes: 256 * 1024,
             subjects: Subjects::default(),
@@ -270,8 +275,12 @@ async fn forward_timed(
         status = field::Empty,
         otel.kind = "server",
     );
-    switchboard_telemetry::set_parent_from_http(&span, &headers);
     let config = &state.config;
+    if config.trust_traceparent {
+        switchboard_telemetry::set_parent_from_http(&span, &headers);
+    } else {
+        switchboard_telemetry::link_from_http(&span, &headers);
+    }
     let client_ip = match (
         config.trust_forwarded_headers,
         headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),

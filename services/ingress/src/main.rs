@@ -85,6 +85,7 @@ async fn service_main() -> anyhow::Result<()> {
             let config = ingress::IngressConfig {
                 public_base_url: cli.public_base_url,
                 trust_forwarded_headers: cli.trust_forwarded_headers,
+                trust_traceparent: cli.trust_traceparent,
                 reply_timeout,
                 max_body_bytes: cli.max_body_bytes,
                 subjects: Subjects::new(&cli.subject_prefix),
