@@ -114,6 +114,16 @@ pub fn is_empty_collection(v: &Json) -> bool {
     }
 }
 
+/// PHP's `empty()` of a parameter: missing, `null`, `""`, `"0"`, `false`, `0` or an empty array.
+fn is_empty_value(v: &Json) -> bool {
+    match v {
+        Json::String(s) => s.is_empty() || s == "0",
+        Json::Bool(b) => !b,
+        Json::Number(n) => n.as_f64() == Some(0.0),
+        other => is_empty_collection(other),
+    }
+}
+
 /// Sections, as they iterate: a JSON array, or an empty object (PHP exports `[]` either way).
 fn as_items(v: &Json) -> Option<&[Json]> {
     match v {
@@ -178,6 +188,9 @@ pub(crate) struct Validator<'a> {
     issues: Vec<ImportIssue>,
     /// Every uid seen, with the path of its first occurrence.
     uids: HashMap<String, JsonPath>,
+    /// The variables (key → type) of the behavior being walked; `None` while a key or type is
+    /// still an import-time template (checked on the rendered document).
+    variables: Option<HashMap<String, String>>,
 }
 
 impl<'a> Validator<'a> {
@@ -187,6 +200,7 @@ impl<'a> Validator<'a> {
             rendered,
             issues: Vec::new(),
             uids: HashMap::new(),
+            variables: None,
         }
     }
 
@@ -520,6 +534,7 @@ impl<'a> Validator<'a> {
         if let Some(variables) = obj.get("variables") {
             self.variables(variables, &path.key("variables"));
         }
+        self.variables = self.variable_types(obj.get("variables"));
         if let Some(nodes) = obj.get("nodes") {
             self.nodes(nodes, &path.key("nodes"), 1, event);
         }
@@ -617,6 +632,73 @@ impl<'a> Validator<'a> {
                 );
             }
             self.expect_object(obj, "params", &vpath);
+        }
+    }
+
+    /// The behavior's variables by key with their type, or `None` when one is still a template.
+    fn variable_types(&self, variables: Option<&Json>) -> Option<HashMap<String, String>> {
+        let entries: Vec<&Json> = match variables {
+            Some(Json::Object(map)) => map.values().collect(),
+            Some(Json::Array(list)) => list.iter().collect(),
+            _ => Vec::new(),
+        };
+        let mut types = HashMap::new();
+        for var in entries {
+            let (Some(key), Some(kind)) = (var.get("key"), var.get("type")) else {
+                continue;
+            };
+            if self.deferred(key) || self.deferred(kind) {
+                return None;
+            }
+            if let (Json::String(key), Json::String(kind)) = (key, kind) {
+                types.insert(key.clone(), kind.clone());
+            }
+        }
+        Some(types)
+    }
+
+    /// A `var_*` action (Cerb's `runActionSetVariable`) whose effect Switchboard would not
+    /// reproduce: the message, or `None` when it is fine.
+    fn set_variable_refusal(&self, name: &str, obj: &Map<String, Json>) -> Option<String> {
+        let search = ["search_mode", "worklist_model", "quick_search"]
+            .iter()
+            .find(|k| obj.contains_key(**k));
+        let variables = self.variables.as_ref();
+        let kind = variables.and_then(|v| v.get(name)).map(String::as_str);
+        if kind.is_some_and(|k| k.starts_with("ctx_")) || search.is_some() {
+            let how = match (obj.get("search_mode"), obj.get("quick_search")) {
+                (Some(Json::String(mode)), Some(Json::String(query))) if mode == "quick_search" => {
+                    format!(" (quick search `{query}`)")
+                }
+                _ => match search {
+                    Some(k) => format!(" ({k})"),
+                    None => String::new(),
+                },
+            };
+            let what = match kind {
+                Some(k) => format!("list variable '{name}' ({k})"),
+                None => format!("variable '{name}'"),
+            };
+            return Some(format!(
+                "Unsupported action '{name}': fills the {what} from a record search{how}; Switchboard has no records to search (pass the list in as the variable's value instead)"
+            ));
+        }
+        match kind {
+            None if variables.is_some() => Some(format!(
+                "Unsupported action '{name}': the behavior has no variable '{name}' (Cerb sets nothing)"
+            )),
+            Some("W") => Some(format!(
+                "Unsupported action '{name}': assigns a worker (worker_id, group_id, vars, mode); Switchboard has no workers"
+            )),
+            Some("E") if obj.get("mode").and_then(Json::as_str) == Some("calendar") => {
+                Some(format!(
+                    "Unsupported action '{name}': sets a date from a calendar (calendar_id, calendar_reldate); Switchboard has no calendars"
+                ))
+            }
+            Some(k @ ("M" | "X" | "F" | "I" | "O" | "Y")) => Some(format!(
+                "Unsupported action '{name}': Cerb sets nothing for a variable of type {k} with an action; set it with _set_custom_var"
+            )),
+            _ => None,
         }
     }
 
@@ -742,6 +824,19 @@ impl<'a> Validator<'a> {
                     _ => format!("Unsupported action '{shown}'"),
                 };
                 self.push(&apath.key("action"), msg);
+            } else if let Some(n) = name.as_str().filter(|n| n.starts_with("var_"))
+                && let Some(msg) = self.set_variable_refusal(n, obj)
+            {
+                self.push(&apath.key("action"), msg);
+            } else if name.as_str() == Some("_run_behavior")
+                && !obj.get("on").is_some_and(|on| !is_empty_value(on))
+            {
+                // Cerb's `runActionRunBehavior` runs the behavior once per record of `on`, and
+                // not at all when `on` is empty.
+                self.push(
+                    &apath.key("on"),
+                    "Unsupported action '_run_behavior' without 'on': Cerb runs the behavior on the records 'on' names, so without it nothing runs",
+                );
             }
         }
     }

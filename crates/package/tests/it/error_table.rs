@@ -54,6 +54,15 @@ fn macro_with_node(node: Json) -> String {
     })
 }
 
+/// The first behavior turned into a macro with these variables and `node` as its single node.
+fn macro_with_variables(variables: Json, node: Json) -> String {
+    doc(|d| {
+        first_behavior(d)["event"]["key"] = json!("event.macro.bot");
+        first_behavior(d)["variables"] = variables;
+        first_behavior(d)["nodes"] = json!([node]);
+    })
+}
+
 fn outcome(condition: Json) -> Json {
     json!({"type": "outcome", "title": "O", "params": {"groups": [{"any": 0, "conditions": [condition]}]}})
 }
@@ -581,6 +590,91 @@ fn cases() -> Vec<Case> {
             behavior_issue(
                 "nodes[0].params.actions[0].action",
                 "Unsupported action 'set_http_body' in a event.macro.bot behavior (webhook behaviors only)",
+            ),
+        ),
+        parse(
+            "Decision 3: a list variable filled by a record search (Cerb's worklist RSS guide)",
+            macro_with_variables(
+                json!({"var_new_tickets": {"key": "var_new_tickets", "label": "New Tickets",
+                    "type": "ctx_cerberusweb.contexts.ticket", "is_private": "1", "params": []}}),
+                action(
+                    json!({"action": "var_new_tickets", "search_mode": "quick_search",
+                    "quick_search": "status:o", "limit": "first", "limit_count": "20", "mode": "add",
+                    "worklist_model": {"columns": ["t_group_id"], "params": {}, "limit": 10,
+                        "context": "cerberusweb.contexts.ticket"}}),
+                ),
+            ),
+            behavior_issue(
+                "nodes[0].params.actions[0].action",
+                "Unsupported action 'var_new_tickets': fills the list variable 'var_new_tickets' (ctx_cerberusweb.contexts.ticket) from a record search (quick search `status:o`); Switchboard has no records to search (pass the list in as the variable's value instead)",
+            ),
+        ),
+        parse(
+            "Decision 3: a list variable action searches even without a query",
+            macro_with_variables(
+                json!({"var_tasks": {"key": "var_tasks", "label": "Tasks",
+                    "type": "ctx_cerberusweb.contexts.task", "is_private": "1", "params": []}}),
+                action(json!({"action": "var_tasks", "mode": "replace", "worklist_model": null})),
+            ),
+            behavior_issue(
+                "nodes[0].params.actions[0].action",
+                "Unsupported action 'var_tasks': fills the list variable 'var_tasks' (ctx_cerberusweb.contexts.task) from a record search (worklist_model); Switchboard has no records to search (pass the list in as the variable's value instead)",
+            ),
+        ),
+        parse(
+            "Decision 3: a variable action on a variable the behavior does not have",
+            macro_with_variables(
+                json!({}),
+                action(json!({"action": "var_missing", "value": "x"})),
+            ),
+            behavior_issue(
+                "nodes[0].params.actions[0].action",
+                "Unsupported action 'var_missing': the behavior has no variable 'var_missing' (Cerb sets nothing)",
+            ),
+        ),
+        parse(
+            "Decision 3: a worker variable set by assignment",
+            macro_with_variables(
+                json!({"var_owner": {"key": "var_owner", "label": "Owner", "type": "W", "is_private": "0", "params": {}}}),
+                action(json!({"action": "var_owner", "worker_id": ["1"], "mode": "random"})),
+            ),
+            behavior_issue(
+                "nodes[0].params.actions[0].action",
+                "Unsupported action 'var_owner': assigns a worker (worker_id, group_id, vars, mode); Switchboard has no workers",
+            ),
+        ),
+        parse(
+            "Decision 3: a date variable set from a calendar",
+            macro_with_variables(
+                json!({"var_due": {"key": "var_due", "label": "Due", "type": "E", "is_private": "0", "params": {}}}),
+                action(
+                    json!({"action": "var_due", "mode": "calendar", "calendar_id": "1", "calendar_reldate": "+2 hours"}),
+                ),
+            ),
+            behavior_issue(
+                "nodes[0].params.actions[0].action",
+                "Unsupported action 'var_due': sets a date from a calendar (calendar_id, calendar_reldate); Switchboard has no calendars",
+            ),
+        ),
+        parse(
+            "Decision 3: a variable type whose action Cerb ignores",
+            macro_with_variables(
+                json!({"var_amount": {"key": "var_amount", "label": "Amount", "type": "Y", "is_private": "0", "params": {}}}),
+                action(json!({"action": "var_amount", "value": "12.50"})),
+            ),
+            behavior_issue(
+                "nodes[0].params.actions[0].action",
+                "Unsupported action 'var_amount': Cerb sets nothing for a variable of type Y with an action; set it with _set_custom_var",
+            ),
+        ),
+        parse(
+            "Decision 3: _run_behavior without 'on' runs nothing in Cerb",
+            macro_with_node(action(
+                json!({"action": "_run_behavior", "behavior_id": "1", "var": "r"}),
+            )),
+            behavior_issue(
+                "nodes[0].params.actions[0].on",
+                "Unsupported action '_run_behavior' without 'on': Cerb runs the behavior on the records 'on' names, so without it nothing runs",
             ),
         ),
         parse(

@@ -357,6 +357,7 @@ fn every_unsupported_feature_is_listed_together() {
         "is_private": false,
         "priority": 50,
         "event": {"key": "event.macro.bot"},
+        "variables": {"var_x": {"key": "var_x", "label": "X", "type": "S", "is_private": "0", "params": {}}},
         "nodes": [
             {"type": "outcome", "title": "O", "params": {"groups": [{"conditions": [{"condition": "http_verb", "oper": "is", "value": "POST"}]}]}},
             {"type": "action", "title": "A", "params": {"actions": [{"action": "set_http_status", "value": "200"}, {"action": "var_x"}]}}
