@@ -12,6 +12,7 @@
 pub mod args;
 pub mod health;
 pub mod lifecycle;
+pub mod metrics;
 pub mod redact;
 
 pub use redact::{Redacted, redact_passwords};
