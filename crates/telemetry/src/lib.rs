@@ -21,9 +21,9 @@ mod trace;
 
 pub use opentelemetry::trace::SpanContext;
 pub use trace::{
-    add_link, http_context, inject_http, inject_http_current, inject_nats, link_from_http,
-    nats_context, parse_traceparent, set_parent_from_http, set_parent_from_nats, set_remote_parent,
-    span_context, trace_id, traceparent,
+    TRACE_QUERY_PARAM, add_link, http_context, inject_http, inject_http_current, inject_nats,
+    link_from_http, nats_context, parse_traceparent, set_parent_from_http, set_parent_from_nats,
+    set_remote_parent, span_context, trace_from_query, trace_id, traceparent, with_trace_query,
 };
 
 use std::sync::{Arc, OnceLock};

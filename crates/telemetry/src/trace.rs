@@ -330,6 +330,44 @@ pub fn link_from_http(span: &tracing::Span, headers: &http::HeaderMap) -> bool {
     }
 }
 
+/// The query parameter of a callback URL that carries the trace context of the span that gave
+/// the URL out ([`with_trace_query`]), for the callback's span to link to ([`trace_from_query`]).
+pub const TRACE_QUERY_PARAM: &str = "traceparent";
+
+/// `url` with the `traceparent` of `span` added to its query (unchanged when the span has no
+/// context): for a callback URL handed to another system (Twilio's `StatusCallback`), so the
+/// callback can link back to this trace.
+pub fn with_trace_query(url: &str, span: &tracing::Span) -> String {
+    let Some(value) = traceparent(&span_context(span)) else {
+        return url.to_owned();
+    };
+    let (base, fragment) = match url.split_once('#') {
+        Some((base, fragment)) => (base, Some(fragment)),
+        None => (url, None),
+    };
+    let sep = match base.split_once('?') {
+        None => "?",
+        Some((_, "")) => "",
+        Some((_, query)) if query.ends_with('&') => "",
+        Some(_) => "&",
+    };
+    let mut out = format!("{base}{sep}{TRACE_QUERY_PARAM}={value}");
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
+    }
+    out
+}
+
+/// The trace context a callback's query carries ([`with_trace_query`]), if one is well formed.
+pub fn trace_from_query(query: &str) -> Option<SpanContext> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(name, _)| *name == TRACE_QUERY_PARAM)
+        .and_then(|(_, value)| parse_traceparent(value, None))
+}
+
 /// How a log line carries the ids of the span it was written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum IdStyle {
@@ -678,6 +716,55 @@ mod tests {
         assert_eq!(hidden_cx.trace_id(), outer_cx.trace_id());
         assert_eq!(kept_cx.trace_id(), outer_cx.trace_id());
         assert_eq!(exported.named("inner").parent_span_id, outer_cx.span_id());
+    }
+
+    #[test]
+    fn callback_urls_carry_the_trace_that_gave_them_out() {
+        let (dispatch, _lines) = without_exporter(LogFormat::Text, "off");
+        tracing::dispatcher::with_default(&dispatch, || {
+            let span = tracing::info_span!("outbound.job");
+            let tp = traceparent(&span_context(&span)).unwrap();
+            for (url, expected) in [
+                (
+                    "https://in.example/twilio/status",
+                    format!("https://in.example/twilio/status?traceparent={tp}"),
+                ),
+                (
+                    "https://in.example/s?a=1",
+                    format!("https://in.example/s?a=1&traceparent={tp}"),
+                ),
+                (
+                    "https://in.example/s?",
+                    format!("https://in.example/s?traceparent={tp}"),
+                ),
+                (
+                    "https://in.example/s?a=1#f",
+                    format!("https://in.example/s?a=1&traceparent={tp}#f"),
+                ),
+            ] {
+                assert_eq!(with_trace_query(url, &span), expected);
+            }
+            let url = with_trace_query("https://in.example/s?a=1", &span);
+            let query = url.split_once('?').unwrap().1;
+            assert_eq!(
+                trace_from_query(query),
+                Some(span_context(&span)).map(|sc| {
+                    SpanContext::new(
+                        sc.trace_id(),
+                        sc.span_id(),
+                        sc.trace_flags(),
+                        true,
+                        sc.trace_state().clone(),
+                    )
+                })
+            );
+            assert_eq!(trace_from_query("a=1&traceparent=nonsense"), None);
+            assert_eq!(trace_from_query(""), None);
+            assert_eq!(
+                with_trace_query("https://x/s", &tracing::Span::none()),
+                "https://x/s"
+            );
+        });
     }
 
     #[test]

@@ -435,6 +435,19 @@ fn is_form_post(req: &WebhookRequest) -> bool {
         })
 }
 
+/// The host of a URL, for a span (empty when there is none).
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    }
+}
+
 fn valid_guid(guid: &str) -> bool {
     !guid.is_empty()
         && guid.len() <= 40
@@ -804,13 +817,12 @@ impl Worker {
         let engine_req = engine_request(req);
         let started = Instant::now();
         let output: RunOutput = if behavior.uses_host() {
-            // The host blocks on NATS and the database: keep it off the async workers.
-            let host = WorkerHost {
-                worker: self.clone(),
-                handle: tokio::runtime::Handle::current(),
-            };
+            // The host blocks on NATS and the database: keep it off the async workers. The run
+            // stays in the request's span (its log lines, the trace of its HTTP requests).
+            let host = WorkerHost::new(self.clone());
             let b = behavior.clone();
             tokio::task::spawn_blocking(move || {
+                let _in = host.span.clone().entered();
                 switchboard_engine::run_webhook(&b, &engine_req, &host, &RunOptions::real())
             })
             .await
@@ -943,6 +955,20 @@ impl Host for NoHost {
 struct WorkerHost {
     worker: Arc<Worker>,
     handle: tokio::runtime::Handle,
+    /// The span of the request the run answers (a blocking thread has no current span of its
+    /// own): the parent of its HTTP requests' spans.
+    span: tracing::Span,
+}
+
+impl WorkerHost {
+    /// The host of a run answering the request of the current span, on the current runtime.
+    fn new(worker: Arc<Worker>) -> WorkerHost {
+        WorkerHost {
+            worker,
+            handle: tokio::runtime::Handle::current(),
+            span: tracing::Span::current(),
+        }
+    }
 }
 
 impl Host for WorkerHost {
@@ -970,19 +996,31 @@ impl Host for WorkerHost {
             account_id: request.account,
             ignore_ssl_validation: request.ignore_ssl_validation,
         };
+        // The request as a client span of the run's trace; outbound's span is its child.
+        let span = tracing::info_span!(
+            parent: &self.span,
+            "http_job.request",
+            otel.kind = "client",
+            http.request.method = %request.method.to_ascii_uppercase(),
+            server.address = host_of(&request.url),
+            outcome = field::Empty,
+        );
         let mut headers = async_nats::HeaderMap::new();
-        switchboard_telemetry::inject_nats(&tracing::Span::current(), &mut headers);
+        switchboard_telemetry::inject_nats(&span, &mut headers);
         let nats = self.worker.nats.clone();
         let subject = self.worker.subjects.outbound_http();
         let timeout = self.worker.opts.http_timeout;
-        let answer = self.handle.block_on(async move {
-            tokio::time::timeout(
-                timeout,
-                nats.request_with_headers(subject, headers, wire::encode(&job).into()),
-            )
-            .await
-        });
-        match answer {
+        let answer = self.handle.block_on(
+            async move {
+                tokio::time::timeout(
+                    timeout,
+                    nats.request_with_headers(subject, headers, wire::encode(&job).into()),
+                )
+                .await
+            }
+            .instrument(span.clone()),
+        );
+        let outcome = match answer {
             Err(_) => HttpOutcome::Error("the outbound service did not answer in time".into()),
             Ok(Err(e)) => HttpOutcome::Error(format!("the outbound service is unavailable: {e}")),
             Ok(Ok(msg)) => match wire::decode::<wire::HttpJobResult>(&msg.payload) {
@@ -1005,7 +1043,16 @@ impl Host for WorkerHost {
                     HttpOutcome::Error(format!("malformed answer from the outbound service: {e}"))
                 }
             },
-        }
+        };
+        span.record(
+            "outcome",
+            match &outcome {
+                HttpOutcome::Response(_) => "response",
+                HttpOutcome::Error(_) => "error",
+                HttpOutcome::CredentialsRefused(_) => "credentials_refused",
+            },
+        );
+        outcome
     }
 
     fn behavior(&self, id: i64) -> Option<Arc<CompiledBehavior>> {
@@ -1039,6 +1086,20 @@ mod tests {
             headers: vec![("Content-Type".into(), content_type.into())],
             body: b"Body=hi&MessageSid=SM1".to_vec(),
             client_ip: "127.0.0.1".into(),
+        }
+    }
+
+    #[test]
+    fn the_host_of_a_url_names_the_server_of_a_client_span() {
+        for (url, host) in [
+            ("https://api.twilio.com/2010-04-01/Accounts", "api.twilio.com"),
+            ("http://user:pw@example.com:8080/x?y#z", "example.com"),
+            ("https://[::1]:443/", "::1"),
+            ("https://example.com?q=1", "example.com"),
+            ("not a url", "not a url"),
+            ("", ""),
+        ] {
+            assert_eq!(host_of(url), host, "{url}");
         }
     }
 

@@ -151,14 +151,13 @@ impl Worker {
             ));
         }
         let inputs: IndexMap<String, String> = req.vars.into_iter().collect();
-        let host = WorkerHost {
-            worker: self.clone(),
-            handle: tokio::runtime::Handle::current(),
-        };
+        let host = WorkerHost::new(self.clone());
         let started = Instant::now();
         let b = behavior.clone();
-        // The host blocks on NATS and the database: keep it off the async workers.
+        // The host blocks on NATS and the database: keep it off the async workers, in the
+        // request's span.
         let output: RunOutput = tokio::task::spawn_blocking(move || {
+            let _in = host.span.clone().entered();
             switchboard_engine::run_macro(&b, &inputs, &host, &RunOptions::real())
         })
         .await

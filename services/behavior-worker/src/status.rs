@@ -63,6 +63,11 @@ impl Worker {
             );
             return Ok(WebhookReply::status(403));
         }
+        // The URL outbound gave Twilio names the trace of the job that sent the message (and
+        // Twilio signed it with the rest): this callback's trace links to that one.
+        if let Some(job) = switchboard_telemetry::trace_from_query(&req.query) {
+            switchboard_telemetry::add_link(&tracing::Span::current(), &job);
+        }
         let update = match parse_callback(&form) {
             Ok(update) => update,
             Err(problem) => {
