@@ -200,11 +200,13 @@ pub fn probe_address(addr: SocketAddr) -> SocketAddr {
 }
 
 /// The `healthcheck` subcommands' check when no health server is configured: PostgreSQL (the
-/// `database` probe) and then NATS at `nats_url` each answer within [`PROBE_TIMEOUT`]. `Ok` with
-/// one line, or `Err` with one line naming what did not answer.
+/// `database` probe) and then NATS (connecting as `service` would, with its credentials and
+/// TLS) each answer within [`PROBE_TIMEOUT`]. `Ok` with one line, or `Err` with one line naming
+/// what did not answer.
 pub async fn reachable<E: std::fmt::Display>(
     database: impl Future<Output = Result<(), E>>,
-    nats_url: &str,
+    nats: &crate::args::NatsArgs,
+    service: &str,
 ) -> Result<String, String> {
     let within = PROBE_TIMEOUT;
     match tokio::time::timeout(within, database).await {
@@ -218,13 +220,17 @@ pub async fn reachable<E: std::fmt::Display>(
         }
     }
     let nats = async {
-        let client = async_nats::connect(nats_url).await?;
+        let client = nats
+            .connect_with(service, |options| {
+                options.name(format!("{service} healthcheck"))
+            })
+            .await?;
         client.flush().await?;
         anyhow::Ok(())
     };
     match tokio::time::timeout(within, nats).await {
         Ok(Ok(())) => Ok("NATS and PostgreSQL reachable".into()),
-        Ok(Err(e)) => Err(format!("NATS: {e}")),
+        Ok(Err(e)) => Err(format!("NATS: {}", one_line(&format!("{e:#}")))),
         Err(_) => Err(format!("NATS: no answer within {} s", within.as_secs())),
     }
 }
@@ -307,14 +313,24 @@ mod tests {
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let nats_url = format!("nats://{}", closed.local_addr().unwrap());
         drop(closed);
-        let failed = reachable(async { Err::<(), _>("connection refused") }, &nats_url).await;
+        let nats = crate::args::NatsArgs::new(&nats_url);
+        let failed = reachable(async { Err::<(), _>("connection refused") }, &nats, "x").await;
         assert_eq!(failed, Err("PostgreSQL: connection refused".to_owned()));
-        let silent = reachable(std::future::pending::<Result<(), String>>(), &nats_url).await;
+        let silent = reachable(std::future::pending::<Result<(), String>>(), &nats, "x").await;
         assert_eq!(silent, Err("PostgreSQL: no answer within 2 s".to_owned()));
-        let nats = reachable(async { Ok::<(), String>(()) }, &nats_url).await;
+        let down = reachable(async { Ok::<(), String>(()) }, &nats, "x").await;
         assert!(
-            nats.as_ref().is_err_and(|e| e.starts_with("NATS: ")),
-            "{nats:?}"
+            down.as_ref().is_err_and(|e| e.starts_with("NATS: ")),
+            "{down:?}"
+        );
+        // Options that do not fit together are named before anything is tried, without the
+        // password.
+        let mut conflicting = crate::args::NatsArgs::new("nats://n:urlpass@127.0.0.1:1");
+        conflicting.nats_token = Some("t0k3n".into());
+        let refused = reachable(async { Ok::<(), String>(()) }, &conflicting, "x").await;
+        assert_eq!(
+            refused,
+            Err("NATS: NATS_TOKEN and the credentials in NATS_URL are both set: authenticate to NATS one way only".to_owned())
         );
     }
 

@@ -66,7 +66,7 @@ fn database_url(cli: &Cli) -> anyhow::Result<&str> {
 /// `healthcheck` without METRICS_ADDR: NATS and PostgreSQL answer, each within 2 s.
 async fn reachable(cli: &Cli) -> Result<String, String> {
     let url = database_url(cli).map_err(|e| e.to_string())?;
-    health::reachable(switchboard_store::probe(url), &cli.nats_url).await
+    health::reachable(switchboard_store::probe(url), &cli.nats, "behavior-worker").await
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -84,10 +84,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let store = Store::with_keys(pool.clone(), Some(key));
     store.check_master_key_at_start(KEY_CHECK_TIMEOUT).await?;
     let stop = Stop::on_signal(cli.shutdown.timeout());
-    let nats = async_nats::ConnectOptions::new()
-        .name("behavior-worker")
-        .retry_on_initial_connect()
-        .connect(&cli.nats_url)
+    let nats = cli
+        .nats
+        .connect_with("behavior-worker", |options| {
+            options.retry_on_initial_connect()
+        })
         .await?;
     let readiness = Readiness::new();
     readiness.nats(&nats);

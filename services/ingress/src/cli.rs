@@ -18,15 +18,9 @@ pub struct Cli {
         global = true
     )]
     pub listen_addr: String,
-    /// NATS server URL.
-    #[arg(
-        long,
-        env = "NATS_URL",
-        hide_env_values = true,
-        default_value = "nats://127.0.0.1:4222",
-        global = true
-    )]
-    pub nats_url: String,
+    /// NATS: server URL(s), credentials, TLS (docs/nats-security.md).
+    #[command(flatten)]
+    pub nats: switchboard_telemetry::args::NatsArgs,
     /// Public base URL that Twilio calls (e.g. https://bot.example.com); signatures are checked
     /// against it plus the request's path and query.
     #[arg(long, env = "PUBLIC_BASE_URL", global = true)]

@@ -65,11 +65,13 @@ async fn service_main() -> anyhow::Result<()> {
                 );
             }
             let reply_timeout = Duration::from_millis(cli.reply_timeout_ms);
-            let nats = async_nats::ConnectOptions::new()
-                .name("ingress")
-                .request_timeout(Some(reply_timeout))
-                .retry_on_initial_connect()
-                .connect(&cli.nats_url)
+            let nats = cli
+                .nats
+                .connect_with("ingress", |options| {
+                    options
+                        .request_timeout(Some(reply_timeout))
+                        .retry_on_initial_connect()
+                })
                 .await?;
             let listener = tokio::net::TcpListener::bind(&cli.listen_addr).await?;
             // Metrics are for the operator: served on METRICS_ADDR, never on the public port.

@@ -14,15 +14,9 @@ use secrecy::SecretString;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
-    /// NATS server URL.
-    #[arg(
-        long,
-        env = "NATS_URL",
-        hide_env_values = true,
-        default_value = "nats://127.0.0.1:4222",
-        global = true
-    )]
-    pub nats_url: String,
+    /// NATS: server URL(s), credentials, TLS (docs/nats-security.md).
+    #[command(flatten)]
+    pub nats: switchboard_telemetry::args::NatsArgs,
     /// PostgreSQL URL (its value, which may hold a password, is never shown in --help, logs
     /// or errors).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]

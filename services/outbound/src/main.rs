@@ -69,7 +69,7 @@ fn database_url(cli: &Cli) -> anyhow::Result<&str> {
 /// `healthcheck` without METRICS_ADDR: NATS and PostgreSQL answer, each within 2 s.
 async fn reachable(cli: &Cli) -> Result<String, String> {
     let url = database_url(cli).map_err(|e| e.to_string())?;
-    health::reachable(switchboard_store::probe(url), &cli.nats_url).await
+    health::reachable(switchboard_store::probe(url), &cli.nats, "outbound").await
 }
 
 async fn run(cli: &Cli) -> anyhow::Result<()> {
@@ -88,12 +88,10 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
     store.check_master_key_at_start(KEY_CHECK_TIMEOUT).await?;
     let twilio = TwilioClient::new(cli.client_config())?;
     let stop = Stop::on_signal(cli.shutdown.timeout());
-    let nats = async_nats::ConnectOptions::new()
-        .name("outbound")
-        .retry_on_initial_connect()
-        .connect(&cli.nats_url)
-        .await
-        .context("connecting to NATS")?;
+    let nats = cli
+        .nats
+        .connect_with("outbound", |options| options.retry_on_initial_connect())
+        .await?;
 
     let readiness = Readiness::new();
     readiness.nats(&nats);

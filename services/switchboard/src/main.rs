@@ -28,15 +28,10 @@ struct Global {
     /// errors).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     database_url: Option<String>,
-    /// NATS URL (to tell running workers about changes; `run` sends its request there).
-    #[arg(
-        long,
-        env = "NATS_URL",
-        hide_env_values = true,
-        default_value = "nats://127.0.0.1:4222",
-        global = true
-    )]
-    nats_url: String,
+    /// NATS (to tell running workers about changes; `run`, `send`, `lookup`, `jobs` and `dlq`
+    /// use it): server URL(s), credentials, TLS (docs/nats-security.md).
+    #[command(flatten)]
+    nats: switchboard_telemetry::args::NatsArgs,
     /// Key that encrypts connected-account credentials (32 bytes, base64 or hex); the services
     /// need the same one. `accounts add` requires it and refuses a key that does not decrypt
     /// the accounts already stored. Make one for a new installation with
@@ -453,10 +448,15 @@ async fn connect(global: &Global, need_key: Option<&str>) -> anyhow::Result<Env>
         }
     };
     let pool = switchboard_store::connect(url, 2).await?;
+    // Options that do not fit together are an error even where NATS is optional.
+    global
+        .nats
+        .plan(CLI_NATS_NAME)
+        .map_err(anyhow::Error::msg)?;
     // NATS is optional for the CLI: it only announces changes to running workers.
     let nats = tokio::time::timeout(
         std::time::Duration::from_secs(2),
-        async_nats::connect(&global.nats_url),
+        global.nats.connect(CLI_NATS_NAME),
     )
     .await
     .ok()
@@ -467,6 +467,24 @@ async fn connect(global: &Global, need_key: Option<&str>) -> anyhow::Result<Env>
         subjects: Subjects::new(&global.subject_prefix),
         public_base_url: global.public_base_url.clone(),
     })
+}
+
+/// The CLI's name on NATS (and its reply subjects' prefix, `_INBOX_switchboard-cli`).
+const CLI_NATS_NAME: &str = "switchboard-cli";
+
+/// NATS for the commands that need it (`run`, `send`, `lookup`, `dlq`), within 5 s.
+async fn connect_nats(global: &Global) -> anyhow::Result<async_nats::Client> {
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        global.nats.connect(CLI_NATS_NAME),
+    )
+    .await
+    .map_err(|_| {
+        anyhow::anyhow!(
+            "NATS at {} did not answer within 5 s",
+            global.nats.display_url()
+        )
+    })?
 }
 
 /// The store alone, for the read commands (no NATS, no master key: nothing they read is
@@ -519,13 +537,7 @@ async fn run_job(global: &Global, job: JobOptions, build: JobBuilder) -> anyhow:
             (subjects.lookup(), serde_json::to_value(&job)?, true)
         }
     };
-    let nats = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        async_nats::connect(&global.nats_url),
-    )
-    .await
-    .map_err(|_| anyhow::anyhow!("NATS at {} did not answer within 5 s", global.nats_url))?
-    .map_err(|e| anyhow::anyhow!("connecting to NATS at {}: {e}", global.nats_url))?;
+    let nats = connect_nats(global).await?;
     let wait = wait.then(|| std::time::Duration::from_secs(job.timeout.max(1)));
     let outcome = jobs::submit(&nats, &subject, &payload, &key, &key, wait).await?;
     if job.json {
@@ -589,13 +601,7 @@ async fn run_store_command(global: Global, command: Command) -> anyhow::Result<(
         } => {
             let request = switchboard::run::request(&bot, &behavior, &vars)?;
             Subjects::validate_prefix(&global.subject_prefix).map_err(anyhow::Error::msg)?;
-            let nats = tokio::time::timeout(
-                std::time::Duration::from_secs(5),
-                async_nats::connect(&global.nats_url),
-            )
-            .await
-            .map_err(|_| anyhow::anyhow!("connecting to NATS at {} timed out", global.nats_url))?
-            .map_err(|e| anyhow::anyhow!("connecting to NATS at {}: {e}", global.nats_url))?;
+            let nats = connect_nats(&global).await?;
             let result = switchboard::run::run_behavior(
                 &nats,
                 &Subjects::new(&global.subject_prefix),
@@ -631,13 +637,7 @@ async fn run_store_command(global: Global, command: Command) -> anyhow::Result<(
         }
         Command::Dlq(cmd) => {
             Subjects::validate_prefix(&global.subject_prefix).map_err(anyhow::Error::msg)?;
-            let nats = tokio::time::timeout(
-                std::time::Duration::from_secs(5),
-                async_nats::connect(&global.nats_url),
-            )
-            .await
-            .map_err(|_| anyhow::anyhow!("NATS at {} did not answer within 5 s", global.nats_url))?
-            .map_err(|e| anyhow::anyhow!("connecting to NATS at {}: {e}", global.nats_url))?;
+            let nats = connect_nats(&global).await?;
             let store = match &global.database_url {
                 Some(url) => Some(Store::new(switchboard_store::connect(url, 2).await?, None)),
                 None => None,
