@@ -63,7 +63,12 @@ impl Metrics {
     }
 
     /// Adds a metric (a clone shares its value with the one the service updates).
-    pub fn register(&self, name: &str, help: &str, metric: impl prometheus_client::registry::Metric) {
+    pub fn register(
+        &self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
         self.registry.lock().unwrap().register(name, help, metric);
     }
 
@@ -278,7 +283,10 @@ mod tests {
         assert!(rss > 1_000_000.0, "{rss}");
         let fds = sample(&text, "process_open_fds").expect(&text);
         assert!(fds >= 3.0, "{fds}");
-        assert!(sample(&text, "process_cpu_seconds_total").is_some(), "{text}");
+        assert!(
+            sample(&text, "process_cpu_seconds_total").is_some(),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 
@@ -286,8 +294,18 @@ mod tests {
     fn http_server_durations_by_method_route_and_status() {
         let metrics = Metrics::new();
         let http = HttpServerMetrics::register(&metrics);
-        http.observe(&http::Method::POST, "/webhooks/{guid}", 200, Duration::from_millis(3));
-        http.observe(&http::Method::POST, "/webhooks/{guid}", 200, Duration::from_millis(1));
+        http.observe(
+            &http::Method::POST,
+            "/webhooks/{guid}",
+            200,
+            Duration::from_millis(3),
+        );
+        http.observe(
+            &http::Method::POST,
+            "/webhooks/{guid}",
+            200,
+            Duration::from_millis(1),
+        );
         let odd = http::Method::from_bytes(b"BREW").unwrap();
         http.observe(&odd, "/webhooks/{guid}", 404, Duration::from_millis(1));
         let text = metrics.encode();

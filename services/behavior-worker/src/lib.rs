@@ -7,6 +7,7 @@
 
 pub mod cli;
 mod macros;
+mod metrics;
 pub mod retention;
 mod status;
 
@@ -30,6 +31,8 @@ use switchboard_telemetry::lifecycle;
 use switchboard_wire::{self as wire, Subjects, WebhookReply, WebhookRequest};
 use tokio::sync::Semaphore;
 use tracing::{Instrument as _, field};
+
+pub use metrics::{WebhookResult, WorkerMetrics};
 
 /// Tuning of one worker process.
 #[derive(Debug, Clone)]
@@ -56,6 +59,8 @@ pub struct WorkerOptions {
     /// Readiness of the endpoints: set once they are subscribed, cleared when shutdown begins
     /// (`/readyz`; detached by default).
     pub ready: switchboard_telemetry::health::ReadyFlag,
+    /// Where webhooks, runs and status callbacks are counted (`/metrics`; detached by default).
+    pub metrics: WorkerMetrics,
 }
 
 impl Default for WorkerOptions {
@@ -70,6 +75,7 @@ impl Default for WorkerOptions {
             log_batch_max: 128,
             log_concurrency: 2,
             ready: Default::default(),
+            metrics: Default::default(),
         }
     }
 }
@@ -567,31 +573,48 @@ impl Worker {
     }
 
     async fn answer(self: &Arc<Self>, req: WebhookRequest) -> WebhookReply {
-        match self.try_answer(req).await {
+        let mut seen = Seen {
+            listener: None,
+            result: WebhookResult::Answered,
+        };
+        let reply = match self.try_answer(req, &mut seen).await {
             Ok(reply) => reply,
             Err(e) => {
                 // 5xx are opaque to the caller; the cause chain goes to the log once, here.
                 tracing::error!(error = format!("{e:#}"), "webhook failed");
+                seen.result = WebhookResult::Error;
                 WebhookReply::status(503)
             }
-        }
+        };
+        self.opts.metrics.webhook(seen.listener, seen.result);
+        reply
     }
 
-    async fn try_answer(self: &Arc<Self>, req: WebhookRequest) -> anyhow::Result<WebhookReply> {
+    async fn try_answer(
+        self: &Arc<Self>,
+        req: WebhookRequest,
+        seen: &mut Seen,
+    ) -> anyhow::Result<WebhookReply> {
         tracing::Span::current().record("guid", &req.guid[..req.guid.len().min(6)]);
         if !valid_guid(&req.guid) {
+            seen.result = WebhookResult::NotFound;
             return Ok(WebhookReply::status(404));
         }
         let target = self.target(&req.guid).await?;
         let (listener, behavior, disabled) = match &*target {
-            Target::Unknown | Target::NoBehavior => return Ok(WebhookReply::status(404)),
+            Target::Unknown | Target::NoBehavior => {
+                seen.result = WebhookResult::NotFound;
+                return Ok(WebhookReply::status(404));
+            }
             Target::Ready {
                 listener,
                 behavior,
                 disabled,
             } => (listener, behavior, *disabled),
         };
+        seen.listener = Some(listener.id);
         if disabled {
+            seen.result = WebhookResult::Unavailable;
             return Ok(WebhookReply {
                 status: 503,
                 headers: vec![("content-type".into(), "text/html; charset=utf-8".into())],
@@ -609,6 +632,7 @@ impl Worker {
                 Ok(account_id) => verified_account = Some(account_id),
                 Err(reason) => {
                     tracing::warn!(reason, "rejected a webhook: signature verification failed");
+                    seen.result = WebhookResult::Forbidden;
                     return Ok(WebhookReply::status(403));
                 }
             }
@@ -620,7 +644,15 @@ impl Worker {
             && opt_keyword(&form).is_none()
         {
             return self
-                .answer_without_effects(&req, listener, behavior, sid, param("AccountSid"), &form)
+                .answer_without_effects(
+                    &req,
+                    listener,
+                    behavior,
+                    sid,
+                    param("AccountSid"),
+                    &form,
+                    seen,
+                )
                 .await;
         }
         if let Some(sid) = &message_sid {
@@ -649,10 +681,12 @@ impl Worker {
                 Claim::New => {}
                 Claim::Answered(stored) => {
                     tracing::info!("repeated MessageSid: answering with the stored response");
+                    seen.result = WebhookResult::Duplicate;
                     return serde_json::from_value(stored).context("stored response");
                 }
                 Claim::InProgress => {
                     tracing::warn!("repeated MessageSid still being answered by another delivery");
+                    seen.result = WebhookResult::Unavailable;
                     return Ok(WebhookReply::status(503));
                 }
             }
@@ -693,6 +727,7 @@ impl Worker {
         message_sid: &str,
         account_sid: Option<String>,
         form: &[(String, String)],
+        seen: &mut Seen,
     ) -> anyhow::Result<WebhookReply> {
         let started = Instant::now();
         let output = switchboard_engine::run_webhook(
@@ -701,7 +736,9 @@ impl Worker {
             &NoHost,
             &RunOptions::real(),
         );
-        let duration_us = started.elapsed().as_micros() as i64;
+        let took = started.elapsed();
+        self.opts.metrics.run("webhook", &output, took);
+        let duration_us = took.as_micros() as i64;
         log_run_errors(&output);
         let reply = reply_of(&output);
         let record = AnsweredWebhook {
@@ -722,12 +759,16 @@ impl Worker {
         };
         let waited = Instant::now();
         loop {
-            if self.log.record(record.clone()).await? != Recorded::Duplicate {
+            let writing = Instant::now();
+            let recorded = self.log.record(record.clone()).await?;
+            self.opts.metrics.log_write(writing.elapsed());
+            if recorded != Recorded::Duplicate {
                 return Ok(reply);
             }
             match self.store.stored_response(message_sid).await? {
                 Some(Some(stored)) => {
                     tracing::info!("repeated MessageSid: answering with the stored response");
+                    seen.result = WebhookResult::Duplicate;
                     return serde_json::from_value(stored).context("stored response");
                 }
                 // Its first delivery is still running (on the claim-first path); or it failed
@@ -737,6 +778,7 @@ impl Worker {
                 }
                 Some(None) | None => {
                     tracing::warn!("repeated MessageSid still being answered by another delivery");
+                    seen.result = WebhookResult::Unavailable;
                     return Ok(WebhookReply::status(503));
                 }
             }
@@ -830,7 +872,9 @@ impl Worker {
         } else {
             switchboard_engine::run_webhook(&behavior, &engine_req, &NoHost, &RunOptions::real())
         };
-        let duration_us = started.elapsed().as_micros() as i64;
+        let took = started.elapsed();
+        self.opts.metrics.run("webhook", &output, took);
+        let duration_us = took.as_micros() as i64;
         log_run_errors(&output);
         let reply = reply_of(&output);
         let run = RunRecord {
@@ -867,6 +911,13 @@ impl Worker {
         self.behaviors.insert(id, compiled.clone());
         Ok(Some(compiled))
     }
+}
+
+/// What a webhook's handling found, for its metrics.
+struct Seen {
+    /// The listener its guid named, if any.
+    listener: Option<i64>,
+    result: WebhookResult,
 }
 
 /// The request as the message log keeps it.

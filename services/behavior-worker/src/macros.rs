@@ -162,6 +162,7 @@ impl Worker {
         })
         .await
         .map_err(|_| internal("the behavior run panicked"))?;
+        self.opts.metrics.run("macro", &output, started.elapsed());
         for e in &output.errors {
             tracing::warn!(node_id = e.node_id, error = %e.message, "behavior run error");
         }

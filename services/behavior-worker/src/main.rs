@@ -100,16 +100,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map_err(|e| e.to_string())
         }
     });
+    let metrics = switchboard_telemetry::metrics::Metrics::new();
     let opts = behavior_worker::WorkerOptions {
         max_in_flight: cli.max_in_flight.max(1),
         log_batch_max: cli.log_batch_max.max(1),
         log_concurrency: cli.log_concurrency.max(1),
         drain_timeout: cli.shutdown.drain_budget(),
         ready: readiness.flag("NATS subscriptions"),
+        metrics: behavior_worker::WorkerMetrics::register(&metrics),
         ..Default::default()
     };
     if let Some(addr) = cli.metrics.metrics_addr {
-        health::spawn_server(addr, health::router(readiness))
+        let router =
+            health::router(readiness).merge(switchboard_telemetry::metrics::router(metrics));
+        health::spawn_server(addr, router)
             .await
             .with_context(|| format!("METRICS_ADDR: listening on {addr}"))?;
     }

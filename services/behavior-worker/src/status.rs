@@ -36,18 +36,28 @@ impl Worker {
             otel.kind = "consumer",
         );
         serve_request(request, span, "status callback", |req| async move {
-            match self.answer_status(&req).await {
+            let mut result = "recorded";
+            let reply = match self.answer_status(&req, &mut result).await {
                 Ok(reply) => reply,
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "status callback failed");
+                    result = "error";
                     WebhookReply::status(503)
                 }
-            }
+            };
+            self.opts.metrics.status(result);
+            reply
         })
         .await;
     }
 
-    async fn answer_status(&self, req: &WebhookRequest) -> anyhow::Result<WebhookReply> {
+    /// Answers a status callback; `result` says what became of it (for the metrics).
+    async fn answer_status(
+        &self,
+        req: &WebhookRequest,
+        result: &mut &'static str,
+    ) -> anyhow::Result<WebhookReply> {
+        *result = "rejected";
         if !req.method.eq_ignore_ascii_case("POST") {
             return Ok(WebhookReply::status(405));
         }
@@ -61,6 +71,7 @@ impl Worker {
                 reason,
                 "rejected a status callback: signature verification failed"
             );
+            *result = "forbidden";
             return Ok(WebhookReply::status(403));
         }
         // The URL outbound gave Twilio names the trace of the job that sent the message (and
@@ -86,8 +97,10 @@ impl Worker {
         }
         let Some(record) = self.record_status(&update).await? else {
             tracing::info!("status callback for a message no outbound job sent; ignored");
+            *result = "unknown_message";
             return Ok(empty_response());
         };
+        *result = if record.applied { "recorded" } else { "stale" };
         if !record.applied {
             tracing::info!(
                 recorded = record.status.as_deref(),

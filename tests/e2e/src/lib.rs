@@ -23,16 +23,20 @@ pub struct Worker {
 
 impl Worker {
     pub async fn start(store: Store, nats_url: &str, subjects: Subjects) -> anyhow::Result<Worker> {
+        Worker::start_with(store, nats_url, subjects, Default::default()).await
+    }
+
+    /// [`Worker::start`] with options of the test's choosing.
+    pub async fn start_with(
+        store: Store,
+        nats_url: &str,
+        subjects: Subjects,
+        options: behavior_worker::WorkerOptions,
+    ) -> anyhow::Result<Worker> {
         let nats = async_nats::connect(nats_url).await?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         // Subscribed before we return: requests published from now on reach this worker.
-        let started = behavior_worker::start(
-            store,
-            nats,
-            subjects,
-            behavior_worker::WorkerOptions::default(),
-        )
-        .await?;
+        let started = behavior_worker::start(store, nats, subjects, options).await?;
         let task = tokio::spawn(started.serve(async move {
             let _ = rx.await;
         }));

@@ -128,6 +128,20 @@ fn pairs(env: &[(String, String)]) -> Vec<(&str, &str)> {
     env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
+/// GET `path` from `addr`: the whole answer, status line first.
+async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("an answer within 10 s")
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 /// Polls `/readyz` until `accept` takes its answer, failing with the log after 30 s.
 async fn readyz_until(
     worker: &Worker,
@@ -180,6 +194,16 @@ async fn with_nats_gone_readiness_says_so_and_sigterm_still_exits_within_the_bou
 
     let ready = readyz_until(&worker, metrics, "ready", Result::is_ok).await;
     assert_eq!(ready, Ok("ready".into()));
+    // The same port serves the metrics (a labelled family shows once it has a series: here
+    // only the unlabelled ones, before any webhook).
+    let exposed = get(metrics, "/metrics").await;
+    assert!(exposed.starts_with("HTTP/1.1 200"), "{exposed}");
+    for family in [
+        "switchboard_message_log_write_duration_seconds_count 0",
+        "# TYPE process_resident_memory_bytes gauge",
+    ] {
+        assert!(exposed.contains(family), "{family}:\n{exposed}");
+    }
     let probe_env = [("METRICS_ADDR", &*format!("0.0.0.0:{}", metrics.port()))];
     let (status, line) = healthcheck(&probe_env);
     assert!(status.success(), "{line}");

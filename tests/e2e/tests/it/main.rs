@@ -7,6 +7,7 @@ mod http;
 mod import;
 mod kubernetes;
 mod master_key;
+mod metrics;
 mod opt_out;
 mod standalone;
 mod status;
