@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value as Json;
 use time::OffsetDateTime;
+use tracing::Instrument as _;
 
 use crate::errors::{ApiError, ErrorKind};
 use crate::ids::{AccountSid, E164, MessageSid, MessagingServiceSid};
@@ -53,7 +54,23 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// `User-Agent` of every request.
     pub user_agent: String,
+    /// Writes the trace context of the current span (each request's `twilio.request` client
+    /// span) into the request's headers, W3C `traceparent`
+    /// (`switchboard_telemetry::inject_http_current`). None: no trace headers.
+    pub propagate: Option<Propagate>,
 }
+
+/// A hook writing trace context into a request's headers ([`ClientConfig::propagate`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Propagate(pub fn(&mut reqwest::header::HeaderMap));
+
+impl PartialEq for Propagate {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::fn_addr_eq(self.0, other.0)
+    }
+}
+
+impl Eq for Propagate {}
 
 impl Default for ClientConfig {
     fn default() -> Self {
@@ -63,6 +80,7 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             user_agent: concat!("switchboard-twilio/", env!("CARGO_PKG_VERSION")).to_owned(),
+            propagate: None,
         }
     }
 }
@@ -594,6 +612,7 @@ pub struct TwilioClient {
     http: reqwest::Client,
     api_base: String,
     lookups_base: String,
+    propagate: Option<Propagate>,
 }
 
 impl TwilioClient {
@@ -620,6 +639,7 @@ impl TwilioClient {
             http,
             api_base: config.api_base.trim_end_matches('/').to_owned(),
             lookups_base: config.lookups_base.trim_end_matches('/').to_owned(),
+            propagate: config.propagate,
         })
     }
 
@@ -782,17 +802,56 @@ impl TwilioClient {
         }
     }
 
-    /// Sends with Basic auth and reads the whole answer: the JSON of a 2xx, or the error.
+    /// Sends with Basic auth and reads the whole answer: the JSON of a 2xx, or the error. Each
+    /// request is a client span, `twilio.request`: the operation, method, host and answer (never
+    /// the path or query, which may hold a phone number), whose context goes with the request
+    /// when [`ClientConfig::propagate`] is set.
     async fn execute(
         &self,
         op: Operation,
         creds: &Credentials,
         request: reqwest::RequestBuilder,
     ) -> Result<(u16, Json), TwilioError> {
-        let response = request
+        let mut request = request
             .basic_auth(&creds.username, Some(creds.secret.expose_secret()))
             .header(ACCEPT, "application/json")
-            .send()
+            .build()
+            .map_err(|e| TwilioError::transport(op, e))?;
+        let span = tracing::info_span!(
+            "twilio.request",
+            otel.kind = "client",
+            twilio.operation = %op,
+            http.request.method = %request.method(),
+            server.address = request.url().host_str().unwrap_or_default(),
+            http.response.status_code = tracing::field::Empty,
+            twilio.error_code = tracing::field::Empty,
+        );
+        if let Some(Propagate(propagate)) = self.propagate {
+            span.in_scope(|| propagate(request.headers_mut()));
+        }
+        let answer = self.send(op, request).instrument(span.clone()).await;
+        match &answer {
+            Ok((status, _)) => {
+                span.record("http.response.status_code", status);
+            }
+            Err(TwilioError::Api { error, .. }) => {
+                span.record("http.response.status_code", error.status);
+                span.record("twilio.error_code", error.code);
+            }
+            Err(_) => {}
+        }
+        answer
+    }
+
+    /// [`TwilioClient::execute`]'s request and answer.
+    async fn send(
+        &self,
+        op: Operation,
+        request: reqwest::Request,
+    ) -> Result<(u16, Json), TwilioError> {
+        let response = self
+            .http
+            .execute(request)
             .await
             .map_err(|e| TwilioError::transport(op, e))?;
         let status = response.status().as_u16();

@@ -32,6 +32,8 @@ struct Seen {
     query: Option<String>,
     authorization: Option<String>,
     content_type: Option<String>,
+    /// `traceparent`, and the name of the span the client wrote it in (`x-span`).
+    trace: (Option<String>, Option<String>),
     body: String,
 }
 
@@ -84,6 +86,10 @@ async fn twilio(
         query: uri.query().map(str::to_owned),
         authorization: header(header::AUTHORIZATION),
         content_type: header(header::CONTENT_TYPE),
+        trace: (
+            header(header::HeaderName::from_static("traceparent")),
+            header(header::HeaderName::from_static("x-span")),
+        ),
         body: body.clone(),
     });
     let messages = format!("/2010-04-01/Accounts/{ACCOUNT}/Messages.json");
@@ -258,6 +264,57 @@ fn basic_auth() -> String {
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(pair)
     )
+}
+
+/// The [`ClientConfig::propagate`] hook of the trace test: a fixed `traceparent`, and the name
+/// of the span it was called in.
+fn propagate(headers: &mut reqwest::header::HeaderMap) {
+    const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    headers.insert("traceparent", TRACEPARENT.parse().unwrap());
+    let span = tracing::Span::current();
+    let name = span.metadata().map_or("none", |m| m.name());
+    headers.insert("x-span", name.parse().unwrap());
+}
+
+#[tokio::test]
+async fn each_request_is_a_client_span_whose_context_goes_with_it() {
+    let _spans = tracing::subscriber::set_default(tracing_subscriber::registry());
+    let fake = Fake::start().await;
+    fake.create("+14155550100").await.unwrap();
+    assert_eq!(
+        fake.seen()[0].trace,
+        (None, None),
+        "no hook, no trace headers"
+    );
+    let client = TwilioClient::new(ClientConfig {
+        api_base: fake.base.clone(),
+        lookups_base: fake.base.clone(),
+        propagate: Some(switchboard_twilio::client::Propagate(propagate)),
+        ..ClientConfig::default()
+    })
+    .unwrap();
+    let mut m = CreateMessage::new(
+        E164::parse("+14155550100").unwrap(),
+        Sender::From("+15005550006".into()),
+    );
+    m.body = Some("Hello".into());
+    client.create_message(&fake.creds, &m).await.unwrap();
+    client
+        .lookup_v2(&fake.creds, "+14159929960", &[])
+        .await
+        .unwrap();
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 3);
+    for request in &seen[1..] {
+        assert_eq!(
+            request.trace,
+            (
+                Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+                Some("twilio.request".into())
+            ),
+            "{request:?}"
+        );
+    }
 }
 
 #[tokio::test]
