@@ -339,6 +339,10 @@ impl Cli {
             lookups_base: self.twilio_lookups_base.clone(),
             request_timeout: Duration::from_millis(self.twilio_request_timeout_ms),
             user_agent: concat!("switchboard-outbound/", env!("CARGO_PKG_VERSION")).to_owned(),
+            // Each request to Twilio carries the W3C traceparent of its client span.
+            propagate: Some(switchboard_twilio::client::Propagate(
+                switchboard_telemetry::inject_http_current,
+            )),
             ..Default::default()
         }
     }

@@ -589,6 +589,13 @@ fn validate(job: &HttpJob) -> Result<Valid, String> {
     }
 }
 
+/// Whether `host` is Twilio's (`twilio.com` or a name under it): its requests carry the W3C
+/// `traceparent` of their span.
+fn is_twilio(host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    host == "twilio.com" || host.ends_with(".twilio.com")
+}
+
 /// The error chain of a failed request, with the guard's refusal named as such.
 fn describe(e: &reqwest::Error) -> String {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
@@ -712,14 +719,41 @@ impl Ctx {
                 (client, valid.url.clone())
             }
         };
+        // The request is a client span of the job's trace. Twilio (and the operator's sandbox in
+        // its place) also gets the span's W3C traceparent; other hosts get the headers the
+        // behavior wrote and nothing more.
+        let span = tracing::info_span!(
+            "http.request",
+            otel.kind = "client",
+            http.request.method = %valid.method,
+            server.address = %valid.host,
+            http.response.status_code = tracing::field::Empty,
+        );
+        let mut headers = valid.headers;
+        if route.is_some() || is_twilio(&valid.host) {
+            switchboard_telemetry::inject_http(&span, &mut headers);
+        }
         let mut request = client
             .request(valid.method, target.clone())
-            .headers(valid.headers)
+            .headers(headers)
             .body(job.body.clone());
         if let Some(c) = &credentials {
             request =
                 request.basic_auth(&c.account.account_sid, Some(c.auth_token.expose_secret()));
         }
+        self.exchange(request, &valid.url, route.is_some(), &target)
+            .instrument(span)
+            .await
+    }
+
+    /// Sends a job's request and reads the answer, the body bounded; inside its client span.
+    async fn exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+        asked: &Url,
+        routed: bool,
+        target: &Url,
+    ) -> HttpJobResult {
         let mut response = match request.send().await {
             Ok(r) => r,
             Err(e) => {
@@ -729,10 +763,10 @@ impl Ctx {
             }
         };
         let status = response.status().as_u16();
-        tracing::Span::current().record("status", status);
+        tracing::Span::current().record("http.response.status_code", status);
         // The sandbox's address is an operator detail: show the URL the behavior asked for.
-        let url = if route.is_some() && *response.url() == target {
-            valid.url.to_string()
+        let url = if routed && response.url() == target {
+            asked.to_string()
         } else {
             response.url().to_string()
         };
@@ -811,6 +845,9 @@ impl Ctx {
                 "credentials_refused"
             }
         };
+        if let HttpJobResult::Response { status, .. } = &result {
+            span.record("status", status);
+        }
         span.record("outcome", outcome);
         if let Err(e) = self.nats.publish(reply, payload.into()).await {
             tracing::warn!(parent: &span, error = %e, "could not answer an HTTP job");
@@ -970,6 +1007,26 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn only_twilio_hosts_get_the_trace_context() {
+        for host in [
+            "api.twilio.com",
+            "lookups.twilio.com",
+            "API.Twilio.com.",
+            "twilio.com",
+        ] {
+            assert!(is_twilio(host), "{host}");
+        }
+        for host in [
+            "example.com",
+            "nottwilio.com",
+            "twilio.com.evil.example",
+            "api-twilio.com",
+        ] {
+            assert!(!is_twilio(host), "{host}");
+        }
     }
 
     #[test]
