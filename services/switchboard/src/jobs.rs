@@ -14,6 +14,7 @@ use switchboard_wire::outbound::{
     AccountRef, EventKind, HEADER_MSG_ID, HEADER_REPLY_TO, JOB_VERSION, JobEvent, JobSubjects,
     LookupApi, LookupJob, Problem, SendSmsJob,
 };
+use tracing::Instrument as _;
 
 /// A job ended without doing what it was for (`failed` or `dead_lettered`): the command has
 /// printed the outcome and exits non-zero.
@@ -242,7 +243,33 @@ pub struct Publication<'a> {
 /// Publishes a job as given (`dlq replay` republishes dead-lettered jobs byte for byte); with
 /// `wait`, sets `Switchboard-Reply-To` to a fresh inbox (subscribed first) and waits that long
 /// for the final event.
+///
+/// The publication and the wait are a producer span, `switchboard.publish`, the root of the
+/// job's trace: its W3C `traceparent` goes in the headers (a republished job's old one becomes
+/// a link).
 pub async fn publish(
+    nats: &async_nats::Client,
+    mut publication: Publication<'_>,
+    wait: Option<Duration>,
+) -> anyhow::Result<Outcome> {
+    let span = tracing::info_span!(
+        "switchboard.publish",
+        otel.kind = "producer",
+        messaging.system = "nats",
+        messaging.destination.name = publication.subject,
+        job_id = publication.job_id,
+    );
+    if let Some(earlier) = switchboard_telemetry::nats_context(Some(&publication.headers)) {
+        switchboard_telemetry::add_link(&span, &earlier);
+    }
+    switchboard_telemetry::inject_nats(&span, &mut publication.headers);
+    publish_traced(nats, publication, wait)
+        .instrument(span)
+        .await
+}
+
+/// [`publish`] inside its span.
+async fn publish_traced(
     nats: &async_nats::Client,
     publication: Publication<'_>,
     wait: Option<Duration>,

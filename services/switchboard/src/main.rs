@@ -345,6 +345,11 @@ fn main() -> ExitCode {
         eprintln!("error: could not install the TLS crypto provider");
         return ExitCode::FAILURE;
     }
+    // `run`, `send`, `lookup` and `dlq replay` start a trace that the services continue;
+    // exported when OTEL_EXPORTER_OTLP_ENDPOINT is set, flushed when this guard drops at exit.
+    let _telemetry = switchboard_telemetry::init_cli("switchboard")
+        .inspect_err(|e| eprintln!("warning: tracing is off: {e:#}"))
+        .ok();
     let result = match cli.command {
         Command::Simulate {
             package,

@@ -9,6 +9,7 @@ use switchboard_wire::{
     self as wire, RUN_BEHAVIOR_VERSION, RunBehaviorReply, RunBehaviorRequest, RunBehaviorResult,
     Subjects,
 };
+use tracing::Instrument as _;
 
 use crate::args::KeyValue;
 
@@ -32,16 +33,41 @@ pub fn request(bot: &str, behavior: &str, vars: &[KeyValue]) -> anyhow::Result<R
 
 /// Sends the request and waits (at most `timeout`) for the worker's answer. A rejection is an
 /// error with the worker's message.
+///
+/// The request is a client span, `switchboard.run`, the root of the run's trace: its W3C
+/// `traceparent` goes in the request's headers, so the worker's run and the HTTP requests it
+/// makes are part of it.
 pub async fn run_behavior(
     nats: &async_nats::Client,
     subjects: &Subjects,
     request: &RunBehaviorRequest,
     timeout: Duration,
 ) -> anyhow::Result<RunBehaviorResult> {
+    let span = tracing::info_span!(
+        "switchboard.run",
+        otel.kind = "client",
+        bot = request.bot.as_str(),
+        behavior = request.behavior.as_str(),
+    );
+    let mut headers = async_nats::HeaderMap::new();
+    switchboard_telemetry::inject_nats(&span, &mut headers);
+    run_traced(nats, subjects, request, timeout, headers)
+        .instrument(span)
+        .await
+}
+
+/// [`run_behavior`] inside its span.
+async fn run_traced(
+    nats: &async_nats::Client,
+    subjects: &Subjects,
+    request: &RunBehaviorRequest,
+    timeout: Duration,
+    headers: async_nats::HeaderMap,
+) -> anyhow::Result<RunBehaviorResult> {
     let subject = subjects.behavior_run();
     let answer = tokio::time::timeout(
         timeout,
-        nats.request(subject.clone(), wire::encode(request).into()),
+        nats.request_with_headers(subject.clone(), headers, wire::encode(request).into()),
     )
     .await;
     let message = match answer {
