@@ -49,6 +49,17 @@ pub struct Cli {
     /// Largest accepted request body in bytes (larger: 413).
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 256 * 1024, global = true)]
     pub max_body_bytes: usize,
+    /// Milliseconds a client may take to send a request's headers, or to start the next
+    /// request on a kept-alive connection; then the connection is closed.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(100..=300_000), global = true)]
+    pub header_read_timeout_ms: u64,
+    /// Milliseconds a client may take to send a request's body (then 408, connection closed).
+    #[arg(long, env = "BODY_READ_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=300_000), global = true)]
+    pub body_read_timeout_ms: u64,
+    /// Requests handled at once; beyond it, 503 with Retry-After at once (Twilio then calls the
+    /// number's fallback URL) rather than a queue that makes every request late.
+    #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000), global = true)]
+    pub max_concurrent_requests: u64,
     /// Prefix of every NATS subject.
     #[arg(long, env = "SWITCHBOARD_SUBJECT_PREFIX", default_value = switchboard_wire::DEFAULT_PREFIX, global = true)]
     pub subject_prefix: String,

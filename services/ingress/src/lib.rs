@@ -14,14 +14,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
 use prometheus_client::encoding::EncodeLabelSet;
 use switchboard_telemetry::metrics::{CounterFamily, HttpServerMetrics, Metrics};
 use switchboard_wire::{self as wire, Subjects, WebhookReply, WebhookRequest};
+use tokio::sync::Semaphore;
+use tower::ServiceExt as _;
 use tracing::{Instrument as _, field};
 
 /// Ingress settings.
@@ -44,13 +51,22 @@ pub struct IngressConfig {
     pub subjects: Subjects,
     /// Where requests are counted (`METRICS_ADDR` serves them).
     pub metrics: IngressMetrics,
+    /// How long a client may take to send a request's headers (and, on a kept-alive
+    /// connection, to start the next request) before the connection is closed.
+    pub header_read_timeout: Duration,
+    /// How long a client may take to send a request's body (408, connection closed).
+    pub body_read_timeout: Duration,
+    /// Requests handled at once; one more is answered 503 with `Retry-After` at once (Twilio
+    /// then tries the number's fallback URL) instead of queueing behind the others.
+    pub max_concurrent_requests: usize,
 }
 
 /// Why a request got no worker's answer.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct UnansweredLabels {
     /// `timeout` (no reply within `REPLY_TIMEOUT_MS`), `nats` (the request could not be sent or
-    /// no worker listens), `malformed` (a reply that does not decode).
+    /// no worker listens), `malformed` (a reply that does not decode), `overloaded` (over
+    /// `MAX_CONCURRENT_REQUESTS`, shed before reading the body).
     reason: &'static str,
 }
 
@@ -100,6 +116,9 @@ impl Default for IngressConfig {
             max_body_bytes: 256 * 1024,
             subjects: Subjects::default(),
             metrics: IngressMetrics::default(),
+            header_read_timeout: Duration::from_secs(5),
+            body_read_timeout: Duration::from_secs(10),
+            max_concurrent_requests: 1024,
         }
     }
 }
@@ -108,6 +127,8 @@ impl Default for IngressConfig {
 struct AppState {
     nats: async_nats::Client,
     config: Arc<IngressConfig>,
+    /// One per request in flight (`max_concurrent_requests`).
+    permits: Arc<Semaphore>,
 }
 
 /// The router (tests drive it with `oneshot`).
@@ -115,6 +136,7 @@ pub fn app(nats: async_nats::Client, config: IngressConfig) -> Router {
     let limit = config.max_body_bytes;
     let state = AppState {
         nats,
+        permits: Arc::new(Semaphore::new(config.max_concurrent_requests.max(1))),
         config: Arc::new(config),
     };
     Router::new()
@@ -128,7 +150,13 @@ pub fn app(nats: async_nats::Client, config: IngressConfig) -> Router {
         .with_state(state)
 }
 
-/// Serves on `listener` until `shutdown` completes, then finishes in-flight requests.
+/// Serves on `listener` until `shutdown` completes, then finishes in-flight requests (the
+/// caller bounds how long: `lifecycle::run_bounded`).
+///
+/// hyper's connection builder directly rather than `axum::serve`, for what a server facing the
+/// internet needs and `axum::serve` does not offer: a timeout on reading a request's headers
+/// (a client trickling them, or holding an idle connection, is cut off after
+/// `header_read_timeout`).
 pub async fn run(
     listener: tokio::net::TcpListener,
     nats: async_nats::Client,
@@ -136,12 +164,49 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "ingress listening");
-    axum::serve(
-        listener,
-        app(nats, config).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(None);
+    let router = app(nats, config);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, mostly: wait a moment rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(remote));
+            router.clone().oneshot(request.map(Body::new))
+        });
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
     Ok(())
 }
 
@@ -206,7 +271,7 @@ fn public_url(config: &IngressConfig, uri: &Uri, headers: &HeaderMap) -> String 
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
-            .map(|s| s.split(',').next().unwrap_or("").trim().to_string())
+            .map(|s| last_forwarded(s).to_string())
     };
     let (proto, host) = if config.trust_forwarded_headers {
         (
@@ -220,6 +285,15 @@ fn public_url(config: &IngressConfig, uri: &Uri, headers: &HeaderMap) -> String 
         "{proto}://{}{path_and_query}",
         host.unwrap_or_else(|| "localhost".into())
     )
+}
+
+/// The last entry of a forwarded header's comma-separated list (the trusted proxy's own).
+fn last_forwarded(value: &str) -> &str {
+    value
+        .rsplit(',')
+        .map(str::trim)
+        .find(|v| !v.is_empty())
+        .unwrap_or("")
 }
 
 /// Sends the request to the workers on `subject` and answers with their reply.
@@ -251,10 +325,29 @@ async fn forward_timed(
     rest: String,
     request: Request,
 ) -> Response {
+    // Shed at once over the cap: a fast 503 lets Twilio use the fallback URL, where a queue
+    // would only make every request late.
+    let Ok(_permit) = state.permits.clone().try_acquire_owned() else {
+        state.config.metrics.unanswered("overloaded");
+        return unavailable();
+    };
     let (parts, body) = request.into_parts();
-    let body: Bytes = match axum::body::to_bytes(body, state.config.max_body_bytes).await {
-        Ok(b) => b,
-        Err(e) => {
+    let read = tokio::time::timeout(
+        state.config.body_read_timeout,
+        axum::body::to_bytes(body, state.config.max_body_bytes),
+    );
+    let body: Bytes = match read.await {
+        Ok(Ok(b)) => b,
+        Err(_) => {
+            tracing::warn!("the client did not send the request body in time");
+            return (
+                StatusCode::REQUEST_TIMEOUT,
+                [(axum::http::header::CONNECTION, "close")],
+                "",
+            )
+                .into_response();
+        }
+        Ok(Err(e)) => {
             let too_large = std::error::Error::source(&e)
                 .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
                 || e.to_string().contains("length limit");
@@ -285,7 +378,9 @@ async fn forward_timed(
         config.trust_forwarded_headers,
         headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
     ) {
-        (true, Some(xff)) => xff.split(',').next().unwrap_or("").trim().to_string(),
+        // The right-most entry is the one the trusted proxy added (the address that connected
+        // to it); those left of it came from the client and could say anything.
+        (true, Some(xff)) => last_forwarded(xff).to_string(),
         _ => connect.map(|c| c.0.ip().to_string()).unwrap_or_default(),
     };
     let msg = WebhookRequest {
@@ -379,4 +474,18 @@ fn to_response(reply: WebhookReply) -> Response {
         }
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_trusted_proxy_is_the_last_to_forward() {
+        assert_eq!(last_forwarded("203.0.113.9"), "203.0.113.9");
+        // A client claiming to be 10.0.0.1; the proxy appended the address it saw.
+        assert_eq!(last_forwarded("10.0.0.1, 198.51.100.7"), "198.51.100.7");
+        assert_eq!(last_forwarded("10.0.0.1,198.51.100.7 , "), "198.51.100.7");
+        assert_eq!(last_forwarded(""), "");
+    }
 }

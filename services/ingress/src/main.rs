@@ -92,6 +92,10 @@ async fn service_main() -> anyhow::Result<()> {
                 max_body_bytes: cli.max_body_bytes,
                 subjects: Subjects::new(&cli.subject_prefix),
                 metrics: ingress_metrics,
+                header_read_timeout: Duration::from_millis(cli.header_read_timeout_ms),
+                body_read_timeout: Duration::from_millis(cli.body_read_timeout_ms),
+                max_concurrent_requests: usize::try_from(cli.max_concurrent_requests)
+                    .unwrap_or(usize::MAX),
             };
             // Stops accepting at the signal, finishes the requests in flight, and exits within
             // SHUTDOWN_TIMEOUT_SECS even if some never end (a reply that never comes, a client

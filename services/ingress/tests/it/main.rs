@@ -261,3 +261,124 @@ async fn requests_are_counted_on_the_metrics_port_only() {
     let _ = child.wait();
     replier.abort();
 }
+
+/// What an internet-facing server must do with slow and too many clients: headers or a body
+/// trickled past their timeouts are cut off (before, 500 connections with unfinished headers
+/// were all still open after 45 s), and a request over the concurrency cap is answered 503 at
+/// once instead of queueing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_and_excess_requests_shed() {
+    let nats = NatsServer::start().await.unwrap();
+    let prefix = unique("sbs");
+    let port = switchboard_test_support::free_port();
+    let metrics_port = switchboard_test_support::free_port();
+    // A worker that takes webhook requests and never answers: each holds a request slot.
+    let silent = nats.client().await.unwrap();
+    let mut taken = silent
+        .subscribe(format!("{prefix}.webhook.request"))
+        .await
+        .unwrap();
+    silent.flush().await.unwrap();
+    let mut child = Command::new(BIN)
+        .env_clear()
+        .env("NATS_URL", nats.url())
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
+        .env("SWITCHBOARD_SUBJECT_PREFIX", &prefix)
+        .env("REPLY_TIMEOUT_MS", "14000")
+        .env("HEADER_READ_TIMEOUT_MS", "500")
+        .env("BODY_READ_TIMEOUT_MS", "500")
+        .env("MAX_CONCURRENT_REQUESTS", "2")
+        .arg("run")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !healthcheck(&format!("127.0.0.1:{port}")).0.success() {
+        assert!(Instant::now() < deadline, "ingress never ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // 50 clients that never finish their headers: all closed after the timeout.
+    let mut trickling = Vec::new();
+    for _ in 0..50 {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        stream
+            .write_all(b"POST /webhooks/abc HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        trickling.push(stream);
+    }
+    let started = Instant::now();
+    for mut stream in trickling {
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest))
+            .await
+            .expect("a connection with unfinished headers is closed")
+            .ok();
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // A body announced at 100 bytes, 10 sent: 408 after the body timeout, then closed.
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream
+        .write_all(b"POST /webhooks/abc HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nBody=hello")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+        .await
+        .expect("a trickled body is cut off")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+
+    // Two requests the silent worker holds fill the cap; the third is shed at once.
+    let post = "POST /webhooks/abc HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 7\r\n\r\nBody=hi";
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        stream.write_all(post.as_bytes()).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), taken.next())
+            .await
+            .expect("the request reached NATS")
+            .unwrap();
+        held.push(stream);
+    }
+    let shed_at = Instant::now();
+    let answer = http(port, post).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1"),
+        "{answer}"
+    );
+    assert!(
+        shed_at.elapsed() < Duration::from_secs(2),
+        "shed at once: {:?}",
+        shed_at.elapsed()
+    );
+    let exposed = http(
+        metrics_port,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(
+        sample(
+            &exposed,
+            "switchboard_ingress_unanswered_total{reason=\"overloaded\"}"
+        ),
+        Some(1.0),
+        "{exposed}"
+    );
+    drop(held);
+    child.kill().unwrap();
+    let _ = child.wait();
+}
