@@ -35,7 +35,7 @@ pub async fn setup(
         .get_stream(subjects.job_stream())
         .await
         .map_err(|e| anyhow::anyhow!("getting the stream {}: {e}", subjects.job_stream()))?;
-    crate::durable_consumer(
+    crate::streams::durable_consumer(
         &jobs,
         config,
         LOOKUP_CONSUMER,
