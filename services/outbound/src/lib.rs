@@ -14,6 +14,7 @@
 //!
 //! [`run`] does everything; `main.rs` only reads the configuration and connects.
 
+mod accounts;
 pub mod cli;
 mod config;
 pub mod http;
@@ -27,16 +28,16 @@ pub use config::{
 };
 pub use streams::{setup, stream_configs};
 
-use std::collections::HashSet;
+use accounts::{WrongKeyAccounts, credentials, is_wrong_master_key};
+
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, consumer};
 use futures::StreamExt;
 use rand::Rng;
-use secrecy::ExposeSecret;
 use switchboard_store::limits::{Suppression, SuppressionReason};
 use switchboard_store::outbound::{JobFailure, JobState, NewJob, OutboundJob, Published, SentJob};
 use switchboard_store::{Store, StoreError};
@@ -44,7 +45,7 @@ use switchboard_telemetry::lifecycle;
 use switchboard_twilio::client::{
     Backoff, CreateMessage, Credentials, ListFilter, Message, Sender, TwilioClient, TwilioError,
 };
-use switchboard_twilio::{AccountSid, E164, MessagingServiceSid};
+use switchboard_twilio::{E164, MessagingServiceSid};
 use switchboard_wire::outbound::{
     AccountRef, EVENT_VERSION, EventKind, HEADER_DEAD_LETTER_ATTEMPTS, HEADER_DEAD_LETTER_CODE,
     HEADER_MSG_ID, HEADER_REPLY_TO, JobError, JobEvent, JobType, SendSmsJob, codes,
@@ -83,42 +84,6 @@ struct Ctx {
     stop: watch::Receiver<bool>,
     /// Accounts whose credentials the master key does not decrypt, logged once each.
     wrong_key: WrongKeyAccounts,
-}
-
-/// The accounts whose stored credentials the master key did not decrypt, so the error is logged
-/// once per account rather than once per job.
-#[derive(Debug, Default)]
-pub(crate) struct WrongKeyAccounts(Mutex<HashSet<i64>>);
-
-impl WrongKeyAccounts {
-    /// Whether `account_id` is reported for the first time (then log it).
-    pub(crate) fn first(&self, account_id: i64) -> bool {
-        self.0.lock().unwrap().insert(account_id)
-    }
-
-    /// The message of `error` (see [`is_wrong_master_key`]), logged the first time for its
-    /// account.
-    pub(crate) fn report(&self, error: &anyhow::Error) -> String {
-        let message = format!("{error:#}");
-        if let Some(StoreError::WrongMasterKey { account_id, .. }) = error.downcast_ref()
-            && self.first(*account_id)
-        {
-            tracing::error!(
-                account_id,
-                "{message}; its jobs fail with {} without calling Twilio (logged once per account)",
-                codes::CREDENTIALS_UNREADABLE
-            );
-        }
-        message
-    }
-}
-
-/// Whether `error` is the master key failing to decrypt an account's stored credentials: no
-/// retry can help until the service runs with the right key.
-pub(crate) fn is_wrong_master_key(error: &anyhow::Error) -> bool {
-    error
-        .downcast_ref::<StoreError>()
-        .is_some_and(StoreError::is_wrong_master_key)
 }
 
 /// Consumes jobs until `shutdown` completes, then stops fetching, NAKs the jobs it fetched but
@@ -1374,30 +1339,6 @@ fn suppressed_message(s: &Suppression) -> String {
     )
 }
 
-/// The account's id and Twilio credentials; `None` when there is no such account.
-async fn credentials(
-    ctx: &Ctx,
-    account: &AccountRef,
-) -> anyhow::Result<Option<(i64, Credentials)>> {
-    let found = match account {
-        AccountRef::Id(id) => ctx.store.credentials(*id).await?,
-        AccountRef::Name(name) => ctx.store.credentials_by_name(name).await?,
-    };
-    let Some(found) = found else {
-        return Ok(None);
-    };
-    let sid = AccountSid::parse(&found.account.account_sid).map_err(|e| {
-        anyhow::anyhow!(
-            "account {} has an invalid Account SID: {e}",
-            found.account.id
-        )
-    })?;
-    Ok(Some((
-        found.account.id,
-        Credentials::auth_token(sid, found.auth_token.expose_secret()),
-    )))
-}
-
 /// The Messages create form of a job. The job's own `status_callback` wins over the service's
 /// `default_callback` (Twilio takes one URL per message).
 fn create_request(
@@ -1635,32 +1576,6 @@ mod tests {
                 "Attempt to send to unsubscribed recipient".to_owned()
             )
         );
-    }
-
-    #[test]
-    fn a_wrong_master_key_is_recognised_and_reported_once_per_account() {
-        let wrong = |id: i64| {
-            anyhow::Error::from(StoreError::WrongMasterKey {
-                account_id: id,
-                account_name: "acme".into(),
-            })
-        };
-        assert!(is_wrong_master_key(&wrong(1)));
-        assert!(!is_wrong_master_key(&anyhow::Error::from(
-            StoreError::NotFound("x".into())
-        )));
-        assert!(!is_wrong_master_key(&anyhow::anyhow!("other")));
-        let accounts = WrongKeyAccounts::default();
-        let text = accounts.report(&wrong(1));
-        assert!(
-            text.starts_with(
-                "SWITCHBOARD_MASTER_KEY does not decrypt the stored credentials of account 1 ('acme'): it differs from the key they were saved with"
-            ),
-            "{text}"
-        );
-        assert!(!accounts.first(1), "account 1 was reported already");
-        assert_eq!(accounts.report(&wrong(1)), text);
-        assert!(accounts.first(2));
     }
 
     #[test]
