@@ -17,6 +17,7 @@
 mod accounts;
 pub mod cli;
 mod config;
+mod events;
 pub mod http;
 pub mod limits;
 mod lookup;
@@ -26,15 +27,19 @@ pub use config::{
     DEFAULT_DLQ_MAX_AGE, DEFAULT_EVENTS_MAX_AGE, DEFAULT_LIST_SETTLE, DEFAULT_STREAM_MAX_BYTES,
     OutboundConfig, STATUS_CALLBACK_PATH, StreamLimits,
 };
+pub use events::HEADER_DEAD_LETTER_MESSAGE;
 pub use streams::{setup, stream_configs};
 
 use accounts::{WrongKeyAccounts, credentials, is_wrong_master_key};
+use events::{
+    dead_letter, dead_letter_as, event, finish, job_error, now_rfc3339, publish_event,
+    record_final, reload_and_finish, start_event,
+};
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, consumer};
 use futures::StreamExt;
 use rand::Rng;
@@ -47,17 +52,12 @@ use switchboard_twilio::client::{
 };
 use switchboard_twilio::{E164, MessagingServiceSid};
 use switchboard_wire::outbound::{
-    AccountRef, EVENT_VERSION, EventKind, HEADER_DEAD_LETTER_ATTEMPTS, HEADER_DEAD_LETTER_CODE,
-    HEADER_MSG_ID, HEADER_REPLY_TO, JobError, JobEvent, JobType, SendSmsJob, codes,
-    decode_send_sms,
+    AccountRef, EventKind, HEADER_MSG_ID, JobType, SendSmsJob, codes, decode_send_sms,
 };
 use time::OffsetDateTime;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
-
-/// On dead-lettered copies: the message of the last error (with the last Twilio error, if any).
-pub const HEADER_DEAD_LETTER_MESSAGE: &str = "Switchboard-Error-Message";
 
 /// How far Twilio's clock may be behind ours: the ambiguity check lists messages created since
 /// the first attempt less this.
@@ -787,13 +787,6 @@ fn jittered(backoff: &Backoff, n: u32) -> Duration {
     Duration::from_nanos(rand::rng().random_range(0..=nanos))
 }
 
-/// RFC 3339 UTC timestamp for events.
-fn now_rfc3339() -> String {
-    OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
 fn header<'a>(message: &'a jetstream::Message, name: &str) -> Option<&'a str> {
     message
         .headers
@@ -1111,213 +1104,6 @@ fn error_code_and_message(error: &TwilioError) -> (String, String) {
         TwilioError::Decode { .. } => ("unreadable_answer".into(), error.to_string()),
         TwilioError::Setup(_) => ("setup".into(), error.to_string()),
     }
-}
-
-/// Records a final failure state and publishes it. If another delivery ended the job first, its
-/// outcome is the one published.
-async fn record_final(
-    ctx: &Ctx,
-    message: &jetstream::Message,
-    job: &SendSmsJob,
-    state: JobState,
-    failure: &JobFailure<'_>,
-) -> anyhow::Result<Disposition> {
-    ctx.store
-        .outbound_record_failure(&job.idempotency_key, state, failure)
-        .await?;
-    reload_and_finish(ctx, message, job).await
-}
-
-async fn reload_and_finish(
-    ctx: &Ctx,
-    message: &jetstream::Message,
-    job: &SendSmsJob,
-) -> anyhow::Result<Disposition> {
-    let row = ctx
-        .store
-        .outbound_job(&job.idempotency_key)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("the job's row disappeared"))?;
-    if !row.state.is_final() {
-        anyhow::bail!(
-            "the job's row is {} after its outcome was recorded",
-            row.state.as_str()
-        );
-    }
-    finish(ctx, message, job, &row).await?;
-    Ok(Disposition::Ack)
-}
-
-/// Publishes a finished job's final event (and, for failures, its dead-letter copy) from its
-/// row, after its accepted event if that is not known to be published, then notes that it did.
-/// Safe to repeat: the copies carry message ids the streams de-duplicate.
-async fn finish(
-    ctx: &Ctx,
-    message: &jetstream::Message,
-    job: &SendSmsJob,
-    row: &OutboundJob,
-) -> anyhow::Result<()> {
-    let key = job.idempotency_key.as_str();
-    let kind = match row.state {
-        JobState::Sent => EventKind::Sent,
-        JobState::Failed => EventKind::Failed,
-        JobState::Dead => EventKind::DeadLettered,
-        JobState::Queued | JobState::Sending => {
-            anyhow::bail!("job {key} is not finished")
-        }
-    };
-    if !row.accepted_published {
-        // A batch publishes the accepted event without waiting for its ack before the create;
-        // if that ack failed, the job ended without its accepted event: publish it first.
-        let accepted = event(job, EventKind::Accepted, 0);
-        publish_event(ctx, message, &accepted, &format!("{key}:accepted")).await?;
-    }
-    let mut event = event(job, kind, row.attempts);
-    if kind == EventKind::Sent {
-        event.twilio_sid = row.twilio_sid.clone();
-        event.status = row.twilio_status.clone();
-    } else {
-        let code = row.last_error_code.clone().unwrap_or_default();
-        let text = row.last_error_message.clone().unwrap_or_default();
-        dead_letter(ctx, message, &code, &text, row.attempts).await?;
-        event.error = Some(job_error(code, text));
-    }
-    publish_event(ctx, message, &event, &format!("{key}:{}", kind.as_str())).await?;
-    ctx.store
-        .outbound_mark_published(key, Published::Final)
-        .await?;
-    Ok(())
-}
-
-/// The `error` of an event: a Twilio code gets Twilio's documentation link.
-fn job_error(code: String, message: String) -> JobError {
-    let more_info = code
-        .parse::<u32>()
-        .is_ok()
-        .then(|| format!("https://www.twilio.com/docs/errors/{code}"));
-    JobError {
-        code,
-        message,
-        more_info,
-        field: None,
-        problems: Vec::new(),
-    }
-}
-
-fn event(job: &SendSmsJob, kind: EventKind, attempt: u32) -> JobEvent {
-    JobEvent {
-        version: EVENT_VERSION,
-        job_id: job.id().to_owned(),
-        job: JobType::SmsSend,
-        kind,
-        at: now_rfc3339(),
-        attempt,
-        twilio_sid: None,
-        status: None,
-        error: None,
-        result: None,
-        metadata: job.metadata.clone(),
-    }
-}
-
-/// Publishes an event to its subject (stored by the events stream, which de-duplicates by
-/// `event_id`) and, for a final event, to the job's `Switchboard-Reply-To` subject, and waits
-/// for the stream's ack.
-async fn publish_event(
-    ctx: &Ctx,
-    message: &jetstream::Message,
-    event: &JobEvent,
-    event_id: &str,
-) -> anyhow::Result<()> {
-    start_event(ctx, message, event, event_id).await?.await
-}
-
-/// [`publish_event`] up to the point where only the stream's ack is left to wait for, so that
-/// several events can be in flight at once; answers that wait.
-async fn start_event(
-    ctx: &Ctx,
-    message: &jetstream::Message,
-    event: &JobEvent,
-    event_id: &str,
-) -> anyhow::Result<impl Future<Output = anyhow::Result<()>> + Send + use<>> {
-    let payload = bytes::Bytes::from(switchboard_wire::encode(event));
-    let mut headers = HeaderMap::new();
-    headers.insert(HEADER_MSG_ID, event_id);
-    switchboard_telemetry::inject_nats(&tracing::Span::current(), &mut headers);
-    let subject = ctx.config.subjects.event(event.job, event.kind);
-    let ack = ctx
-        .js
-        .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("publishing to {subject}: {e}"))?;
-    // The publisher's reply goes once the event is stored.
-    let reply_to = header(message, HEADER_REPLY_TO)
-        .filter(|_| event.kind.is_final())
-        .map(str::to_owned);
-    let nats = ctx.nats.clone();
-    Ok(async move {
-        ack.await
-            .map_err(|e| anyhow::anyhow!("publishing to {subject}: {e}"))?;
-        if let Some(reply_to) = reply_to {
-            nats.publish_with_headers(reply_to.clone(), headers, payload)
-                .await
-                .map_err(|e| anyhow::anyhow!("publishing to the reply subject {reply_to}: {e}"))?;
-        }
-        Ok(())
-    })
-}
-
-/// [`dead_letter_as`] for a send-SMS job.
-async fn dead_letter(
-    ctx: &Ctx,
-    message: &jetstream::Message,
-    code: &str,
-    text: &str,
-    attempts: u32,
-) -> anyhow::Result<()> {
-    dead_letter_as(ctx, message, JobType::SmsSend, code, text, attempts).await
-}
-
-/// Copies the job, byte for byte and with its headers, to the dead-letter subject of its type,
-/// adding the error and the attempts.
-async fn dead_letter_as(
-    ctx: &Ctx,
-    message: &jetstream::Message,
-    job: JobType,
-    code: &str,
-    text: &str,
-    attempts: u32,
-) -> anyhow::Result<()> {
-    let mut headers = HeaderMap::new();
-    if let Some(original) = &message.headers {
-        for (name, values) in original.iter() {
-            for value in values {
-                headers.append(name.clone(), value.clone());
-            }
-        }
-    }
-    // The id de-duplicates repeated copies of one job; one without a header is named by its
-    // sequence number.
-    if header(message, HEADER_MSG_ID).is_none() {
-        let seq = message.info().map(|i| i.stream_sequence).unwrap_or(0);
-        headers.insert(HEADER_MSG_ID, format!("seq:{seq}").as_str());
-    }
-    headers.insert(HEADER_DEAD_LETTER_CODE, code);
-    headers.insert(HEADER_DEAD_LETTER_ATTEMPTS, attempts.to_string().as_str());
-    // Header values are single lines.
-    let one_line: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    headers.insert(HEADER_DEAD_LETTER_MESSAGE, one_line.as_str());
-    let subject = ctx.config.subjects.dead_letter(job);
-    ctx.js
-        .publish_with_headers(subject.clone(), headers, message.payload.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("publishing to {subject}: {e}"))?
-        .await
-        .map_err(|e| anyhow::anyhow!("publishing to {subject}: {e}"))?;
-    Ok(())
 }
 
 /// Why a send to a suppressed recipient fails, naming the number, the reason and since when.
