@@ -16,7 +16,8 @@ use switchboard_wire::outbound::{
 };
 use time::OffsetDateTime;
 
-use crate::{Ctx, Disposition, header};
+use crate::consume::header;
+use crate::{Ctx, Disposition};
 
 /// On dead-lettered copies: the message of the last error (with the last Twilio error, if any).
 pub const HEADER_DEAD_LETTER_MESSAGE: &str = "Switchboard-Error-Message";

@@ -14,9 +14,10 @@ use time::OffsetDateTime;
 use tracing::Instrument as _;
 
 use crate::accounts::{credentials, is_wrong_master_key};
+use crate::consume::{answer, header, with_progress};
 use crate::events::{event, reload_and_finish, start_event};
 use crate::job::{SMS_SEND, after_failure, create_request, handle, message_status};
-use crate::{Ctx, Disposition, answer, header, with_progress};
+use crate::{Ctx, Disposition};
 
 /// A send job of a group that can take the group's path: new (its row is created already
 /// claimed for its first create), its account known, its create request valid.

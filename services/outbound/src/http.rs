@@ -634,7 +634,7 @@ struct Ctx {
     nats: async_nats::Client,
     clients: Clients,
     /// Accounts whose credentials the master key does not decrypt, logged once each.
-    wrong_key: crate::WrongKeyAccounts,
+    wrong_key: crate::accounts::WrongKeyAccounts,
 }
 
 impl Ctx {

@@ -22,10 +22,11 @@ use tracing::Instrument as _;
 
 use crate::accounts::{credentials, is_wrong_master_key};
 use crate::ambiguity::{Found, find_existing, list_trusted_from};
+use crate::consume::{answer, header, jittered, with_progress};
 use crate::events::{
     dead_letter, event, finish, now_rfc3339, publish_event, record_final, reload_and_finish,
 };
-use crate::{Ctx, Disposition, answer, header, jittered, limits, lookup, with_progress};
+use crate::{Ctx, Disposition, limits, lookup};
 
 /// The job type name in `outbound_jobs.job_type`.
 pub(crate) const SMS_SEND: &str = "sms.send";

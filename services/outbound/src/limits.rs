@@ -291,7 +291,7 @@ impl Limits {
             let started = tokio::time::Instant::now();
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
-                () = crate::stopped(stop) => {
+                () = crate::consume::stopped(stop) => {
                     // Keep the reservation: the redelivery finds it.
                     return Ok(Turn::Later(wait.saturating_sub(started.elapsed())));
                 }

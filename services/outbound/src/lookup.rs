@@ -17,10 +17,11 @@ use switchboard_wire::outbound::{
 };
 use time::OffsetDateTime;
 
-use crate::{
-    Ctx, Disposition, OutboundConfig, credentials, dead_letter_as, error_code_and_message, header,
-    job_error, now_rfc3339, publish_event,
-};
+use crate::accounts::{credentials, is_wrong_master_key};
+use crate::consume::header;
+use crate::events::{dead_letter_as, job_error, now_rfc3339, publish_event};
+use crate::job::error_code_and_message;
+use crate::{Ctx, Disposition, OutboundConfig};
 
 /// Durable consumer of lookup jobs on the job stream.
 pub const LOOKUP_CONSUMER: &str = "outbound-lookup";
@@ -100,7 +101,7 @@ pub(crate) async fn process(
     let found = match credentials(ctx, &job.account).await {
         Ok(found) => found,
         // Retrying cannot help until the service runs with the right key: fail it now.
-        Err(e) if crate::is_wrong_master_key(&e) => {
+        Err(e) if is_wrong_master_key(&e) => {
             let text = ctx.wrong_key.report(&e);
             return fail(
                 ctx,
