@@ -374,7 +374,7 @@ BREAKS: list[tuple[str, str, Callable[[list[dict]], None]]] = [
      lambda d: container(d, "StatefulSet", "nats").pop("livenessProbe")),
     ("probe-port", "ingress probing a port it does not have",
      lambda d: container(d, "Deployment", "ingress")["readinessProbe"]["httpGet"]
-     .__setitem__("port", "metrics")),
+     .__setitem__("port", "admin")),
     ("resources", "outbound without a memory limit",
      lambda d: container(d, "Deployment", "outbound")["resources"]["limits"].pop("memory")),
     ("resources", "migrate Job without requests",
