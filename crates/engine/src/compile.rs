@@ -361,17 +361,13 @@ impl Compiler {
                 let op = match Operator::parse(&oper, &value) {
                     Ok(op) => op,
                     Err(PatternError { pattern, reason }) => {
-                        self.issues.push(ImportIssue {
-                            section: self.section.into(),
-                            uid: Some(self.behavior_uid.clone()),
-                            field: Some(format!(
-                                "{path}.params.groups[{gi}].conditions[{ci}].value"
-                            )),
-                            message: format!(
-                                "node '{}': invalid regexp `{pattern}`: {reason}",
-                                def.title
-                            ),
-                        });
+                        self.issues.push(ImportIssue::new(
+                            self.section,
+                            Some(self.behavior_uid.clone()),
+                            Some(format!("{path}.params.groups[{gi}].conditions[{ci}].value")),
+                            Some(def.title.clone()),
+                            format!("invalid regexp `{pattern}`: {reason}"),
+                        ));
                         Operator::parse_lenient(&oper, &value)
                     }
                 };

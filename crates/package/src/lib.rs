@@ -27,8 +27,35 @@ pub struct ImportIssue {
     /// The uid of the record, bot, behavior or prompt key concerned, if any.
     pub uid: Option<String>,
     /// JSON path of the field inside that item, e.g. `nodes[0].nodes[2].params.actions[0].action`.
+    #[serde(rename = "path")]
     pub field: Option<String>,
+    /// The title of the behavior node the field is in, if it is in one.
+    pub node: Option<String>,
+    /// What the issue is about, for grouping (`action 'send_email'`, `record context`,
+    /// `package structure`, ...): see [`feature_of`].
+    pub feature: String,
     pub message: String,
+}
+
+impl ImportIssue {
+    /// An issue with its feature worked out from the message.
+    pub fn new(
+        section: impl Into<String>,
+        uid: Option<String>,
+        field: Option<String>,
+        node: Option<String>,
+        message: impl Into<String>,
+    ) -> ImportIssue {
+        let message = message.into();
+        ImportIssue {
+            section: section.into(),
+            uid,
+            field,
+            node,
+            feature: feature_of(&message),
+            message,
+        }
+    }
 }
 
 impl std::fmt::Display for ImportIssue {
@@ -40,8 +67,65 @@ impl std::fmt::Display for ImportIssue {
         if let Some(field) = &self.field {
             write!(f, " {field}")?;
         }
+        if let Some(node) = &self.node {
+            write!(f, " [node '{node}']")?;
+        }
         write!(f, ": {}", self.message)
     }
+}
+
+/// The feature an issue message is about, the heading it is grouped under: the unsupported
+/// action, condition, event or section by name, or a kind of problem.
+pub fn feature_of(message: &str) -> String {
+    let quoted = |prefix: &str| {
+        message
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split('\'').next())
+            .map(str::to_owned)
+    };
+    for (prefix, what) in [
+        ("Unsupported action '", "action"),
+        ("Unsupported condition '", "condition"),
+        ("Unsupported event '", "event"),
+        ("Unsupported section '", "section"),
+        ("Unsupported variable type '", "variable type"),
+    ] {
+        if let Some(name) = quoted(prefix) {
+            return format!("{what} '{name}'");
+        }
+    }
+    let starts = |p: &str| message.starts_with(p);
+    let kind = if starts("Unsupported operator") || starts("Condition has no operator") {
+        "condition operator"
+    } else if starts("Unsupported node type") || starts("Unknown node status") {
+        "node type"
+    } else if starts("Unsupported record context") || starts("Unknown context") {
+        "record context"
+    } else if starts("Unsupported webhook listener engine") {
+        "webhook listener engine"
+    } else if starts("Unsupported feature on record") {
+        "record links"
+    } else if message.contains("invalid regexp") {
+        "regexp"
+    } else if starts("This package requires") {
+        "requirements"
+    } else if starts("This is a behavior export") {
+        "behavior export"
+    } else if starts("Invalid JSON") || starts("Invalid package JSON") || starts("Package is") {
+        "package structure"
+    } else if message.contains("template") || message.contains("(not a prompt") {
+        "import-time template"
+    } else if message.contains("prompt")
+        || message.contains("Prompt")
+        || message.contains("required.")
+    {
+        "prompts"
+    } else if starts("Unsupported") {
+        "other unsupported feature"
+    } else {
+        "package structure"
+    };
+    kind.to_owned()
 }
 
 /// Why a package cannot be imported: every issue found, not just the first.
@@ -51,12 +135,43 @@ pub struct ImportError {
     pub issues: Vec<ImportIssue>,
 }
 
+impl ImportError {
+    /// The issues grouped by feature, in order of first appearance, each group with its issues in
+    /// package order.
+    pub fn by_feature(&self) -> Vec<(&str, Vec<&ImportIssue>)> {
+        let mut groups: Vec<(&str, Vec<&ImportIssue>)> = Vec::new();
+        for issue in &self.issues {
+            match groups.iter_mut().find(|(f, _)| *f == issue.feature) {
+                Some((_, list)) => list.push(issue),
+                None => groups.push((&issue.feature, vec![issue])),
+            }
+        }
+        groups
+    }
+
+    /// `{"errors": [{"section", "uid", "node", "path", "feature", "message"}, ...]}`.
+    pub fn to_json(&self) -> Json {
+        serde_json::json!({ "errors": self.issues })
+    }
+}
+
+/// One issue: on one line. Several: a count, then one line per issue under its feature with the
+/// group's count.
 fn display_issues(issues: &[ImportIssue]) -> String {
-    issues
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
+    if let [one] = issues {
+        return one.to_string();
+    }
+    let err = ImportError {
+        issues: issues.to_vec(),
+    };
+    let mut out = format!("{} issues", issues.len());
+    for (feature, list) in err.by_feature() {
+        out.push_str(&format!("\n  {feature} ({}):", list.len()));
+        for issue in list {
+            out.push_str(&format!("\n    {issue}"));
+        }
+    }
+    out
 }
 
 /// The prompt answers given by the operator, by prompt key.
@@ -139,6 +254,11 @@ impl Package {
             serde_json::from_str(json).map_err(|e| fail(format!("Invalid JSON: {e}")))?;
         let package = match raw.get("package") {
             Some(p @ Json::Object(_)) => p.clone(),
+            None if raw.get("behavior").is_some_and(Json::is_object) => {
+                return Err(fail(
+                    "This is a behavior export, not a package: it holds one behavior (a top-level 'behavior' object) and no 'package'. Wrap it in a package: a 'package' object, and a 'bots' entry whose 'behaviors' list holds the behavior with a 'uid'".into(),
+                ));
+            }
             _ => return Err(fail("Invalid package JSON".into())),
         };
 

@@ -104,12 +104,28 @@ pub(crate) fn issue(doc: &Json, path: &JsonPath, message: impl Into<String>) -> 
     } else {
         Some(render_segments(rest))
     };
-    ImportIssue {
-        section,
-        uid,
-        field,
-        message: message.into(),
+    ImportIssue::new(section, uid, field, node_title(doc, segs), message)
+}
+
+/// The title of the innermost behavior node (`…nodes[i]`) on the path, if any.
+fn node_title(doc: &Json, segs: &[Seg]) -> Option<String> {
+    let mut at = Some(doc);
+    let mut title = None;
+    let mut after_nodes = false;
+    for seg in segs {
+        at = match seg {
+            Seg::Key(k) => at.and_then(|v| v.get(k.as_str())),
+            Seg::Idx(i) => at.and_then(|v| v.get(*i)),
+        };
+        if after_nodes
+            && let Seg::Idx(_) = seg
+            && let Some(Json::String(t)) = at.and_then(|n| n.get("title"))
+        {
+            title = Some(t.clone());
+        }
+        after_nodes = matches!(seg, Seg::Key(k) if k == "nodes");
     }
+    title
 }
 
 /// An issue about the package as a whole (no item, no field).
@@ -118,12 +134,7 @@ pub(crate) fn package_issue(
     field: Option<String>,
     message: impl Into<String>,
 ) -> ImportIssue {
-    ImportIssue {
-        section: "package".into(),
-        uid: uid.map(str::to_owned),
-        field,
-        message: message.into(),
-    }
+    ImportIssue::new("package", uid.map(str::to_owned), field, None, message)
 }
 
 #[cfg(test)]

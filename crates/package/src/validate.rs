@@ -21,42 +21,107 @@ pub const WEBHOOK_LISTENER_CONTEXTS: [&str; 2] =
 /// The listener engine that runs a bot behavior (the only one Switchboard emulates).
 pub const WEBHOOK_ENGINE_BEHAVIOR: &str = "cerb.webhooks.listener.engine.va";
 
-/// Cerb record contexts that exist but that Switchboard cannot create (aliases and full ids).
-const KNOWN_CERB_CONTEXTS: [&str; 34] = [
-    "address",
-    "attachment",
-    "behavior",
-    "bot",
-    "bucket",
-    "calendar",
-    "calendar_event",
-    "comment",
-    "connected_account",
-    "connected_service",
-    "contact",
-    "custom_field",
-    "custom_fieldset",
-    "custom_record",
-    "email_signature",
-    "file_bundle",
-    "group",
-    "html_template",
-    "kb_article",
-    "kb_category",
-    "mail_transport",
-    "message",
-    "notification",
-    "opportunity",
-    "org",
-    "project_board",
-    "reminder",
-    "role",
-    "saved_search",
-    "snippet",
-    "task",
-    "ticket",
-    "worker",
-    "workspace_page",
+/// Every record context of Cerb 9.6.8, as (id, alias): the `devblocks.context` extensions of its
+/// `plugin.xml` files. A record of any of them but `webhook_listener` is "unsupported here",
+/// whichever spelling the package uses.
+pub const CERB_CONTEXTS: [(&str, &str); 70] = [
+    ("cerb.contexts.card.widget", "card_widget"),
+    ("cerb.contexts.gpg.private.key", "gpg_private_key"),
+    ("cerberusweb.contexts.activity_log", "activity_log"),
+    ("cerberusweb.contexts.address", "address"),
+    ("cerberusweb.contexts.app", "app"),
+    ("cerberusweb.contexts.attachment", "attachment"),
+    ("cerberusweb.contexts.behavior", "behavior"),
+    (
+        "cerberusweb.contexts.behavior.scheduled",
+        "scheduled_behavior",
+    ),
+    ("cerberusweb.contexts.bot", "bot"),
+    ("cerberusweb.contexts.bucket", "bucket"),
+    ("cerberusweb.contexts.calendar", "calendar"),
+    ("cerberusweb.contexts.calendar_event", "calendar_event"),
+    (
+        "cerberusweb.contexts.calendar_event.recurring",
+        "calendar_recurring_event",
+    ),
+    ("cerberusweb.contexts.call", "call"),
+    ("cerberusweb.contexts.classifier", "classifier"),
+    ("cerberusweb.contexts.classifier.class", "classifier_class"),
+    (
+        "cerberusweb.contexts.classifier.entity",
+        "classifier_entity",
+    ),
+    (
+        "cerberusweb.contexts.classifier.example",
+        "classifier_example",
+    ),
+    ("cerberusweb.contexts.comment", "comment"),
+    (
+        "cerberusweb.contexts.connected_account",
+        "connected_account",
+    ),
+    (
+        "cerberusweb.contexts.connected_service",
+        "connected_service",
+    ),
+    ("cerberusweb.contexts.contact", "contact"),
+    ("cerberusweb.contexts.context.saved.search", "saved_search"),
+    ("cerberusweb.contexts.currency", "currency"),
+    ("cerberusweb.contexts.custom_field", "custom_field"),
+    ("cerberusweb.contexts.custom_fieldset", "custom_fieldset"),
+    ("cerberusweb.contexts.custom_record", "custom_record"),
+    ("cerberusweb.contexts.datacenter.domain", "domain"),
+    ("cerberusweb.contexts.datacenter.sensor", "sensor"),
+    ("cerberusweb.contexts.datacenter.server", "server"),
+    ("cerberusweb.contexts.email.signature", "email_signature"),
+    ("cerberusweb.contexts.feed", "feed"),
+    ("cerberusweb.contexts.feed.item", "feed_item"),
+    ("cerberusweb.contexts.file_bundle", "file_bundle"),
+    ("cerberusweb.contexts.gpg_public_key", "gpg_public_key"),
+    ("cerberusweb.contexts.group", "group"),
+    ("cerberusweb.contexts.jira.issue", "jira_issue"),
+    ("cerberusweb.contexts.jira.project", "jira_project"),
+    ("cerberusweb.contexts.kb_article", "kb_article"),
+    ("cerberusweb.contexts.kb_category", "kb_category"),
+    ("cerberusweb.contexts.mail.draft", "draft"),
+    ("cerberusweb.contexts.mail.html_template", "html_template"),
+    ("cerberusweb.contexts.mail.transport", "mail_transport"),
+    ("cerberusweb.contexts.mailbox", "mailbox"),
+    ("cerberusweb.contexts.message", "message"),
+    ("cerberusweb.contexts.notification", "notification"),
+    ("cerberusweb.contexts.oauth.app", "oauth_app"),
+    ("cerberusweb.contexts.opportunity", "opportunity"),
+    ("cerberusweb.contexts.org", "org"),
+    ("cerberusweb.contexts.package.library", "package"),
+    ("cerberusweb.contexts.portal", "community_portal"),
+    ("cerberusweb.contexts.profile.tab", "profile_tab"),
+    ("cerberusweb.contexts.profile.widget", "profile_widget"),
+    ("cerberusweb.contexts.project.board", "project_board"),
+    (
+        "cerberusweb.contexts.project.board.column",
+        "project_board_column",
+    ),
+    ("cerberusweb.contexts.reminder", "reminder"),
+    ("cerberusweb.contexts.role", "role"),
+    ("cerberusweb.contexts.snippet", "snippet"),
+    ("cerberusweb.contexts.task", "task"),
+    ("cerberusweb.contexts.ticket", "ticket"),
+    ("cerberusweb.contexts.timetracking", "time_entry"),
+    (
+        "cerberusweb.contexts.timetracking.activity",
+        "timetracking_activity",
+    ),
+    ("cerberusweb.contexts.twitter.message", "twitter_message"),
+    (
+        "cerberusweb.contexts.webapi.credential",
+        "webapi_credentials",
+    ),
+    ("cerberusweb.contexts.webhook_listener", "webhook_listener"),
+    ("cerberusweb.contexts.worker", "worker"),
+    ("cerberusweb.contexts.workspace.list", "workspace_list"),
+    ("cerberusweb.contexts.workspace.page", "workspace_page"),
+    ("cerberusweb.contexts.workspace.tab", "workspace_tab"),
+    ("cerberusweb.contexts.workspace.widget", "workspace_widget"),
 ];
 
 /// Actions every supported event offers.
@@ -348,12 +413,18 @@ impl<'a> Validator<'a> {
             if WEBHOOK_LISTENER_CONTEXTS.contains(&ctx) {
                 self.webhook_listener(obj, &uid_text, &path);
             } else {
-                let alias = ctx.strip_prefix("cerberusweb.contexts.").unwrap_or(ctx);
-                if KNOWN_CERB_CONTEXTS.contains(&alias) || ctx.starts_with("cerberusweb.contexts.")
-                {
+                let known = CERB_CONTEXTS
+                    .iter()
+                    .find(|(id, alias)| *id == ctx || *alias == ctx);
+                if let Some((_, alias)) = known {
+                    let hint = if matches!(*alias, "connected_account" | "connected_service") {
+                        "; add connected accounts with `switchboard accounts add` instead"
+                    } else {
+                        ""
+                    };
                     self.push(
                         &path.key("_context"),
-                        format!("Unsupported record context '{ctx}' on record ({uid_text}): only webhook_listener records can be imported"),
+                        format!("Unsupported record context '{ctx}' on record ({uid_text}): Cerb's {alias} records are unsupported here (only webhook_listener records can be imported){hint}"),
                     );
                 } else {
                     self.push(
@@ -829,7 +900,7 @@ impl<'a> Validator<'a> {
             {
                 self.push(&apath.key("action"), msg);
             } else if name.as_str() == Some("_run_behavior")
-                && !obj.get("on").is_some_and(|on| !is_empty_value(on))
+                && obj.get("on").is_none_or(is_empty_value)
             {
                 // Cerb's `runActionRunBehavior` runs the behavior once per record of `on`, and
                 // not at all when `on` is empty.

@@ -4,6 +4,7 @@
 pub mod args;
 pub mod jobs;
 pub mod ops;
+pub mod refusal;
 pub mod run;
 pub mod simulate;
 pub mod views;

@@ -420,7 +420,7 @@ fn run_simulate(
         vars,
         run_http,
     };
-    let sim = simulate(&req)?;
+    let sim = simulate(&req).map_err(|e| switchboard::refusal::report(e, json))?;
     if json {
         println!(
             "{}",
@@ -755,7 +755,10 @@ async fn run_store_command(global: Global, command: Command) -> anyhow::Result<(
             let env = connect(&global, None).await?;
             let text = std::fs::read_to_string(&package)
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", package.display()))?;
-            let (report, notes) = env.import(&text, &prompts).await?;
+            let (report, notes) = env
+                .import(&text, &prompts)
+                .await
+                .map_err(|e| switchboard::refusal::report(e, json))?;
             for n in notes {
                 eprintln!("note: {n}");
             }

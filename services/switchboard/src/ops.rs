@@ -105,8 +105,7 @@ impl Env {
         package_json: &str,
         prompts: &[KeyValue],
     ) -> anyhow::Result<(ImportReport, Vec<String>)> {
-        let package =
-            Package::parse(package_json).map_err(|e| anyhow::anyhow!("invalid package: {e}"))?;
+        let package = Package::parse(package_json).map_err(crate::refusal::invalid_package)?;
         let answers = crate::args::prompt_answers(&package, prompts)?;
         // Chooser prompts for connected accounts must name an existing account (Cerb's UI
         // guarantees it; on the command line we check).
@@ -146,7 +145,7 @@ impl Env {
                 rng: &mut rng,
                 defaults: serde_json::json!({ "base_url": self.public_base_url }),
             })
-            .map_err(|e| anyhow::anyhow!("invalid package: {e}"))?;
+            .map_err(crate::refusal::invalid_package)?;
         if exhausted {
             bail!("internal error: the import needed more record ids than reserved");
         }

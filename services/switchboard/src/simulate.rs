@@ -92,8 +92,7 @@ fn sample_answer(key: &str, kind: &PromptKind, next_account: &mut RecordId) -> s
 
 /// Runs the simulation. Errors are operator mistakes (bad file, unknown uid, invalid package).
 pub fn simulate(req: &SimulateRequest) -> anyhow::Result<Simulation> {
-    let package =
-        Package::parse(&req.package_json).map_err(|e| anyhow::anyhow!("invalid package: {e}"))?;
+    let package = Package::parse(&req.package_json).map_err(crate::refusal::invalid_package)?;
     let mut notes = Vec::new();
     let mut answers = crate::args::prompt_answers(&package, &req.prompts)?;
     // Chooser prompts for connected accounts become sample accounts with these ids.
@@ -138,7 +137,7 @@ pub fn simulate(req: &SimulateRequest) -> anyhow::Result<Simulation> {
             rng: &mut rng,
             defaults: serde_json::json!({ "base_url": "http://localhost:8080/" }),
         })
-        .map_err(|e| anyhow::anyhow!("invalid package: {e}"))?;
+        .map_err(crate::refusal::invalid_package)?;
     let behaviors = compile_plan(&plan)?;
     let Some((_, def)) = plan.behavior_by_uid(&req.behavior_uid) else {
         let known: Vec<String> = plan
@@ -258,10 +257,9 @@ pub fn compile_plan(plan: &ImportPlan) -> anyhow::Result<HashMap<RecordId, Arc<C
         }
     }
     if !issues.is_empty() {
-        bail!(
-            "invalid package: {}",
-            switchboard_package::ImportError { issues }
-        );
+        return Err(crate::refusal::invalid_package(
+            switchboard_package::ImportError { issues },
+        ));
     }
     Ok(out)
 }

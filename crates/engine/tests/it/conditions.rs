@@ -230,9 +230,10 @@ fn invalid_regexp_fails_compilation_with_uid_title_and_pattern() {
             issue.field.as_deref(),
             Some("nodes[0].nodes[0].params.groups[0].conditions[0].value")
         );
+        assert_eq!(issue.node.as_deref(), Some("Bad pattern"));
+        assert_eq!(issue.feature, "regexp");
         assert!(
-            issue.message.contains("node 'Bad pattern'")
-                && issue.message.contains(&format!("`{pattern}`")),
+            issue.message.contains(&format!("`{pattern}`")),
             "{}",
             issue.message
         );

@@ -361,8 +361,27 @@ fn cases() -> Vec<Case> {
             record_issue(
                 "r",
                 Some("_context"),
-                "Unsupported record context 'ticket' on record (r): only webhook_listener records can be imported",
+                "Unsupported record context 'ticket' on record (r): Cerb's ticket records are unsupported here (only webhook_listener records can be imported)",
             ),
+        ),
+        parse(
+            "§1.6 records: a connected account (Decision 3), with the command that does that job",
+            doc(|d| d["records"] = json!([{"uid": "acct", "_context": "cerberusweb.contexts.connected_account", "name": "Twilio"}])),
+            record_issue(
+                "acct",
+                Some("_context"),
+                "Unsupported record context 'cerberusweb.contexts.connected_account' on record (acct): Cerb's connected_account records are unsupported here (only webhook_listener records can be imported); add connected accounts with `switchboard accounts add` instead",
+            ),
+        ),
+        parse(
+            "§1.1 a behavior export is not a package",
+            json!({"behavior": {"title": "Example", "event": {"key": "event.macro.bot"}, "nodes": []}}).to_string(),
+            vec![issue(
+                "package",
+                None,
+                None,
+                "This is a behavior export, not a package: it holds one behavior (a top-level 'behavior' object) and no 'package'. Wrap it in a package: a 'package' object, and a 'bots' entry whose 'behaviors' list holds the behavior with a 'uid'",
+            )],
         ),
         parse(
             "§1.6 records: field mapping failure",

@@ -116,7 +116,18 @@ fn unknown_and_unsupported_record_contexts() {
         {"uid": "r2", "_context": "ticket", "subject": "hi"},
         {"uid": "r3", "_context": "cerberusweb.contexts.custom_record"},
         hook_record(json!({"uid": "r4", "_context": "cerberusweb.contexts.webhook_listener"})),
+        {"uid": "r5", "_context": "cerberusweb.contexts.no_such_thing"},
     ]}));
+    let unsupported = |uid: &str, ctx: &str, alias: &str| {
+        expect(
+            "records",
+            Some(uid),
+            Some("_context"),
+            &format!(
+                "Unsupported record context '{ctx}' on record ({uid}): Cerb's {alias} records are unsupported here (only webhook_listener records can be imported)"
+            ),
+        )
+    };
     assert_eq!(
         parse_err(&doc).iter().map(tuple).collect::<Vec<_>>(),
         vec![
@@ -126,20 +137,39 @@ fn unknown_and_unsupported_record_contexts() {
                 Some("_context"),
                 "Unknown context 'frobnicator' on record (r1)."
             ),
+            unsupported("r2", "ticket", "ticket"),
+            unsupported("r3", "cerberusweb.contexts.custom_record", "custom_record"),
             expect(
                 "records",
-                Some("r2"),
+                Some("r5"),
                 Some("_context"),
-                "Unsupported record context 'ticket' on record (r2): only webhook_listener records can be imported"
-            ),
-            expect(
-                "records",
-                Some("r3"),
-                Some("_context"),
-                "Unsupported record context 'cerberusweb.contexts.custom_record' on record (r3): only webhook_listener records can be imported"
+                "Unknown context 'cerberusweb.contexts.no_such_thing' on record (r5)."
             ),
         ]
     );
+
+    // Every context of Cerb 9.6, by alias or by id, is "unsupported here", never unknown.
+    for (ctx, alias) in [
+        ("calendar_recurring_event", "calendar_recurring_event"),
+        (
+            "cerberusweb.contexts.calendar_event.recurring",
+            "calendar_recurring_event",
+        ),
+        ("workspace_tab", "workspace_tab"),
+        ("cerberusweb.contexts.workspace.tab", "workspace_tab"),
+        ("community_portal", "community_portal"),
+        ("cerberusweb.contexts.portal", "community_portal"),
+        ("card_widget", "card_widget"),
+        ("cerb.contexts.gpg.private.key", "gpg_private_key"),
+        ("time_entry", "time_entry"),
+    ] {
+        let doc = minimal(json!({"records": [{"uid": "x", "_context": ctx}]}));
+        assert_eq!(
+            parse_err(&doc).iter().map(tuple).collect::<Vec<_>>(),
+            vec![unsupported("x", ctx, alias)],
+            "{ctx}"
+        );
+    }
 }
 
 #[test]
@@ -730,4 +760,42 @@ fn uids_cannot_be_templates() {
             "'uid' must not contain an import-time template (ids are reserved by uid first)"
         )]
     );
+}
+
+#[test]
+fn refusals_are_one_per_line_grouped_by_feature_with_node_titles() {
+    let mut doc = minimal(json!({}));
+    first_behavior(&mut doc)["nodes"] = json!([
+        {"type": "action", "title": "Mail twice", "params": {"actions": [
+            {"action": "send_email", "to": "a@b"},
+            {"action": "send_email", "to": "c@d"}
+        ]}},
+        {"type": "switch", "title": "S", "nodes": [
+            {"type": "outcome", "title": "Subject?", "params": {"groups": [{"any": 0, "conditions": [
+                {"condition": "ticket_subject", "oper": "is", "value": "x"}
+            ]}]}}
+        ]}
+    ]);
+    let err = Package::parse(&doc.to_string()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "3 issues
+  action 'send_email' (2):
+    bots (beh_hook) nodes[0].params.actions[0].action [node 'Mail twice']: Unsupported action 'send_email'
+    bots (beh_hook) nodes[0].params.actions[1].action [node 'Mail twice']: Unsupported action 'send_email'
+  condition 'ticket_subject' (1):
+    bots (beh_hook) nodes[1].nodes[0].params.groups[0].conditions[0].condition [node 'Subject?']: Unsupported condition 'ticket_subject'"
+    );
+    assert_eq!(
+        err.to_json()["errors"][2],
+        json!({
+            "section": "bots",
+            "uid": "beh_hook",
+            "node": "Subject?",
+            "path": "nodes[1].nodes[0].params.groups[0].conditions[0].condition",
+            "feature": "condition 'ticket_subject'",
+            "message": "Unsupported condition 'ticket_subject'"
+        })
+    );
+    assert_eq!(err.to_json()["errors"].as_array().unwrap().len(), 3);
 }

@@ -296,3 +296,81 @@ fn a_closed_stdout_ends_quietly() {
 fn libc_sigpipe() -> i32 {
     13
 }
+
+/// A refused package: one issue per line under its feature with counts (stderr), or with
+/// `--json` one object `{"errors": [...]}` on stdout; non-zero exit either way.
+#[test]
+fn refused_packages_list_every_issue_by_feature_or_as_json() {
+    let mut doc: Value = serde_json::from_str(&crate::seed_package()).unwrap();
+    let help = doc["bots"][0]["behaviors"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|b| b["uid"] == "behavior_43")
+        .unwrap();
+    let actions = help["nodes"][0]["nodes"][0]["nodes"][0]["params"]["actions"]
+        .as_array_mut()
+        .unwrap();
+    actions.push(serde_json::json!({"action": "send_email", "to": "a@b"}));
+    actions.push(serde_json::json!({"action": "send_email", "to": "c@d"}));
+    doc["workspaces"] = serde_json::json!([{"uid": "workspace_1"}]);
+    let path = std::env::temp_dir().join(format!("sb-refused-{}.json", std::process::id()));
+    std::fs::write(&path, doc.to_string()).unwrap();
+    let path = path.to_str().unwrap();
+
+    let out = switchboard(&["simulate", path, "--behavior", "behavior_43"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let node = help_title(&doc);
+    assert_eq!(
+        stderr,
+        format!(
+            "error: invalid package: 3 issues
+  action 'send_email' (2):
+    bots (behavior_43) nodes[0].nodes[0].nodes[0].params.actions[1].action [node '{node}']: Unsupported action 'send_email'
+    bots (behavior_43) nodes[0].nodes[0].nodes[0].params.actions[2].action [node '{node}']: Unsupported action 'send_email'
+  section 'workspaces' (1):
+    workspaces: Unsupported section 'workspaces': Switchboard imports only bots, behaviors and webhook_listener records
+"
+        )
+    );
+
+    let out = switchboard(&["simulate", path, "--behavior", "behavior_43", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let errors = v["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 3);
+    assert_eq!(
+        errors[0],
+        serde_json::json!({
+            "section": "bots",
+            "uid": "behavior_43",
+            "node": node,
+            "path": "nodes[0].nodes[0].nodes[0].params.actions[1].action",
+            "feature": "action 'send_email'",
+            "message": "Unsupported action 'send_email'"
+        })
+    );
+    assert_eq!(errors[2]["feature"], "section 'workspaces'");
+    assert_eq!(errors[2]["uid"], Value::Null);
+    std::fs::remove_file(path).ok();
+}
+
+/// The title of the seed's "help" reply action node.
+fn help_title(doc: &Value) -> String {
+    doc["bots"][0]["behaviors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["uid"] == "behavior_43")
+        .unwrap()["nodes"][0]["nodes"][0]["nodes"][0]["title"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}

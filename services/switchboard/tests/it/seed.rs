@@ -187,12 +187,16 @@ fn invalid_regexps_are_located_in_their_section() {
     })
     .err()
     .expect("refused");
-    let text = err.to_string();
+    let text = format!("{err:#}");
+    assert!(
+        text.starts_with("invalid package: 2 issues\n  regexp (2):\n"),
+        "{text}"
+    );
     let field = "nodes[0].nodes[0].params.groups[0].conditions[0].value";
     for section in ["bots (behavior_43)", "behaviors (behavior_top)"] {
         assert!(
             text.contains(&format!(
-                "{section} {field}: node 'HELP': invalid regexp `/help(/i`"
+                "{section} {field} [node 'HELP']: invalid regexp `/help(/i`"
             )),
             "{text}"
         );
