@@ -19,8 +19,13 @@ pub const EVENT_VERSION: u32 = 1;
 
 /// JetStream de-duplication header: publishers set it to the job's `idempotency_key`.
 pub const HEADER_MSG_ID: &str = "Nats-Msg-Id";
-/// Optional header naming a subject that also receives the job's final event.
+/// Optional header naming a subject that also receives the job's final event. The subject must
+/// start with one of the outbound service's reply prefixes ([`REPLY_TO_PREFIX`] unless
+/// configured otherwise; [`check_reply_to`]): a job naming any other subject is rejected.
 pub const HEADER_REPLY_TO: &str = "Switchboard-Reply-To";
+/// Where `Switchboard-Reply-To` subjects may point by default: under `_INBOX.`, NATS clients'
+/// own inbox prefix, never one of Switchboard's subjects (docs/nats-security.md).
+pub const REPLY_TO_PREFIX: &str = "_INBOX.";
 /// On dead-lettered copies: the code of the last error.
 pub const HEADER_DEAD_LETTER_CODE: &str = "Switchboard-Error-Code";
 /// On dead-lettered copies: the attempts made.
@@ -738,6 +743,75 @@ pub fn check_msg_id(header: Option<&str>, idempotency_key: &str) -> Result<(), P
         )),
         _ => Ok(()),
     }
+}
+
+/// The `Switchboard-Reply-To` rule: absent is allowed; present must be a subject one can publish
+/// to (tokens without spaces or wildcards) that starts with one of `prefixes` and goes on after
+/// it, so that a job cannot make the outbound service publish anywhere but to a reply inbox.
+pub fn check_reply_to<S: AsRef<str>>(header: Option<&str>, prefixes: &[S]) -> Result<(), Problem> {
+    let Some(subject) = header else {
+        return Ok(());
+    };
+    let problem = |why: String| Err(Problem::new(HEADER_REPLY_TO, why));
+    let shown: String = subject
+        .chars()
+        .take(MAX_ID_LEN)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let bad_token = subject.split('.').any(|token| {
+        token.is_empty()
+            || token == "*"
+            || token == ">"
+            || token.chars().any(|c| c.is_whitespace() || c.is_control())
+    });
+    if bad_token || subject.len() > MAX_URL_LEN {
+        return problem(format!(
+            "'{shown}' is not a subject to publish to (dot-separated tokens without spaces or wildcards)"
+        ));
+    }
+    if prefixes
+        .iter()
+        .map(AsRef::as_ref)
+        .any(|p| subject.len() > p.len() && subject.starts_with(p))
+    {
+        return Ok(());
+    }
+    let allowed: Vec<String> = prefixes
+        .iter()
+        .map(|p| format!("'{}'", p.as_ref()))
+        .collect();
+    problem(format!(
+        "'{shown}' is not under {}: the final event goes only to a reply inbox",
+        allowed.join(" or ")
+    ))
+}
+
+/// `decoded` (the job as [`decode_send_sms`] or [`decode_lookup`] read it) checked against the
+/// `Switchboard-Reply-To` rule ([`check_reply_to`]): a job breaking it is rejected as
+/// `invalid_job`, the header's problem first, then the body's when it has some too.
+pub fn check_job_reply_to<T, S: AsRef<str>>(
+    decoded: Result<T, Box<Rejected>>,
+    job: JobType,
+    bytes: &[u8],
+    msg_id: Option<&str>,
+    reply_to: Option<&str>,
+    prefixes: &[S],
+) -> Result<T, Box<Rejected>> {
+    let Err(problem) = check_reply_to(reply_to, prefixes) else {
+        return decoded;
+    };
+    let mut problems = vec![problem];
+    if let Err(rejected) = decoded {
+        problems.extend(rejected.error.problems);
+    }
+    let doc: Option<Json> = serde_json::from_slice(bytes).ok();
+    Err(Rejected::new(
+        job,
+        doc.as_ref(),
+        msg_id,
+        codes::INVALID_JOB,
+        problems,
+    ))
 }
 
 /// The document as a JSON object, and its `version` (`None` when it has none, which is one of
@@ -1956,6 +2030,87 @@ mod tests {
             let decoded = decode_lookup(&crate::encode(&doc), None).unwrap();
             assert_eq!(decoded, serde_json::from_value::<LookupJob>(doc).unwrap());
         }
+    }
+
+    #[test]
+    fn reply_to_must_be_under_an_allowed_prefix() {
+        let inbox = [REPLY_TO_PREFIX];
+        assert_eq!(check_reply_to(None, &inbox), Ok(()));
+        assert_eq!(check_reply_to(Some("_INBOX.abc"), &inbox), Ok(()));
+        assert_eq!(check_reply_to(Some("_INBOX.app.order-7"), &inbox), Ok(()));
+        let refused = |subject: &str, prefixes: &[&str]| {
+            let problem = check_reply_to(Some(subject), prefixes).unwrap_err();
+            assert_eq!(problem.field, HEADER_REPLY_TO);
+            problem.message
+        };
+        assert_eq!(
+            refused("switchboard.jobs.sms.send", &inbox),
+            "'switchboard.jobs.sms.send' is not under '_INBOX.': the final event goes only to a reply inbox"
+        );
+        // A service's own inbox (`_INBOX_ingress`) is not under `_INBOX.`.
+        for subject in ["_INBOX_ingress.x.1", "_INBOX", "$JS.API.STREAM.DELETE.X"] {
+            assert!(
+                refused(subject, &inbox).contains("is not under '_INBOX.'"),
+                "{subject}"
+            );
+        }
+        for subject in [
+            "_INBOX.",
+            "_INBOX.>",
+            "_INBOX.*",
+            "_INBOX..x",
+            "_INBOX.a b",
+            "_INBOX.a\r\nPUB x",
+        ] {
+            assert!(
+                refused(subject, &inbox).contains("is not a subject to publish to"),
+                "{subject:?}"
+            );
+        }
+        assert_eq!(
+            refused("other.x", &["_INBOX.", "app.replies."]),
+            "'other.x' is not under '_INBOX.' or 'app.replies.': the final event goes only to a reply inbox"
+        );
+        assert_eq!(
+            check_reply_to(Some("app.replies.7"), &["_INBOX.", "app.replies."]),
+            Ok(())
+        );
+
+        // On a job: rejected whatever its body, named by its id, the body's problems after.
+        let body = serde_json::to_vec(&sms()).unwrap();
+        let decoded = decode_send_sms(&body, Some("k-1"));
+        assert!(decoded.is_ok());
+        let kept = check_job_reply_to(decoded, JobType::SmsSend, &body, Some("k-1"), None, &inbox);
+        assert!(kept.is_ok());
+        let rejected = check_job_reply_to(
+            decode_send_sms(&body, Some("k-1")),
+            JobType::SmsSend,
+            &body,
+            Some("k-1"),
+            Some("switchboard.webhook.request"),
+            &inbox,
+        )
+        .unwrap_err();
+        assert_eq!(rejected.job_id.as_deref(), Some("j-1"));
+        assert_eq!(rejected.error.code, codes::INVALID_JOB);
+        assert_eq!(rejected.error.field.as_deref(), Some(HEADER_REPLY_TO));
+        assert_eq!(
+            rejected.error.message,
+            "Switchboard-Reply-To: 'switchboard.webhook.request' is not under '_INBOX.': the final event goes only to a reply inbox"
+        );
+        let bad_body = br#"{"version":1,"idempotency_key":"k-2","account":{"id":1}}"#;
+        let both = check_job_reply_to(
+            decode_lookup(bad_body, None),
+            JobType::Lookup,
+            bad_body,
+            None,
+            Some("elsewhere"),
+            &inbox,
+        )
+        .unwrap_err();
+        assert_eq!(both.job_id.as_deref(), Some("k-2"));
+        assert_eq!(both.error.problems[0].field, HEADER_REPLY_TO);
+        assert!(both.error.problems.len() > 1, "{:?}", both.error.problems);
     }
 
     #[test]

@@ -148,6 +148,13 @@ pub struct Cli {
     /// `status_callback` wins (Twilio takes one URL per message).
     #[arg(long, env = "STATUS_CALLBACK_BASE_URL", value_parser = parse_base_url, global = true)]
     pub status_callback_base_url: Option<String>,
+    /// Where a job's `Switchboard-Reply-To` may point: subject prefixes separated by commas,
+    /// each ending with a dot. A job whose header names a subject under none of them is
+    /// rejected (`invalid_job`, dead-lettered), so a publisher cannot make this service publish
+    /// to Switchboard's own subjects; its NATS user may publish only there too
+    /// (docs/nats-security.md). Default `_INBOX.`: the inboxes NATS clients make.
+    #[arg(long, env = "OUTBOUND_REPLY_TO_PREFIXES", default_value = switchboard_wire::outbound::REPLY_TO_PREFIX, value_parser = parse_reply_to_prefixes, global = true)]
+    pub reply_to_prefixes: ReplyToPrefixes,
     /// Database connections of this replica.
     #[arg(
         long,
@@ -240,6 +247,39 @@ fn parse_sender_rates(s: &str) -> Result<crate::limits::SenderRates, String> {
     s.parse()
 }
 
+/// `OUTBOUND_REPLY_TO_PREFIXES`, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyToPrefixes(pub Vec<String>);
+
+/// Subject prefixes separated by commas, each whole tokens ending with a dot, none a system
+/// subject (`$…`).
+fn parse_reply_to_prefixes(value: &str) -> Result<ReplyToPrefixes, String> {
+    let mut prefixes = Vec::new();
+    for prefix in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let tokens = prefix.strip_suffix('.').ok_or_else(|| {
+            format!("'{prefix}' must end with '.' (a prefix of whole subject tokens)")
+        })?;
+        let bad = tokens
+            .split('.')
+            .any(|t| t.is_empty() || t == "*" || t == ">" || t.chars().any(|c| c.is_whitespace()));
+        if bad {
+            return Err(format!(
+                "'{prefix}' is not a subject prefix (dot-separated tokens without spaces or wildcards)"
+            ));
+        }
+        if prefix.starts_with('$') {
+            return Err(format!(
+                "'{prefix}' names NATS system subjects ($JS, $SYS, $SRV…), never a reply inbox"
+            ));
+        }
+        prefixes.push(prefix.to_owned());
+    }
+    if prefixes.is_empty() {
+        return Err("give at least one prefix (the default is _INBOX.)".into());
+    }
+    Ok(ReplyToPrefixes(prefixes))
+}
+
 /// An absolute http(s) base URL without query or fragment, whose host Twilio accepts (no `_`).
 fn parse_base_url(value: &str) -> Result<String, String> {
     let rest = value
@@ -277,9 +317,24 @@ pub enum Command {
 }
 
 impl Cli {
+    /// Checks what the value parsers cannot see alone: no reply prefix lies under or over the
+    /// subject prefix (the final events would go to Switchboard's own subjects).
+    pub fn check(&self) -> anyhow::Result<()> {
+        let own = format!("{}.", self.subject_prefix.trim_end_matches('.'));
+        for prefix in &self.reply_to_prefixes.0 {
+            if prefix.starts_with(&own) || own.starts_with(prefix.as_str()) {
+                anyhow::bail!(
+                    "OUTBOUND_REPLY_TO_PREFIXES: '{prefix}' overlaps Switchboard's own subjects ({own}>): replies must go elsewhere"
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// The service configuration these options describe.
     pub fn outbound_config(&self) -> crate::OutboundConfig {
         let mut config = crate::OutboundConfig::new(&self.subject_prefix);
+        config.reply_to_prefixes = self.reply_to_prefixes.0.clone();
         config.max_in_flight = self.max_in_flight.max(1);
         config.backoff = switchboard_twilio::client::Backoff {
             base: Duration::from_millis(self.backoff_base_ms),
@@ -448,6 +503,48 @@ mod tests {
         }
         let cli = Cli::try_parse_from(["outbound", "migrate"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Migrate)));
+    }
+
+    #[test]
+    fn reply_to_prefixes_are_whole_tokens_outside_switchboards_subjects() {
+        let cli = Cli::try_parse_from(["outbound"]).unwrap();
+        assert_eq!(cli.outbound_config().reply_to_prefixes, ["_INBOX."]);
+        cli.check().unwrap();
+        let cli = Cli::try_parse_from(["outbound", "--reply-to-prefixes", "_INBOX., app.replies."])
+            .unwrap();
+        assert_eq!(
+            cli.outbound_config().reply_to_prefixes,
+            ["_INBOX.", "app.replies."]
+        );
+        for bad in ["_INBOX", "_INBOX.>.", "$JS.", "a b.", "", " , "] {
+            assert!(
+                Cli::try_parse_from(["outbound", "--reply-to-prefixes", bad]).is_err(),
+                "{bad:?}"
+            );
+        }
+        for overlapping in ["switchboard.", "switchboard.events.", "acme."] {
+            let cli = Cli::try_parse_from([
+                "outbound",
+                "--subject-prefix",
+                "acme.switchboard",
+                "--reply-to-prefixes",
+                overlapping,
+            ])
+            .unwrap();
+            let checked = cli.check();
+            assert_eq!(
+                checked.is_err(),
+                overlapping != "switchboard." && overlapping != "switchboard.events.",
+                "{overlapping}: {checked:?}"
+            );
+        }
+        let cli =
+            Cli::try_parse_from(["outbound", "--reply-to-prefixes", "switchboard.x."]).unwrap();
+        let err = cli.check().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "OUTBOUND_REPLY_TO_PREFIXES: 'switchboard.x.' overlaps Switchboard's own subjects (switchboard.>): replies must go elsewhere"
+        );
     }
 
     #[test]

@@ -83,6 +83,10 @@ pub struct OutboundConfig {
     pub list_settle: Duration,
     /// Age and size limits of the events and dead-letter streams.
     pub stream_limits: StreamLimits,
+    /// The prefixes a job's `Switchboard-Reply-To` subject must start with (default `_INBOX.`,
+    /// [`switchboard_wire::outbound::REPLY_TO_PREFIX`]): a job naming another subject is
+    /// rejected, so no publisher can make this service publish to Switchboard's own subjects.
+    pub reply_to_prefixes: Vec<String>,
     /// Readiness of the consumers: set once they are created and fetching, cleared when
     /// shutdown begins (`/readyz`; detached by default).
     pub ready: ReadyFlag,
@@ -108,6 +112,7 @@ impl OutboundConfig {
             replicas: 1,
             list_settle: DEFAULT_LIST_SETTLE,
             stream_limits: StreamLimits::default(),
+            reply_to_prefixes: vec![switchboard_wire::outbound::REPLY_TO_PREFIX.to_owned()],
             ready: ReadyFlag::default(),
         }
     }

@@ -15,7 +15,7 @@ use rand::Rng;
 use switchboard_store::Store;
 use switchboard_telemetry::lifecycle;
 use switchboard_twilio::client::{Backoff, TwilioClient};
-use switchboard_wire::outbound::JobType;
+use switchboard_wire::outbound::{HEADER_REPLY_TO, JobType, check_reply_to};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
@@ -386,6 +386,16 @@ pub(crate) fn jittered(backoff: &Backoff, n: u32) -> Duration {
     let ceiling = backoff.ceiling(n.saturating_sub(1));
     let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
     Duration::from_nanos(rand::rng().random_range(0..=nanos))
+}
+
+/// Whether the job's `Switchboard-Reply-To`, if it has one, is a subject the service publishes
+/// to ([`OutboundConfig::reply_to_prefixes`]).
+pub(crate) fn reply_to_allowed(ctx: &Ctx, message: &jetstream::Message) -> bool {
+    check_reply_to(
+        header(message, HEADER_REPLY_TO),
+        &ctx.config.reply_to_prefixes,
+    )
+    .is_ok()
 }
 
 pub(crate) fn header<'a>(message: &'a jetstream::Message, name: &str) -> Option<&'a str> {

@@ -16,7 +16,7 @@ use switchboard_wire::outbound::{
 };
 use time::OffsetDateTime;
 
-use crate::consume::header;
+use crate::consume::{header, reply_to_allowed};
 use crate::{Ctx, Disposition};
 
 /// On dead-lettered copies: the message of the last error (with the last Twilio error, if any).
@@ -160,8 +160,9 @@ pub(crate) async fn start_event(
         .await
         .map_err(|e| anyhow::anyhow!("publishing to {subject}: {e}"))?;
     // The publisher's reply goes once the event is stored.
+    // Only to an allowed reply subject, even for the failed event of a job rejected for its own.
     let reply_to = header(message, HEADER_REPLY_TO)
-        .filter(|_| event.kind.is_final())
+        .filter(|_| event.kind.is_final() && reply_to_allowed(ctx, message))
         .map(str::to_owned);
     let nats = ctx.nats.clone();
     Ok(async move {

@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use tracing::Instrument as _;
 
 use crate::accounts::{credentials, is_wrong_master_key};
-use crate::consume::{answer, header, with_progress};
+use crate::consume::{answer, header, reply_to_allowed, with_progress};
 use crate::events::{event, reload_and_finish, start_event};
 use crate::job::{SMS_SEND, after_failure, create_request, handle, message_status};
 use crate::{Ctx, Disposition};
@@ -115,7 +115,10 @@ async fn claim_group(ctx: &Ctx, messages: &[jetstream::Message]) -> Triage {
             continue;
         };
         let fresh = now - info.published <= ctx.config.max_age;
-        let job = decode_send_sms(&message.payload, header(message, HEADER_MSG_ID)).ok();
+        let job = decode_send_sms(&message.payload, header(message, HEADER_MSG_ID))
+            .ok()
+            // A reply subject the service refuses is the one-job path's to reject.
+            .filter(|_| reply_to_allowed(ctx, message));
         let request = job
             .as_ref()
             .and_then(|job| create_request(job, ctx.config.status_callback_url.as_deref()).ok());

@@ -15,7 +15,8 @@ use switchboard_store::outbound::{JobFailure, JobState, Published};
 use switchboard_twilio::client::{CreateMessage, Message, Sender, TwilioError};
 use switchboard_twilio::{E164, MessagingServiceSid};
 use switchboard_wire::outbound::{
-    AccountRef, EventKind, HEADER_MSG_ID, JobType, SendSmsJob, codes, decode_send_sms,
+    AccountRef, EventKind, HEADER_MSG_ID, HEADER_REPLY_TO, JobType, SendSmsJob, check_job_reply_to,
+    codes, decode_send_sms,
 };
 use time::OffsetDateTime;
 use tracing::Instrument as _;
@@ -74,7 +75,15 @@ async fn process(ctx: &Ctx, message: &jetstream::Message) -> anyhow::Result<Disp
     let msg_id = header(message, HEADER_MSG_ID);
     tracing::debug!(seq, delivered = info.delivered, msg_id, "job delivered");
 
-    let job = match decode_send_sms(&message.payload, msg_id) {
+    let decoded = check_job_reply_to(
+        decode_send_sms(&message.payload, msg_id),
+        JobType::SmsSend,
+        &message.payload,
+        msg_id,
+        header(message, HEADER_REPLY_TO),
+        &ctx.config.reply_to_prefixes,
+    );
+    let job = match decoded {
         Ok(job) => job,
         Err(rejected) => {
             let event = rejected.to_event(&format!("seq:{seq}"), &now_rfc3339());

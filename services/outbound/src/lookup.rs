@@ -12,8 +12,8 @@ use async_nats::jetstream::{self, consumer};
 use serde_json::{Value as Json, json};
 use switchboard_twilio::client::{Lookup, TwilioError};
 use switchboard_wire::outbound::{
-    AccountRef, EVENT_VERSION, EventKind, HEADER_MSG_ID, JobEvent, JobType, LookupApi, LookupJob,
-    codes, decode_lookup,
+    AccountRef, EVENT_VERSION, EventKind, HEADER_MSG_ID, HEADER_REPLY_TO, JobEvent, JobType,
+    LookupApi, LookupJob, check_job_reply_to, codes, decode_lookup,
 };
 use time::OffsetDateTime;
 
@@ -60,7 +60,15 @@ pub(crate) async fn process(
     let msg_id = header(message, HEADER_MSG_ID);
     tracing::debug!(seq, attempt, msg_id, "lookup job delivered");
 
-    let job = match decode_lookup(&message.payload, msg_id) {
+    let decoded = check_job_reply_to(
+        decode_lookup(&message.payload, msg_id),
+        JobType::Lookup,
+        &message.payload,
+        msg_id,
+        header(message, HEADER_REPLY_TO),
+        &ctx.config.reply_to_prefixes,
+    );
+    let job = match decoded {
         Ok(job) => job,
         Err(rejected) => {
             let event = rejected.to_event(&format!("seq:{seq}"), &now_rfc3339());

@@ -73,6 +73,7 @@ async fn reachable(cli: &Cli) -> Result<String, String> {
 }
 
 async fn run(cli: &Cli) -> anyhow::Result<()> {
+    cli.check()?;
     let key = Keyring::require(
         cli.master_key.as_ref().map(|k| k.expose_secret()),
         cli.old_master_keys.as_ref().map(|k| k.expose_secret()),

@@ -240,6 +240,22 @@ pub struct Publication<'a> {
     pub wait_for_duplicate: bool,
 }
 
+/// The token after `_INBOX.` in the CLI's `Switchboard-Reply-To` subjects (its NATS user may
+/// subscribe to `_INBOX.switchboard-cli.>`, docs/nats-security.md).
+pub const REPLY_INBOX_TOKEN: &str = "switchboard-cli";
+
+/// A fresh `Switchboard-Reply-To` subject, `_INBOX.switchboard-cli.<unique>`: under the prefix
+/// the outbound service publishes final events to by default
+/// ([`switchboard_wire::outbound::REPLY_TO_PREFIX`]), whatever the client's own inbox prefix.
+pub fn reply_inbox(nats: &async_nats::Client) -> String {
+    let fresh = nats.new_inbox();
+    let unique = fresh.rsplit('.').next().unwrap_or(fresh.as_str());
+    format!(
+        "{}{REPLY_INBOX_TOKEN}.{unique}",
+        switchboard_wire::outbound::REPLY_TO_PREFIX
+    )
+}
+
 /// Publishes a job as given (`dlq replay` republishes dead-lettered jobs byte for byte); with
 /// `wait`, sets `Switchboard-Reply-To` to a fresh inbox (subscribed first) and waits that long
 /// for the final event.
@@ -284,7 +300,7 @@ async fn publish_traced(
     } = publication;
     let mut inbox = None;
     if wait.is_some() {
-        let reply_to = nats.new_inbox();
+        let reply_to = reply_inbox(nats);
         let subscription = nats
             .subscribe(reply_to.clone())
             .await

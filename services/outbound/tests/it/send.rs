@@ -175,3 +175,81 @@ async fn jobs_record_their_account_and_recipient() {
     assert_eq!(by_account.len(), 4, "all but the unknown account's job");
     h.stop().await.unwrap();
 }
+
+/// A `Switchboard-Reply-To` outside the reply prefixes (`_INBOX.` by default) would let any
+/// publisher make the service publish to Switchboard's own subjects: the job is rejected
+/// (`invalid_job` naming the header, dead-lettered), nothing is sent, and nothing reaches the
+/// subject it named; a lookup job likewise. One under `_INBOX.` still gets its outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_subject_outside_the_reply_prefixes_is_refused() {
+    let mut h = Harness::new().await.unwrap();
+    h.start().await.unwrap();
+    let prefix = crate::support::prefix(&h.config);
+    let elsewhere = format!("{prefix}.behavior.run");
+    let mut snooped = h.client.subscribe(elsewhere.clone()).await.unwrap();
+    h.client.flush().await.unwrap();
+
+    let to = number(7);
+    let job = sms_job("reply-1", &to);
+    h.publish_raw(
+        serde_json::to_vec(&job).unwrap(),
+        Some("reply-1"),
+        Some(&elsewhere),
+    )
+    .await
+    .unwrap();
+    let lookup = serde_json::json!({
+        "version": 1,
+        "job_id": "job-reply-2",
+        "idempotency_key": "reply-2",
+        "account": {"id": h.account_id},
+        "number": to,
+        "api": {"v2": {"fields": ["validation"]}},
+    });
+    h.publish_to(
+        &h.config.subjects.lookup(),
+        serde_json::to_vec(&lookup).unwrap(),
+        Some("reply-2"),
+        Some("$JS.API.STREAM.DELETE.X"),
+    )
+    .await
+    .unwrap();
+
+    let finals = h
+        .wait_final(&["job-reply-1".to_owned(), "job-reply-2".to_owned()])
+        .await;
+    for (id, subject) in [
+        ("job-reply-1", elsewhere.as_str()),
+        ("job-reply-2", "$JS.API.STREAM.DELETE.X"),
+    ] {
+        let failed = &finals[id];
+        assert_eq!(failed.kind, EventKind::Failed, "{failed:?}");
+        let error = failed.error.as_ref().unwrap();
+        assert_eq!(error.code, "invalid_job");
+        assert_eq!(error.field.as_deref(), Some("Switchboard-Reply-To"));
+        assert_eq!(
+            error.message,
+            format!(
+                "Switchboard-Reply-To: '{subject}' is not under '_INBOX.': the final event goes only to a reply inbox"
+            )
+        );
+        assert_eq!(h.events_of(id).len(), 1, "only the failed event");
+    }
+    h.wait_idle().await;
+    assert!(h.created_by_recipient().await.is_empty(), "nothing sent");
+    let dead = h.dead_letters().await;
+    let codes: Vec<String> = dead
+        .iter()
+        .map(|m| {
+            m.headers
+                .get("Switchboard-Error-Code")
+                .unwrap()
+                .as_str()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(codes, ["invalid_job", "invalid_job"]);
+    let nothing = tokio::time::timeout(std::time::Duration::from_millis(500), snooped.next()).await;
+    assert!(nothing.is_err(), "published to {elsewhere}: {nothing:?}");
+    h.stop().await.unwrap();
+}
