@@ -209,6 +209,7 @@ impl CompiledBehavior {
             behavior_uid: def.uid.clone(),
             section: def.section.as_str(),
             templates: 0,
+            max_output: limits.max_output_bytes,
         };
         let roots = def
             .nodes
@@ -269,6 +270,9 @@ struct Compiler {
     /// The package section the behavior came from, for error locations.
     section: &'static str,
     templates: usize,
+    /// The output limit of a render (docs/semantics.md, Decision 10), which literal text obeys
+    /// too.
+    max_output: usize,
 }
 
 fn str_param<'a>(params: &'a Json, key: &str) -> &'a str {
@@ -318,7 +322,14 @@ impl Compiler {
             return Tpl::Empty;
         }
         if !(source.contains("{{") || source.contains("{%") || source.contains("{#")) {
-            return Tpl::Literal(source.replace("\r\n", "\n").replace('\r', "\n"));
+            let text = source.replace("\r\n", "\n").replace('\r', "\n");
+            // The output limit holds for text without template tags as for any render.
+            if text.len() > self.max_output {
+                return Tpl::Broken(
+                    switchboard_twig::TwigError::OutputTooLarge(self.max_output).to_string(),
+                );
+            }
+            return Tpl::Literal(text);
         }
         self.templates += 1;
         let name = format!("{node_id}/{}/{field}", self.templates);

@@ -250,8 +250,8 @@ impl Package {
                 json.len()
             )));
         }
-        let raw: Json =
-            serde_json::from_str(json).map_err(|e| fail(format!("Invalid JSON: {e}")))?;
+        let raw: Json = serde_json::from_str(json)
+            .map_err(|e| fail(format!("Invalid JSON: {}", json_error(json, &e))))?;
         let package = match raw.get("package") {
             Some(p @ Json::Object(_)) => p.clone(),
             None if raw.get("behavior").is_some_and(Json::is_object) => {
@@ -322,6 +322,66 @@ impl Package {
     pub fn plan(&self, opts: PlanOptions<'_>) -> Result<ImportPlan, ImportError> {
         plan::plan(self, opts)
     }
+}
+
+/// A JSON syntax error as a message. A `\u` escape of half a UTF-16 surrogate pair without its
+/// other half is named as PHP's `json_decode` names it, with where it starts (serde_json calls it
+/// "unexpected end of hex escape" or "lone leading surrogate", after the escape).
+pub fn json_error(src: &str, err: &serde_json::Error) -> String {
+    if err.to_string().contains("hex escape")
+        && let Some((line, column)) = unpaired_surrogate(src)
+    {
+        return format!(
+            "Single unpaired UTF-16 surrogate in unicode escape at line {line} column {column}"
+        );
+    }
+    err.to_string()
+}
+
+/// Line and column (1-based, in characters) of the first `\uD800`–`\uDFFF` escape in a JSON
+/// string that is not half of a high-low pair.
+fn unpaired_surrogate(src: &str) -> Option<(usize, usize)> {
+    let hex = |at: usize| -> Option<u16> {
+        let digits = src.get(at + 2..at + 6)?;
+        (src.get(at..at + 2) == Some("\\u"))
+            .then(|| u16::from_str_radix(digits, 16).ok())
+            .flatten()
+    };
+    let bytes = src.as_bytes();
+    let (mut i, mut in_string) = (0, false);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => in_string = !in_string,
+            b'\\' if in_string => {
+                if let Some(unit) = hex(i) {
+                    let unpaired = match unit {
+                        0xD800..=0xDBFF => match hex(i + 6) {
+                            Some(0xDC00..=0xDFFF) => {
+                                i += 12;
+                                continue;
+                            }
+                            _ => true,
+                        },
+                        0xDC00..=0xDFFF => true,
+                        _ => false,
+                    };
+                    if unpaired {
+                        let before = &src[..i];
+                        let line = before.matches('\n').count() + 1;
+                        let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+                        return Some((line, column));
+                    }
+                    i += 6;
+                    continue;
+                }
+                i += 2;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// `package.requires`: Cerb version and plugins (docs/semantics.md §1.1).

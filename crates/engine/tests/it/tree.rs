@@ -718,6 +718,30 @@ fn runaway_templates_stop_at_the_limits() {
 }
 
 #[test]
+fn the_output_limit_holds_for_text_without_template_tags() {
+    // A literal body, header or variable over 256 KiB is refused like a render that produces as
+    // much; one of exactly 256 KiB is fine. CR LF counts as the LF it becomes.
+    let limit = 256 * 1024;
+    let b = webhook(
+        json!([{"type": "action", "title": "a", "params": {"actions": [
+            {"action": "set_http_body", "value": "ok"},
+            {"action": "set_http_body", "value": "x".repeat(limit + 1)},
+            {"action": "set_http_header", "name": "X-Big", "value": "y".repeat(limit + 1)},
+            {"action": "_set_custom_var", "var": "big", "value": "z".repeat(limit + 1), "format": ""},
+            {"action": "_set_custom_var", "var": "fits", "value": format!("{}\r\n", "z".repeat(limit - 1)), "format": ""}
+        ]}}]),
+    );
+    let out = real(&b, &form(&[]));
+    assert_eq!(out.body, "ok", "the oversized body is not set");
+    assert!(!out.headers.contains_key("x-big"));
+    assert!(!out.vars.contains_key("big"));
+    assert_eq!(out.vars["fits"].as_str().map(str::len), Some(limit));
+    let messages: Vec<&str> = out.errors.iter().map(|e| e.message.as_str()).collect();
+    assert_eq!(messages, ["template output exceeded 262144 bytes"; 3]);
+    assert_eq!(out.exit, ExitState::Complete);
+}
+
+#[test]
 fn catastrophic_regex_in_a_template_is_linear() {
     let b = webhook(
         json!([{"type": "action", "title": "a", "params": {"actions": [

@@ -32,6 +32,49 @@ fn invalid_json_names_the_position() {
 }
 
 #[test]
+fn an_unpaired_utf16_surrogate_is_named_like_php_with_its_position() {
+    for (src, at) in [
+        ("{\"package\": {\"name\": \"\\ud800\"}}", "line 1 column 23"),
+        (
+            "{\"package\": {\"name\": \"\\ud800x\"}}",
+            "line 1 column 23",
+        ),
+        (
+            "{\n  \"package\": {\"name\": \"ok \\ud83d\\ude00 \\udc00\"}}",
+            "line 2 column 40",
+        ),
+        (
+            "{\"package\": {\"name\": \"\\uD800\\u0041\"}}",
+            "line 1 column 23",
+        ),
+    ] {
+        let err = Package::parse(src).unwrap_err();
+        assert_eq!(
+            err.issues.iter().map(tuple).collect::<Vec<_>>(),
+            vec![expect(
+                "package",
+                None,
+                None,
+                &format!(
+                    "Invalid JSON: Single unpaired UTF-16 surrogate in unicode escape at {at}"
+                )
+            )],
+            "{src}"
+        );
+    }
+    // A proper pair is fine; other escape errors keep serde_json's words.
+    assert!(Package::parse("{\"package\": {\"name\": \"\\ud83d\\ude00\"}}").is_ok());
+    let bad = Package::parse("{\"package\": {\"name\": \"\\uzzzz\"}}").unwrap_err();
+    assert!(
+        bad.issues[0]
+            .message
+            .starts_with("Invalid JSON: invalid escape"),
+        "{}",
+        bad.issues[0].message
+    );
+}
+
+#[test]
 fn package_key_is_required() {
     for doc in [
         "{}",
