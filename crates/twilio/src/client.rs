@@ -58,7 +58,41 @@ pub struct ClientConfig {
     /// span) into the request's headers, W3C `traceparent`
     /// (`switchboard_telemetry::inject_http_current`). None: no trace headers.
     pub propagate: Option<Propagate>,
+    /// Told of every request once it is answered or failed (the outbound service's
+    /// `http_client_request_duration_seconds`). None: nothing is told.
+    pub observe: Option<Observe>,
 }
+
+/// What [`ClientConfig::observe`] is told of a request: never its path or query (they may hold
+/// a phone number).
+#[derive(Debug, Clone, Copy)]
+pub struct Observed<'a> {
+    pub operation: Operation,
+    pub method: &'a str,
+    pub host: &'a str,
+    /// The HTTP status, when an answer came.
+    pub status: Option<u16>,
+    /// From sending to the whole answer read (or the failure).
+    pub took: Duration,
+}
+
+/// A hook told of each request ([`ClientConfig::observe`]).
+#[derive(Clone)]
+pub struct Observe(pub std::sync::Arc<dyn Fn(&Observed<'_>) + Send + Sync>);
+
+impl fmt::Debug for Observe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Observe(..)")
+    }
+}
+
+impl PartialEq for Observe {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Observe {}
 
 /// A hook writing trace context into a request's headers ([`ClientConfig::propagate`]).
 #[derive(Debug, Clone, Copy)]
@@ -81,6 +115,7 @@ impl Default for ClientConfig {
             request_timeout: Duration::from_secs(30),
             user_agent: concat!("switchboard-twilio/", env!("CARGO_PKG_VERSION")).to_owned(),
             propagate: None,
+            observe: None,
         }
     }
 }
@@ -613,6 +648,7 @@ pub struct TwilioClient {
     api_base: String,
     lookups_base: String,
     propagate: Option<Propagate>,
+    observe: Option<Observe>,
 }
 
 impl TwilioClient {
@@ -640,6 +676,7 @@ impl TwilioClient {
             api_base: config.api_base.trim_end_matches('/').to_owned(),
             lookups_base: config.lookups_base.trim_end_matches('/').to_owned(),
             propagate: config.propagate,
+            observe: config.observe,
         })
     }
 
@@ -829,7 +866,25 @@ impl TwilioClient {
         if let Some(Propagate(propagate)) = self.propagate {
             span.in_scope(|| propagate(request.headers_mut()));
         }
+        let method = request.method().clone();
+        let host = request.url().host_str().unwrap_or_default().to_owned();
+        let started = std::time::Instant::now();
         let answer = self.send(op, request).instrument(span.clone()).await;
+        if let Some(Observe(observe)) = &self.observe {
+            let status = match &answer {
+                Ok((status, _)) => Some(*status),
+                Err(TwilioError::Api { error, .. }) => Some(error.status),
+                Err(TwilioError::Decode { status, .. }) => Some(*status),
+                Err(_) => None,
+            };
+            observe(&Observed {
+                operation: op,
+                method: method.as_str(),
+                host: &host,
+                status,
+                took: started.elapsed(),
+            });
+        }
         match &answer {
             Ok((status, _)) => {
                 span.record("http.response.status_code", status);

@@ -90,6 +90,9 @@ pub struct OutboundConfig {
     /// Readiness of the consumers: set once they are created and fetching, cleared when
     /// shutdown begins (`/readyz`; detached by default).
     pub ready: ReadyFlag,
+    /// Where jobs, Twilio errors, retries and the consumers' backlog are counted (`/metrics`;
+    /// detached by default).
+    pub metrics: crate::OutboundMetrics,
 }
 
 impl OutboundConfig {
@@ -114,6 +117,7 @@ impl OutboundConfig {
             stream_limits: StreamLimits::default(),
             reply_to_prefixes: vec![switchboard_wire::outbound::REPLY_TO_PREFIX.to_owned()],
             ready: ReadyFlag::default(),
+            metrics: Default::default(),
         }
     }
 

@@ -72,6 +72,16 @@ pub async fn run(
     if !*stop.borrow() {
         config.ready.set(true);
     }
+    config.metrics.watch_consumers(
+        vec![
+            (
+                switchboard_wire::outbound::OUTBOUND_CONSUMER.to_owned(),
+                consumer.clone(),
+            ),
+            (lookup::LOOKUP_CONSUMER.to_owned(), lookups.clone()),
+        ],
+        stop.clone(),
+    );
     let ctx = Arc::new(Ctx {
         limits: limits::Limits::new(config.limits.clone()),
         config,
@@ -365,6 +375,12 @@ pub(crate) async fn answer(
             AckKind::Nak(Some(delay))
         }
         Err(e) => {
+            let kind = if message.subject.as_str() == ctx.config.subjects.lookup() {
+                "lookup"
+            } else {
+                "send_sms"
+            };
+            ctx.config.metrics.retry(kind, "service");
             let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
             let delay = jittered(&ctx.config.backoff, u32::try_from(delivered).unwrap_or(1));
             tracing::error!(

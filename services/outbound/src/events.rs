@@ -95,6 +95,12 @@ pub(crate) async fn finish(
     ctx.store
         .outbound_mark_published(key, Published::Final)
         .await?;
+    if !row.final_published {
+        ctx.config.metrics.job("send_sms", kind.as_str());
+        ctx.config
+            .metrics
+            .job_duration("send_sms", crate::metrics::age(message));
+    }
     Ok(())
 }
 
@@ -227,6 +233,7 @@ pub(crate) async fn dead_letter_as(
         .map_err(|e| anyhow::anyhow!("publishing to {subject}: {e}"))?
         .await
         .map_err(|e| anyhow::anyhow!("publishing to {subject}: {e}"))?;
+    ctx.config.metrics.dead_letter(code);
     Ok(())
 }
 

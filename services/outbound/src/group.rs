@@ -298,7 +298,13 @@ async fn send_claimed_work(ctx: &Ctx, claimed: &[Claimed]) -> Vec<anyhow::Result
             }
             // Its redelivery publishes what is missing from the row (`finish`).
             (Ok(_), Err(e), _) | (Ok(_), Ok(()), Some(Err(e))) => Err(anyhow::anyhow!("{e:#}")),
-            (Ok(_), Ok(()), _) => Ok(Disposition::Ack),
+            (Ok(_), Ok(()), _) => {
+                ctx.config.metrics.job("send_sms", EventKind::Sent.as_str());
+                ctx.config
+                    .metrics
+                    .job_duration("send_sms", crate::metrics::age(&c.message));
+                Ok(Disposition::Ack)
+            }
         });
     }
 

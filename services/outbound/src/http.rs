@@ -110,6 +110,8 @@ pub struct HttpConfig {
     /// Readiness of the subscription: set once subscribed, cleared when shutdown begins
     /// (`/readyz`; detached by default).
     pub ready: switchboard_telemetry::health::ReadyFlag,
+    /// Where HTTP jobs are counted (`/metrics`; detached by default).
+    pub metrics: crate::OutboundMetrics,
 }
 
 impl HttpConfig {
@@ -125,6 +127,7 @@ impl HttpConfig {
             max_response_bytes: 512 * 1024,
             drain_timeout: Duration::from_secs(35),
             ready: Default::default(),
+            metrics: Default::default(),
         }
     }
 
@@ -826,6 +829,7 @@ impl Ctx {
             otel.kind = "consumer",
         );
         switchboard_telemetry::set_parent_from_nats(&span, message.headers.as_ref());
+        let started = std::time::Instant::now();
         let result = match wire::decode_http_job(&message.payload) {
             Ok(job) => self.perform(&job).instrument(span.clone()).await,
             Err(e) => HttpJobResult::Error {
@@ -849,6 +853,8 @@ impl Ctx {
             span.record("status", status);
         }
         span.record("outcome", outcome);
+        self.config.metrics.job("http", outcome);
+        self.config.metrics.job_duration("http", started.elapsed());
         if let Err(e) = self.nats.publish(reply, payload.into()).await {
             tracing::warn!(parent: &span, error = %e, "could not answer an HTTP job");
         }

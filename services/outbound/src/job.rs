@@ -245,6 +245,7 @@ async fn process(ctx: &Ctx, message: &jetstream::Message) -> anyhow::Result<Disp
         }
     };
     if let Some(suppressed) = ctx.store.suppression(account_id, &job.to).await? {
+        ctx.config.metrics.suppressed();
         let text = suppressed_message(&suppressed);
         tracing::info!(
             reason = suppressed.reason.as_str(),
@@ -257,13 +258,17 @@ async fn process(ctx: &Ctx, message: &jetstream::Message) -> anyhow::Result<Disp
         return record_final(ctx, message, &job, JobState::Failed, &failure).await;
     }
     let mut stop = ctx.stop.clone();
-    if let limits::Turn::Later(delay) = ctx
+    let waiting = std::time::Instant::now();
+    let turn = ctx
         .limits
         .wait_turn(&ctx.store, &job, row.attempts + 1, account_id, &mut stop)
-        .await?
-    {
+        .await?;
+    if let limits::Turn::Later(delay) = turn {
+        // Its wait goes on in JetStream, until the redelivery.
+        ctx.config.metrics.rate_limit_wait(waiting.elapsed() + delay);
         return Ok(Disposition::Retry(delay));
     }
+    ctx.config.metrics.rate_limit_wait(waiting.elapsed());
     // Taken before the claim, so waiting for it does not eat into the create's lease.
     let permit = ctx.limits.account_permit(account_id).await;
     let Some(claimed) = ctx
@@ -305,6 +310,7 @@ pub(crate) async fn after_failure(
 ) -> anyhow::Result<Disposition> {
     let key = job.idempotency_key.as_str();
     let (code, text) = error_code_and_message(error);
+    ctx.config.metrics.twilio_error(&code);
     let throttled = error.is_throttled();
     let too_many = error
         .api_error()
@@ -355,11 +361,22 @@ pub(crate) async fn after_failure(
         .backoff
         .delay(attempt, error.retry_after(), &mut rand::rng());
     tracing::warn!(attempt, ambiguous, code = %code, error = %text, retry_ms = delay.map(|d| d.as_millis() as u64), "Twilio create failed");
+    let reason = match (throttled || too_many, ambiguous) {
+        (true, _) => "throttled",
+        (false, true) => "ambiguous",
+        (false, false) => "transient",
+    };
     match delay {
-        Some(delay) => Ok(Disposition::Retry(delay)),
+        Some(delay) => {
+            ctx.config.metrics.retry("send_sms", reason);
+            Ok(Disposition::Retry(delay))
+        }
         // Out of attempts. An ambiguous failure is checked first (the next delivery lists,
         // then dead-letters); otherwise nothing was created and the job is dead now.
-        None if ambiguous => Ok(Disposition::Retry(ctx.config.backoff.base)),
+        None if ambiguous => {
+            ctx.config.metrics.retry("send_sms", reason);
+            Ok(Disposition::Retry(ctx.config.backoff.base))
+        }
         None => {
             let why = format!("{attempt} attempts made; last error {code}: {text}");
             let failure = JobFailure {

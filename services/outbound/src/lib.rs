@@ -53,6 +53,7 @@ pub mod http;
 mod job;
 pub mod limits;
 mod lookup;
+mod metrics;
 mod streams;
 
 pub use config::{
@@ -61,6 +62,7 @@ pub use config::{
 };
 pub use consume::run;
 pub use events::HEADER_DEAD_LETTER_MESSAGE;
+pub use metrics::OutboundMetrics;
 pub use streams::{setup, stream_configs};
 
 use std::time::Duration;

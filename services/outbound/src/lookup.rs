@@ -168,6 +168,12 @@ pub(crate) async fn process(
             completed.result = Some(result);
             let id = event_id(&job.idempotency_key, EventKind::Completed);
             publish_event(ctx, message, &completed, &id).await?;
+            ctx.config
+                .metrics
+                .job("lookup", EventKind::Completed.as_str());
+            ctx.config
+                .metrics
+                .job_duration("lookup", crate::metrics::age(message));
             Ok(Disposition::Ack)
         }
         Err(error) => after_failure(ctx, message, &job, attempt, published, &error).await,
@@ -188,6 +194,7 @@ async fn after_failure(
         anyhow::bail!("Twilio client: {error}");
     }
     let (code, text) = error_code_and_message(error);
+    ctx.config.metrics.twilio_error(&code);
     let throttled = error.is_throttled();
     if !(error.is_retryable() || throttled) {
         tracing::warn!(attempt, code = %code, error = %text, "permanent Twilio error");
@@ -201,7 +208,11 @@ async fn after_failure(
         .filter(|_| !expired);
     tracing::warn!(attempt, code = %code, error = %text, retry_ms = delay.map(|d| d.as_millis() as u64), "Twilio lookup failed");
     match delay {
-        Some(delay) => Ok(Disposition::Retry(delay)),
+        Some(delay) => {
+            let reason = if throttled { "throttled" } else { "transient" };
+            ctx.config.metrics.retry("lookup", reason);
+            Ok(Disposition::Retry(delay))
+        }
         None => {
             let why = if expired {
                 format!(
@@ -240,6 +251,10 @@ async fn fail(
     let mut event = event(job, kind, attempt);
     event.error = Some(job_error(code.to_owned(), text.to_owned()));
     publish_event(ctx, message, &event, &event_id(&job.idempotency_key, kind)).await?;
+    ctx.config.metrics.job("lookup", kind.as_str());
+    ctx.config
+        .metrics
+        .job_duration("lookup", crate::metrics::age(message));
     Ok(Disposition::Ack)
 }
 

@@ -87,7 +87,11 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
     let relaxed = switchboard_store::connect_lazy(database_url, cli.db_max_connections, false)?;
     let store = Store::with_keys(pool.clone(), Some(key)).with_relaxed_pool(relaxed);
     store.check_master_key_at_start(KEY_CHECK_TIMEOUT).await?;
-    let twilio = TwilioClient::new(cli.client_config())?;
+    let metrics = switchboard_telemetry::metrics::Metrics::new();
+    let outbound_metrics = outbound::OutboundMetrics::register(&metrics);
+    let mut client_config = cli.client_config();
+    client_config.observe = Some(outbound_metrics.twilio_observer());
+    let twilio = TwilioClient::new(client_config)?;
     let stop = Stop::on_signal(cli.shutdown.timeout());
     let nats = cli
         .nats
@@ -106,10 +110,14 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
     });
     let mut config = cli.outbound_config();
     config.ready = readiness.flag("JetStream consumers");
+    config.metrics = outbound_metrics.clone();
     let mut http_config = cli.http_config()?;
     http_config.ready = readiness.flag("HTTP job subscription");
+    http_config.metrics = outbound_metrics;
     if let Some(addr) = cli.metrics.metrics_addr {
-        health::spawn_server(addr, health::router(readiness))
+        let router =
+            health::router(readiness).merge(switchboard_telemetry::metrics::router(metrics));
+        health::spawn_server(addr, router)
             .await
             .with_context(|| format!("METRICS_ADDR: listening on {addr}"))?;
     }

@@ -9,6 +9,7 @@ mod http_credentials;
 mod http_payload;
 mod limits;
 mod lookup;
+mod metrics;
 mod outages;
 mod procs;
 mod rejects;

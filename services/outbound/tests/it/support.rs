@@ -151,6 +151,8 @@ impl Harness {
             api_base: self.fake.base_url(),
             lookups_base: self.fake.base_url(),
             request_timeout: self.config.request_timeout,
+            // Twilio calls are timed into the service's metrics, as `main` does.
+            observe: Some(self.config.metrics.twilio_observer()),
             ..Default::default()
         })?;
         // The streams exist before the first publish.
