@@ -16,6 +16,8 @@ pub struct NatsServer {
     pub store_dir: PathBuf,
     /// A configuration file given with `-c` (the same after a restart, removed on drop).
     config: Option<PathBuf>,
+    /// Environment variables of the server process (a configuration's `$NAME` references).
+    env: Vec<(String, String)>,
 }
 
 impl NatsServer {
@@ -26,6 +28,7 @@ impl NatsServer {
             port: crate::free_port(),
             store_dir: std::env::temp_dir().join(crate::unique("sb-nats")),
             config: None,
+            env: Vec::new(),
         };
         server.spawn().await?;
         Ok(server)
@@ -35,6 +38,15 @@ impl NatsServer {
     /// (nats-server's format, e.g. `max_payload: 65536`); the command line's address, port and
     /// JetStream store win over it.
     pub async fn start_with_config(config: &str) -> anyhow::Result<NatsServer> {
+        NatsServer::start_with_config_env(config, &[]).await
+    }
+
+    /// Like [`NatsServer::start_with_config`], the server process given these environment
+    /// variables too (what the configuration's `$NAME` references read, such as passwords).
+    pub async fn start_with_config_env(
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<NatsServer> {
         let path = std::env::temp_dir().join(crate::unique("sb-nats-conf"));
         std::fs::write(&path, config).with_context(|| format!("writing {}", path.display()))?;
         let mut server = NatsServer {
@@ -42,6 +54,10 @@ impl NatsServer {
             port: crate::free_port(),
             store_dir: std::env::temp_dir().join(crate::unique("sb-nats")),
             config: Some(path),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         };
         server.spawn().await?;
         Ok(server)
@@ -54,6 +70,7 @@ impl NatsServer {
         if let Some(config) = &self.config {
             command.arg("-c").arg(config);
         }
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         let child = command
             .args([
                 "-a",

@@ -8,6 +8,7 @@ mod import;
 mod kubernetes;
 mod master_key;
 mod metrics;
+mod nats_security;
 mod opt_out;
 mod standalone;
 mod status;
