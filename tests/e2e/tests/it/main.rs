@@ -9,6 +9,7 @@ mod kubernetes;
 mod master_key;
 mod metrics;
 mod nats_security;
+mod observability;
 mod opt_out;
 mod standalone;
 mod status;

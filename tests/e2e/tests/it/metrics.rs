@@ -81,7 +81,10 @@ async fn webhooks_are_counted_by_listener_and_result() {
         "{text}"
     );
     assert_eq!(
-        sample(&text, "switchboard_message_log_write_duration_seconds_count"),
+        sample(
+            &text,
+            "switchboard_message_log_write_duration_seconds_count"
+        ),
         Some(3.0),
         "{text}"
     );
