@@ -28,6 +28,13 @@ struct Cli {
     /// NATS, as published on the host.
     #[arg(long, env = "CHECK_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats: String,
+    /// The NATS user jobs are published and events read as: the integrator of
+    /// deploy/nats/nats-server.conf, as another system would.
+    #[arg(long, env = "CHECK_NATS_USER", default_value = "integrator")]
+    nats_user: String,
+    /// Its password (NATS_INTEGRATOR_PASSWORD of the compose project's env file).
+    #[arg(long, env = "CHECK_NATS_PASSWORD", hide_env_values = true)]
+    nats_password: Option<String>,
     /// The twilio-fake sandbox, as published on the host.
     #[arg(
         long,
@@ -147,6 +154,11 @@ enum Command {
         #[arg(long)]
         at_least: Option<u64>,
     },
+    /// NATS lets no client in without credentials (nor with a wrong password), and the
+    /// integrator user may not run macros, send behaviors' HTTP requests, listen to webhook
+    /// requests nor take jobs from the job stream: the server refuses each (permissions
+    /// violation).
+    NatsAuth,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -171,6 +183,8 @@ struct Ctx {
     http: reqwest::Client,
     http_base: String,
     nats_url: String,
+    nats_user: String,
+    nats_password: Option<String>,
     sandbox: String,
     prefix: String,
     timeout: Duration,
@@ -183,6 +197,8 @@ async fn run(cli: Cli) -> Result<()> {
             .build()?,
         http_base: cli.http.trim_end_matches('/').to_owned(),
         nats_url: cli.nats.clone(),
+        nats_user: cli.nats_user.clone(),
+        nats_password: cli.nats_password.clone(),
         sandbox: cli.sandbox.trim_end_matches('/').to_owned(),
         prefix: cli.prefix.clone(),
         timeout: Duration::from_secs(cli.timeout),
@@ -216,6 +232,7 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::ExpectAlreadySent { sms } => expect_already_sent(&ctx, &sms).await,
+        Command::NatsAuth => nats_auth(&ctx).await,
         Command::JobsStreamSeq { at_least } => {
             let js = jetstream(&ctx).await?;
             let name = stream_name(&ctx.prefix, "JOBS");
@@ -493,13 +510,131 @@ async fn replays(ctx: &Ctx, w: &Webhook, sids_file: &Path) -> Result<()> {
 
 // --- jobs ------------------------------------------------------------------------------------
 
+/// The connection options of the check's NATS user (`--nats-user`, `--nats-password`).
+fn nats_options(ctx: &Ctx) -> async_nats::ConnectOptions {
+    let options = async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(5));
+    match &ctx.nats_password {
+        Some(password) => options.user_and_password(ctx.nats_user.clone(), password.clone()),
+        None => options,
+    }
+}
+
 async fn jetstream(ctx: &Ctx) -> Result<async_nats::jetstream::Context> {
-    let client = async_nats::ConnectOptions::new()
-        .connection_timeout(Duration::from_secs(5))
+    let client = nats_options(ctx)
         .connect(&ctx.nats_url)
         .await
-        .with_context(|| format!("connecting to NATS at {}", ctx.nats_url))?;
+        .with_context(|| {
+            format!(
+                "connecting to NATS at {} as {}",
+                ctx.nats_url, ctx.nats_user
+            )
+        })?;
     Ok(async_nats::jetstream::new(client))
+}
+
+// --- NATS authentication and permissions ---------------------------------------------------
+
+async fn nats_auth(ctx: &Ctx) -> Result<()> {
+    use async_nats::ConnectErrorKind::AuthorizationViolation;
+    let anonymous = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(5))
+        .connect(&ctx.nats_url)
+        .await;
+    match anonymous {
+        Err(e) if e.kind() == AuthorizationViolation => {
+            println!("a client without credentials is refused ({e})")
+        }
+        Err(e) => bail!("expected NATS to refuse a client without credentials, got: {e}"),
+        Ok(_) => bail!("expected NATS to refuse a client without credentials; it let it in"),
+    }
+    let wrong = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(5))
+        .user_and_password(ctx.nats_user.clone(), "not-the-password".into())
+        .connect(&ctx.nats_url)
+        .await;
+    ensure!(
+        wrong
+            .as_ref()
+            .is_err_and(|e| e.kind() == AuthorizationViolation),
+        "expected NATS to refuse {} with a wrong password, got {:?}",
+        ctx.nats_user,
+        wrong.map(|_| "connected")
+    );
+    println!("{} with a wrong password is refused", ctx.nats_user);
+
+    let errors = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = errors.clone();
+    let client = nats_options(ctx)
+        .request_timeout(Some(Duration::from_secs(2)))
+        .event_callback(move |event| {
+            let sink = sink.clone();
+            async move {
+                if let async_nats::Event::ServerError(e) = event {
+                    sink.lock().unwrap().push(e.to_string().to_lowercase());
+                }
+            }
+        })
+        .connect(&ctx.nats_url)
+        .await
+        .with_context(|| format!("connecting to NATS as {}", ctx.nats_user))?;
+    let p = &ctx.prefix;
+    let _ = client
+        .request(format!("{p}.behavior.run"), "{}".into())
+        .await;
+    let _ = client
+        .request(format!("{p}.outbound.http"), "{}".into())
+        .await;
+    let _webhooks = client
+        .queue_subscribe(format!("{p}.webhook.request"), "behavior-worker".into())
+        .await?;
+    let js = async_nats::jetstream::new(client.clone());
+    let jobs = stream_name(p, "JOBS");
+    let _ = js
+        .create_consumer_on_stream(
+            async_nats::jetstream::consumer::pull::Config {
+                durable_name: Some("compose-check".into()),
+                filter_subject: format!("{p}.jobs.sms.send"),
+                ..Default::default()
+            },
+            &jobs,
+        )
+        .await;
+    client.flush().await?;
+    let expected = [
+        format!("publish to \"{p}.behavior.run\""),
+        format!("publish to \"{p}.outbound.http\""),
+        format!("subscription to \"{p}.webhook.request\""),
+        format!(
+            "publish to \"$js.api.consumer.create.{}",
+            jobs.to_lowercase()
+        ),
+    ];
+    let deadline = Instant::now() + ctx.timeout;
+    loop {
+        let seen = errors.lock().unwrap().clone();
+        let missing: Vec<&String> = expected
+            .iter()
+            .filter(|want| {
+                !seen
+                    .iter()
+                    .any(|e| e.contains("permissions violation") && e.contains(want.as_str()))
+            })
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "expected NATS to refuse {} each of {missing:?} (permissions violation), got {seen:?}",
+            ctx.nats_user
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "{} may not run macros, send HTTP jobs, join the workers' queue group or take jobs",
+        ctx.nats_user
+    );
+    Ok(())
 }
 
 /// `switchboard.x-y` → `SWITCHBOARD_X_Y_{suffix}` (docs/jobs.md).

@@ -384,3 +384,104 @@ fn every_environment_variable_in_compose_is_one_the_binary_reads() {
         }
     }
 }
+
+/// The users of deploy/nats/nats-server.conf and the variables of their passwords, in order.
+fn nats_users() -> Vec<(String, String)> {
+    let conf = std::fs::read_to_string(repo_root().join("deploy/nats/nats-server.conf"))
+        .expect("deploy/nats/nats-server.conf");
+    let mut users = Vec::new();
+    let mut user = None;
+    for line in conf.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix("user: ") {
+            user = Some(name.to_owned());
+        } else if let Some(var) = line.strip_prefix("password: $") {
+            users.push((user.take().expect("user before password"), var.to_owned()));
+        }
+    }
+    users
+}
+
+#[test]
+fn nats_requires_credentials_and_each_service_has_its_own_user() {
+    let c = compose();
+    let nats = &c["services"]["nats"];
+    let command: Vec<&str> = nats["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        command
+            .windows(2)
+            .any(|w| w == ["-c", "/etc/nats/nats-server.conf"]),
+        "{command:?}"
+    );
+    assert!(
+        nats["volumes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|v| v.as_str()
+                == Some("./deploy/nats/nats-server.conf:/etc/nats/nats-server.conf:ro")),
+        "the nats service mounts deploy/nats/nats-server.conf"
+    );
+    let users = nats_users();
+    assert_eq!(
+        users
+            .iter()
+            .map(|(u, v)| (u.as_str(), v.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            ("ingress", "NATS_INGRESS_PASSWORD"),
+            ("behavior-worker", "NATS_WORKER_PASSWORD"),
+            ("outbound", "NATS_OUTBOUND_PASSWORD"),
+            ("cli", "NATS_CLI_PASSWORD"),
+            ("integrator", "NATS_INTEGRATOR_PASSWORD"),
+        ]
+    );
+    let example =
+        std::fs::read_to_string(repo_root().join(".env.example")).expect(".env.example exists");
+    for (user, var) in &users {
+        // Required, no default, quoted for nats-server (it parses the value as configuration).
+        let given = nats["environment"][var.as_str()]
+            .as_str()
+            .unwrap_or_else(|| panic!("the nats service gets {var}"));
+        let required = given
+            .strip_prefix('"')
+            .and_then(|g| g.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("{var} in double quotes: {given}"));
+        assert!(
+            required.starts_with(&format!("${{{var}:?")) && !required.contains(":-"),
+            "{var} is required, without default: {required}"
+        );
+        assert!(required.contains(".env.example"), "{required}");
+        assert!(
+            example.contains(&format!("#{var}=")),
+            ".env.example shows {var}"
+        );
+        assert!(
+            !example
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{var}="))),
+            ".env.example has no {var} of its own"
+        );
+        // Each service connects as its own user with that password, unquoted.
+        let service = match user.as_str() {
+            "integrator" => continue,
+            "cli" => "cli",
+            other => other,
+        };
+        let env = &c["services"][service]["environment"];
+        assert_eq!(env["NATS_USER"].as_str(), Some(user.as_str()), "{service}");
+        assert_eq!(
+            env["NATS_PASSWORD"].as_str(),
+            Some(required),
+            "{service} gets {var}"
+        );
+    }
+    assert!(
+        c["services"]["migrate"]["environment"]["NATS_USER"].is_null(),
+        "migrate does not use NATS"
+    );
+}
