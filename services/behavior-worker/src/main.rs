@@ -107,7 +107,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         log_concurrency: cli.log_concurrency.max(1),
         drain_timeout: cli.shutdown.drain_budget(),
         ready: readiness.flag("NATS subscriptions"),
-        metrics: behavior_worker::WorkerMetrics::register(&metrics),
+        // Recorded only when served (nothing is counted without METRICS_ADDR).
+        metrics: match cli.metrics.metrics_addr {
+            Some(_) => behavior_worker::WorkerMetrics::register(&metrics),
+            None => behavior_worker::WorkerMetrics::default(),
+        },
         ..Default::default()
     };
     if let Some(addr) = cli.metrics.metrics_addr {

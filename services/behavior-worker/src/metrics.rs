@@ -67,6 +67,8 @@ struct ResultLabels {
 /// The worker's metrics. Cloning shares them.
 #[derive(Clone, Debug)]
 pub struct WorkerMetrics {
+    /// False for [`WorkerMetrics::default`]: nothing is recorded (no `METRICS_ADDR`).
+    on: bool,
     webhooks: CounterFamily<WebhookLabels>,
     runs: LatencyFamily<RunLabels>,
     run_errors: CounterFamily<RunLabels>,
@@ -75,9 +77,12 @@ pub struct WorkerMetrics {
 }
 
 impl Default for WorkerMetrics {
-    /// Counted in a registry nothing serves (tests; a worker without `METRICS_ADDR`).
+    /// Off: nothing is recorded (a worker without `METRICS_ADDR`, most tests).
     fn default() -> Self {
-        WorkerMetrics::register(&Metrics::new())
+        WorkerMetrics {
+            on: false,
+            ..WorkerMetrics::register(&Metrics::new())
+        }
     }
 }
 
@@ -85,6 +90,7 @@ impl WorkerMetrics {
     /// Registers the worker's metrics in `metrics`.
     pub fn register(metrics: &Metrics) -> WorkerMetrics {
         let m = WorkerMetrics {
+            on: true,
             webhooks: CounterFamily::default(),
             runs: latency_family(),
             run_errors: CounterFamily::default(),
@@ -123,6 +129,9 @@ impl WorkerMetrics {
 
     /// Counts one webhook.
     pub fn webhook(&self, listener: Option<i64>, result: WebhookResult) {
+        if !self.on {
+            return;
+        }
         let listener = listener.map(|id| id.to_string()).unwrap_or_default();
         self.webhooks
             .get_or_create(&WebhookLabels {
@@ -134,6 +143,9 @@ impl WorkerMetrics {
 
     /// Records one engine run.
     pub fn run(&self, kind: &'static str, output: &RunOutput, took: Duration) {
+        if !self.on {
+            return;
+        }
         let labels = RunLabels {
             kind,
             outcome: exit_label(output.exit),
@@ -148,11 +160,17 @@ impl WorkerMetrics {
 
     /// Records how long a message-log write took.
     pub fn log_write(&self, took: Duration) {
+        if !self.on {
+            return;
+        }
         self.log_writes.observe(took.as_secs_f64());
     }
 
     /// Counts one status callback.
     pub fn status(&self, result: &'static str) {
+        if !self.on {
+            return;
+        }
         self.statuses.get_or_create(&ResultLabels { result }).inc();
     }
 }

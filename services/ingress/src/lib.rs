@@ -73,6 +73,8 @@ struct UnansweredLabels {
 /// What ingress counts.
 #[derive(Clone, Debug)]
 pub struct IngressMetrics {
+    /// False for [`IngressMetrics::default`]: nothing is recorded (no `METRICS_ADDR`).
+    on: bool,
     http: HttpServerMetrics,
     unanswered: CounterFamily<UnansweredLabels>,
 }
@@ -87,12 +89,16 @@ impl IngressMetrics {
             unanswered.clone(),
         );
         IngressMetrics {
+            on: true,
             http: HttpServerMetrics::register(metrics),
             unanswered,
         }
     }
 
     fn unanswered(&self, reason: &'static str) {
+        if !self.on {
+            return;
+        }
         self.unanswered
             .get_or_create(&UnansweredLabels { reason })
             .inc();
@@ -100,9 +106,12 @@ impl IngressMetrics {
 }
 
 impl Default for IngressMetrics {
-    /// Counted, but in a registry nothing serves (tests, `app` without `METRICS_ADDR`).
+    /// Off: nothing is recorded (ingress without `METRICS_ADDR`, most tests).
     fn default() -> Self {
-        IngressMetrics::register(&Metrics::new())
+        IngressMetrics {
+            on: false,
+            ..IngressMetrics::register(&Metrics::new())
+        }
     }
 }
 
@@ -309,12 +318,15 @@ async fn forward(
     let started = std::time::Instant::now();
     let method = request.method().clone();
     let response = forward_timed(&state, subject, guid, rest, request).await;
-    state.config.metrics.http.observe(
-        &method,
-        route,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
+    let metrics = &state.config.metrics;
+    if metrics.on {
+        metrics.http.observe(
+            &method,
+            route,
+            response.status().as_u16(),
+            started.elapsed(),
+        );
+    }
     response
 }
 

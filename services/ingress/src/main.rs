@@ -76,7 +76,11 @@ async fn service_main() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(&cli.listen_addr).await?;
             // Metrics are for the operator: served on METRICS_ADDR, never on the public port.
             let metrics = switchboard_telemetry::metrics::Metrics::new();
-            let ingress_metrics = ingress::IngressMetrics::register(&metrics);
+            // Recorded only when served (nothing is counted without METRICS_ADDR).
+            let ingress_metrics = match cli.metrics.metrics_addr {
+                Some(_) => ingress::IngressMetrics::register(&metrics),
+                None => ingress::IngressMetrics::default(),
+            };
             if let Some(addr) = cli.metrics.metrics_addr {
                 let readiness = switchboard_telemetry::health::Readiness::new();
                 readiness.nats(&nats);

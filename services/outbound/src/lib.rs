@@ -40,7 +40,8 @@
 //!    delivering it again.
 //!
 //! Every path works with one `Ctx` (below): the configuration, the store, NATS, the Twilio
-//! client and the limits.
+//! client and the limits. `metrics.rs` holds what the paths count (`/metrics` on
+//! `METRICS_ADDR`).
 
 mod accounts;
 mod ambiguity;

@@ -29,6 +29,10 @@ struct Cli {
     /// Directory with the release binaries.
     #[arg(long, default_value = "target/release")]
     bin_dir: PathBuf,
+    /// Also run Switchboard with its metrics on (METRICS_ADDR set on ingress and the worker,
+    /// both scraped every second during the load), for the cost of the metrics.
+    #[arg(long)]
+    with_metrics: bool,
 }
 
 struct Result {
@@ -137,6 +141,97 @@ async fn load(
     }
 }
 
+/// Ingress and one behavior-worker from the release binaries under load at each level; with
+/// `metrics`, METRICS_ADDR is set on both and each is scraped every second meanwhile. Answers
+/// their peak RSS (MiB).
+async fn run_switchboard(
+    cli: &Cli,
+    stack: &Stack,
+    nats_url: &str,
+    per_level: usize,
+    metrics: bool,
+    name: &'static str,
+    rows: &mut Vec<(&'static str, usize, Result)>,
+) -> anyhow::Result<(f64, f64)> {
+    let bin = |name: &str| cli.bin_dir.join(name);
+    let port = free_port();
+    let (worker_metrics, ingress_metrics) = (free_port(), free_port());
+    let mut worker = Command::new(bin("behavior-worker"));
+    worker
+        .arg("run")
+        .env("NATS_URL", nats_url)
+        // As in docker compose, where PostgreSQL has no TLS: the local test server has it on,
+        // and sqlx would otherwise encrypt every statement over loopback.
+        .env(
+            "DATABASE_URL",
+            format!("{}?sslmode=disable", stack.database_url),
+        )
+        .env("SWITCHBOARD_MASTER_KEY", MASTER_KEY)
+        // The test suite's public key: refused without this (tests and benches only).
+        .env("SWITCHBOARD_ALLOW_TEST_KEY", "1")
+        .env("SWITCHBOARD_SUBJECT_PREFIX", stack.subjects.prefix())
+        .env("RUST_LOG", "warn");
+    let mut ingress = Command::new(bin("ingress"));
+    ingress
+        .arg("run")
+        .env("NATS_URL", nats_url)
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("PUBLIC_BASE_URL", PUBLIC_BASE_URL)
+        .env("SWITCHBOARD_SUBJECT_PREFIX", stack.subjects.prefix())
+        .env("RUST_LOG", "warn");
+    if metrics {
+        worker.env("METRICS_ADDR", format!("127.0.0.1:{worker_metrics}"));
+        ingress.env("METRICS_ADDR", format!("127.0.0.1:{ingress_metrics}"));
+    }
+    let worker = Proc::spawn("behavior-worker", worker)?;
+    let ingress = Proc::spawn("ingress", ingress)?;
+    wait_ready(&format!("http://127.0.0.1:{port}/readyz")).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let scraper = metrics.then(|| {
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            loop {
+                for port in [worker_metrics, ingress_metrics] {
+                    let url = format!("http://127.0.0.1:{port}/metrics");
+                    if let Ok(r) = http.get(&url).send().await {
+                        let _ = r.bytes().await;
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    });
+    let url = format!("http://127.0.0.1:{port}/webhooks/{}", stack.guid);
+    // Warm-up (caches, connections).
+    load(url.clone(), Arc::new(prepare(2_000, &stack.guid)), 8, 2).await;
+    for &c in &cli.connections {
+        let r = load(
+            url.clone(),
+            Arc::new(prepare(per_level, &stack.guid)),
+            c,
+            cli.seconds,
+        )
+        .await;
+        rows.push((name, c, r));
+    }
+    if let Some(scraper) = scraper {
+        scraper.abort();
+        // The scrapes saw the load: the webhooks were counted.
+        let text = reqwest::get(format!("http://127.0.0.1:{worker_metrics}/metrics"))
+            .await?
+            .text()
+            .await?;
+        anyhow::ensure!(
+            text.contains("switchboard_webhooks_total"),
+            "the worker's metrics do not count webhooks:\n{text}"
+        );
+    }
+    let (mut ingress, mut worker) = (ingress, worker);
+    ingress.check_alive()?;
+    worker.check_alive()?;
+    Ok((ingress.peak_rss_mib(), worker.peak_rss_mib()))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -156,54 +251,25 @@ async fn main() -> anyhow::Result<()> {
     );
     let mut rows = Vec::new();
 
-    // --- Switchboard: ingress + one behavior-worker ---
-    let port = free_port();
-    let mut worker = Command::new(bin("behavior-worker"));
-    worker
-        .arg("run")
-        .env("NATS_URL", &nats_url)
-        // As in docker compose, where PostgreSQL has no TLS: the local test server has it on,
-        // and sqlx would otherwise encrypt every statement over loopback.
-        .env(
-            "DATABASE_URL",
-            format!("{}?sslmode=disable", stack.database_url),
-        )
-        .env("SWITCHBOARD_MASTER_KEY", MASTER_KEY)
-        // The test suite's public key: refused without this (tests and benches only).
-        .env("SWITCHBOARD_ALLOW_TEST_KEY", "1")
-        .env("SWITCHBOARD_SUBJECT_PREFIX", stack.subjects.prefix())
-        .env("RUST_LOG", "warn");
-    let worker = Proc::spawn("behavior-worker", worker)?;
-    let mut ingress = Command::new(bin("ingress"));
-    ingress
-        .arg("run")
-        .env("NATS_URL", &nats_url)
-        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("PUBLIC_BASE_URL", PUBLIC_BASE_URL)
-        .env("SWITCHBOARD_SUBJECT_PREFIX", stack.subjects.prefix())
-        .env("RUST_LOG", "warn");
-    let ingress = Proc::spawn("ingress", ingress)?;
-    wait_ready(&format!("http://127.0.0.1:{port}/readyz")).await?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let url = format!("http://127.0.0.1:{port}/webhooks/{}", stack.guid);
-    // Warm-up (caches, connections).
-    load(url.clone(), Arc::new(prepare(2_000, &stack.guid)), 8, 2).await;
-    for &c in &cli.connections {
-        let r = load(
-            url.clone(),
-            Arc::new(prepare(per_level, &stack.guid)),
-            c,
-            cli.seconds,
-        )
-        .await;
-        rows.push(("switchboard", c, r));
+    // --- Switchboard: ingress + one behavior-worker (then again with its metrics on) ---
+    let mut sb_rss = (0.0, 0.0);
+    let variants: &[bool] = if cli.with_metrics {
+        &[false, true]
+    } else {
+        &[false]
+    };
+    for &metrics in variants {
+        let name = if metrics {
+            "switchboard, metrics on"
+        } else {
+            "switchboard"
+        };
+        let rss = run_switchboard(&cli, &stack, &nats_url, per_level, metrics, name, &mut rows)
+            .await?;
+        if !metrics {
+            sb_rss = rss;
+        }
     }
-    let (mut ingress, mut worker) = (ingress, worker);
-    ingress.check_alive()?;
-    worker.check_alive()?;
-    let sb_rss = (ingress.peak_rss_mib(), worker.peak_rss_mib());
-    drop(ingress);
-    drop(worker);
 
     // --- Baseline ---
     let port = free_port();
