@@ -1,6 +1,7 @@
 //! What a service binary must not do with secrets, checked the same way for each: run with the
 //! test suite's public key (without SWITCHBOARD_ALLOW_TEST_KEY=1, tests only), or show a password
-//! from DATABASE_URL or NATS_URL, or a master key, in `--help` or in an error.
+//! from DATABASE_URL or NATS_URL, NATS_PASSWORD or NATS_TOKEN, or a master key, in `--help` or in
+//! an error.
 
 use std::process::{Command, Output};
 
@@ -65,11 +66,14 @@ pub fn the_test_key_is_refused(bin: &str) {
 }
 
 /// Neither `bin --help` nor the error of `bin migrate` against an unreachable database shows a
-/// password from DATABASE_URL or NATS_URL, or a master key.
+/// password from DATABASE_URL or NATS_URL, NATS_PASSWORD, NATS_TOKEN, or a master key.
 pub fn passwords_are_never_shown(bin: &str) {
     let env = [
         ("DATABASE_URL", "postgres://u:s3cr3t@127.0.0.1:1/db"),
         ("NATS_URL", "nats://n:n4ts3cr3t@127.0.0.1:1"),
+        ("NATS_USER", "n"),
+        ("NATS_PASSWORD", "n4tsp4ssw0rd"),
+        ("NATS_TOKEN", "n4tst0k3n"),
         ("SWITCHBOARD_MASTER_KEY", &"ab".repeat(32)),
         ("SWITCHBOARD_OLD_MASTER_KEYS", &"cd".repeat(32)),
     ];
@@ -81,7 +85,14 @@ pub fn passwords_are_never_shown(bin: &str) {
     assert_eq!(failed.status.code(), Some(1), "{}", text(&failed));
     assert!(text(&failed).contains("Error: "), "{}", text(&failed));
     for out in [&help, &failed] {
-        for secret in ["s3cr3t", "n4ts3cr3t", &"ab".repeat(32), &"cd".repeat(32)] {
+        for secret in [
+            "s3cr3t",
+            "n4ts3cr3t",
+            "n4tsp4ssw0rd",
+            "n4tst0k3n",
+            &"ab".repeat(32),
+            &"cd".repeat(32),
+        ] {
             assert!(!text(out).contains(secret), "{secret}: {}", text(out));
         }
     }

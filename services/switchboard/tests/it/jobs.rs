@@ -127,3 +127,63 @@ fn bad_arguments_are_refused_before_anything_is_published() {
     assert_eq!(code, 2, "a usage error: {stderr}");
     assert!(stderr.contains("--v1-type"), "{stderr}");
 }
+
+/// NATS options that do not fit together (or a file that is not there) stop a command that needs
+/// NATS with one line naming them, before anything connects, and never with the password.
+#[test]
+fn conflicting_nats_options_are_named_without_the_password() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[
+                ("NATS_CREDS", "/nonexistent/user.creds"),
+                ("NATS_USER", "cli"),
+                ("NATS_PASSWORD", "s3cr3t-pw"),
+            ],
+            "error: NATS_CREDS and NATS_USER/NATS_PASSWORD are both set: authenticate to NATS one way only",
+        ),
+        (
+            &[
+                ("NATS_URL", "nats://cli:s3cr3t-pw@127.0.0.1:9"),
+                ("NATS_TOKEN", "s3cr3t-tok"),
+            ],
+            "error: NATS_TOKEN and the credentials in NATS_URL are both set: authenticate to NATS one way only",
+        ),
+        (
+            &[("NATS_USER", "cli")],
+            "error: NATS_USER is set without NATS_PASSWORD",
+        ),
+        (
+            &[("NATS_CA", "/nonexistent/ca.pem")],
+            "error: NATS_CA: cannot read /nonexistent/ca.pem",
+        ),
+    ];
+    for (env, expected) in cases {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        command.args(["run", "bot_twilio", "behavior_41"]);
+        for name in [
+            "NATS_URL",
+            "NATS_CREDS",
+            "NATS_NKEY",
+            "NATS_USER",
+            "NATS_PASSWORD",
+            "NATS_TOKEN",
+            "NATS_CA",
+            "NATS_CERT",
+            "NATS_KEY",
+        ] {
+            command.env_remove(name);
+        }
+        command
+            .env("NATS_URL", "nats://127.0.0.1:9")
+            .envs(env.iter().copied());
+        let out = command.output().expect("runs");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(1), "{env:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.starts_with(expected), "{env:?}: {stderr}");
+        assert!(
+            !stderr.contains("s3cr3t"),
+            "{env:?}: the password shown: {stderr}"
+        );
+    }
+}

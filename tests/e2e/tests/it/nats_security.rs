@@ -722,3 +722,144 @@ async fn each_user_is_confined_to_its_subjects() {
     .unwrap();
     assert_eq!(job_count().await, 1);
 }
+
+/// Runs `openssl` with `args` in `dir` (the test's certificates).
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs (apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A certificate authority, a server certificate for 127.0.0.1 and a client certificate, signed
+/// by it (EC P-256, PEM), in `dir`.
+fn make_certificates(dir: &std::path::Path) {
+    let ec = ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"];
+    for key in ["ca-key.pem", "server-key.pem", "client-key.pem"] {
+        let mut args = vec!["genpkey"];
+        args.extend(ec);
+        args.extend(["-out", key]);
+        openssl(dir, &args);
+    }
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "ca-key.pem",
+            "-subj",
+            "/CN=switchboard test CA",
+            "-days",
+            "2",
+            "-out",
+            "ca.pem",
+        ],
+    );
+    for (name, ext) in [
+        (
+            "server",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+        ),
+        ("client", "extendedKeyUsage=clientAuth\n"),
+    ] {
+        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+        openssl(
+            dir,
+            &[
+                "req",
+                "-new",
+                "-key",
+                &format!("{name}-key.pem"),
+                "-subj",
+                &format!("/CN={name}"),
+                "-out",
+                &format!("{name}.csr"),
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca-key.pem",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &format!("{name}.ext"),
+                "-out",
+                &format!("{name}.pem"),
+            ],
+        );
+    }
+}
+
+/// TLS as NATS_CA, NATS_CERT and NATS_KEY set it up, against a server that requires TLS and
+/// verifies client certificates: with the CA and a client certificate the connection works; with
+/// the CA alone the server refuses it; without the CA the server's certificate is not trusted.
+#[tokio::test]
+async fn tls_and_mutual_tls_with_the_nats_options() {
+    init();
+    let dir = std::env::temp_dir().join(switchboard_e2e::unique("sb-nats-tls"));
+    std::fs::create_dir_all(&dir).unwrap();
+    make_certificates(&dir);
+    let path = |name: &str| dir.join(name);
+    let config = format!(
+        "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  ca_file: \"{}\"\n  verify: true\n  timeout: 5\n}}\n",
+        path("server.pem").display(),
+        path("server-key.pem").display(),
+        path("ca.pem").display(),
+    );
+    let server = NatsServer::start_with_config(&config).await.unwrap();
+
+    let mutual = NatsArgs {
+        nats_ca: Some(path("ca.pem")),
+        nats_cert: Some(path("client.pem")),
+        nats_key: Some(path("client-key.pem")),
+        ..NatsArgs::new(&server.url())
+    };
+    assert!(mutual.plan("x").unwrap().require_tls);
+    let client = tokio::time::timeout(WAIT, mutual.connect("behavior-worker"))
+        .await
+        .unwrap()
+        .expect("mutual TLS with the test CA");
+    let mut sub = client.subscribe("tls.check").await.unwrap();
+    client
+        .publish("tls.check", "over TLS".into())
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&got.payload[..], b"over TLS");
+
+    let ca_only = NatsArgs {
+        nats_ca: Some(path("ca.pem")),
+        ..NatsArgs::new(&server.url())
+    };
+    let refused = tokio::time::timeout(WAIT, ca_only.connect("x"))
+        .await
+        .unwrap();
+    assert!(refused.is_err(), "a client without certificate got in");
+    let untrusted = NatsArgs::new(&format!("tls://127.0.0.1:{}", server.port));
+    let refused = tokio::time::timeout(WAIT, untrusted.connect("x"))
+        .await
+        .unwrap();
+    assert!(refused.is_err(), "the test CA is not a system root");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
