@@ -188,7 +188,7 @@ where
     });
     let logs = logs.map(|logs| log_layer(logs, cell.clone()));
     let subscriber = tracing_subscriber::registry()
-        .with(W3cLayer.with_filter(tracing_subscriber::filter::filter_fn(trace::traced)))
+        .with(W3cLayer.with_filter(trace::w3c_filter()))
         .with(otel)
         .with(logs);
     let dispatch = tracing::Dispatch::new(subscriber);

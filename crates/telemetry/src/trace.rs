@@ -33,8 +33,26 @@ pub(crate) fn traced(meta: &Metadata<'_>) -> bool {
     meta.is_span() && *meta.level() <= tracing::Level::INFO
 }
 
+/// The filter of [`W3cLayer`]: the [`traced`] spans. Its callsites are "sometimes" interesting,
+/// so each span and event passes through every per-layer filter when it is created: a filter
+/// pass that no span or event follows (a `log_enabled!` through the `log` bridge, which sqlx
+/// makes for each statement) leaves stale per-layer filter state on its thread, which would
+/// otherwise disable the next span for the OpenTelemetry and log layers. Its level hint (INFO)
+/// keeps the `log` bridge from reporting levels nothing will show.
+pub(crate) fn w3c_filter<S>() -> impl tracing_subscriber::layer::Filter<S> + Send + Sync + 'static
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    tracing_subscriber::filter::DynFilterFn::new(|meta, _| traced(meta))
+        .with_callsite_filter(|meta| match traced(meta) {
+            true => tracing::subscriber::Interest::sometimes(),
+            false => tracing::subscriber::Interest::never(),
+        })
+        .with_max_level_hint(tracing::level_filters::LevelFilter::INFO)
+}
+
 /// Keeps the [`traced`] spans alive when no other layer wants them, so their trace context
-/// propagates (its filter is [`traced`]; it records nothing itself).
+/// propagates (its filter is [`w3c_filter`]; it records nothing itself).
 pub(crate) struct W3cLayer;
 
 impl<S> Layer<S> for W3cLayer where S: Subscriber + for<'a> LookupSpan<'a> {}
@@ -605,7 +623,7 @@ mod tests {
     #[test]
     fn text_lines_end_with_the_ids_and_quiet_logs_do_not_stop_propagation() {
         // RUST_LOG=warn: the INFO spans are not logged, yet they exist and propagate.
-        let (dispatch, lines) = without_exporter(LogFormat::Text, "warn");
+        let (dispatch, lines) = without_exporter(LogFormat::Text, "warn,detail=debug");
         let cx = tracing::dispatcher::with_default(&dispatch, || {
             let span = tracing::info_span!("webhook", guid = "abc");
             let _in = span.enter();
@@ -619,8 +637,10 @@ mod tests {
             );
             tracing::info!("not logged");
             tracing::warn!(reason = "x", "logged");
-            // A DEBUG span (not traced) has the context of the traced span around it.
-            let debug = tracing::debug_span!("detail");
+            // A DEBUG span the logs show (not traced) has the context of the traced span
+            // around it.
+            let debug = tracing::debug_span!(target: "detail", "detail");
+            assert!(!debug.is_disabled());
             assert_eq!(span_context(&debug), cx);
             cx
         });
@@ -765,6 +785,35 @@ mod tests {
                 "https://x/s"
             );
         });
+    }
+
+    #[test]
+    fn a_filter_pass_without_an_event_does_not_disable_the_next_span() {
+        // What the `log` bridge does for sqlx's `log_enabled!` on every statement: a filter
+        // pass (here for a DEBUG span nothing wants) that no span or event follows.
+        let permissive = tracing::Dispatch::new(tracing_subscriber::registry());
+        let unwanted = tracing::dispatcher::with_default(&permissive, || {
+            tracing::debug_span!(target: "sqlx::query", "statement")
+                .metadata()
+                .unwrap()
+        });
+        let (dispatch, lines, exported, provider) = with_exporter("info");
+        tracing::dispatcher::with_default(&dispatch, || {
+            for _ in 0..3 {
+                // Enabled as far as the registry is concerned: every per-layer filter said
+                // no, yet it answers yes and leaves the skipping to each layer.
+                let _ = dispatch.enabled(unwanted);
+                let span = tracing::info_span!("webhook");
+                span.in_scope(|| tracing::info!("answered"));
+            }
+        });
+        let _ = provider.force_flush();
+        assert_eq!(exported.names(), ["webhook", "webhook", "webhook"]);
+        let lines = lines.json();
+        assert_eq!(lines.len(), 3);
+        for line in lines {
+            assert_eq!(line["span"]["name"], "webhook", "{line}");
+        }
     }
 
     #[test]
