@@ -16,7 +16,9 @@ use tracing::Instrument as _;
 use crate::accounts::{credentials, is_wrong_master_key};
 use crate::consume::{answer, header, reply_to_allowed, with_progress};
 use crate::events::{event, reload_and_finish, start_event};
-use crate::job::{SMS_SEND, after_failure, create_request, handle, message_status};
+use crate::job::{
+    SMS_SEND, after_failure, create_request, handle, message_status, traced_callback,
+};
 use crate::{Ctx, Disposition};
 
 /// A send job of a group that can take the group's path: new (its row is created already
@@ -70,7 +72,13 @@ pub(crate) async fn handle_group(ctx: &Ctx, messages: Vec<jetstream::Message>) {
                     .info()
                     .map(|i| (i.stream_sequence, i.delivered))
                     .unwrap_or((0, 0));
-                let span = tracing::info_span!("outbound.job", job_id = job.id(), seq, delivered);
+                let span = tracing::info_span!(
+                    "outbound.job",
+                    otel.kind = "consumer",
+                    job_id = job.id(),
+                    seq,
+                    delivered
+                );
                 switchboard_telemetry::set_parent_from_nats(&span, message.headers.as_ref());
                 Some(Claimed {
                     span,
@@ -220,6 +228,9 @@ async fn send_claimed_work(ctx: &Ctx, claimed: &[Claimed]) -> Vec<anyhow::Result
     let creates = futures::future::join_all(claimed.iter().map(|c| async move {
         let mut request = c.request.clone();
         request.attempt = Some(1);
+        if c.job.status_callback.is_none() {
+            request.status_callback = traced_callback(ctx, &c.span);
+        }
         let permit = ctx.limits.account_permit(c.account_id).await;
         let created = ctx
             .twilio

@@ -41,6 +41,7 @@ pub(crate) async fn handle(ctx: &Ctx, message: jetstream::Message, job: JobType)
         .unwrap_or((0, 0));
     let span = tracing::info_span!(
         "outbound.job",
+        otel.kind = "consumer",
         job_id = tracing::field::Empty,
         seq,
         delivered
@@ -234,7 +235,8 @@ async fn process(ctx: &Ctx, message: &jetstream::Message) -> anyhow::Result<Disp
         return record_final(ctx, message, &job, JobState::Dead, &failure).await;
     }
 
-    let request = match create_request(&job, ctx.config.status_callback_url.as_deref()) {
+    let callback = traced_callback(ctx, &tracing::Span::current());
+    let request = match create_request(&job, callback.as_deref()) {
         Ok(request) => request,
         Err(problem) => {
             let failure = JobFailure {
@@ -421,6 +423,15 @@ fn suppressed_message(s: &Suppression) -> String {
 
 /// The Messages create form of a job. The job's own `status_callback` wins over the service's
 /// `default_callback` (Twilio takes one URL per message).
+/// The service's default `StatusCallback` (none when not configured) with the W3C
+/// `traceparent` of `span`, the job's, in its query: Twilio calls it back signed, URL and all,
+/// and the worker links each callback's trace to the job's (docs/tracing.md). A job's own
+/// `status_callback` is left as it is.
+pub(crate) fn traced_callback(ctx: &Ctx, span: &tracing::Span) -> Option<String> {
+    let url = ctx.config.status_callback_url.as_deref()?;
+    Some(switchboard_telemetry::with_trace_query(url, span))
+}
+
 pub(crate) fn create_request(
     job: &SendSmsJob,
     default_callback: Option<&str>,
