@@ -1,7 +1,9 @@
 //! Switchboard's PostgreSQL store, through sqlx: connected accounts (credentials encrypted at
 //! rest), imported bots, behaviors and webhook listeners (written all or nothing), the inbound
 //! message log (one row per `MessageSid`) and behavior runs. Migrations run only when asked.
+//! A bot's updates, revisions and deletion are in [`bots`].
 
+pub mod bots;
 pub mod jsonb;
 pub mod limits;
 pub mod outbound;
@@ -645,6 +647,12 @@ impl Store {
                 )),
                 _ => StoreError::Database(e),
             })?;
+        }
+        // Each bot's first revision (`bots revisions`).
+        for bot in &plan.bots {
+            let state = bots::state_of_plan_bot(bot, &plan.webhooks);
+            bots::insert_revision(&mut tx, &state, "import", &plan.package_name, "imported")
+                .await?;
         }
         tx.commit().await?;
         Ok(import_id)

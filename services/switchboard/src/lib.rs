@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod jobs;
+pub mod lifecycle;
 pub mod ops;
 pub mod refusal;
 pub mod run;

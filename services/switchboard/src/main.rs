@@ -299,6 +299,55 @@ enum BotsCmd {
     Enable { bot: String },
     /// Disable a bot: its webhooks answer 503.
     Disable { bot: String },
+    /// Update a bot in place from a new version of its package: behaviors and webhook
+    /// listeners matched by package uid keep their ids and URLs; new ones are added, missing
+    /// ones deleted. One transaction, kept as a new revision; running workers switch at once.
+    Update {
+        /// Bot id, or package uid when unique.
+        bot: String,
+        /// The Cerb package JSON file.
+        package: PathBuf,
+        /// Answer a package prompt, as for `import`.
+        #[arg(long = "prompt", value_name = "KEY=VALUE")]
+        prompts: Vec<KeyValue>,
+        /// Print what would change and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a bot's revisions (every import, update and rollback).
+    Revisions {
+        bot: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a revision's behaviors and listeners, as a new revision.
+    Rollback {
+        bot: String,
+        revision: i32,
+        /// Print what would change and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the bot as a Cerb package (JSON) that imports to the same behaviors.
+    Export {
+        bot: String,
+        /// Write to this file instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Delete a bot, its behaviors, webhook listeners (their URLs answer 404) and revisions;
+    /// its runs and messages are kept until retention prunes them.
+    Delete {
+        bot: String,
+        /// Delete without asking.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -510,6 +559,25 @@ fn parse_retention_days(value: &str) -> anyhow::Result<Option<u32>> {
         Ok(d) if d >= 1 => Ok(Some(d)),
         _ => anyhow::bail!("--days: '{value}' is not a number of days (at least 1) or 'default'"),
     }
+}
+
+/// Prints the result of `bots update` / `bots rollback`.
+fn print_update(report: &switchboard::lifecycle::UpdateReport, json: bool) -> anyhow::Result<()> {
+    for n in &report.notes {
+        eprintln!("note: {n}");
+    }
+    if json {
+        return print_json(report);
+    }
+    match report.revision {
+        None => println!("Bot {} (dry run, nothing changed):", report.bot_id),
+        Some(r) => println!("Bot {} is at revision {r}:", report.bot_id),
+    }
+    print!(
+        "{}",
+        switchboard::lifecycle::render_changes(&report.changes)
+    );
+    Ok(())
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
@@ -841,6 +909,94 @@ async fn run_store_command(global: Global, command: Command) -> anyhow::Result<(
                 .set_bot_disabled(&bot, true)
                 .await?;
             println!("bot {id} disabled");
+        }
+        Command::Bots(BotsCmd::Update {
+            bot,
+            package,
+            prompts,
+            dry_run,
+            json,
+        }) => {
+            let env = connect(&global, None).await?;
+            let text = std::fs::read_to_string(&package)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", package.display()))?;
+            let report = env
+                .update_bot(&bot, &text, &prompts, dry_run)
+                .await
+                .map_err(|e| switchboard::refusal::report(e, json))?;
+            print_update(&report, json)?;
+        }
+        Command::Bots(BotsCmd::Rollback {
+            bot,
+            revision,
+            dry_run,
+            json,
+        }) => {
+            let env = connect(&global, None).await?;
+            let report = env.rollback_bot(&bot, revision, dry_run).await?;
+            print_update(&report, json)?;
+        }
+        Command::Bots(BotsCmd::Revisions { bot, json }) => {
+            let env = connect(&global, None).await?;
+            let id = env.store.resolve_bot(&bot).await?;
+            let rows = env.store.list_revisions(id).await?;
+            if json {
+                print_json(&rows)?;
+            } else {
+                println!(
+                    "{:<8} {:<9} {:<21} {:<9} SUMMARY",
+                    "REVISION", "KIND", "CREATED", "BEHAVIORS"
+                );
+                for r in rows {
+                    println!(
+                        "{:<8} {:<9} {:<21} {:<9} {}",
+                        r.revision, r.kind, r.created_at, r.behaviors, r.summary
+                    );
+                }
+            }
+        }
+        Command::Bots(BotsCmd::Export { bot, output }) => {
+            let env = connect(&global, None).await?;
+            let package = env.export_bot(&bot).await?;
+            let text = serde_json::to_string_pretty(&package)? + "\n";
+            match output {
+                Some(path) => std::fs::write(&path, text)
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?,
+                None => {
+                    use std::io::Write as _;
+                    std::io::stdout().write_all(text.as_bytes())?;
+                }
+            }
+        }
+        Command::Bots(BotsCmd::Delete { bot, yes }) => {
+            let env = connect(&global, None).await?;
+            let id = env.store.resolve_bot(&bot).await?;
+            if !yes {
+                use std::io::{BufRead as _, IsTerminal as _, Write as _};
+                if !std::io::stdin().is_terminal() {
+                    anyhow::bail!("bots delete: pass --yes to delete bot {id} without a terminal");
+                }
+                eprint!(
+                    "Delete bot {id} with its behaviors, webhook listeners and revisions? [y/N] "
+                );
+                std::io::stderr().flush()?;
+                let mut answer = String::new();
+                std::io::stdin().lock().read_line(&mut answer)?;
+                if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                    anyhow::bail!("not deleted");
+                }
+            }
+            let (deleted, notes) = env.delete_bot(&id.to_string()).await?;
+            for n in notes {
+                eprintln!("note: {n}");
+            }
+            println!(
+                "bot {} deleted: {} behaviors, {} webhook listeners, {} revisions (runs and messages kept)",
+                deleted.bot_id,
+                deleted.behaviors.len(),
+                deleted.webhooks.len(),
+                deleted.revisions
+            );
         }
         Command::Behaviors(BehaviorsCmd::List { bot, json }) => {
             let env = connect(&global, None).await?;

@@ -6,6 +6,7 @@ mod compose;
 mod http;
 mod import;
 mod kubernetes;
+mod lifecycle;
 mod master_key;
 mod metrics;
 mod nats_security;
