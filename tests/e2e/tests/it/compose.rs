@@ -197,11 +197,16 @@ fn the_master_key_is_required_and_has_no_default() {
 #[test]
 fn host_ports_are_local_and_configurable() {
     let c = compose();
-    for (service, variable, default, port) in [
+    let published = [
         ("ingress", "SWITCHBOARD_HTTP_PORT", 8080, 8080),
         ("nats", "SWITCHBOARD_NATS_PORT", 4222, 4222),
         ("twilio-fake", "SWITCHBOARD_SANDBOX_PORT", 8090, 8090),
-    ] {
+        // The optional observability profile's user interfaces.
+        ("prometheus", "SWITCHBOARD_PROMETHEUS_PORT", 9091, 9090),
+        ("grafana", "SWITCHBOARD_GRAFANA_PORT", 3000, 3000),
+        ("jaeger", "SWITCHBOARD_JAEGER_PORT", 16686, 16686),
+    ];
+    for (service, variable, default, port) in published {
         let ports = c["services"][service]["ports"]
             .as_sequence()
             .unwrap_or_else(|| panic!("{service} ports"));
@@ -215,7 +220,7 @@ fn host_ports_are_local_and_configurable() {
         );
     }
     for (name, service) in c["services"].as_mapping().unwrap() {
-        if !["ingress", "nats", "twilio-fake"].contains(&name.as_str().unwrap()) {
+        if !published.iter().any(|(s, ..)| *s == name.as_str().unwrap()) {
             assert!(service["ports"].is_null(), "{name:?} publishes no port");
         }
     }
@@ -484,4 +489,45 @@ fn nats_requires_credentials_and_each_service_has_its_own_user() {
         c["services"]["migrate"]["environment"]["NATS_USER"].is_null(),
         "migrate does not use NATS"
     );
+}
+
+/// The observability profile is optional: `up` without it starts none of its services, and
+/// they are there for users who ask (`--profile observability`).
+#[test]
+fn observability_is_an_optional_profile() {
+    let c = compose();
+    for service in ["prometheus", "grafana", "jaeger"] {
+        let profiles = c["services"][service]["profiles"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{service} has profiles"));
+        assert_eq!(
+            profiles
+                .iter()
+                .map(|p| p.as_str().unwrap())
+                .collect::<Vec<_>>(),
+            ["observability"],
+            "{service}"
+        );
+    }
+    for (name, service) in c["services"].as_mapping().unwrap() {
+        let name = name.as_str().unwrap();
+        if ["ingress", "behavior-worker", "outbound"].contains(&name) {
+            assert_eq!(
+                service["environment"]["METRICS_ADDR"].as_str(),
+                Some("0.0.0.0:9090"),
+                "{name} serves metrics where prometheus.yml scrapes them"
+            );
+        }
+    }
+    let scrape = std::fs::read_to_string(
+        switchboard_test_support::repo_root().join("deploy/observability/prometheus.yml"),
+    )
+    .unwrap();
+    for target in [
+        "ingress:9090",
+        "outbound:9090",
+        "names: [\"behavior-worker\"]",
+    ] {
+        assert!(scrape.contains(target), "prometheus.yml scrapes {target}");
+    }
 }
