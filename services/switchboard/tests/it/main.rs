@@ -3,6 +3,7 @@
 
 mod cli;
 mod jobs;
+mod lifecycle;
 mod retention;
 mod rotation;
 mod seed;
