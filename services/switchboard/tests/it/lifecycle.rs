@@ -180,6 +180,37 @@ async fn update_dry_run_revisions_rollback_export_and_delete_from_the_command_li
         .stdout;
     assert_eq!(serde_json::from_str::<Value>(&stdout).unwrap(), doc);
 
+    // The simulator answers the export (of revision 3, the import's behaviors) as the seed.
+    for (body, golden_file) in [
+        ("help", "help.xml"),
+        ("logo", "logo.xml"),
+        ("link", "link.xml"),
+        ("hi", "hi.xml"),
+    ] {
+        let param = format!("Body={body}");
+        let out = cli(
+            &[
+                "simulate",
+                exported.to_str().unwrap(),
+                "--behavior",
+                "behavior_43",
+                "--param",
+                &param,
+                "--param",
+                "From=+15551234567",
+            ],
+            &database_url,
+        )
+        .await
+        .ok();
+        assert!(
+            out.stdout
+                .ends_with(&format!("{}\n", crate::golden(golden_file))),
+            "Body {body:?}: {}",
+            out.stdout
+        );
+    }
+
     // Without --yes and without a terminal, nothing is deleted.
     let out = cli(&["bots", "delete", &bot], &database_url).await;
     assert_ne!(out.code, 0);
@@ -197,4 +228,70 @@ async fn update_dry_run_revisions_rollback_export_and_delete_from_the_command_li
     assert!(store.list_bots().await.unwrap().is_empty());
     assert!(store.list_webhooks().await.unwrap().is_empty());
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_bot_imported_before_revisions_gets_its_state_recorded_at_its_first_update() {
+    let (_url, pool) = fresh_database().await.unwrap();
+    let store = Store::new(pool.clone(), Some(MasterKey::parse(MASTER_KEY).unwrap()));
+    let env = switchboard::ops::Env {
+        store: store.clone(),
+        nats: None,
+        subjects: Subjects::new(&unique("sbl")),
+        public_base_url: "http://localhost:8080".into(),
+    };
+    let account = env
+        .add_account(
+            "twilio",
+            ACCOUNT_SID,
+            &secrecy::SecretString::from(AUTH_TOKEN),
+        )
+        .await
+        .unwrap();
+    let answers: Vec<switchboard::args::KeyValue> = [
+        format!("twilio_account_id={}", account.id),
+        format!("account_sid={ACCOUNT_SID}"),
+        "default_from=+15557654321".to_string(),
+    ]
+    .iter()
+    .map(|s| s.parse().unwrap())
+    .collect();
+    let (report, _) = env.import(&seed_package(), &answers).await.unwrap();
+    let bot = report
+        .records
+        .iter()
+        .find(|r| r.uid == "bot_twilio")
+        .unwrap()
+        .id;
+    switchboard_store::sqlx::query("DELETE FROM bot_revisions")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let modified = seed_package().replace("You can say:", "Say one of:");
+    let out = env
+        .update_bot(&bot.to_string(), &modified, &answers, false)
+        .await
+        .unwrap();
+    assert_eq!(out.revision, Some(2));
+    assert_eq!(
+        out.notes,
+        ["NATS is not reachable: running workers pick up this change within 30 s"]
+    );
+    let revisions = store.list_revisions(bot).await.unwrap();
+    let kinds: Vec<(i32, &str, &str)> = revisions
+        .iter()
+        .map(|r| (r.revision, r.kind.as_str(), r.summary.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (1, "found", "as found"),
+            (2, "update", "behaviors +0 ~1 -0, webhooks +0 ~0 -0")
+        ]
+    );
+    // Rolling back to what was found restores the import's help reply.
+    let back = env.rollback_bot(&bot.to_string(), 1, false).await.unwrap();
+    assert_eq!(back.revision, Some(3));
+    let (state, _) = store.revision(bot, 1).await.unwrap();
+    assert_eq!(store.bot_state(bot).await.unwrap(), state);
 }
