@@ -644,15 +644,7 @@ impl Worker {
             && opt_keyword(&form).is_none()
         {
             return self
-                .answer_without_effects(
-                    &req,
-                    listener,
-                    behavior,
-                    sid,
-                    param("AccountSid"),
-                    &form,
-                    seen,
-                )
+                .answer_without_effects(&req, listener, behavior, sid, &form, seen)
                 .await;
         }
         if let Some(sid) = &message_sid {
@@ -725,7 +717,6 @@ impl Worker {
         listener: &WebhookListenerDef,
         behavior: &CompiledBehavior,
         message_sid: &str,
-        account_sid: Option<String>,
         form: &[(String, String)],
         seen: &mut Seen,
     ) -> anyhow::Result<WebhookReply> {
@@ -744,7 +735,7 @@ impl Worker {
         let record = AnsweredWebhook {
             message_sid: message_sid.to_string(),
             listener_id: listener.id,
-            account_sid,
+            account_sid: form_param(form, "AccountSid").map(str::to_owned),
             request_id: req.request_id.clone(),
             request: serde_json::to_string(&LoggedRequest::of(req, form))?,
             response: serde_json::to_string(&reply)?,
