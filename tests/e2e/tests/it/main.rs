@@ -14,5 +14,6 @@ mod observability;
 mod opt_out;
 mod standalone;
 mod status;
+mod traces;
 mod webhook_log;
 mod webhooks;
