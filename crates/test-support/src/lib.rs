@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 mod fixtures;
+mod metrics;
 pub mod secrets;
 mod webhook;
 
@@ -18,6 +19,7 @@ mod nats;
 mod sandbox;
 
 pub use fixtures::{golden, repo_root, seed_package, seed_package_path};
+pub use metrics::metric;
 pub use webhook::{inbound_sms, message_sid};
 
 #[cfg(feature = "harness")]

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
-use switchboard_test_support::{NatsServer, unique};
+use switchboard_test_support::{NatsServer, metric, unique};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ingress");
@@ -136,6 +136,36 @@ async fn a_request_that_never_ends_is_abandoned_at_the_bound() {
     let _ = std::fs::remove_file(&log_path);
 }
 
+/// `ingress run` on 127.0.0.1:`port` with METRICS_ADDR on `metrics_port` and `settings`,
+/// once `healthcheck` says it is ready.
+async fn spawn_ready(
+    nats: &NatsServer,
+    prefix: &str,
+    port: u16,
+    metrics_port: u16,
+    settings: &[(&str, &str)],
+) -> std::process::Child {
+    let child = Command::new(BIN)
+        .env_clear()
+        .env("NATS_URL", nats.url())
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
+        .env("SWITCHBOARD_SUBJECT_PREFIX", prefix)
+        .envs(settings.iter().copied())
+        .arg("run")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !healthcheck(&format!("127.0.0.1:{port}")).0.success() {
+        assert!(Instant::now() < deadline, "ingress never ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child
+}
+
 /// One HTTP/1.1 request to `port` on 127.0.0.1 with `Connection: close`: the whole answer.
 async fn http(port: u16, request: &str) -> String {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -148,14 +178,6 @@ async fn http(port: u16, request: &str) -> String {
         .expect("an answer within 10 s")
         .unwrap();
     String::from_utf8_lossy(&answer).into_owned()
-}
-
-/// The value of the sample `series` (its name and labels, exactly) in a /metrics text.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 /// Requests are counted by route and status on METRICS_ADDR (and only there: the public port
@@ -182,23 +204,7 @@ async fn requests_are_counted_on_the_metrics_port_only() {
                 .unwrap();
         }
     });
-    let mut child = Command::new(BIN)
-        .env_clear()
-        .env("NATS_URL", nats.url())
-        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
-        .env("SWITCHBOARD_SUBJECT_PREFIX", &prefix)
-        .arg("run")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !healthcheck(&format!("127.0.0.1:{port}")).0.success() {
-        assert!(Instant::now() < deadline, "ingress never ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let mut child = spawn_ready(&nats, &prefix, port, metrics_port, &[]).await;
 
     let post = |path: &str| {
         format!(
@@ -230,7 +236,7 @@ async fn requests_are_counted_on_the_metrics_port_only() {
         "{answer}"
     );
     let count = |route: &str, status: u16| {
-        sample(
+        metric(
             &answer,
             &format!(
                 "http_server_request_duration_seconds_count{{http_request_method=\"POST\",http_route=\"{route}\",http_response_status_code=\"{status}\"}}"
@@ -240,7 +246,7 @@ async fn requests_are_counted_on_the_metrics_port_only() {
     assert_eq!(count("/webhooks/{guid}", 200), Some(3.0), "{answer}");
     assert_eq!(count("/twilio/status", 503), Some(1.0), "{answer}");
     assert_eq!(
-        sample(
+        metric(
             &answer,
             "switchboard_ingress_unanswered_total{reason=\"nats\"}"
         ),
@@ -248,7 +254,7 @@ async fn requests_are_counted_on_the_metrics_port_only() {
         "{answer}"
     );
     assert!(
-        sample(&answer, "process_resident_memory_bytes").unwrap() > 0.0,
+        metric(&answer, "process_resident_memory_bytes").unwrap() > 0.0,
         "{answer}"
     );
     let health = http(
@@ -279,27 +285,13 @@ async fn slow_clients_are_cut_off_and_excess_requests_shed() {
         .await
         .unwrap();
     silent.flush().await.unwrap();
-    let mut child = Command::new(BIN)
-        .env_clear()
-        .env("NATS_URL", nats.url())
-        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
-        .env("SWITCHBOARD_SUBJECT_PREFIX", &prefix)
-        .env("REPLY_TIMEOUT_MS", "14000")
-        .env("HEADER_READ_TIMEOUT_MS", "500")
-        .env("BODY_READ_TIMEOUT_MS", "500")
-        .env("MAX_CONCURRENT_REQUESTS", "2")
-        .arg("run")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !healthcheck(&format!("127.0.0.1:{port}")).0.success() {
-        assert!(Instant::now() < deadline, "ingress never ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let settings = [
+        ("REPLY_TIMEOUT_MS", "14000"),
+        ("HEADER_READ_TIMEOUT_MS", "500"),
+        ("BODY_READ_TIMEOUT_MS", "500"),
+        ("MAX_CONCURRENT_REQUESTS", "2"),
+    ];
+    let mut child = spawn_ready(&nats, &prefix, port, metrics_port, &settings).await;
 
     // 50 clients that never finish their headers: all closed after the timeout.
     let mut trickling = Vec::new();
@@ -371,7 +363,7 @@ async fn slow_clients_are_cut_off_and_excess_requests_shed() {
     )
     .await;
     assert_eq!(
-        sample(
+        metric(
             &exposed,
             "switchboard_ingress_unanswered_total{reason=\"overloaded\"}"
         ),

@@ -4,16 +4,9 @@
 
 use serde_json::json;
 use switchboard_telemetry::metrics::Metrics;
+use switchboard_test_support::metric;
 
 use crate::support::{Harness, number, sms_job};
-
-/// The value of the sample `series` (name and labels exactly as exposed).
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_errors_and_dead_letters_are_counted() {
@@ -54,7 +47,7 @@ async fn jobs_errors_and_dead_letters_are_counted() {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     let text = loop {
         let text = metrics.encode();
-        let failed = sample(
+        let failed = metric(
             &text,
             "switchboard_outbound_jobs_total{kind=\"send_sms\",outcome=\"failed\"}",
         );
@@ -64,7 +57,7 @@ async fn jobs_errors_and_dead_letters_are_counted() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
     let jobs = |outcome: &str| {
-        sample(
+        metric(
             &text,
             &format!("switchboard_outbound_jobs_total{{kind=\"send_sms\",outcome=\"{outcome}\"}}"),
         )
@@ -72,18 +65,18 @@ async fn jobs_errors_and_dead_letters_are_counted() {
     assert_eq!(jobs("sent"), Some(1.0), "{text}");
     assert_eq!(jobs("failed"), Some(2.0), "{text}");
     assert_eq!(
-        sample(&text, "switchboard_outbound_suppressed_total"),
+        metric(&text, "switchboard_outbound_suppressed_total"),
         Some(1.0),
         "{text}"
     );
     assert_eq!(
-        sample(&text, "switchboard_twilio_errors_total{code=\"21211\"}"),
+        metric(&text, "switchboard_twilio_errors_total{code=\"21211\"}"),
         Some(1.0),
         "{text}"
     );
     // A failed job's copy goes to the dead-letter stream, by its code.
     assert_eq!(
-        sample(
+        metric(
             &text,
             "switchboard_outbound_dead_letters_total{reason=\"21211\"}"
         ),
@@ -91,7 +84,7 @@ async fn jobs_errors_and_dead_letters_are_counted() {
         "{text}"
     );
     assert_eq!(
-        sample(
+        metric(
             &text,
             "switchboard_outbound_job_duration_seconds_count{kind=\"send_sms\"}"
         ),
@@ -100,7 +93,7 @@ async fn jobs_errors_and_dead_letters_are_counted() {
     );
     // Two calls reached the sandbox (the suppressed job made none): one 201, one 400.
     let calls = |status: u16| {
-        sample(
+        metric(
             &text,
             &format!(
                 "http_client_request_duration_seconds_count{{http_request_method=\"POST\",server_address=\"127.0.0.1\",http_response_status_code=\"{status}\"}}"
@@ -111,7 +104,7 @@ async fn jobs_errors_and_dead_letters_are_counted() {
     assert_eq!(calls(400), Some(1.0), "{text}");
     // The consumers' backlog is read at start, then every 10 s.
     assert!(
-        sample(
+        metric(
             &text,
             "switchboard_jetstream_consumer_pending{consumer=\"outbound\"}"
         )

@@ -5,14 +5,7 @@ use std::time::Duration;
 
 use switchboard_e2e::*;
 use switchboard_telemetry::metrics::Metrics;
-
-/// The value of the sample `series` (name and labels exactly as exposed).
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
+use switchboard_test_support::metric;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_are_counted_by_listener_and_result() {
@@ -59,7 +52,7 @@ async fn webhooks_are_counted_by_listener_and_result() {
     let listener = listener.0;
     let text = metrics.encode();
     let webhooks = |listener: &str, result: &str| {
-        sample(
+        metric(
             &text,
             &format!("switchboard_webhooks_total{{listener=\"{listener}\",result=\"{result}\"}}"),
         )
@@ -73,7 +66,7 @@ async fn webhooks_are_counted_by_listener_and_result() {
     // answer is written (the fast path): the repeat ran too, and its write found the first
     // answer, which it gave instead of its own.
     assert_eq!(
-        sample(
+        metric(
             &text,
             "switchboard_engine_run_duration_seconds_count{kind=\"webhook\",outcome=\"complete\"}"
         ),
@@ -81,7 +74,7 @@ async fn webhooks_are_counted_by_listener_and_result() {
         "{text}"
     );
     assert_eq!(
-        sample(
+        metric(
             &text,
             "switchboard_message_log_write_duration_seconds_count"
         ),
