@@ -88,9 +88,8 @@ pub fn exporter_configured() -> bool {
 }
 
 /// The tracer provider exporting over OTLP/HTTP (protobuf) in batches to the configured
-/// endpoint (the standard `OTEL_EXPORTER_OTLP_*` variables: endpoint, headers, timeout), with
-/// `service_name` as the resource's `service.name` (`OTEL_SERVICE_NAME` and
-/// `OTEL_RESOURCE_ATTRIBUTES` add to or override it).
+/// endpoint (the standard `OTEL_EXPORTER_OTLP_*` and `OTEL_BSP_*` variables), with
+/// `service_name` as the resource's `service.name` (`OTEL_RESOURCE_ATTRIBUTES` adds the rest).
 pub fn tracer_provider(service_name: &str) -> anyhow::Result<SdkTracerProvider> {
     let resource = opentelemetry_sdk::Resource::builder()
         .with_service_name(service_name.to_string())
@@ -194,6 +193,27 @@ where
     let dispatch = tracing::Dispatch::new(subscriber);
     let _ = cell.set(dispatch.downgrade());
     dispatch
+}
+
+/// The subscribers `benches/spans.rs` compares, as the services build them (not an API).
+#[doc(hidden)]
+pub mod bench {
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+    use tracing_subscriber::EnvFilter;
+
+    use crate::{LogFormat, Logs};
+
+    /// A service's subscriber, logging text at INFO to nowhere, with `provider` when given
+    /// (none: no exporter configured).
+    pub fn dispatch(provider: Option<&SdkTracerProvider>) -> tracing::Dispatch {
+        let logs = Logs {
+            format: LogFormat::Text,
+            ansi: false,
+            filter: EnvFilter::new("info"),
+            writer: std::io::sink,
+        };
+        crate::dispatch("bench", provider, EnvFilter::new("info"), Some(logs))
+    }
 }
 
 /// Installs `dispatch` as the global subscriber, with the W3C propagator.

@@ -425,7 +425,7 @@ fn suppressed_message(s: &Suppression) -> String {
 /// `default_callback` (Twilio takes one URL per message).
 /// The service's default `StatusCallback` (none when not configured) with the W3C
 /// `traceparent` of `span`, the job's, in its query: Twilio calls it back signed, URL and all,
-/// and the worker links each callback's trace to the job's (docs/tracing.md). A job's own
+/// and the worker links each callback's trace to the job's (docs/observability.md). A job's own
 /// `status_callback` is left as it is.
 pub(crate) fn traced_callback(ctx: &Ctx, span: &tracing::Span) -> Option<String> {
     let url = ctx.config.status_callback_url.as_deref()?;
