@@ -161,6 +161,7 @@ pub(crate) enum AuthSpec {
 
 /// A behavior ready to run many times. Cheap to share (`Arc`), immutable.
 pub struct CompiledBehavior {
+    /// The behavior's fields; its node tree is compiled into `nodes` and not kept here.
     pub def: BehaviorDef,
     pub bot: Arc<BotInfo>,
     pub(crate) env: minijinja::Environment<'static>,
@@ -201,16 +202,7 @@ impl CompiledBehavior {
         bot: Arc<BotInfo>,
         limits: Limits,
     ) -> Result<CompiledBehavior, Vec<ImportIssue>> {
-        let mut c = Compiler {
-            env: switchboard_twig::environment(Dialect::Runtime, &limits),
-            nodes: Vec::new(),
-            subroutines: HashMap::new(),
-            issues: Vec::new(),
-            behavior_uid: def.uid.clone(),
-            section: def.section.as_str(),
-            templates: 0,
-            max_output: limits.max_output_bytes,
-        };
+        let mut c = Compiler::new(def, &limits, true);
         let roots = def
             .nodes
             .iter()
@@ -229,7 +221,7 @@ impl CompiledBehavior {
         });
         Ok(CompiledBehavior {
             uses_host,
-            def: def.clone(),
+            def: without_nodes(def),
             bot,
             env: c.env,
             limits,
@@ -238,6 +230,21 @@ impl CompiledBehavior {
             subroutines: c.subroutines,
             base,
         })
+    }
+
+    /// What [`CompiledBehavior::compile`] would refuse (docs/semantics.md, Decision 8), found
+    /// without compiling any template: an import checks every behavior this way, and a caller
+    /// compiles only the behaviors it runs.
+    pub fn check(def: &BehaviorDef) -> Result<(), Vec<ImportIssue>> {
+        let mut c = Compiler::new(def, &Limits::default(), false);
+        for (i, n) in def.nodes.iter().enumerate() {
+            c.node(n, &format!("nodes[{i}]"));
+        }
+        if c.issues.is_empty() {
+            Ok(())
+        } else {
+            Err(c.issues)
+        }
     }
 
     /// Whether running this behavior may call the [`crate::Host`] (HTTP requests, other
@@ -273,6 +280,47 @@ struct Compiler {
     /// The output limit of a render (docs/semantics.md, Decision 10), which literal text obeys
     /// too.
     max_output: usize,
+    /// `false` when only checking: templates are not compiled.
+    templates_on: bool,
+}
+
+/// The behavior's fields without its node tree (compiled into [`CompiledBehavior::nodes`]), so a
+/// compiled behavior does not keep a second copy of the tree.
+fn without_nodes(def: &BehaviorDef) -> BehaviorDef {
+    BehaviorDef {
+        uid: def.uid.clone(),
+        id: def.id,
+        bot_id: def.bot_id,
+        title: def.title.clone(),
+        event: def.event.clone(),
+        is_disabled: def.is_disabled,
+        is_private: def.is_private,
+        priority: def.priority,
+        variables: def.variables.clone(),
+        nodes: Vec::new(),
+        uri: def.uri.clone(),
+        section: def.section,
+    }
+}
+
+impl Compiler {
+    fn new(def: &BehaviorDef, limits: &Limits, templates_on: bool) -> Compiler {
+        Compiler {
+            env: if templates_on {
+                switchboard_twig::environment(Dialect::Runtime, limits)
+            } else {
+                minijinja::Environment::empty()
+            },
+            nodes: Vec::new(),
+            subroutines: HashMap::new(),
+            issues: Vec::new(),
+            behavior_uid: def.uid.clone(),
+            section: def.section.as_str(),
+            templates: 0,
+            max_output: limits.max_output_bytes,
+            templates_on,
+        }
+    }
 }
 
 fn str_param<'a>(params: &'a Json, key: &str) -> &'a str {
@@ -318,7 +366,7 @@ impl Compiler {
     }
 
     fn tpl(&mut self, node_id: RecordId, field: &str, source: &str) -> Tpl {
-        if source.is_empty() {
+        if source.is_empty() || !self.templates_on {
             return Tpl::Empty;
         }
         if !(source.contains("{{") || source.contains("{%") || source.contains("{#")) {

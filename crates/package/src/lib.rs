@@ -320,7 +320,15 @@ impl Package {
     /// `{{{ }}}` templates strictly and builds the typed plan. Each call yields new ids and new
     /// random values, like a second import in Cerb.
     pub fn plan(&self, opts: PlanOptions<'_>) -> Result<ImportPlan, ImportError> {
-        plan::plan(self, opts)
+        plan::plan(self, None, opts)
+    }
+
+    /// [`Package::plan`] for a package that is not needed afterwards: its document becomes the
+    /// plan's working copy instead of being copied (a large package then needs about half the
+    /// memory).
+    pub fn into_plan(mut self, opts: PlanOptions<'_>) -> Result<ImportPlan, ImportError> {
+        let raw = std::mem::take(&mut self.raw);
+        plan::plan(&self, Some(raw), opts)
     }
 }
 
@@ -418,7 +426,10 @@ fn requirements(package: &Json, issues: &mut Vec<ImportIssue>) {
 
 fn summaries(raw: &Json) -> (Vec<BotSummary>, Vec<BehaviorSummary>) {
     let text = |v: Option<&Json>| v.and_then(prompts::php_string).unwrap_or_default();
-    let list = |v: Option<&Json>| v.and_then(Json::as_array).cloned().unwrap_or_default();
+    // Borrowed: the sections are not copied.
+    fn list(v: Option<&Json>) -> &[Json] {
+        v.and_then(Json::as_array).map_or(&[], Vec::as_slice)
+    }
     let mut bots = Vec::new();
     let mut behaviors = Vec::new();
     for bot in list(raw.get("bots")) {

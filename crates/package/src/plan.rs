@@ -77,7 +77,11 @@ fn object_or_empty(v: Option<&Json>) -> Json {
     }
 }
 
-pub(crate) fn plan(package: &Package, opts: PlanOptions<'_>) -> Result<ImportPlan, ImportError> {
+pub(crate) fn plan(
+    package: &Package,
+    raw: Option<Json>,
+    opts: PlanOptions<'_>,
+) -> Result<ImportPlan, ImportError> {
     // 1. Prompts, then placeholders (docs/semantics.md §1.2, §1.3).
     let mut issues: Vec<ImportIssue> = Vec::new();
     let mut names = crate::prompts::answer(&package.prompts, opts.answers, &mut issues);
@@ -93,7 +97,9 @@ pub(crate) fn plan(package: &Package, opts: PlanOptions<'_>) -> Result<ImportPla
 
     // 2. `_exclude` (§1.5 step 2): rendered with prompts and placeholders only (no `uid.*` or
     // `default.*` yet, as in Cerb); a truthy result drops the item.
-    let mut filtered = package.raw.clone();
+    // One working copy of the document: `_exclude` filters it and the renderer renders it in
+    // place (issues are located in the raw document, which it started as).
+    let mut filtered = raw.unwrap_or_else(|| package.raw.clone());
     let issues = apply_excludes(
         &mut filtered,
         &Renderer::new(&names, &IndexMap::new(), &Json::Null),
@@ -101,10 +107,10 @@ pub(crate) fn plan(package: &Package, opts: PlanOptions<'_>) -> Result<ImportPla
     if !issues.is_empty() {
         return Err(ImportError { issues });
     }
-    let doc = &filtered;
 
     // 3. Reserve ids (§1.5 step 4): records, then each bot followed by its behaviors, then
     // top-level behaviors. Node ids follow when the trees are built, like Cerb's import step.
+    let doc = &filtered;
     let mut uids: IndexMap<String, RecordId> = IndexMap::new();
     for record in items(doc.get("records")) {
         uids.insert(uid_field(record), (opts.next_id)());
@@ -121,7 +127,7 @@ pub(crate) fn plan(package: &Package, opts: PlanOptions<'_>) -> Result<ImportPla
 
     // 4. Render (§1.4) and validate what the templates produced.
     let renderer = Renderer::new(&names, &uids, &opts.defaults);
-    let mut rendered = doc.clone();
+    let mut rendered = filtered;
     let mut issues = renderer.render_document(&mut rendered);
     if !issues.is_empty() {
         return Err(ImportError { issues });
@@ -131,12 +137,14 @@ pub(crate) fn plan(package: &Package, opts: PlanOptions<'_>) -> Result<ImportPla
         return Err(ImportError { issues });
     }
 
-    // 5. Build.
+    // 5. Build. The nodes' params move into the plan rather than being copied.
+    let params = take_node_params(&mut rendered);
     let mut builder = Builder {
         doc: &rendered,
         uids: &uids,
         next_id: opts.next_id,
         issues: Vec::new(),
+        params,
     };
     let plan = builder.build(package.name.clone());
     if builder.issues.is_empty() {
@@ -150,7 +158,6 @@ pub(crate) fn plan(package: &Package, opts: PlanOptions<'_>) -> Result<ImportPla
 
 /// Removes every item of every section but `package` whose `_exclude` renders truthy.
 fn apply_excludes(doc: &mut Json, renderer: &Renderer) -> Vec<ImportIssue> {
-    let original = doc.clone();
     let mut issues = Vec::new();
     let Json::Object(top) = doc else {
         return issues;
@@ -170,11 +177,17 @@ fn apply_excludes(doc: &mut Json, renderer: &Renderer) -> Vec<ImportIssue> {
                 Some(Json::String(template)) => match renderer.render(&template) {
                     Ok(out) => php_truthy(&Json::String(out)),
                     Err(errors) => {
-                        let path = JsonPath::root().key(section).idx(i).key("_exclude");
+                        // Located here: earlier items of the list may be gone already.
                         let uid = uid_field(&item);
-                        issues.push(issue(
-                            &original,
-                            &path,
+                        let (at, field) = match &uid {
+                            u if u.is_empty() => (None, format!("[{i}]._exclude")),
+                            u => (Some(u.clone()), "_exclude".to_owned()),
+                        };
+                        issues.push(ImportIssue::new(
+                            section.as_str(),
+                            at,
+                            Some(field),
+                            None,
                             format!(
                                 "Invalid _exclude template: record ({uid}) {}",
                                 errors.join(",")
@@ -194,11 +207,55 @@ fn apply_excludes(doc: &mut Json, renderer: &Renderer) -> Vec<ImportIssue> {
     issues
 }
 
+/// Takes every behavior node's `params` out of the document, by the node's JSON path
+/// (`bots[0].behaviors[1].nodes[0].nodes[2]`), leaving `null`.
+fn take_node_params(doc: &mut Json) -> std::collections::HashMap<String, Json> {
+    fn walk(
+        nodes: Option<&mut Json>,
+        path: &str,
+        out: &mut std::collections::HashMap<String, Json>,
+    ) {
+        let Some(Json::Array(nodes)) = nodes else {
+            return;
+        };
+        for (i, node) in nodes.iter_mut().enumerate() {
+            let npath = format!("{path}[{i}]");
+            if let Some(params) = node.get_mut("params") {
+                out.insert(npath.clone(), std::mem::take(params));
+            }
+            walk(node.get_mut("nodes"), &format!("{npath}.nodes"), out);
+        }
+    }
+    let mut out = std::collections::HashMap::new();
+    if let Some(Json::Array(bots)) = doc.get_mut("bots") {
+        for (i, bot) in bots.iter_mut().enumerate() {
+            if let Some(Json::Array(behaviors)) = bot.get_mut("behaviors") {
+                for (j, behavior) in behaviors.iter_mut().enumerate() {
+                    let path = format!("bots[{i}].behaviors[{j}].nodes");
+                    walk(behavior.get_mut("nodes"), &path, &mut out);
+                }
+            }
+        }
+    }
+    if let Some(Json::Array(behaviors)) = doc.get_mut("behaviors") {
+        for (i, behavior) in behaviors.iter_mut().enumerate() {
+            walk(
+                behavior.get_mut("nodes"),
+                &format!("behaviors[{i}].nodes"),
+                &mut out,
+            );
+        }
+    }
+    out
+}
+
 struct Builder<'a, 'b> {
     doc: &'a Json,
     uids: &'a IndexMap<String, RecordId>,
     next_id: &'b mut dyn FnMut() -> RecordId,
     issues: Vec<ImportIssue>,
+    /// Node params taken out of `doc` by [`take_node_params`].
+    params: std::collections::HashMap<String, Json>,
 }
 
 impl Builder<'_, '_> {
@@ -392,8 +449,8 @@ impl Builder<'_, '_> {
                 continue;
             };
             let id = (self.next_id)();
-            let params = match node.get("params") {
-                Some(p) if !p.is_null() => p.clone(),
+            let params = match self.params.remove(&crate::locate::render_path(&npath)) {
+                Some(p) if !p.is_null() => p,
                 _ => Json::Object(Map::new()),
             };
             let children = self.nodes(node.get("nodes"), &npath.key("nodes"));

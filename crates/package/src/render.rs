@@ -13,7 +13,7 @@ use serde_json::{Map, Value as Json};
 use switchboard_twig::{Dialect, Limits};
 
 use crate::ImportIssue;
-use crate::locate::{JsonPath, issue};
+use crate::locate::{JsonPath, Seg, issue};
 use crate::validate::has_template;
 
 /// Work limit of one import-time template (they are short substitutions; Cerb's own packages
@@ -165,29 +165,37 @@ impl Renderer {
 
     /// Renders every templated key and string value in every section but `package`, in place.
     pub fn render_document(&self, doc: &mut Json) -> Vec<ImportIssue> {
-        let original = doc.clone();
-        let mut issues = Vec::new();
+        // Errors are located once the walk is done (uids are never templates), so the document
+        // is not copied.
+        let mut errors: Vec<(JsonPath, String)> = Vec::new();
         if let Json::Object(top) = doc {
             for (section, value) in top.iter_mut() {
                 if section == "package" {
                     continue;
                 }
-                let path = JsonPath::root().key(section);
-                self.walk(value, &path, &original, &mut issues);
+                let mut path = JsonPath::root().key(section);
+                self.walk(value, &mut path, &mut errors);
             }
         }
-        issues
+        errors
+            .into_iter()
+            .map(|(path, message)| issue(doc, &path, message))
+            .collect()
     }
 
-    fn walk(&self, value: &mut Json, path: &JsonPath, doc: &Json, issues: &mut Vec<ImportIssue>) {
+    /// `path` is where `value` is; it is extended and restored on the way down, and copied only
+    /// for an error.
+    fn walk(&self, value: &mut Json, path: &mut JsonPath, issues: &mut Vec<(JsonPath, String)>) {
         match value {
             Json::String(s) if has_template(s) => match self.render(s) {
                 Ok(out) => *s = out,
-                Err(errors) => issues.extend(errors.into_iter().map(|m| issue(doc, path, m))),
+                Err(errors) => issues.extend(errors.into_iter().map(|m| (path.clone(), m))),
             },
             Json::Array(items) => {
                 for (i, item) in items.iter_mut().enumerate() {
-                    self.walk(item, &path.idx(i), doc, issues);
+                    path.0.push(Seg::Idx(i));
+                    self.walk(item, path, issues);
+                    path.0.pop();
                 }
             }
             Json::Object(map) => {
@@ -199,22 +207,26 @@ impl Renderer {
                             match self.render(&key) {
                                 Ok(out) => out,
                                 Err(errors) => {
-                                    issues.extend(
-                                        errors.into_iter().map(|m| issue(doc, &path.key(&key), m)),
-                                    );
+                                    issues.extend(errors.into_iter().map(|m| (path.key(&key), m)));
                                     key
                                 }
                             }
                         } else {
                             key
                         };
-                        self.walk(&mut val, &path.key(&key), doc, issues);
+                        path.0.push(Seg::Key(key.clone()));
+                        self.walk(&mut val, path, issues);
+                        path.0.pop();
                         new.insert(key, val);
                     }
                     *map = new;
                 } else {
                     for (key, val) in map.iter_mut() {
-                        self.walk(val, &path.key(key), doc, issues);
+                        if !matches!(val, Json::String(s) if !has_template(s)) {
+                            path.0.push(Seg::Key(key.clone()));
+                            self.walk(val, path, issues);
+                            path.0.pop();
+                        }
                     }
                 }
             }

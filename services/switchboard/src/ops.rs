@@ -139,7 +139,7 @@ impl Env {
         };
         let mut rng = rand::rng();
         let plan: ImportPlan = package
-            .plan(PlanOptions {
+            .into_plan(PlanOptions {
                 answers: &answers,
                 next_id: &mut next_id,
                 rng: &mut rng,
@@ -149,7 +149,7 @@ impl Env {
         if exhausted {
             bail!("internal error: the import needed more record ids than reserved");
         }
-        crate::simulate::compile_plan(&plan)?;
+        crate::simulate::check_plan(&plan)?;
         self.store
             .write_plan(&plan)
             .await

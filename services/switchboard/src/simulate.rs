@@ -131,14 +131,14 @@ pub fn simulate(req: &SimulateRequest) -> anyhow::Result<Simulation> {
     };
     let mut rng = rand::rng();
     let plan = package
-        .plan(switchboard_package::PlanOptions {
+        .into_plan(switchboard_package::PlanOptions {
             answers: &answers,
             next_id: &mut next_id,
             rng: &mut rng,
             defaults: serde_json::json!({ "base_url": "http://localhost:8080/" }),
         })
         .map_err(crate::refusal::invalid_package)?;
-    let behaviors = compile_plan(&plan)?;
+    check_plan(&plan)?;
     let Some((_, def)) = plan.behavior_by_uid(&req.behavior_uid) else {
         let known: Vec<String> = plan
             .bots
@@ -155,11 +155,10 @@ pub fn simulate(req: &SimulateRequest) -> anyhow::Result<Simulation> {
             known.join(", ")
         );
     };
-    let behavior = behaviors
-        .get(&def.id)
-        .cloned()
-        .context("behavior was compiled")?;
-    let inputs = check_inputs(req, &def.uid, &def.event, &behavior)?;
+    let (event, uid, id) = (def.event.clone(), def.uid.clone(), def.id);
+    let behaviors = LazyBehaviors::new(plan);
+    let behavior = behaviors.get(id).context("behavior compiles")?;
+    let inputs = check_inputs(req, &uid, &event, &behavior)?;
     let host = SimulatorHost {
         behaviors,
         accounts: account_ids
@@ -180,18 +179,15 @@ pub fn simulate(req: &SimulateRequest) -> anyhow::Result<Simulation> {
         },
     };
     let opts = RunOptions::simulator(req.run_http);
-    let output = match def.event.as_str() {
+    let output = match event.as_str() {
         EVENT_WEBHOOK => run_webhook(&behavior, &webhook_request(req), &host, &opts),
         EVENT_MACRO => run_macro(&behavior, &inputs, &host, &opts),
-        other => bail!(
-            "behavior '{}' answers event '{other}', which cannot be simulated",
-            def.uid
-        ),
+        other => bail!("behavior '{uid}' answers event '{other}', which cannot be simulated"),
     };
     Ok(Simulation {
         output,
         notes,
-        event: def.event.clone(),
+        event,
     })
 }
 
@@ -241,18 +237,15 @@ fn check_inputs(
     Ok(inputs)
 }
 
-/// Compiles every behavior of a plan, keyed by id.
-pub fn compile_plan(plan: &ImportPlan) -> anyhow::Result<HashMap<RecordId, Arc<CompiledBehavior>>> {
-    let mut out = HashMap::new();
+/// Checks every behavior of a plan for what compiling would refuse (an invalid `regexp`,
+/// docs/semantics.md, Decision 8) without compiling their templates: an import and the simulator
+/// refuse the same packages, and only the behaviors that run are compiled.
+pub fn check_plan(plan: &ImportPlan) -> anyhow::Result<()> {
     let mut issues = Vec::new();
     for bot in &plan.bots {
-        let info = Arc::new(BotInfo::from_def(bot));
         for b in &bot.behaviors {
-            match CompiledBehavior::compile(b, info.clone()) {
-                Ok(c) => {
-                    out.insert(b.id, Arc::new(c));
-                }
-                Err(mut e) => issues.append(&mut e),
+            if let Err(mut e) = CompiledBehavior::check(b) {
+                issues.append(&mut e);
             }
         }
     }
@@ -261,7 +254,51 @@ pub fn compile_plan(plan: &ImportPlan) -> anyhow::Result<HashMap<RecordId, Arc<C
             switchboard_package::ImportError { issues },
         ));
     }
-    Ok(out)
+    Ok(())
+}
+
+/// The planned behaviors, each compiled the first time it runs (the simulated one, and those it
+/// calls with `_run_behavior`), so a large package costs what its running behaviors need.
+struct LazyBehaviors {
+    /// By id: (bot index, behavior index) in `plan.bots`.
+    index: HashMap<RecordId, (usize, usize)>,
+    bots: Vec<Arc<BotInfo>>,
+    plan: ImportPlan,
+    compiled: std::sync::Mutex<HashMap<RecordId, Arc<CompiledBehavior>>>,
+}
+
+impl LazyBehaviors {
+    fn new(plan: ImportPlan) -> LazyBehaviors {
+        let mut index = HashMap::new();
+        for (i, bot) in plan.bots.iter().enumerate() {
+            for (j, b) in bot.behaviors.iter().enumerate() {
+                index.insert(b.id, (i, j));
+            }
+        }
+        LazyBehaviors {
+            index,
+            bots: plan
+                .bots
+                .iter()
+                .map(|b| Arc::new(BotInfo::from_def(b)))
+                .collect(),
+            plan,
+            compiled: Default::default(),
+        }
+    }
+
+    fn get(&self, id: RecordId) -> Option<Arc<CompiledBehavior>> {
+        let mut compiled = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = compiled.get(&id) {
+            return Some(b.clone());
+        }
+        let &(i, j) = self.index.get(&id)?;
+        let def = &self.plan.bots[i].behaviors[j];
+        // Checked by `check_plan`: compiling cannot fail.
+        let b = Arc::new(CompiledBehavior::compile(def, self.bots[i].clone()).ok()?);
+        compiled.insert(id, b.clone());
+        Some(b)
+    }
 }
 
 /// The webhook request the simulator sends: `--param`s as a form body (or as the query string
@@ -338,7 +375,7 @@ fn encode_form_component(out: &mut String, s: &str) {
 }
 
 struct SimulatorHost {
-    behaviors: HashMap<RecordId, Arc<CompiledBehavior>>,
+    behaviors: LazyBehaviors,
     accounts: HashMap<RecordId, ConnectedAccount>,
     client: Option<reqwest::blocking::Client>,
 }
@@ -403,7 +440,7 @@ impl Host for SimulatorHost {
     }
 
     fn behavior(&self, id: RecordId) -> Option<Arc<CompiledBehavior>> {
-        self.behaviors.get(&id).cloned()
+        self.behaviors.get(id)
     }
 }
 
