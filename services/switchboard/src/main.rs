@@ -74,7 +74,7 @@ enum Command {
     ///
     /// Prompts not given with --prompt get harmless sample values (listed in the output).
     /// Webhook behaviors get --param as a form body (or as the query string when --body is
-    /// given); macro behaviors get --var inputs.
+    /// given or --method is GET or HEAD); macro behaviors get --var inputs.
     Simulate {
         /// The Cerb package JSON file.
         package: PathBuf,

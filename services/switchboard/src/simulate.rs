@@ -301,9 +301,9 @@ impl LazyBehaviors {
     }
 }
 
-/// The webhook request the simulator sends: `--param`s as a form body (or as the query string
-/// when `--body` gives the body), `--header`s as given.
-fn webhook_request(req: &SimulateRequest) -> WebhookRequest {
+/// The webhook request the simulator sends: `--param`s as a form body, or as the query string
+/// when `--body` gives the body or the method is GET or HEAD; `--header`s as given.
+pub fn webhook_request(req: &SimulateRequest) -> WebhookRequest {
     let encode = |kvs: &[KeyValue]| {
         let mut ser = form_urlencoded_serializer();
         for kv in kvs {
@@ -316,8 +316,12 @@ fn webhook_request(req: &SimulateRequest) -> WebhookRequest {
         .iter()
         .map(|kv| (kv.key.clone(), kv.value.clone()))
         .collect();
+    let method = req.method.clone().unwrap_or_else(|| "POST".into());
+    // A GET or HEAD request has no form body: its params are in the query string.
+    let bodiless = ["GET", "HEAD"].contains(&method.to_ascii_uppercase().as_str());
     let (query, body) = match &req.body {
         Some(body) => (encode(&req.params), body.clone().into_bytes()),
+        None if bodiless => (encode(&req.params), Vec::new()),
         None => {
             if !headers
                 .iter()
@@ -332,7 +336,7 @@ fn webhook_request(req: &SimulateRequest) -> WebhookRequest {
         }
     };
     WebhookRequest {
-        method: req.method.clone().unwrap_or_else(|| "POST".into()),
+        method,
         path: String::new(),
         query,
         headers,

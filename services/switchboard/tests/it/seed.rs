@@ -202,3 +202,42 @@ fn invalid_regexps_are_located_in_their_section() {
         );
     }
 }
+
+/// `--method GET` (or HEAD) sends `--param`s in the query string, where a webhook sees them
+/// (a GET has no form body; docs/semantics.md §7).
+#[test]
+fn get_and_head_put_params_in_the_query_string() {
+    for method in ["GET", "get", "HEAD"] {
+        let sim = simulate(&SimulateRequest {
+            package_json: seed_package(),
+            behavior_uid: "behavior_43".into(),
+            params: vec![kv("Body=help"), kv("From=+15551234567")],
+            method: Some(method.into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(sim.output.body, golden("help.xml"), "{method}");
+        let req = switchboard::simulate::webhook_request(&SimulateRequest {
+            params: vec![kv("Body=help me"), kv("From=+15551234567")],
+            method: Some(method.into()),
+            ..Default::default()
+        });
+        assert_eq!(req.query, "Body=help+me&From=%2B15551234567", "{method}");
+        assert!(req.body.is_empty(), "{method}");
+        assert!(
+            !req.headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type")),
+            "{method}"
+        );
+    }
+    // POST (the default) keeps the form body.
+    let req = switchboard::simulate::webhook_request(&SimulateRequest {
+        params: vec![kv("Body=help")],
+        ..Default::default()
+    });
+    assert_eq!(
+        (req.query.as_str(), req.body.as_slice()),
+        ("", &b"Body=help"[..])
+    );
+}
