@@ -267,7 +267,9 @@ async fn process(ctx: &Ctx, message: &jetstream::Message) -> anyhow::Result<Disp
         .await?;
     if let limits::Turn::Later(delay) = turn {
         // Its wait goes on in JetStream, until the redelivery.
-        ctx.config.metrics.rate_limit_wait(waiting.elapsed() + delay);
+        ctx.config
+            .metrics
+            .rate_limit_wait(waiting.elapsed() + delay);
         return Ok(Disposition::Retry(delay));
     }
     ctx.config.metrics.rate_limit_wait(waiting.elapsed());
