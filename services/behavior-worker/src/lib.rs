@@ -1134,7 +1134,10 @@ mod tests {
     #[test]
     fn the_host_of_a_url_names_the_server_of_a_client_span() {
         for (url, host) in [
-            ("https://api.twilio.com/2010-04-01/Accounts", "api.twilio.com"),
+            (
+                "https://api.twilio.com/2010-04-01/Accounts",
+                "api.twilio.com",
+            ),
             ("http://user:pw@example.com:8080/x?y#z", "example.com"),
             ("https://[::1]:443/", "::1"),
             ("https://example.com?q=1", "example.com"),

@@ -264,8 +264,8 @@ async fn main() -> anyhow::Result<()> {
         } else {
             "switchboard"
         };
-        let rss = run_switchboard(&cli, &stack, &nats_url, per_level, metrics, name, &mut rows)
-            .await?;
+        let rss =
+            run_switchboard(&cli, &stack, &nats_url, per_level, metrics, name, &mut rows).await?;
         if !metrics {
             sb_rss = rss;
         }
