@@ -409,37 +409,54 @@ async fn two_workers_share_the_load_and_a_restart_loses_no_answered_request() {
 async fn one_trace_spans_ingress_and_worker() {
     let stack = Stack::new().await.unwrap();
     let worker = stack.worker().await.unwrap();
-    let ingress = stack.ingress().await.unwrap();
     let http = http();
     let path = format!("/webhooks/{}", stack.guid);
-    let form = inbound_sms(&message_sid(), "+15551234567", "hi");
-    let signed = switchboard_twilio::signature::sign_form(
-        AUTH_TOKEN,
-        &format!("{PUBLIC_BASE_URL}{path}"),
-        &form,
-    );
-    let resp = http
-        .post(ingress.url(&path))
-        .header("content-type", signed.content_type)
-        .header("x-twilio-signature", signed.signature)
-        .header(
-            "traceparent",
-            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-        )
-        .body(signed.body)
-        .send()
-        .await
-        .unwrap();
+    let theirs = "0af7651916cd43dd8448eb211c80319c";
+    let post = |ingress_url: String| {
+        let form = inbound_sms(&message_sid(), "+15551234567", "hi");
+        let signed = switchboard_twilio::signature::sign_form(
+            AUTH_TOKEN,
+            &format!("{PUBLIC_BASE_URL}{path}"),
+            &form,
+        );
+        http.post(ingress_url)
+            .header("content-type", signed.content_type)
+            .header("x-twilio-signature", signed.signature)
+            .header("traceparent", format!("00-{theirs}-b7ad6b7169203331-01"))
+            .body(signed.body)
+            .send()
+    };
+    // An internet client's traceparent is not adopted: the run is in ingress's own trace.
+    let ingress = stack.ingress().await.unwrap();
+    let resp = post(ingress.url(&path)).await.unwrap();
     assert_eq!(resp.status(), 200);
     let ids = stack
         .store
         .run_trace_ids(stack.webhook_behavior_id)
         .await
         .unwrap();
-    assert_eq!(
-        ids,
-        vec!["0af7651916cd43dd8448eb211c80319c".to_string()],
-        "the worker's run is in the caller's trace"
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(ids[0].len(), 32, "the run has a trace id: {ids:?}");
+    assert_ne!(ids[0], theirs, "the caller's trace is only linked");
+    ingress.stop().await.unwrap();
+    // Behind a proxy that sets it (INGRESS_TRUST_TRACEPARENT), the caller's trace continues.
+    let trusted = ingress::IngressConfig {
+        trust_traceparent: true,
+        ..stack.ingress_config()
+    };
+    let ingress = switchboard_e2e::Ingress::start(&stack.nats.url(), trusted)
+        .await
+        .unwrap();
+    let resp = post(ingress.url(&path)).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let ids = stack
+        .store
+        .run_trace_ids(stack.webhook_behavior_id)
+        .await
+        .unwrap();
+    assert!(
+        ids.contains(&theirs.to_string()),
+        "the worker's run is in the caller's trace: {ids:?}"
     );
     ingress.stop().await.unwrap();
     worker.stop().await.unwrap();
