@@ -119,7 +119,7 @@ fn check_compiles(state: &BotState) -> anyhow::Result<()> {
 
 impl Env {
     /// Chooser prompts for connected accounts must name an existing account.
-    async fn check_account_prompts(
+    pub(crate) async fn check_account_prompts(
         &self,
         package: &Package,
         answers: &switchboard_package::PromptAnswers,

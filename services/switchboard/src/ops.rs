@@ -5,7 +5,7 @@
 use anyhow::{Context, bail};
 use secrecy::SecretString;
 use serde::Serialize;
-use switchboard_package::{ImportPlan, Package, PlanOptions, PromptKind};
+use switchboard_package::{ImportPlan, Package, PlanOptions};
 use switchboard_store::{Account, Store};
 use switchboard_wire::Subjects;
 
@@ -109,25 +109,7 @@ impl Env {
         let answers = crate::args::prompt_answers(&package, prompts)?;
         // Chooser prompts for connected accounts must name an existing account (Cerb's UI
         // guarantees it; on the command line we check).
-        for prompt in package.prompts() {
-            if let PromptKind::Chooser {
-                context: Some(ctx), ..
-            } = &prompt.kind
-                && ctx.contains("connected_account")
-                && let Some(answer) = answers.get(&prompt.key).and_then(|v| v.as_str())
-            {
-                let id: i64 = answer.trim().parse().map_err(|_| {
-                    anyhow::anyhow!("'{}' ({}) must be a connected account id (see `switchboard accounts list`), got '{answer}'", prompt.label, prompt.key)
-                })?;
-                if self.store.account(id).await?.is_none() {
-                    bail!(
-                        "'{}' ({}): no connected account has id {id} (see `switchboard accounts list`)",
-                        prompt.label,
-                        prompt.key
-                    );
-                }
-            }
-        }
+        self.check_account_prompts(&package, &answers).await?;
         let ids = self.store.reserve_ids(&package.raw).await?;
         let mut ids = ids.into_iter();
         let mut exhausted = false;
