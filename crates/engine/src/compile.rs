@@ -136,6 +136,19 @@ pub(crate) enum ActionKind {
         inputs: Vec<(String, Tpl)>,
         run_in_simulator: bool,
     },
+    /// `_get_key` (docs/semantics.md §4.5).
+    GetKey {
+        key: Tpl,
+        var: String,
+    },
+    /// `_set_key` (docs/semantics.md §4.5). `key_given`: the unrendered key is not empty in
+    /// PHP's sense (Cerb checks it before rendering).
+    SetKey {
+        key_given: bool,
+        key: Tpl,
+        value: Tpl,
+        expires_at: Tpl,
+    },
     Unsupported,
 }
 
@@ -171,7 +184,7 @@ pub struct CompiledBehavior {
     pub(crate) subroutines: HashMap<String, usize>,
     /// `behavior_*` and `va_*` placeholders, computed once.
     pub(crate) base: Arc<FastMap<String, Value>>,
-    /// Whether a run may call the host (HTTP requests, `_run_behavior`).
+    /// Whether a run may call the host (HTTP requests, `_run_behavior`, bot keys).
     uses_host: bool,
 }
 
@@ -214,9 +227,15 @@ impl CompiledBehavior {
         }
         let base = Arc::new(base_placeholders(def, &bot));
         let uses_host = c.nodes.iter().any(|n| match &n.body {
-            CBody::Actions(actions) => actions
-                .iter()
-                .any(|a| matches!(a.kind, ActionKind::Http(_) | ActionKind::RunBehavior { .. })),
+            CBody::Actions(actions) => actions.iter().any(|a| {
+                matches!(
+                    a.kind,
+                    ActionKind::Http(_)
+                        | ActionKind::RunBehavior { .. }
+                        | ActionKind::GetKey { .. }
+                        | ActionKind::SetKey { .. }
+                )
+            }),
             _ => false,
         });
         Ok(CompiledBehavior {
@@ -248,7 +267,7 @@ impl CompiledBehavior {
     }
 
     /// Whether running this behavior may call the [`crate::Host`] (HTTP requests, other
-    /// behaviors): callers on an async runtime run those on a blocking thread.
+    /// behaviors, bot keys): callers on an async runtime run those on a blocking thread.
     pub fn uses_host(&self) -> bool {
         self.uses_host
     }
@@ -549,6 +568,20 @@ impl Compiler {
                         var: str_param(a, "var").to_string(),
                         inputs,
                         run_in_simulator: a.get("run_in_simulator").is_some_and(truthy_json),
+                    }
+                }
+                // Cerb 9.6: `DevblocksEventHelper::runActionGetKey` / `runActionSetKey`.
+                "_get_key" => ActionKind::GetKey {
+                    key: self.tpl(id, "key", str_param(a, "key")),
+                    var: str_param(a, "var").to_string(),
+                },
+                "_set_key" => {
+                    let raw = str_param(a, "key");
+                    ActionKind::SetKey {
+                        key_given: !(raw.is_empty() || raw == "0"),
+                        key: self.tpl(id, "key", raw),
+                        value: self.tpl(id, "value", str_param(a, "value")),
+                        expires_at: self.tpl(id, "expires_at", str_param(a, "expires_at")),
                     }
                 }
                 n if n.starts_with("var_") => ActionKind::SetVar {

@@ -13,6 +13,7 @@ use switchboard_package::{NodeKind, NodeStatus, RecordId, VariableDef};
 use crate::compile::{
     ActionKind, AuthSpec, CBody, CCondition, CompiledBehavior, HttpAction, Subject, Tpl,
 };
+use crate::keys::{BotKeyWrite, MAX_KEY_CHARS, php_empty};
 use crate::request::{FastMap, NormalizedRequest, WebhookRequest};
 use crate::stack::{LoopStack, PhpKey};
 use crate::trace::TraceEvent;
@@ -113,9 +114,40 @@ pub trait Host {
     fn http_request(&self, request: &HttpRequest) -> HttpOutcome;
     /// Another behavior, for `_run_behavior`.
     fn behavior(&self, id: RecordId) -> Option<Arc<CompiledBehavior>>;
+    /// The value of bot `bot`'s key `key` (`_get_key`, docs/semantics.md §4.5): `None` when it
+    /// is missing or expired. An error (the store is unreachable) is recorded in the run log.
+    /// By default there is no store.
+    fn bot_key_get(&self, bot: RecordId, key: &str) -> Result<Option<String>, String> {
+        let _ = (bot, key);
+        Err(NO_BOT_KEYS.into())
+    }
+    /// Stores `value` under bot `bot`'s key `key` until `expires_at` (Unix seconds; 0: never),
+    /// or deletes the key when `value` is empty (`_set_key`, docs/semantics.md §4.5).
+    fn bot_key_set(
+        &self,
+        bot: RecordId,
+        key: &str,
+        value: &str,
+        expires_at: i64,
+    ) -> Result<(), String> {
+        let _ = (bot, key, value, expires_at);
+        Err(NO_BOT_KEYS.into())
+    }
+    /// The current time in Unix seconds: `_set_key`'s relative expiry dates (`+1 day`) count
+    /// from it.
+    fn now(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }
 }
 
-/// A host with no accounts, no behaviors, and no network: requests fail.
+/// The error of a host without a bot key store.
+const NO_BOT_KEYS: &str = "bot keys are not available here";
+
+/// A host with no accounts, no behaviors, no network and no bot keys: requests, `_get_key` and
+/// `_set_key` fail (recorded in the run log).
 pub struct OfflineHost;
 
 impl Host for OfflineHost {
@@ -173,6 +205,9 @@ pub struct RunOutput {
     /// Final values of behavior variables and placeholders the run set.
     pub vars: IndexMap<String, serde_json::Value>,
     pub http_requests: Vec<HttpRequestRecord>,
+    /// The `_set_key`s the run made, in order (docs/semantics.md §4.5).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bot_keys: Vec<BotKeyWrite>,
     pub trace: Vec<TraceEvent>,
     pub errors: Vec<RunError>,
     /// Ids of the nodes that passed, in order.
@@ -298,6 +333,7 @@ impl Finished {
             body,
             vars,
             http_requests: run.http_requests,
+            bot_keys: run.bot_keys,
             trace: run.trace,
             errors: run.errors,
             path: run.path,
@@ -346,6 +382,7 @@ struct Runner<'h> {
     trace: Vec<TraceEvent>,
     errors: Vec<RunError>,
     http_requests: Vec<HttpRequestRecord>,
+    bot_keys: Vec<BotKeyWrite>,
     path: Vec<RecordId>,
     set_keys: indexmap::IndexSet<String, foldhash::fast::RandomState>,
     visited: usize,
@@ -371,6 +408,7 @@ impl<'h> Runner<'h> {
             trace: Vec::new(),
             errors: Vec::new(),
             http_requests: Vec::new(),
+            bot_keys: Vec::new(),
             path: Vec::new(),
             set_keys: Default::default(),
             visited: 0,
@@ -948,6 +986,24 @@ impl<'h> Runner<'h> {
                         *run_in_simulator,
                     );
                 }
+                ActionKind::GetKey { key, var } => {
+                    self.get_key(b, dict, id, title, &action.name, depth, key, var)
+                }
+                ActionKind::SetKey {
+                    key_given,
+                    key,
+                    value,
+                    expires_at,
+                } => self.set_key(
+                    b,
+                    dict,
+                    id,
+                    title,
+                    &action.name,
+                    depth,
+                    *key_given,
+                    [key, value, expires_at],
+                ),
                 ActionKind::Unsupported => {
                     self.error(
                         depth,
@@ -956,6 +1012,143 @@ impl<'h> Runner<'h> {
                     );
                 }
             }
+        }
+    }
+
+    /// `_get_key` (docs/semantics.md §4.5): Cerb 9.6 `DevblocksEventHelper::runActionGetKey`
+    /// and `simulateActionGetKey` (`libs/devblocks/api/services/event/event_helper.php`), which
+    /// run in the simulator too. A missing or expired key sets the placeholder to `false`
+    /// (`DAO_BotDatastore::get` returns the empty result set's `false`).
+    #[allow(clippy::too_many_arguments)]
+    fn get_key(
+        &mut self,
+        b: &CompiledBehavior,
+        dict: &mut Dict,
+        id: RecordId,
+        title: &str,
+        action: &str,
+        depth: usize,
+        key: &Tpl,
+        var: &str,
+    ) {
+        let Some(key) = self.render(b, key, dict, id, depth) else {
+            return;
+        };
+        let value = if php_empty(&key) {
+            None
+        } else if key.chars().count() > MAX_KEY_CHARS {
+            self.error(
+                depth,
+                Some(id),
+                format!("_get_key: the key is longer than {MAX_KEY_CHARS} characters"),
+            );
+            return;
+        } else {
+            match self.host.bot_key_get(b.bot.id, &key) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.error(depth, Some(id), format!("_get_key: {e}"));
+                    return;
+                }
+            }
+        };
+        self.action_output(
+            depth,
+            id,
+            title,
+            action,
+            format!(
+                ">> Getting value for persistent key: {key}\n\n{}\n",
+                value.as_deref().unwrap_or("")
+            ),
+        );
+        if !var.is_empty() {
+            let v = value.map(Value::from).unwrap_or(Value::from(false));
+            self.set(dict, var, v);
+        }
+    }
+
+    /// `_set_key` (docs/semantics.md §4.5): Cerb 9.6 `DevblocksEventHelper::runActionSetKey`
+    /// and `simulateActionSetKey` (`libs/devblocks/api/services/event/event_helper.php`), which
+    /// run in the simulator too. `key`, `value` and `expires_at` are rendered; `expires_at`
+    /// goes through `strtotime` (empty or not understood: never expires).
+    #[allow(clippy::too_many_arguments)]
+    fn set_key(
+        &mut self,
+        b: &CompiledBehavior,
+        dict: &mut Dict,
+        id: RecordId,
+        title: &str,
+        action: &str,
+        depth: usize,
+        key_given: bool,
+        [key, value, expires_at]: [&Tpl; 3],
+    ) {
+        let (Some(key), Some(value), Some(expires_text)) = (
+            self.render(b, key, dict, id, depth),
+            self.render(b, value, dict, id, depth),
+            self.render(b, expires_at, dict, id, depth),
+        ) else {
+            return;
+        };
+        let now = self.host.now();
+        let expires_at = if expires_text.trim().is_empty() {
+            0
+        } else {
+            match crate::strtotime::strtotime(&expires_text, now) {
+                // Cerb's column is unsigned: a date before 1970 has expired too.
+                Some(t) => t.max(1),
+                None => {
+                    self.error(
+                        depth,
+                        Some(id),
+                        format!(
+                            "_set_key: expires_at `{expires_text}` is not a date Switchboard understands; the key never expires (docs/semantics.md §4.5)"
+                        ),
+                    );
+                    0
+                }
+            }
+        };
+        let expires_shown = if expires_at == 0 {
+            "Never".to_string()
+        } else {
+            time::OffsetDateTime::from_unix_timestamp(expires_at)
+                .ok()
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc2822)
+                        .ok()
+                })
+                .unwrap_or_else(|| expires_at.to_string())
+        };
+        self.action_output(
+            depth,
+            id,
+            title,
+            action,
+            format!(
+                ">> Setting value for persistent key: {key}\nExpires: {expires_shown}\n\n{value}\n"
+            ),
+        );
+        if !key_given || php_empty(&key) {
+            return;
+        }
+        if key.chars().count() > MAX_KEY_CHARS {
+            self.error(
+                depth,
+                Some(id),
+                format!("_set_key: the key is longer than {MAX_KEY_CHARS} characters"),
+            );
+            return;
+        }
+        match self.host.bot_key_set(b.bot.id, &key, &value, expires_at) {
+            Ok(()) => self.bot_keys.push(BotKeyWrite {
+                bot_id: b.bot.id,
+                key,
+                value,
+                expires_at: (expires_at != 0).then_some(expires_at),
+            }),
+            Err(e) => self.error(depth, Some(id), format!("_set_key: {e}")),
         }
     }
 

@@ -125,12 +125,14 @@ pub const CERB_CONTEXTS: [(&str, &str); 70] = [
 ];
 
 /// Actions every supported event offers.
-const COMMON_ACTIONS: [&str; 5] = [
+const COMMON_ACTIONS: [&str; 7] = [
     "core.va.action.http_request",
     "_set_custom_var",
     "_exit",
     "_run_subroutine",
     "_run_behavior",
+    "_get_key",
+    "_set_key",
 ];
 /// Actions only `event.webhook.received` offers.
 const WEBHOOK_ACTIONS: [&str; 3] = ["set_http_body", "set_http_header", "set_http_status"];

@@ -3,6 +3,7 @@
 
 mod actions;
 mod conditions;
+mod keys;
 mod loops;
 mod support;
 mod tree;

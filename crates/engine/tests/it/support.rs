@@ -1,12 +1,13 @@
 //! Builds behaviors from Cerb-shaped JSON and a host that records what the engine asked of it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value as Json, json};
 use switchboard_engine::{
-    BotInfo, CompiledBehavior, ConnectedAccount, Host, HttpOutcome, HttpRequest, RunOptions,
-    RunOutput, WebhookRequest, run_macro, run_webhook,
+    BotInfo, CompiledBehavior, ConnectedAccount, Host, HttpOutcome, HttpRequest, MemoryBotKeys,
+    OfflineHost, RunOptions, RunOutput, WebhookRequest, run_macro, run_webhook,
 };
 use switchboard_package::{BehaviorDef, NodeDef, Owner, RecordId};
 
@@ -113,6 +114,10 @@ pub struct TestHost {
     pub behaviors: HashMap<RecordId, Arc<CompiledBehavior>>,
     pub answer: Option<HttpOutcome>,
     pub sent: Mutex<Vec<HttpRequest>>,
+    /// Bot keys (`_get_key`, `_set_key`).
+    pub keys: MemoryBotKeys,
+    /// The host's clock (Unix seconds) for bot key expiry; 0: the system clock.
+    pub now: AtomicI64,
 }
 
 impl Host for TestHost {
@@ -127,6 +132,25 @@ impl Host for TestHost {
     }
     fn behavior(&self, id: RecordId) -> Option<Arc<CompiledBehavior>> {
         self.behaviors.get(&id).cloned()
+    }
+    fn bot_key_get(&self, bot: RecordId, key: &str) -> Result<Option<String>, String> {
+        Ok(self.keys.get(bot, key, self.now()))
+    }
+    fn bot_key_set(
+        &self,
+        bot: RecordId,
+        key: &str,
+        value: &str,
+        expires_at: i64,
+    ) -> Result<(), String> {
+        self.keys.set(bot, key, value, expires_at);
+        Ok(())
+    }
+    fn now(&self) -> i64 {
+        match self.now.load(Ordering::SeqCst) {
+            0 => OfflineHost.now(),
+            t => t,
+        }
     }
 }
 
