@@ -3,6 +3,7 @@
 //! message log (one row per `MessageSid`) and behavior runs. Migrations run only when asked.
 //! A bot's updates, revisions and deletion are in [`bots`].
 
+pub mod account_kinds;
 pub mod bots;
 pub mod jsonb;
 pub mod limits;
@@ -19,6 +20,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row, Transaction};
 use switchboard_package::{BehaviorDef, BotDef, ImportPlan, Owner, WebhookListenerDef};
 
+pub use account_kinds::{AccountKind, HttpAuth};
 pub use secrets::{KeyId, KeyUse, Keyring, MasterKey, SecretError};
 pub use sqlx;
 
@@ -173,17 +175,46 @@ pub struct RekeyReport {
 pub struct Account {
     pub id: i64,
     pub name: String,
+    /// The service the account is for: `twilio`, or what `accounts add --service` named
+    /// (`http` when it did not).
     pub provider: String,
-    pub account_sid: String,
+    /// How the secret is attached ([`AccountKind`]).
+    pub kind: AccountKind,
+    /// Twilio's Account SID; `None` for the other kinds.
+    pub account_sid: Option<String>,
+    /// Where a non-Twilio account's secret goes (never the secret itself); `None` for Twilio.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<HttpAuth>,
     pub allowed_hosts: Vec<String>,
 }
 
-/// A connected account with its decrypted auth token.
+impl Account {
+    /// Whether this is a Twilio account (the only kind SMS, lookups and webhook signatures use).
+    pub fn is_twilio(&self) -> bool {
+        self.kind == AccountKind::Twilio
+    }
+
+    /// The associated data its secret is encrypted with: the Account SID for Twilio accounts
+    /// (as always), the row id, kind and placement for the others.
+    fn secret_context(&self) -> String {
+        match (&self.auth, &self.account_sid) {
+            (Some(auth), _) => auth.context(self.id),
+            (None, Some(sid)) => sid.clone(),
+            (None, None) => format!("switchboard connected account {}", self.id),
+        }
+    }
+}
+
+/// A connected account with its decrypted secret (a Twilio auth token, or the token, password
+/// or key of another kind).
 #[derive(Debug)]
 pub struct AccountCredentials {
     pub account: Account,
     pub auth_token: SecretString,
 }
+
+/// The columns [`account_from_row`] reads.
+const ACCOUNT_COLUMNS: &str = "id, name, provider, kind, account_sid, allowed_hosts, auth_username, auth_header, auth_query_param";
 
 /// A webhook listener as listed for operators.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -378,23 +409,113 @@ impl Store {
             id: row.get("id"),
             name: name.into(),
             provider: "twilio".into(),
-            account_sid: account_sid.into(),
+            kind: AccountKind::Twilio,
+            account_sid: Some(account_sid.into()),
+            auth: None,
+            allowed_hosts: hosts,
+        })
+    }
+
+    /// Adds an account for another HTTP service (`auth` says how its secret is attached), for
+    /// `allowed_hosts` only (checked and lower-cased; at least one). `service` is the stored
+    /// `provider` (`http` when `None`). The secret is encrypted as Twilio tokens are, bound to
+    /// the new row's id, kind and placement.
+    pub async fn add_http_account(
+        &self,
+        name: &str,
+        service: Option<&str>,
+        auth: &HttpAuth,
+        allowed_hosts: &[String],
+        secret: &SecretString,
+    ) -> Result<Account> {
+        use secrecy::ExposeSecret;
+        if name.trim().is_empty() {
+            return Err(StoreError::Invalid("account name is empty".into()));
+        }
+        auth.validate().map_err(StoreError::Invalid)?;
+        let what = match auth {
+            HttpAuth::Basic { .. } => "the password",
+            _ => "the token",
+        };
+        account_kinds::check_secret(secret.expose_secret(), what).map_err(StoreError::Invalid)?;
+        let provider = match service {
+            Some(s) => account_kinds::service_name(s).map_err(StoreError::Invalid)?,
+            None => "http".to_owned(),
+        };
+        if allowed_hosts.is_empty() {
+            return Err(StoreError::Invalid(format!(
+                "--kind {} needs --allowed-host <host> (at least one): its credentials go only to those hosts",
+                auth.kind()
+            )));
+        }
+        let mut hosts: Vec<String> = Vec::new();
+        for h in allowed_hosts {
+            let h = account_kinds::allowed_host(h).map_err(StoreError::Invalid)?;
+            if !hosts.contains(&h) {
+                hosts.push(h);
+            }
+        }
+        let keys = self.key("encrypt the account's secret")?;
+        let id: i64 = sqlx::query_scalar(
+            "SELECT nextval(pg_get_serial_sequence('connected_accounts', 'id'))",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let blob = keys.encrypt(secret.expose_secret(), &auth.context(id));
+        let (username, header, param) = match auth {
+            HttpAuth::Bearer => (None, None, None),
+            HttpAuth::Basic { username } => (Some(username.as_str()), None, None),
+            HttpAuth::Header { header } => (None, Some(header.as_str()), None),
+            HttpAuth::Query { param } => (None, None, Some(param.as_str())),
+        };
+        sqlx::query(
+            "INSERT INTO connected_accounts (id, name, provider, kind, account_sid, auth_token_enc, allowed_hosts, auth_username, auth_header, auth_query_param) \
+             VALUES ($1, $2, $3, $4, NULL, $5, $6, $7, $8, $9)",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(&provider)
+        .bind(auth.kind().as_str())
+        .bind(&blob)
+        .bind(&hosts)
+        .bind(username)
+        .bind(header)
+        .bind(param)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => {
+                StoreError::Invalid(format!("an account named '{name}' already exists"))
+            }
+            _ => StoreError::Database(e),
+        })?;
+        Ok(Account {
+            id,
+            name: name.into(),
+            provider,
+            kind: auth.kind(),
+            account_sid: None,
+            auth: Some(auth.clone()),
             allowed_hosts: hosts,
         })
     }
 
     pub async fn list_accounts(&self) -> Result<Vec<Account>> {
-        let rows = sqlx::query("SELECT id, name, provider, account_sid, allowed_hosts FROM connected_accounts ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM connected_accounts ORDER BY id"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows.iter().map(account_from_row).collect())
     }
 
     pub async fn account(&self, id: i64) -> Result<Option<Account>> {
-        let row = sqlx::query("SELECT id, name, provider, account_sid, allowed_hosts FROM connected_accounts WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM connected_accounts WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.as_ref().map(account_from_row))
     }
 
@@ -413,9 +534,9 @@ impl Store {
     /// needed: [`StoreError::WrongMasterKey`] when no configured key decrypts the first
     /// account's (the others' failures are listed in [`KeyCheck::unreadable`]).
     pub async fn key_check(&self) -> Result<KeyCheck> {
-        let rows = sqlx::query(
-            "SELECT id, name, provider, account_sid, allowed_hosts, auth_token_enc FROM connected_accounts ORDER BY id",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ACCOUNT_COLUMNS}, auth_token_enc FROM connected_accounts ORDER BY id"
+        )))
         .fetch_all(&self.pool)
         .await?;
         let mut check = KeyCheck::default();
@@ -452,7 +573,7 @@ impl Store {
         let keys = self.key("re-encrypt auth tokens")?;
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(
-            "SELECT id, name, provider, account_sid, allowed_hosts, auth_token_enc FROM connected_accounts ORDER BY id FOR UPDATE",
+            sqlx::AssertSqlSafe(format!("SELECT {ACCOUNT_COLUMNS}, auth_token_enc FROM connected_accounts ORDER BY id FOR UPDATE")),
         )
         .fetch_all(&mut *tx)
         .await?;
@@ -468,7 +589,7 @@ impl Store {
             *report.found.entry(used.label()).or_default() += 1;
             if used.needs_rekey() {
                 use secrecy::ExposeSecret;
-                let fresh = keys.encrypt(token.expose_secret(), &account.account_sid);
+                let fresh = keys.encrypt(token.expose_secret(), &account.secret_context());
                 sqlx::query("UPDATE connected_accounts SET auth_token_enc = $2 WHERE id = $1")
                     .bind(account.id)
                     .bind(&fresh)
@@ -549,7 +670,7 @@ impl Store {
     /// [`Store::decrypt_token`], saying which key decrypted it.
     fn decrypt_token_with(&self, account: &Account, blob: &[u8]) -> Result<(SecretString, KeyUse)> {
         self.key("decrypt auth tokens")?
-            .decrypt(blob, &account.account_sid)
+            .decrypt(blob, &account.secret_context())
             .map_err(|e| match e {
                 SecretError::Decrypt => StoreError::WrongMasterKey {
                     account_id: account.id,
@@ -559,10 +680,11 @@ impl Store {
             })
     }
 
-    /// The accounts with this Account SID, with decrypted tokens (signature verification).
+    /// The Twilio accounts with this Account SID, with decrypted tokens (signature verification;
+    /// accounts of other kinds have no Account SID and are never considered).
     pub async fn credentials_by_sid(&self, account_sid: &str) -> Result<Vec<AccountCredentials>> {
         let rows = sqlx::query(
-            "SELECT id, name, provider, account_sid, allowed_hosts, auth_token_enc FROM connected_accounts WHERE account_sid = $1 ORDER BY id",
+            sqlx::AssertSqlSafe(format!("SELECT {ACCOUNT_COLUMNS}, auth_token_enc FROM connected_accounts WHERE account_sid = $1 AND kind = 'twilio' ORDER BY id")),
         )
         .bind(account_sid)
         .fetch_all(&self.pool)
@@ -581,9 +703,9 @@ impl Store {
 
     /// An account with its decrypted token, by id.
     pub async fn credentials(&self, id: i64) -> Result<Option<AccountCredentials>> {
-        let row = sqlx::query(
-            "SELECT id, name, provider, account_sid, allowed_hosts, auth_token_enc FROM connected_accounts WHERE id = $1",
-        )
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ACCOUNT_COLUMNS}, auth_token_enc FROM connected_accounts WHERE id = $1"
+        )))
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
@@ -982,11 +1104,30 @@ async fn insert_run<'e, E: sqlx::PgExecutor<'e>>(executor: E, run: &RunRecord) -
 }
 
 fn account_from_row(r: &sqlx::postgres::PgRow) -> Account {
+    let kind_text: String = r.get("kind");
+    // The table's CHECK constraint keeps the kind and its columns consistent.
+    let kind = kind_text.parse().unwrap_or(AccountKind::Twilio);
+    let text = |c: &str| r.get::<Option<String>, _>(c).unwrap_or_default();
+    let auth = match kind {
+        AccountKind::Twilio => None,
+        AccountKind::Bearer => Some(HttpAuth::Bearer),
+        AccountKind::Basic => Some(HttpAuth::Basic {
+            username: text("auth_username"),
+        }),
+        AccountKind::ApiKey => Some(match r.get::<Option<String>, _>("auth_header") {
+            Some(header) => HttpAuth::Header { header },
+            None => HttpAuth::Query {
+                param: text("auth_query_param"),
+            },
+        }),
+    };
     Account {
         id: r.get("id"),
         name: r.get("name"),
         provider: r.get("provider"),
+        kind,
         account_sid: r.get("account_sid"),
+        auth,
         allowed_hosts: r.get("allowed_hosts"),
     }
 }

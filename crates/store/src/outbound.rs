@@ -164,9 +164,10 @@ pub struct SentJob<'a> {
 impl Store {
     /// An account by its unique name, without its secret.
     pub async fn account_by_name(&self, name: &str) -> Result<Option<Account>> {
-        let row = sqlx::query(
-            "SELECT id, name, provider, account_sid, allowed_hosts FROM connected_accounts WHERE name = $1",
-        )
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM connected_accounts WHERE name = $1",
+            crate::ACCOUNT_COLUMNS
+        )))
         .bind(name)
         .fetch_optional(&self.pool)
         .await?;

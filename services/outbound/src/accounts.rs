@@ -25,7 +25,21 @@ pub(crate) async fn credentials(
     let Some(found) = found else {
         return Ok(None);
     };
-    let sid = AccountSid::parse(&found.account.account_sid).map_err(|e| {
+    // SMS and lookups are Twilio's: an account of another kind (issue 12) has no Account SID.
+    let Some(sid) = found
+        .account
+        .account_sid
+        .as_deref()
+        .filter(|_| found.account.is_twilio())
+    else {
+        return Err(NotTwilio {
+            account_id: found.account.id,
+            name: found.account.name.clone(),
+            kind: found.account.kind,
+        }
+        .into());
+    };
+    let sid = AccountSid::parse(sid).map_err(|e| {
         anyhow::anyhow!(
             "account {} has an invalid Account SID: {e}",
             found.account.id
@@ -63,6 +77,34 @@ impl WrongKeyAccounts {
         }
         message
     }
+}
+
+/// A job for Twilio (SMS, lookup) names an account of another kind: it fails at once
+/// ([`codes::UNKNOWN_ACCOUNT`]), retrying cannot help.
+#[derive(Debug)]
+pub(crate) struct NotTwilio {
+    pub account_id: i64,
+    pub name: String,
+    pub kind: switchboard_store::AccountKind,
+}
+
+impl std::fmt::Display for NotTwilio {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "connected account {} ('{}') is {}, not a Twilio account: SMS and lookups need a Twilio account (`switchboard accounts list`)",
+            self.account_id,
+            self.name,
+            self.kind.describe()
+        )
+    }
+}
+
+impl std::error::Error for NotTwilio {}
+
+/// The message when `error` is [`NotTwilio`].
+pub(crate) fn not_twilio(error: &anyhow::Error) -> Option<String> {
+    error.downcast_ref::<NotTwilio>().map(ToString::to_string)
 }
 
 /// Whether `error` is the master key failing to decrypt an account's stored credentials: no

@@ -142,8 +142,9 @@ async fn claim_group(ctx: &Ctx, messages: &[jetstream::Message]) -> Triage {
     for (_, job, _) in &candidates {
         if !accounts.iter().any(|(a, _)| *a == job.account) {
             let found = credentials(ctx, &job.account).await.unwrap_or_else(|e| {
-                // A key that does not decrypt it is the one-job path's to report and fail.
-                if !is_wrong_master_key(&e) {
+                // A key that does not decrypt it, or an account that is not Twilio's, is the
+                // one-job path's to report and fail.
+                if !is_wrong_master_key(&e) && crate::accounts::not_twilio(&e).is_none() {
                     tracing::warn!(error = format!("{e:#}"), "reading the account failed");
                 }
                 None

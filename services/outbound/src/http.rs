@@ -7,9 +7,15 @@
 //!
 //! - Cerb's client semantics: method, headers and body as given, redirects followed (at most 5),
 //!   4xx/5xx are responses, connect timeout 10 s, total 30 s.
-//! - Credentials: the connected account's Account SID and auth token go as HTTP Basic auth only
-//!   when the request's host equals (case-insensitively) one of the account's allowed hosts;
-//!   otherwise the answer is `credentials_refused` and the behavior's placeholder is `false`.
+//! - Credentials: the connected account's secret goes only when the request's host equals
+//!   (case-insensitively) one of the account's allowed hosts; otherwise the answer is
+//!   `credentials_refused` (naming the account's kind and hosts) and the behavior's placeholder
+//!   is `false`. How it goes depends on the account's kind (issue 12): a Twilio account as HTTP
+//!   Basic auth `AccountSid:token`; `bearer` as `Authorization: Bearer <token>`; `basic` as
+//!   HTTP Basic auth `username:password`; `api-key` in the named header, or the named query
+//!   parameter. A request carrying credentials follows redirects only on its own host and
+//!   scheme (a 3xx elsewhere is answered as it is), so an API key never goes to another host;
+//!   a query-parameter key is taken out of the URL the answer reports.
 //!   They go only over https with TLS verification on (not with `ignore_ssl_validation`): a
 //!   request with an account that is http, or https unverified, is not sent and answers an
 //!   error saying why. The operator's sandbox bases (below) are exempt.
@@ -36,7 +42,7 @@ use futures::StreamExt as _;
 use reqwest::Url;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use secrecy::ExposeSecret as _;
-use switchboard_store::Store;
+use switchboard_store::{AccountCredentials, HttpAuth, Store};
 use switchboard_telemetry::lifecycle;
 use switchboard_wire::{self as wire, HTTP_JOB_VERSION, HttpJob, HttpJobResult, Subjects};
 use tokio::sync::Semaphore;
@@ -435,6 +441,9 @@ impl Resolve for GuardedResolver {
 struct Clients {
     guarded: reqwest::Client,
     guarded_insecure: reqwest::Client,
+    /// For requests carrying an account's credentials (verified TLS only): redirects are
+    /// followed only on the same host and scheme.
+    guarded_credentialed: reqwest::Client,
     trusted: reqwest::Client,
 }
 
@@ -447,7 +456,7 @@ impl Clients {
                 .connect_timeout(config.connect_timeout)
                 .timeout(config.total_timeout)
         };
-        let guarded = |insecure: bool| {
+        let guarded = |insecure: bool, same_origin: bool| {
             let allow = allow.clone();
             base()
                 .dns_resolver(GuardedResolver::new(allow.clone()))
@@ -455,6 +464,15 @@ impl Clients {
                     if attempt.previous().len() > MAX_REDIRECTS {
                         return attempt
                             .error(Refused(format!("more than {MAX_REDIRECTS} redirects")));
+                    }
+                    // Credentials stay on the host (and scheme) they were sent to.
+                    if same_origin
+                        && attempt.previous().first().is_some_and(|first| {
+                            first.host_str() != attempt.url().host_str()
+                                || first.scheme() != attempt.url().scheme()
+                        })
+                    {
+                        return attempt.stop();
                     }
                     match check_url(&allow, attempt.url()) {
                         Ok(()) => attempt.follow(),
@@ -465,8 +483,9 @@ impl Clients {
                 .build()
         };
         Ok(Clients {
-            guarded: guarded(false).context("building the HTTP client")?,
-            guarded_insecure: guarded(true).context("building the HTTP client")?,
+            guarded: guarded(false, false).context("building the HTTP client")?,
+            guarded_insecure: guarded(true, false).context("building the HTTP client")?,
+            guarded_credentialed: guarded(false, true).context("building the HTTP client")?,
             trusted: base()
                 .redirect(sandbox_redirects(&config.routes))
                 .build()
@@ -631,6 +650,62 @@ fn credentials_transport_refused(url: &Url, ignore_ssl_validation: bool) -> Opti
     }
 }
 
+/// The account's credentials on `request`, by its kind (the query-parameter key is put in the
+/// URL by the caller). Header values are marked sensitive (never printed by `Debug`).
+fn attach_credentials(
+    request: reqwest::RequestBuilder,
+    c: &AccountCredentials,
+) -> reqwest::RequestBuilder {
+    let secret = c.auth_token.expose_secret();
+    match &c.account.auth {
+        None => request.basic_auth(
+            c.account.account_sid.as_deref().unwrap_or_default(),
+            Some(secret),
+        ),
+        Some(HttpAuth::Bearer) => request.bearer_auth(secret),
+        Some(HttpAuth::Basic { username }) => request.basic_auth(username, Some(secret)),
+        Some(HttpAuth::Header { header }) => {
+            match (
+                reqwest::header::HeaderName::from_bytes(header.as_bytes()),
+                reqwest::header::HeaderValue::from_str(secret),
+            ) {
+                (Ok(name), Ok(mut value)) => {
+                    value.set_sensitive(true);
+                    request.header(name, value)
+                }
+                // Checked when the account was added; a row changed since fails the request
+                // (reqwest reports an invalid header without its value).
+                _ => request.header(header.as_str(), "\n"),
+            }
+        }
+        Some(HttpAuth::Query { .. }) => request,
+    }
+}
+
+/// `url` without the query pairs whose value is `secret` (a query-parameter key).
+fn without_secret(url: &str, secret: &str) -> String {
+    let Ok(mut parsed) = Url::parse(url) else {
+        return url.replace(secret, "[redacted]");
+    };
+    if parsed.query().is_none() {
+        return url.to_owned();
+    }
+    let kept: Vec<(String, String)> = parsed
+        .query_pairs()
+        .filter(|(_, v)| v != secret)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    if kept.len() == parsed.query_pairs().count() {
+        return url.to_owned();
+    }
+    if kept.is_empty() {
+        parsed.set_query(None);
+    } else {
+        parsed.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    parsed.to_string()
+}
+
 struct Ctx {
     config: HttpConfig,
     store: Store,
@@ -666,11 +741,14 @@ impl Ctx {
                 {
                     Some(c)
                 }
-                Ok(Some(_)) => {
+                Ok(Some(c)) => {
                     return HttpJobResult::CredentialsRefused {
                         message: format!(
-                            "connected account {id} may not be used with host {}",
-                            valid.host
+                            "connected account {id} ('{}', {}) may not be used with host {}: its allowed hosts are {}",
+                            c.account.name,
+                            c.account.kind.describe(),
+                            valid.host,
+                            c.account.allowed_hosts.join(", ")
                         ),
                     };
                 }
@@ -716,6 +794,8 @@ impl Ctx {
                 }
                 let client = if job.ignore_ssl_validation {
                     &self.clients.guarded_insecure
+                } else if credentials.is_some() {
+                    &self.clients.guarded_credentialed
                 } else {
                     &self.clients.guarded
                 };
@@ -736,17 +816,35 @@ impl Ctx {
         if route.is_some() || is_twilio(&valid.host) {
             switchboard_telemetry::inject_http(&span, &mut headers);
         }
+        // A query-parameter key is part of the URL requested, never of the one reported.
+        let mut target = target;
+        let mut query_secret = None;
+        if let Some(c) = &credentials
+            && let Some(HttpAuth::Query { param }) = &c.account.auth
+        {
+            let secret = c.auth_token.expose_secret();
+            target.query_pairs_mut().append_pair(param, secret);
+            query_secret = Some(secret);
+        }
         let mut request = client
             .request(valid.method, target.clone())
             .headers(headers)
             .body(job.body.clone());
         if let Some(c) = &credentials {
-            request =
-                request.basic_auth(&c.account.account_sid, Some(c.auth_token.expose_secret()));
+            request = attach_credentials(request, c);
         }
-        self.exchange(request, &valid.url, route.is_some(), &target)
+        let mut result = self
+            .exchange(request, &valid.url, route.is_some(), &target)
             .instrument(span)
-            .await
+            .await;
+        if let (Some(secret), HttpJobResult::Response { url, .. }) = (query_secret, &mut result) {
+            *url = if url == target.as_str() {
+                valid.url.to_string()
+            } else {
+                without_secret(url, secret)
+            };
+        }
+        result
     }
 
     /// Sends a job's request and reads the answer, the body bounded; inside its client span.

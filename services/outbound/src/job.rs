@@ -150,6 +150,14 @@ async fn process(ctx: &Ctx, message: &jetstream::Message) -> anyhow::Result<Disp
             };
             return record_final(ctx, message, &job, JobState::Failed, &failure).await;
         }
+        Err(e) if crate::accounts::not_twilio(&e).is_some() => {
+            let text = crate::accounts::not_twilio(&e).unwrap_or_default();
+            let failure = JobFailure {
+                code: codes::UNKNOWN_ACCOUNT,
+                message: &text,
+            };
+            return record_final(ctx, message, &job, JobState::Failed, &failure).await;
+        }
         Err(e) => return Err(e),
         Ok(None) => {
             let message_text = match &job.account {

@@ -122,6 +122,19 @@ pub(crate) async fn process(
             )
             .await;
         }
+        Err(e) if crate::accounts::not_twilio(&e).is_some() => {
+            let text = crate::accounts::not_twilio(&e).unwrap_or_default();
+            return fail(
+                ctx,
+                message,
+                &job,
+                EventKind::Failed,
+                codes::UNKNOWN_ACCOUNT,
+                &text,
+                0,
+            )
+            .await;
+        }
         Err(e) => return Err(e),
     };
     let Some((_account_id, creds)) = found else {

@@ -1,6 +1,7 @@
 //! The `switchboard` operator CLI as a library: each subcommand is a function the binary and the
 //! tests call alike.
 
+pub mod accounts;
 pub mod args;
 pub mod jobs;
 pub mod lifecycle;

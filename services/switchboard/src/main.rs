@@ -108,7 +108,8 @@ enum Command {
     },
     /// Apply database migrations.
     Migrate,
-    /// Connected accounts (Twilio credentials, encrypted at rest).
+    /// Connected accounts: Twilio, or another HTTP service's token, password or API key
+    /// (encrypted at rest; sent only to the account's allowed hosts).
     #[command(subcommand)]
     Accounts(AccountsCmd),
     /// Import a Cerb package (answering its prompts); prints the records and webhook URLs.
@@ -239,16 +240,47 @@ struct JobOptions {
 
 #[derive(Debug, Subcommand)]
 enum AccountsCmd {
-    /// Add a Twilio account; prints its id.
+    /// Add an account; prints its id.
+    ///
+    /// `--kind twilio` (the default): --account-sid and TWILIO_AUTH_TOKEN. For another HTTP
+    /// service, `--kind bearer` (Authorization: Bearer TOKEN), `basic` (--username; Basic auth
+    /// with the password), or `api-key` (--header NAME or --query-param NAME), each with
+    /// --allowed-host for every host its credentials may go to; the token or key comes from
+    /// ACCOUNT_TOKEN, the password from ACCOUNT_PASSWORD, or either from standard input with
+    /// --secret-stdin (never from an argument).
     Add {
         #[arg(long)]
         name: String,
-        /// Twilio Account SID (AC + 32 hex digits).
+        /// twilio, bearer, basic or api-key.
+        #[arg(long, default_value = "twilio", value_name = "KIND")]
+        kind: switchboard_store::AccountKind,
+        /// Twilio Account SID (AC + 32 hex digits); --kind twilio only.
         #[arg(long)]
-        account_sid: String,
-        /// Twilio auth token (or set TWILIO_AUTH_TOKEN, which keeps it out of the process list).
+        account_sid: Option<String>,
+        /// Twilio auth token (or set TWILIO_AUTH_TOKEN, which keeps it out of the process list);
+        /// --kind twilio only.
         #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
-        auth_token: SecretString,
+        auth_token: Option<SecretString>,
+        /// A host the credentials may be sent to (repeat for several; at least one for
+        /// bearer, basic and api-key).
+        #[arg(long = "allowed-host", value_name = "HOST")]
+        allowed_hosts: Vec<String>,
+        /// The user name of --kind basic (the password comes from ACCOUNT_PASSWORD).
+        #[arg(long)]
+        username: Option<String>,
+        /// --kind api-key: the request header the key goes in (e.g. X-Api-Key).
+        #[arg(long, value_name = "NAME")]
+        header: Option<String>,
+        /// --kind api-key: the query parameter the key goes in (e.g. api_key).
+        #[arg(long, value_name = "NAME")]
+        query_param: Option<String>,
+        /// The service the account is for (e.g. slack, stripe): a package prompt asking for
+        /// that service accepts it [default: http, any service].
+        #[arg(long, value_name = "NAME")]
+        service: Option<String>,
+        /// Read the token, key or password from the first line of standard input.
+        #[arg(long)]
+        secret_stdin: bool,
         #[arg(long)]
         json: bool,
     },
@@ -265,7 +297,8 @@ enum AccountsCmd {
         #[arg(long)]
         json: bool,
     },
-    /// List accounts (never prints tokens).
+    /// List accounts: kind, service, Account SID or where the credential goes, allowed hosts
+    /// (never prints a token, password or key).
     List {
         #[arg(long)]
         json: bool,
@@ -761,12 +794,49 @@ async fn run_store_command(global: Global, command: Command) -> anyhow::Result<(
         }
         Command::Accounts(AccountsCmd::Add {
             name,
+            kind,
             account_sid,
             auth_token,
+            allowed_hosts,
+            username,
+            header,
+            query_param,
+            service,
+            secret_stdin,
             json,
         }) => {
+            use switchboard::accounts::{AddArgs, NewAccount, new_account};
+            let new = new_account(
+                AddArgs {
+                    kind,
+                    account_sid,
+                    auth_token,
+                    allowed_hosts,
+                    username,
+                    header,
+                    query_param,
+                    service,
+                    secret_stdin,
+                },
+                |var| std::env::var(var).ok(),
+                || std::io::read_to_string(std::io::stdin()),
+            )?;
             let env = connect(&global, Some("switchboard accounts add")).await?;
-            let account = env.add_account(&name, &account_sid, &auth_token).await?;
+            let account = match new {
+                NewAccount::Twilio {
+                    account_sid,
+                    auth_token,
+                } => env.add_account(&name, &account_sid, &auth_token).await?,
+                NewAccount::Http {
+                    service,
+                    auth,
+                    allowed_hosts,
+                    secret,
+                } => {
+                    env.add_http_account(&name, service.as_deref(), &auth, &allowed_hosts, &secret)
+                        .await?
+                }
+            };
             if json {
                 print_json(&account)?;
             } else {
@@ -803,15 +873,9 @@ async fn run_store_command(global: Global, command: Command) -> anyhow::Result<(
             if json {
                 print_json(&accounts)?;
             } else {
-                println!("{:<6} {:<24} {:<36} hosts", "ID", "NAME", "ACCOUNT SID");
-                for a in accounts {
-                    println!(
-                        "{:<6} {:<24} {:<36} {}",
-                        a.id,
-                        a.name,
-                        a.account_sid,
-                        a.allowed_hosts.join(",")
-                    );
+                println!("{}", switchboard::accounts::list_header());
+                for a in &accounts {
+                    println!("{}", switchboard::accounts::list_line(a));
                 }
             }
         }

@@ -98,6 +98,25 @@ impl Env {
         Ok(account)
     }
 
+    /// Adds an account for another HTTP service (issue 12), with the same master-key check as
+    /// [`Env::add_account`].
+    pub async fn add_http_account(
+        &self,
+        name: &str,
+        service: Option<&str>,
+        auth: &switchboard_store::HttpAuth,
+        allowed_hosts: &[String],
+        secret: &SecretString,
+    ) -> anyhow::Result<Account> {
+        self.store.check_master_key().await?;
+        let account = self
+            .store
+            .add_http_account(name, service, auth, allowed_hosts, secret)
+            .await?;
+        self.announce("account", vec![account.id]).await;
+        Ok(account)
+    }
+
     /// Imports a package: answers prompts, plans, compiles every behavior, writes it all in one
     /// transaction, announces the change. Nothing is written when anything is wrong.
     pub async fn import(

@@ -5,6 +5,7 @@ mod container;
 mod contract;
 mod crash;
 mod faults;
+mod http_account_kinds;
 mod http_credentials;
 mod http_payload;
 mod limits;
