@@ -8,8 +8,8 @@ use anyhow::{Context, bail};
 use indexmap::IndexMap;
 use serde::Serialize;
 use switchboard_engine::{
-    BotInfo, CompiledBehavior, ConnectedAccount, Host, HttpOutcome, HttpRequest, HttpResponse,
-    RunOptions, RunOutput, WebhookRequest, run_macro, run_webhook,
+    BotInfo, BotKeyWrite, CompiledBehavior, ConnectedAccount, Host, HttpOutcome, HttpRequest,
+    HttpResponse, MemoryBotKeys, RunOptions, RunOutput, WebhookRequest, run_macro, run_webhook,
 };
 use switchboard_package::{EVENT_MACRO, EVENT_WEBHOOK, ImportPlan, Package, PromptKind, RecordId};
 
@@ -48,6 +48,8 @@ pub struct JsonReport<'a> {
     pub body: &'a str,
     pub vars: &'a IndexMap<String, serde_json::Value>,
     pub http_requests: &'a [switchboard_engine::HttpRequestRecord],
+    /// The bot keys the run set (`_set_key`; kept in memory, gone when the simulation ends).
+    pub bot_keys: &'a [BotKeyWrite],
     pub trace: &'a [switchboard_engine::TraceEvent],
     pub errors: &'a [switchboard_engine::RunError],
 }
@@ -60,6 +62,7 @@ impl<'a> From<&'a RunOutput> for JsonReport<'a> {
             body: &o.body,
             vars: &o.vars,
             http_requests: &o.http_requests,
+            bot_keys: &o.bot_keys,
             trace: &o.trace,
             errors: &o.errors,
         }
@@ -172,6 +175,7 @@ pub fn simulate(req: &SimulateRequest) -> anyhow::Result<Simulation> {
                 (id, account)
             })
             .collect(),
+        keys: MemoryBotKeys::default(),
         client: if req.run_http {
             Some(http_client()?)
         } else {
@@ -381,6 +385,9 @@ fn encode_form_component(out: &mut String, s: &str) {
 struct SimulatorHost {
     behaviors: LazyBehaviors,
     accounts: HashMap<RecordId, ConnectedAccount>,
+    /// Bot keys: `_set_key` and `_get_key` run in Cerb's simulator too (docs/semantics.md
+    /// §4.5); here they live in memory for the one simulation, starting empty.
+    keys: MemoryBotKeys,
     client: Option<reqwest::blocking::Client>,
 }
 
@@ -446,6 +453,21 @@ impl Host for SimulatorHost {
     fn behavior(&self, id: RecordId) -> Option<Arc<CompiledBehavior>> {
         self.behaviors.get(id)
     }
+
+    fn bot_key_get(&self, bot: RecordId, key: &str) -> Result<Option<String>, String> {
+        Ok(self.keys.get(bot, key, self.now()))
+    }
+
+    fn bot_key_set(
+        &self,
+        bot: RecordId,
+        key: &str,
+        value: &str,
+        expires_at: i64,
+    ) -> Result<(), String> {
+        self.keys.set(bot, key, value, expires_at);
+        Ok(())
+    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -482,7 +504,8 @@ pub fn render_errors(errors: &[switchboard_engine::RunError]) -> String {
     s
 }
 
-/// The readable report: trace, HTTP requests, variables, errors, then the response.
+/// The readable report: trace, HTTP requests, bot keys set, variables, errors, then the
+/// response.
 pub fn render_text(sim: &Simulation) -> String {
     let o = &sim.output;
     let mut s = String::new();
@@ -507,6 +530,29 @@ pub fn render_text(sim: &Simulation) -> String {
             }
             if !r.body.is_empty() {
                 s.push_str(&format!("  body: {}\n", r.body));
+            }
+        }
+    }
+    if !o.bot_keys.is_empty() {
+        s.push_str("\n== Bot keys (kept in memory for this simulation only) ==\n");
+        for k in &o.bot_keys {
+            let expires = match k.expires_at {
+                Some(t) => time::OffsetDateTime::from_unix_timestamp(t)
+                    .ok()
+                    .and_then(|t| {
+                        t.format(&time::format_description::well_known::Rfc3339)
+                            .ok()
+                    })
+                    .unwrap_or_else(|| t.to_string()),
+                None => "never".into(),
+            };
+            if k.value.is_empty() {
+                s.push_str(&format!("{:?} deleted\n", k.key));
+            } else {
+                s.push_str(&format!(
+                    "{:?} = {:?} (expires: {expires})\n",
+                    k.key, k.value
+                ));
             }
         }
     }

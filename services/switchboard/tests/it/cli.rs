@@ -64,6 +64,7 @@ fn json_output_has_the_documented_shape() {
         keys,
         [
             "body",
+            "bot_keys",
             "errors",
             "headers",
             "http_requests",
@@ -373,4 +374,54 @@ fn help_title(doc: &Value) -> String {
         .as_str()
         .unwrap()
         .to_owned()
+}
+
+/// The bot keys fixture (`examples/message-counter.package.json`): `_get_key` and `_set_key` run
+/// in the simulator as in Cerb's, in memory, and the keys set are listed (text and `--json`).
+#[test]
+fn simulate_shows_the_bot_keys_a_run_set() {
+    let package = seed_path().with_file_name("message-counter.package.json");
+    let package = package.to_str().unwrap();
+    let args = [
+        "simulate",
+        package,
+        "--behavior",
+        "behavior_count",
+        "--prompt",
+        "window=2030-01-01 00:00",
+        "--param",
+        "Body=hi",
+        "--param",
+        "From=+15551234567",
+    ];
+    let out = switchboard(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    for expected in [
+        ">> Getting value for persistent key: messages:+15551234567",
+        ">> Setting value for persistent key: messages:+15551234567\n",
+        "Expires: Tue, 01 Jan 2030 00:00:00 +0000\n",
+        "== Bot keys (kept in memory for this simulation only) ==\n\"messages:+15551234567\" = \"1\" (expires: 2030-01-01T00:00:00Z)\n",
+        "Welcome! This is your first message.",
+    ] {
+        assert!(text.contains(expected), "{expected:?} in:\n{text}");
+    }
+    let out = switchboard(&[&args[..], &["--json"]].concat());
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(
+        v["bot_keys"],
+        serde_json::json!([{
+            "bot_id": v["bot_keys"][0]["bot_id"],
+            "key": "messages:+15551234567",
+            "value": "1",
+            "expires_at": 1_893_456_000
+        }])
+    );
+    assert!(v["bot_keys"][0]["bot_id"].is_i64());
+    assert_eq!(v["vars"]["message_count"], false);
 }
