@@ -812,10 +812,7 @@ async fn expect_sms(
     // The job's trace context rides along in the query (the callback links to its trace).
     let asked = message["status_callback"].as_str().unwrap_or_default();
     ensure!(
-        asked == callback_url
-            || asked
-                .strip_prefix(callback_url)
-                .is_some_and(|rest| rest.starts_with("?traceparent=00-")),
+        is_callback_url(asked, callback_url),
         "expected the create to ask for status callbacks at {callback_url}, got {}",
         message["status_callback"]
     );
@@ -873,7 +870,8 @@ async fn expect_sms(
     );
     for c in &mine {
         ensure!(
-            c["url"] == callback_url && c["response_status"] == 200,
+            is_callback_url(c["url"].as_str().unwrap_or_default(), callback_url)
+                && c["response_status"] == 200,
             "message {sid}: expected every status callback to go to {callback_url} and be answered 200 by ingress, got {c}"
         );
     }
@@ -973,4 +971,25 @@ mod tests {
         assert_eq!(stream_name("a.b-c", "JOBS"), "A_B_C_JOBS");
         assert_ne!(message_sid(), message_sid());
     }
+
+    #[test]
+    fn a_callback_url_may_carry_the_jobs_trace_context() {
+        let base = "http://ingress:8080/twilio/status";
+        assert!(is_callback_url(base, base));
+        assert!(is_callback_url(
+            "http://ingress:8080/twilio/status?traceparent=00-1691e7eb3f7d1c39bf687dd96258204b-a61ba1382ce033a0-01",
+            base
+        ));
+        assert!(!is_callback_url("http://ingress:8080/twilio/status?x=1", base));
+        assert!(!is_callback_url("http://evil/twilio/status", base));
+    }
+}
+
+/// `url` is the status callback URL outbound gives Twilio: `callback_url`, with the job's trace
+/// context in the query when it has one (`?traceparent=00-…`).
+fn is_callback_url(url: &str, callback_url: &str) -> bool {
+    url == callback_url
+        || url
+            .strip_prefix(callback_url)
+            .is_some_and(|rest| rest.starts_with("?traceparent=00-"))
 }
