@@ -10,6 +10,7 @@ pub mod limits;
 pub mod outbound;
 pub mod retention;
 pub mod secrets;
+pub mod signers;
 pub mod status;
 pub mod views;
 pub mod webhook_log;
@@ -959,6 +960,8 @@ impl Store {
     }
 
     /// Claims a `MessageSid` atomically (insert-if-absent), or returns what it was answered with.
+    /// A claim still unanswered after `stale_after` (its worker died between the claim and the
+    /// answer) is taken over: this delivery gets [`Claim::New`] and runs the behavior.
     pub async fn claim_message(
         &self,
         message_sid: &str,
@@ -966,6 +969,7 @@ impl Store {
         account_sid: Option<&str>,
         request_id: &str,
         request: &serde_json::Value,
+        stale_after: std::time::Duration,
     ) -> Result<Claim> {
         let inserted = sqlx::query(
             "INSERT INTO inbound_messages (message_sid, listener_id, account_sid, request_id, request) \
@@ -979,6 +983,24 @@ impl Store {
         .execute(&self.pool)
         .await?;
         if inserted.rows_affected() == 1 {
+            return Ok(Claim::New);
+        }
+        let taken_over = sqlx::query(
+            "UPDATE inbound_messages SET claimed_at = now(), request_id = $2 \
+             WHERE message_sid = $1 AND response IS NULL \
+               AND coalesce(claimed_at, received_at) < now() - make_interval(secs => $3) \
+             RETURNING message_sid",
+        )
+        .bind(message_sid)
+        .bind(request_id)
+        .bind(stale_after.as_secs_f64())
+        .fetch_optional(&self.pool)
+        .await?;
+        if taken_over.is_some() {
+            tracing::warn!(
+                stale_after_secs = stale_after.as_secs(),
+                "took over a MessageSid claim left unanswered (its worker stopped before answering)"
+            );
             return Ok(Claim::New);
         }
         let row = sqlx::query("SELECT response FROM inbound_messages WHERE message_sid = $1")

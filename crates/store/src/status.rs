@@ -98,16 +98,20 @@ impl Store {
     /// it ranks above the job's current status. `None` when no job has that message (not sent
     /// by the outbound service, or its SID is not recorded yet). Durable ([`Store::durable`]):
     /// Twilio calls back once per status, so a status lost in a crash would not come again.
+    ///
+    /// Only a job of `account_id` (the connected account whose token signed the callback) is
+    /// updated or read: an account's callbacks never touch another account's messages.
     pub async fn outbound_record_status(
         &self,
         update: &StatusUpdate<'_>,
+        account_id: i64,
     ) -> Result<Option<StatusRecord>> {
         let rank = status_rank(update.status);
         let mut tx = self.durable().await?;
         let applied = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE outbound_jobs SET delivery_status = $2, delivery_error_code = $3, \
                delivery_error_message = $4, delivery_updated_at = now(), updated_at = now() \
-             WHERE twilio_sid = $1 AND $5 > {} RETURNING {RETURNED}",
+             WHERE twilio_sid = $1 AND account_id = $6 AND $5 > {} RETURNING {RETURNED}",
             current_rank_sql()
         )))
         .bind(update.message_sid)
@@ -115,6 +119,7 @@ impl Store {
         .bind(update.error_code)
         .bind(update.error_message)
         .bind(rank)
+        .bind(account_id)
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(row) = applied {
@@ -122,9 +127,10 @@ impl Store {
             return Ok(Some(StatusRecord::from_row(&row, true)));
         }
         let current = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {RETURNED} FROM outbound_jobs WHERE twilio_sid = $1"
+            "SELECT {RETURNED} FROM outbound_jobs WHERE twilio_sid = $1 AND account_id = $2"
         )))
         .bind(update.message_sid)
+        .bind(account_id)
         .fetch_optional(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -170,12 +170,15 @@ async fn promises_are_written_with_synchronous_commit_on_whatever_the_pool_says(
 
     // Delivery status from Twilio's callbacks (the worker).
     let recorded = store
-        .outbound_record_status(&StatusUpdate {
-            message_sid: sid,
-            status: "delivered",
-            error_code: None,
-            error_message: None,
-        })
+        .outbound_record_status(
+            &StatusUpdate {
+                message_sid: sid,
+                status: "delivered",
+                error_code: None,
+                error_message: None,
+            },
+            account.id,
+        )
         .await
         .unwrap()
         .unwrap();

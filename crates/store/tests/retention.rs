@@ -408,6 +408,7 @@ async fn webhook_inserts_are_not_held_up_by_a_prune() {
                 Some("ACx"),
                 "req",
                 &serde_json::json!({"Body": "hi"}),
+                Duration::from_secs(120),
             )
             .await
             .unwrap();

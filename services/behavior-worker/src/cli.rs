@@ -71,6 +71,18 @@ pub struct Cli {
         global = true
     )]
     pub log_concurrency: usize,
+    /// Seconds after which a message's claim that was never answered (its worker died between
+    /// claiming the MessageSid and answering) is taken over by the next delivery of that
+    /// MessageSid, which then runs the behavior. Keep it above the longest run a behavior may
+    /// take (its HTTP requests included), or a slow run and its takeover both run.
+    #[arg(
+        long,
+        env = "WORKER_CLAIM_TIMEOUT_SECS",
+        default_value_t = 120,
+        value_parser = clap::value_parser!(u64).range(1..),
+        global = true
+    )]
+    pub claim_timeout_secs: u64,
     /// Database connections of this replica.
     #[arg(
         long,

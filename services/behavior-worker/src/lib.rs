@@ -47,6 +47,9 @@ pub struct WorkerOptions {
     pub cache_ttl: Duration,
     /// How long a repeated `MessageSid` waits for the first delivery's answer.
     pub duplicate_wait: Duration,
+    /// A `MessageSid` claim unanswered for this long is taken over by the next delivery (its
+    /// worker died between the claim and the answer). Longer than any run may take.
+    pub claim_timeout: Duration,
     /// Timeout of an HTTP request a behavior makes through the outbound service.
     pub http_timeout: Duration,
     /// How long a status callback for a MessageSid no job has (yet) waits for the outbound
@@ -70,6 +73,7 @@ impl Default for WorkerOptions {
             drain_timeout: Duration::from_secs(20),
             cache_ttl: Duration::from_secs(30),
             duplicate_wait: Duration::from_secs(5),
+            claim_timeout: Duration::from_secs(120),
             http_timeout: Duration::from_secs(35),
             status_wait: Duration::from_secs(3),
             log_batch_max: 128,
@@ -90,19 +94,39 @@ enum Target {
         listener: Box<WebhookListenerDef>,
         behavior: Arc<CompiledBehavior>,
         disabled: bool,
+        /// The Twilio accounts that may sign for this listener: those its bot's behaviors use.
+        signers: Arc<[Signer]>,
     },
 }
 
-/// Values cached for at most `ttl` (a safety net behind the change announcements).
+/// A connected Twilio account whose token may sign a listener's webhooks.
+struct Signer {
+    id: i64,
+    account_sid: String,
+    token: secrecy::SecretString,
+}
+
+/// Most entries a cache holds: a safety net, since only configuration the operator created
+/// (listeners, accounts, behaviors) ever becomes an entry.
+const CACHE_MAX_ENTRIES: usize = 10_000;
+
+/// Values cached for at most `ttl` (a safety net behind the change announcements), at most
+/// `max` of them: when full, expired entries go first, and if none has expired the new value
+/// is not kept (it is served, just not cached).
 struct TtlCache<K, V> {
     ttl: Duration,
+    max: usize,
     map: Mutex<HashMap<K, (Instant, V)>>,
 }
 
 impl<K: std::hash::Hash + Eq, V: Clone> TtlCache<K, V> {
     fn new(ttl: Duration) -> Self {
+        Self::bounded(ttl, CACHE_MAX_ENTRIES)
+    }
+    fn bounded(ttl: Duration, max: usize) -> Self {
         TtlCache {
             ttl,
+            max,
             map: Mutex::default(),
         }
     }
@@ -113,10 +137,18 @@ impl<K: std::hash::Hash + Eq, V: Clone> TtlCache<K, V> {
             .map(|(_, v)| v.clone())
     }
     fn insert(&self, key: K, value: V) {
-        self.map
-            .lock()
-            .unwrap()
-            .insert(key, (Instant::now(), value));
+        let mut map = self.map.lock().unwrap();
+        if map.len() >= self.max && !map.contains_key(&key) {
+            map.retain(|_, (at, _)| at.elapsed() < self.ttl);
+            if map.len() >= self.max {
+                return;
+            }
+        }
+        map.insert(key, (Instant::now(), value));
+    }
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.map.lock().unwrap().len()
     }
     fn clear(&self) {
         self.map.lock().unwrap().clear();
@@ -130,9 +162,13 @@ struct Worker {
     nats: async_nats::Client,
     subjects: Subjects,
     opts: WorkerOptions,
-    /// What each guid (lower-case) resolves to.
+    /// Every listener guid (lower-case), one entry: an unknown guid is answered 404 from it,
+    /// with no query and no entry of its own.
+    guids: TtlCache<(), Arc<std::collections::HashSet<String>>>,
+    /// What each known guid (lower-case) resolves to.
     targets: TtlCache<String, Arc<Target>>,
-    /// Connected accounts (id, auth token) by Account SID.
+    /// Connected accounts (id, auth token) by Account SID, for status callbacks; only SIDs of
+    /// connected accounts get an entry.
     tokens: TtlCache<String, Arc<Vec<(i64, secrecy::SecretString)>>>,
     /// Behaviors called with `_run_behavior`, by id.
     behaviors: TtlCache<i64, Arc<CompiledBehavior>>,
@@ -210,6 +246,7 @@ pub async fn start(
         store,
         nats,
         subjects,
+        guids: TtlCache::bounded(opts.cache_ttl, 1),
         targets: TtlCache::new(opts.cache_ttl),
         tokens: TtlCache::new(opts.cache_ttl),
         behaviors: TtlCache::new(opts.cache_ttl),
@@ -454,6 +491,35 @@ fn host_of(url: &str) -> &str {
     }
 }
 
+/// The `X-Twilio-Signature` and the posted `AccountSid` (form, else query), which must be a
+/// well-formed Account SID (`AC` and 32 hex digits).
+fn signature_and_account<'a>(
+    req: &'a WebhookRequest,
+    form: &[(String, String)],
+) -> Result<(&'a str, String), &'static str> {
+    let signature =
+        header(&req.headers, "x-twilio-signature").ok_or("missing X-Twilio-Signature")?;
+    let account_sid = form
+        .iter()
+        .chain(switchboard_twilio::signature::parse_form(req.query.as_bytes()).iter())
+        .find(|(k, _)| k == "AccountSid")
+        .map(|(_, v)| v.clone())
+        .ok_or("no AccountSid in the request")?;
+    switchboard_twilio::AccountSid::parse(&account_sid)
+        .map_err(|_| "AccountSid is not an Account SID (AC and 32 hex digits)")?;
+    Ok((signature, account_sid))
+}
+
+fn signature_matches(req: &WebhookRequest, signature: &str, token: &str) -> bool {
+    switchboard_twilio::signature::validate(
+        token,
+        &req.public_url,
+        header(&req.headers, "content-type"),
+        &req.body,
+        signature,
+    )
+}
+
 fn valid_guid(guid: &str) -> bool {
     !guid.is_empty()
         && guid.len() <= 40
@@ -464,6 +530,7 @@ fn valid_guid(guid: &str) -> bool {
 
 impl Worker {
     fn invalidate(&self) {
+        self.guids.clear();
         self.targets.clear();
         self.tokens.clear();
         self.behaviors.clear();
@@ -484,10 +551,23 @@ impl Worker {
         .await;
     }
 
+    /// Every listener guid, lower-case (one query per cache period, whatever guids are asked).
+    async fn guids(&self) -> anyhow::Result<Arc<std::collections::HashSet<String>>> {
+        if let Some(g) = self.guids.get(&()) {
+            return Ok(g);
+        }
+        let guids = Arc::new(self.store.listener_guids().await?);
+        self.guids.insert((), guids.clone());
+        Ok(guids)
+    }
+
     async fn target(&self, guid: &str) -> anyhow::Result<Arc<Target>> {
         let key = guid.to_ascii_lowercase();
         if let Some(t) = self.targets.get(&key) {
             return Ok(t);
+        }
+        if !self.guids().await?.contains(&key) {
+            return Ok(Arc::new(Target::Unknown));
         }
         let target = match self.store.listener_target(guid).await? {
             None => Target::Unknown,
@@ -503,6 +583,7 @@ impl Worker {
                                 )
                             })?;
                     Target::Ready {
+                        signers: self.signers(bot.id).await?,
                         listener: Box::new(t.listener),
                         behavior: Arc::new(compiled),
                         disabled,
@@ -530,46 +611,88 @@ impl Worker {
                 .map(|c| (c.account.id, c.auth_token))
                 .collect::<Vec<_>>(),
         );
-        self.tokens.insert(account_sid.to_string(), tokens.clone());
+        // Only the SIDs of connected accounts are kept: any other costs a query, no entry.
+        if !tokens.is_empty() {
+            self.tokens.insert(account_sid.to_string(), tokens.clone());
+        }
         Ok(tokens)
     }
 
-    /// docs/semantics.md, Decision 13: the signature must validate with the auth token of an
-    /// account whose SID is the posted `AccountSid`. Answers that account's id.
-    async fn signature_ok(
+    /// The Twilio accounts a bot's behaviors use, with their tokens: the only ones that may
+    /// sign for its listeners. Accounts of another kind, or gone, are left out.
+    async fn signers(&self, bot_id: i64) -> anyhow::Result<Arc<[Signer]>> {
+        let mut signers = Vec::new();
+        for id in self.store.bot_account_ids(bot_id).await? {
+            let Some(c) = self.store.credentials(id).await? else {
+                continue;
+            };
+            // Twilio accounts only: another kind has no Account SID.
+            if let Some(account_sid) = c.account.account_sid
+                && switchboard_twilio::AccountSid::parse(&account_sid).is_ok()
+            {
+                signers.push(Signer {
+                    id,
+                    account_sid,
+                    token: c.auth_token,
+                });
+            }
+        }
+        if signers.is_empty() {
+            tracing::warn!(
+                bot_id,
+                "the bot uses no connected Twilio account: its listeners' signatures cannot be verified (answered 403)"
+            );
+        }
+        Ok(signers.into())
+    }
+
+    /// docs/semantics.md, Decision 13: the signature of a listener's webhook must validate with
+    /// the auth token of an account its bot uses whose SID is the posted `AccountSid`. Answers
+    /// that account's id. Nothing is queried: the signers came with the listener.
+    fn webhook_signature_ok(
+        req: &WebhookRequest,
+        form: &[(String, String)],
+        signers: &[Signer],
+    ) -> Result<i64, &'static str> {
+        let (signature, account_sid) = signature_and_account(req, form)?;
+        let mut of_account = signers
+            .iter()
+            .filter(|s| s.account_sid == account_sid)
+            .peekable();
+        if of_account.peek().is_none() {
+            return Err(if signers.is_empty() {
+                "the listener's bot uses no connected Twilio account"
+            } else {
+                "AccountSid is not an account the listener's bot uses"
+            });
+        }
+        of_account
+            .find(|s| signature_matches(req, signature, s.token.expose_secret()))
+            .map(|s| s.id)
+            .ok_or("signature does not match")
+    }
+
+    /// The signature of a status callback (not tied to a listener) must validate with the
+    /// token of a connected account whose SID is the posted `AccountSid`; only that account's
+    /// messages are then updated. A malformed SID costs no query and no cache entry.
+    async fn callback_signature_ok(
         &self,
         req: &WebhookRequest,
         form: &[(String, String)],
     ) -> anyhow::Result<Result<i64, &'static str>> {
-        let Some(signature) = header(&req.headers, "x-twilio-signature") else {
-            return Ok(Err("missing X-Twilio-Signature"));
-        };
-        let account_sid = form
-            .iter()
-            .chain(switchboard_twilio::signature::parse_form(req.query.as_bytes()).iter())
-            .find(|(k, _)| k == "AccountSid")
-            .map(|(_, v)| v.clone());
-        let Some(account_sid) = account_sid else {
-            return Ok(Err("no AccountSid in the request"));
+        let (signature, account_sid) = match signature_and_account(req, form) {
+            Ok(found) => found,
+            Err(reason) => return Ok(Err(reason)),
         };
         let tokens = self.tokens(&account_sid).await?;
         if tokens.is_empty() {
             return Ok(Err("no connected account has this AccountSid"));
         }
-        let content_type = header(&req.headers, "content-type");
-        let account = tokens.iter().find(|(_, t)| {
-            switchboard_twilio::signature::validate(
-                t.expose_secret(),
-                &req.public_url,
-                content_type,
-                &req.body,
-                signature,
-            )
-        });
-        Ok(match account {
-            Some((id, _)) => Ok(*id),
-            None => Err("signature does not match"),
-        })
+        Ok(tokens
+            .iter()
+            .find(|(_, t)| signature_matches(req, signature, t.expose_secret()))
+            .map(|(id, _)| *id)
+            .ok_or("signature does not match"))
     }
 
     async fn answer(self: &Arc<Self>, req: WebhookRequest) -> WebhookReply {
@@ -601,7 +724,7 @@ impl Worker {
             return Ok(WebhookReply::status(404));
         }
         let target = self.target(&req.guid).await?;
-        let (listener, behavior, disabled) = match &*target {
+        let (listener, behavior, disabled, signers) = match &*target {
             Target::Unknown | Target::NoBehavior => {
                 seen.result = WebhookResult::NotFound;
                 return Ok(WebhookReply::status(404));
@@ -610,7 +733,8 @@ impl Worker {
                 listener,
                 behavior,
                 disabled,
-            } => (listener, behavior, *disabled),
+                signers,
+            } => (listener, behavior, *disabled, signers),
         };
         seen.listener = Some(listener.id);
         if disabled {
@@ -628,7 +752,7 @@ impl Worker {
         };
         let mut verified_account = None;
         if listener.verify_signature {
-            match self.signature_ok(&req, &form).await? {
+            match Self::webhook_signature_ok(&req, &form, signers) {
                 Ok(account_id) => verified_account = Some(account_id),
                 Err(reason) => {
                     tracing::warn!(reason, "rejected a webhook: signature verification failed");
@@ -659,6 +783,7 @@ impl Worker {
                     param("AccountSid").as_deref(),
                     &req.request_id,
                     &logged,
+                    self.opts.claim_timeout,
                 )
                 .await?;
             let waited = Instant::now();
@@ -666,7 +791,14 @@ impl Worker {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 claim = self
                     .store
-                    .claim_message(sid, listener.id, None, &req.request_id, &logged)
+                    .claim_message(
+                        sid,
+                        listener.id,
+                        None,
+                        &req.request_id,
+                        &logged,
+                        self.opts.claim_timeout,
+                    )
                     .await?;
             }
             match claim {
@@ -1115,6 +1247,67 @@ impl Host for WorkerHost {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_cache_makes_room_only_from_expired_entries() {
+        let cache = TtlCache::bounded(Duration::from_millis(50), 3);
+        for i in 0..3 {
+            cache.insert(i, i);
+        }
+        cache.insert(3, 3);
+        assert_eq!(cache.len(), 3, "full, nothing expired: not kept");
+        assert_eq!(cache.get(&3), None);
+        assert_eq!(cache.get(&0), Some(0));
+        cache.insert(0, 10);
+        assert_eq!(
+            cache.get(&0),
+            Some(10),
+            "an existing key is updated when full"
+        );
+        std::thread::sleep(Duration::from_millis(60));
+        cache.insert(4, 4);
+        assert_eq!(cache.len(), 1, "the expired entries made room");
+        assert_eq!(cache.get(&4), Some(4));
+    }
+
+    #[test]
+    fn the_posted_account_sid_must_be_well_formed_before_anything_is_looked_up() {
+        let mut req = request("POST", "application/x-www-form-urlencoded");
+        req.headers
+            .push(("x-twilio-signature".into(), "sig".into()));
+        let form = |sid: &str| vec![("AccountSid".to_string(), sid.to_string())];
+        for bad in [
+            "",
+            "AC123",
+            "ac0123456789abcdef0123456789abcdef",
+            "SM0123456789abcdef0123456789abcdef",
+        ] {
+            assert!(signature_and_account(&req, &form(bad)).is_err(), "{bad:?}");
+        }
+        let good = "AC0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            signature_and_account(&req, &form(good)),
+            Ok(("sig", good.to_string()))
+        );
+        let signers = [Signer {
+            id: 7,
+            account_sid: good.into(),
+            token: "token".into(),
+        }];
+        let other = form("AC99999999999999999999999999999999");
+        assert_eq!(
+            Worker::webhook_signature_ok(&req, &other, &signers),
+            Err("AccountSid is not an account the listener's bot uses")
+        );
+        assert_eq!(
+            Worker::webhook_signature_ok(&req, &form(good), &[]),
+            Err("the listener's bot uses no connected Twilio account")
+        );
+        assert_eq!(
+            Worker::webhook_signature_ok(&req, &form(good), &signers),
+            Err("signature does not match")
+        );
+    }
 
     fn request(method: &str, content_type: &str) -> WebhookRequest {
         WebhookRequest {

@@ -105,6 +105,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         max_in_flight: cli.max_in_flight.max(1),
         log_batch_max: cli.log_batch_max.max(1),
         log_concurrency: cli.log_concurrency.max(1),
+        claim_timeout: std::time::Duration::from_secs(cli.claim_timeout_secs),
         drain_timeout: cli.shutdown.drain_budget(),
         ready: readiness.flag("NATS subscriptions"),
         // Recorded only when served (nothing is counted without METRICS_ADDR).

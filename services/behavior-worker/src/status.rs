@@ -66,14 +66,17 @@ impl Worker {
             return Ok(WebhookReply::status(415));
         }
         let form = switchboard_twilio::signature::parse_form(&req.body);
-        if let Err(reason) = self.signature_ok(req, &form).await? {
-            tracing::warn!(
-                reason,
-                "rejected a status callback: signature verification failed"
-            );
-            *result = "forbidden";
-            return Ok(WebhookReply::status(403));
-        }
+        let account_id = match self.callback_signature_ok(req, &form).await? {
+            Ok(id) => id,
+            Err(reason) => {
+                tracing::warn!(
+                    reason,
+                    "rejected a status callback: signature verification failed"
+                );
+                *result = "forbidden";
+                return Ok(WebhookReply::status(403));
+            }
+        };
         // The URL outbound gave Twilio names the trace of the job that sent the message (and
         // Twilio signed it with the rest): this callback's trace links to that one.
         if let Some(job) = switchboard_telemetry::trace_from_query(&req.query) {
@@ -95,8 +98,11 @@ impl Worker {
             );
             return Ok(empty_response());
         }
-        let Some(record) = self.record_status(&update).await? else {
-            tracing::info!("status callback for a message no outbound job sent; ignored");
+        let Some(record) = self.record_status(&update, account_id).await? else {
+            tracing::info!(
+                account_id,
+                "status callback for a message no outbound job of this account sent; ignored"
+            );
             *result = "unknown_message";
             return Ok(empty_response());
         };
@@ -121,10 +127,15 @@ impl Worker {
     async fn record_status(
         &self,
         update: &StatusUpdate<'_>,
+        account_id: i64,
     ) -> anyhow::Result<Option<StatusRecord>> {
         let started = Instant::now();
         loop {
-            if let Some(record) = self.store.outbound_record_status(update).await? {
+            if let Some(record) = self
+                .store
+                .outbound_record_status(update, account_id)
+                .await?
+            {
                 return Ok(Some(record));
             }
             if started.elapsed() >= self.opts.status_wait {

@@ -252,6 +252,45 @@ async fn status_callbacks_move_the_status_forward_never_back_and_are_published()
     assert_eq!(forged.status(), 403);
     assert_eq!(s.recorded(&sid).await, (Some("delivered".into()), None));
 
+    // A callback genuinely signed by another connected account, about this account's message:
+    // accepted (the signature is good) but it touches only its own account's messages.
+    let other_sid = "AC99999999999999999999999999999999";
+    let other_token = "the-other-accounts-token";
+    s.stack
+        .env
+        .add_account(
+            "other",
+            other_sid,
+            &secrecy::SecretString::from(other_token),
+        )
+        .await
+        .unwrap();
+    let other = s
+        .post_callback(
+            &[
+                ("MessageSid", &sid),
+                // `read` ranks above `delivered`: the account's own callback would record it.
+                ("MessageStatus", "read"),
+                ("AccountSid", other_sid),
+            ],
+            other_token,
+        )
+        .await;
+    assert_eq!(other.status(), 200);
+    assert_eq!(s.recorded(&sid).await, (Some("delivered".into()), None));
+    let own = s
+        .post_callback(
+            &[
+                ("MessageSid", &sid),
+                ("MessageStatus", "read"),
+                ("AccountSid", ACCOUNT_SID),
+            ],
+            AUTH_TOKEN,
+        )
+        .await;
+    assert_eq!(own.status(), 200);
+    assert_eq!(s.recorded(&sid).await, (Some("read".into()), None));
+
     // A genuine callback about a message no job sent: 200, nothing recorded, no event.
     let stranger = message_sid();
     let answer = s

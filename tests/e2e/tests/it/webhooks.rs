@@ -496,3 +496,153 @@ async fn a_nul_in_the_message_is_answered_and_recorded() {
     ingress.stop().await.unwrap();
     worker.stop().await.unwrap();
 }
+
+/// Listeners are tied to accounts: a webhook is verified only with the connected accounts its
+/// bot uses, never with any account whose SID the request itself posts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_accounts_the_bot_uses_may_sign_its_webhooks() {
+    let stack = Stack::new().await.unwrap();
+    // A second Twilio account, connected but used by no behavior of the seed bot.
+    let other_sid = "AC99999999999999999999999999999999";
+    let other_token = "the-other-accounts-token";
+    stack
+        .env
+        .add_account(
+            "other",
+            other_sid,
+            &secrecy::SecretString::from(other_token),
+        )
+        .await
+        .unwrap();
+    let worker = stack.worker().await.unwrap();
+    let ingress = stack.ingress().await.unwrap();
+    let http = http();
+    let mut form = inbound_sms(&message_sid(), "+15551234567", "help");
+    for (k, v) in form.iter_mut() {
+        if k == "AccountSid" {
+            *v = other_sid.to_string();
+        }
+    }
+    let resp = post_signed(&http, &ingress, &stack.guid, &form, other_token).await;
+    assert_eq!(
+        resp.status(),
+        403,
+        "signed by a connected account the bot does not use"
+    );
+    assert_eq!(stack.runs().await, 0);
+    // The bot's own account still signs.
+    let form = inbound_sms(&message_sid(), "+15551234567", "help");
+    let resp = post_signed(&http, &ingress, &stack.guid, &form, AUTH_TOKEN).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(stack.runs().await, 1);
+    ingress.stop().await.unwrap();
+    worker.stop().await.unwrap();
+}
+
+/// What an attacker chooses costs the worker nothing: once the worker knows its listeners, an
+/// unknown guid is answered 404 and a malformed `AccountSid` 403 without a database query (the
+/// worker's database pool is closed here, so any query would fail the request with 503), and
+/// neither leaves a cache entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_guids_and_malformed_account_sids_cost_no_query() {
+    let stack = Stack::new().await.unwrap();
+    let pool = switchboard_store::connect(&stack.database_url, 2)
+        .await
+        .unwrap();
+    let worker_store = switchboard_store::Store::new(
+        pool.clone(),
+        Some(switchboard_store::secrets::MasterKey::parse(MASTER_KEY).unwrap()),
+    );
+    let worker = Worker::start(worker_store, &stack.nats.url(), stack.subjects.clone())
+        .await
+        .unwrap();
+    let ingress = stack.ingress().await.unwrap();
+    let http = http();
+    // Warm: the worker loads its listener index and the seed listener.
+    let form = inbound_sms(&message_sid(), "+15551234567", "help");
+    let resp = post_signed(&http, &ingress, &stack.guid, &form, AUTH_TOKEN).await;
+    assert_eq!(resp.status(), 200);
+    pool.close().await;
+
+    for i in 0..200 {
+        let guid = format!("unknown-{i}-{}", unique("g"));
+        let form = inbound_sms(&message_sid(), "+15551234567", "help");
+        let resp = post_signed(&http, &ingress, &guid, &form, AUTH_TOKEN).await;
+        assert_eq!(resp.status(), 404, "unknown guid {guid}");
+    }
+    for sid in [
+        "AC123",
+        "ACzz0123456789abcdef0123456789abcd",
+        "SM0123456789abcdef0123456789abcdef",
+    ] {
+        let mut form = inbound_sms(&message_sid(), "+15551234567", "help");
+        for (k, v) in form.iter_mut() {
+            if k == "AccountSid" {
+                *v = sid.to_string();
+            }
+        }
+        let resp = post_signed(&http, &ingress, &stack.guid, &form, AUTH_TOKEN).await;
+        assert_eq!(resp.status(), 403, "AccountSid {sid}");
+    }
+    ingress.stop().await.unwrap();
+    worker.stop().await.unwrap();
+}
+
+/// A claim whose worker died between claiming a `MessageSid` and answering is taken over by a
+/// later delivery once it is older than the claim timeout; a younger one still gets 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_left_by_a_dead_worker_is_taken_over_after_the_claim_timeout() {
+    let stack = Stack::new().await.unwrap();
+    let options = behavior_worker::WorkerOptions {
+        duplicate_wait: Duration::from_millis(300),
+        claim_timeout: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let worker = Worker::start_with(
+        stack.store.clone(),
+        &stack.nats.url(),
+        stack.subjects.clone(),
+        options,
+    )
+    .await
+    .unwrap();
+    let ingress = stack.ingress().await.unwrap();
+    let http = http();
+    let listener_id: i64 =
+        switchboard_store::sqlx::query_scalar("SELECT id FROM webhook_listeners WHERE guid = $1")
+            .bind(&stack.guid)
+            .fetch_one(stack.store.pool())
+            .await
+            .unwrap();
+    // Two claims with no answer, as a worker killed mid-run leaves them: one 10 minutes old,
+    // one just made. STOP takes the claim-first path (it records an opt-out).
+    let (stale, fresh) = (message_sid(), message_sid());
+    for (sid, age) in [(&stale, "10 minutes"), (&fresh, "0 seconds")] {
+        switchboard_store::sqlx::query(
+            "INSERT INTO inbound_messages (message_sid, listener_id, request_id, request, received_at) \
+             VALUES ($1, $2, 'dead-worker', '{}', now() - $3::interval)",
+        )
+        .bind(sid)
+        .bind(listener_id)
+        .bind(age)
+        .execute(stack.store.pool())
+        .await
+        .unwrap();
+    }
+    let form = inbound_sms(&fresh, "+15551234567", "STOP");
+    let resp = post_signed(&http, &ingress, &stack.guid, &form, AUTH_TOKEN).await;
+    assert_eq!(resp.status(), 503, "a claim younger than the timeout");
+    let form = inbound_sms(&stale, "+15551234567", "STOP");
+    let resp = post_signed(&http, &ingress, &stack.guid, &form, AUTH_TOKEN).await;
+    assert_eq!(resp.status(), 200, "the stale claim is taken over");
+    let answer = resp.text().await.unwrap();
+    assert!(answer.contains("<Response>"), "{answer}");
+    assert_eq!(stack.runs().await, 1);
+    // Taken over once: the next delivery gets the answer now stored.
+    let resp = post_signed(&http, &ingress, &stack.guid, &form, AUTH_TOKEN).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), answer);
+    assert_eq!(stack.runs().await, 1);
+    ingress.stop().await.unwrap();
+    worker.stop().await.unwrap();
+}
