@@ -1,6 +1,9 @@
 //! The baseline of the webhook load benchmark: the least a webhook-over-NATS design can do.
 //! `baseline server` is a minimal axum handler that sends the request body as one NATS request
 //! and returns the reply; `baseline replier` answers every request with a fixed TwiML body.
+//! `baseline replier --jetstream` first stores each request in a JetStream stream (file storage,
+//! waiting for the server's ack) and replies after: the floor of any design that makes each
+//! webhook durable in NATS before answering it (issue 11).
 
 use clap::{Parser, Subcommand};
 
@@ -20,7 +23,15 @@ enum Role {
         #[arg(long)]
         listen: String,
     },
-    Replier,
+    Replier {
+        /// Store each request in the JetStream stream `BASELINE_LOG` (created if missing, file
+        /// storage, kept one hour) and wait for its ack before replying.
+        #[arg(long)]
+        jetstream: bool,
+        /// Requests handled at once (with --jetstream: acks awaited at once).
+        #[arg(long, default_value_t = 1024)]
+        concurrency: usize,
+    },
 }
 
 #[tokio::main]
@@ -28,15 +39,47 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let nats = async_nats::connect(&cli.nats_url).await?;
     match cli.role {
-        Role::Replier => {
+        Role::Replier {
+            jetstream,
+            concurrency,
+        } => {
             use futures::StreamExt;
-            let mut sub = nats.queue_subscribe(cli.subject, "baseline".into()).await?;
+            let sub = nats.queue_subscribe(cli.subject, "baseline".into()).await?;
             let body: axum::body::Bytes = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response>\n    <Message>Hi</Message>\n</Response>".into();
-            while let Some(msg) = sub.next().await {
-                if let Some(reply) = msg.reply {
-                    nats.publish(reply, body.clone()).await?;
+            let js = if jetstream {
+                let js = async_nats::jetstream::new(nats.clone());
+                js.get_or_create_stream(async_nats::jetstream::stream::Config {
+                    name: "BASELINE_LOG".into(),
+                    subjects: vec!["baseline.log.>".into()],
+                    storage: async_nats::jetstream::stream::StorageType::File,
+                    max_age: std::time::Duration::from_secs(3600),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("creating the BASELINE_LOG stream: {e}"))?;
+                Some(js)
+            } else {
+                None
+            };
+            sub.for_each_concurrent(concurrency.max(1), |msg| {
+                let (nats, js, body) = (nats.clone(), js.clone(), body.clone());
+                async move {
+                    let Some(reply) = msg.reply else { return };
+                    if let Some(js) = js {
+                        let acked = match js.publish("baseline.log.webhook", msg.payload).await {
+                            Ok(ack) => ack.await.is_ok(),
+                            Err(_) => false,
+                        };
+                        if !acked {
+                            // No reply: the server answers 503 on its request timeout.
+                            eprintln!("baseline replier: a JetStream publish was not acked");
+                            return;
+                        }
+                    }
+                    let _ = nats.publish(reply, body).await;
                 }
-            }
+            })
+            .await;
             Ok(())
         }
         Role::Server { listen } => {

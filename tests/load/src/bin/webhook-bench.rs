@@ -2,8 +2,10 @@
 //! with the seed package imported, the release `behavior-worker` and `ingress` binaries, and
 //! sends signed Twilio webhooks (unique MessageSid each, realistic form) at fixed concurrency;
 //! then does the same against the baseline (`baseline server` + `baseline replier`: a bare axum
-//! handler doing one NATS request to a trivial replier). Reports requests/s, p50/p99 latency,
-//! errors and peak RSS of each process, and the ratio to the baseline.
+//! handler doing one NATS request to a trivial replier), and against a second baseline whose
+//! replier first stores each request in a JetStream stream and waits for the ack (the floor of
+//! any design that makes a webhook durable in NATS before answering it). Reports requests/s,
+//! p50/p99 latency, errors and peak RSS of each process, and the ratio to the bare baseline.
 //!
 //! Run: `scripts/bench-webhooks` (builds the release binaries, then runs this).
 
@@ -232,10 +234,69 @@ async fn run_switchboard(
     Ok((ingress.peak_rss_mib(), worker.peak_rss_mib()))
 }
 
+/// One baseline: `baseline server` and `baseline replier` (with `--jetstream`, the replier stores
+/// each request in a JetStream stream before it replies). Answers the peak RSS of both.
+async fn run_baseline(
+    cli: &Cli,
+    stack: &Stack,
+    nats_url: &str,
+    per_level: usize,
+    name: &'static str,
+    jetstream: bool,
+    rows: &mut Vec<(&'static str, usize, Result)>,
+) -> anyhow::Result<(f64, f64)> {
+    let bin = |name: &str| cli.bin_dir.join(name);
+    let subject = if jetstream {
+        "baseline.webhook.js"
+    } else {
+        "baseline.webhook"
+    };
+    let port = free_port();
+    let mut replier = Command::new(bin("baseline"));
+    replier.args(["--nats-url", nats_url, "--subject", subject, "replier"]);
+    if jetstream {
+        replier.arg("--jetstream");
+    }
+    let (server_name, replier_name) = if jetstream {
+        ("baseline+js server", "baseline+js replier")
+    } else {
+        ("baseline server", "baseline replier")
+    };
+    let replier = Proc::spawn(replier_name, replier)?;
+    let mut server = Command::new(bin("baseline"));
+    server.args([
+        "--nats-url",
+        nats_url,
+        "--subject",
+        subject,
+        "server",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    let server = Proc::spawn(server_name, server)?;
+    wait_ready(&format!("http://127.0.0.1:{port}/webhooks/x")).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let url = format!("http://127.0.0.1:{port}/webhooks/{}", stack.guid);
+    load(url.clone(), Arc::new(prepare(2_000, &stack.guid)), 8, 2).await;
+    for &c in &cli.connections {
+        let r = load(
+            url.clone(),
+            Arc::new(prepare(per_level, &stack.guid)),
+            c,
+            cli.seconds,
+        )
+        .await;
+        rows.push((name, c, r));
+    }
+    let (mut server, mut replier) = (server, replier);
+    server.check_alive()?;
+    replier.check_alive()?;
+    Ok((server.peak_rss_mib(), replier.peak_rss_mib()))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let bin = |name: &str| cli.bin_dir.join(name);
     let stack = Stack::new().await?;
     let nats_url = stack.nats.url();
     // More requests than can be sent, so every MessageSid is new (no dedupe shortcut); the
@@ -271,38 +332,15 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
-    // --- Baseline ---
-    let port = free_port();
-    let mut replier = Command::new(bin("baseline"));
-    replier.args(["--nats-url", &nats_url, "replier"]);
-    let replier = Proc::spawn("baseline replier", replier)?;
-    let mut server = Command::new(bin("baseline"));
-    server.args([
-        "--nats-url",
-        &nats_url,
-        "server",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-    ]);
-    let server = Proc::spawn("baseline server", server)?;
-    wait_ready(&format!("http://127.0.0.1:{port}/webhooks/x")).await?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let url = format!("http://127.0.0.1:{port}/webhooks/{}", stack.guid);
-    load(url.clone(), Arc::new(prepare(2_000, &stack.guid)), 8, 2).await;
-    for &c in &cli.connections {
-        let r = load(
-            url.clone(),
-            Arc::new(prepare(per_level, &stack.guid)),
-            c,
-            cli.seconds,
+    // --- Baselines: bare, and with one JetStream publish (acked) per request ---
+    let mut base_rss = Vec::new();
+    for (name, jetstream) in [("baseline", false), ("baseline + JetStream publish", true)] {
+        let rss = run_baseline(
+            &cli, &stack, &nats_url, per_level, name, jetstream, &mut rows,
         )
-        .await;
-        rows.push(("baseline", c, r));
+        .await?;
+        base_rss.push((name, rss));
     }
-    let (mut server, mut replier) = (server, replier);
-    server.check_alive()?;
-    replier.check_alive()?;
-    let base_rss = (server.peak_rss_mib(), replier.peak_rss_mib());
 
     println!();
     println!(
@@ -327,9 +365,12 @@ async fn main() -> anyhow::Result<()> {
     }
     println!();
     println!(
-        "Peak RSS: ingress {:.1} MiB, behavior-worker {:.1} MiB; baseline server {:.1} MiB, baseline replier {:.1} MiB",
-        sb_rss.0, sb_rss.1, base_rss.0, base_rss.1
+        "Peak RSS: ingress {:.1} MiB, behavior-worker {:.1} MiB",
+        sb_rss.0, sb_rss.1
     );
+    for (name, (server, replier)) in base_rss {
+        println!("Peak RSS ({name}): server {server:.1} MiB, replier {replier:.1} MiB");
+    }
     let runs = stack.runs().await;
     println!("Behavior runs recorded: {runs}");
     Ok(())
