@@ -60,13 +60,49 @@ impl RunOptions {
     }
 }
 
-/// A connected account as the engine needs it: a name to show and the hosts it may authenticate.
+/// A connected account as the engine needs it: a name to show, its kind and the hosts it may
+/// authenticate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConnectedAccount {
     pub id: RecordId,
     pub name: String,
+    /// How the host attaches its secret: `twilio`, `bearer`, `basic` or `api-key`
+    /// (`switchboard accounts add --kind`); named in the refusal for a host it does not allow.
+    pub kind: String,
     /// Hosts (lower-case) the credentials may be sent to (docs/semantics.md, Decision 11).
     pub allowed_hosts: Vec<String>,
+}
+
+impl ConnectedAccount {
+    /// The run error when the account is used for `url`, outside its allowed hosts: what kind of
+    /// account it is and which hosts it allows; for a Twilio account used for another service,
+    /// how to connect an account for that service.
+    pub fn refusal(&self, url: &str) -> String {
+        let kind = match self.kind.as_str() {
+            "twilio" => "a Twilio account".to_owned(),
+            "bearer" => "a bearer-token account".to_owned(),
+            "basic" => "a Basic-auth account".to_owned(),
+            "api-key" => "an API-key account".to_owned(),
+            other => format!("a '{other}' account"),
+        };
+        let hosts = if self.allowed_hosts.is_empty() {
+            "no host".to_owned()
+        } else {
+            self.allowed_hosts.join(", ")
+        };
+        let mut text = format!(
+            "connected account {} ('{}') is not allowed for {url}: it is {kind}, allowed only for {hosts}",
+            self.id, self.name
+        );
+        let host = url_host(url).unwrap_or_else(|| "<host>".into());
+        let twilio_host = host == "twilio.com" || host.ends_with(".twilio.com");
+        if self.kind == "twilio" && !twilio_host {
+            text.push_str(&format!(
+                "; connected accounts are Twilio accounts unless added with a kind of their own: for {host}, add one with `switchboard accounts add --kind bearer|basic|api-key --allowed-host {host}` and answer the package's prompt with its id"
+            ));
+        }
+        text
+    }
 }
 
 /// An HTTP request a behavior makes. Credentials are not in it: the host attaches the account's
@@ -1320,11 +1356,7 @@ impl<'h> Runner<'h> {
                         acc.name, http.placeholder
                     ));
                     self.action_output(depth, id, title, action, text);
-                    self.error(
-                        depth,
-                        Some(id),
-                        format!("connected account {account_id} is not allowed for {url}"),
-                    );
+                    self.error(depth, Some(id), acc.refusal(&url));
                     self.set(dict, &http.placeholder, Value::from(false));
                     return;
                 }

@@ -11,7 +11,9 @@ mod validate;
 mod version;
 
 pub use model::*;
-pub use prompts::{Prompt, PromptKind, RANDOM_ALPHABET, RANDOM_DEFAULT_LENGTH, random_string};
+pub use prompts::{
+    Prompt, PromptKind, RANDOM_ALPHABET, RANDOM_DEFAULT_LENGTH, account_service, random_string,
+};
 pub use validate::{MAX_NODE_DEPTH, WEBHOOK_ENGINE_BEHAVIOR, WEBHOOK_LISTENER_CONTEXTS};
 pub use version::version_compare;
 

@@ -25,6 +25,51 @@ pub struct Prompt {
     pub kind: PromptKind,
     /// UI-only: the prompt is not shown in Cerb's dialog (still validated).
     pub hidden: bool,
+    /// For a connected-account chooser, the service it asks an account for, lower-case
+    /// (`twilio`, `slack`...), from its params ([`account_service`]); `None` when it does not
+    /// say (any account is then accepted, and its allowed hosts are checked at run time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+}
+
+/// The service a connected-account chooser prompt asks for, from what Cerb packages write:
+/// `params.service` / `service_uri` / `service_id` (a name, not a record id), or the chooser's
+/// search `params.query` (`service:slack`, `service:(uri:slack)`, `service.uri:slack`,
+/// `uri:slack`, and `name:twilio`, which the Twilio bot package uses); else a key or label
+/// naming Twilio (`twilio_account_id`). `None` when it does not say.
+pub fn account_service(key: &str, label: &str, params: Option<&Json>) -> Option<String> {
+    let word = |text: &str| -> Option<String> {
+        let w: String = text
+            .trim_start_matches(['"', '\'', ' '])
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            .collect::<String>()
+            .to_ascii_lowercase();
+        (!w.is_empty() && !w.bytes().all(|b| b.is_ascii_digit())).then_some(w)
+    };
+    let param = |name: &str| params.and_then(|p| p.get(name)).and_then(Json::as_str);
+    for name in ["service", "service_uri", "service_id"] {
+        if let Some(found) = param(name).and_then(word) {
+            return Some(found);
+        }
+    }
+    if let Some(query) = param("query") {
+        let q = query.to_ascii_lowercase();
+        for prefix in ["service:(uri:", "service.uri:", "service:", "uri:"] {
+            if let Some(at) = q.find(prefix)
+                && let Some(found) = word(&q[at + prefix.len()..])
+            {
+                return Some(found);
+            }
+        }
+        if let Some(at) = q.find("name:")
+            && word(&q[at + 5..]).as_deref() == Some("twilio")
+        {
+            return Some("twilio".into());
+        }
+    }
+    let named_twilio = |t: &str| t.to_ascii_lowercase().contains("twilio");
+    (named_twilio(key) || named_twilio(label)).then(|| "twilio".to_owned())
 }
 
 /// How a prompt is answered and validated.
@@ -147,11 +192,18 @@ pub(crate) fn parse_configure(
                     other => PromptKind::Other(other.to_owned()),
                 };
                 let hidden = prompt.get("hidden").is_some_and(php_truthy);
+                let service = match &kind {
+                    PromptKind::Chooser {
+                        context: Some(c), ..
+                    } if c.contains("connected_account") => account_service(&key, &label, params),
+                    _ => None,
+                };
                 prompts.push(Prompt {
                     key,
                     label,
                     kind,
                     hidden,
+                    service,
                 });
             }
         }
@@ -346,5 +398,55 @@ mod tests {
         ] {
             assert!(php_truthy(&truthy), "{truthy}");
         }
+    }
+
+    #[test]
+    fn account_prompts_say_which_service_they_ask_for() {
+        use serde_json::json;
+        let svc = |key: &str, label: &str, params: Json| account_service(key, label, Some(&params));
+        // The seed package: `name:twilio`, and its key names Twilio anyway.
+        assert_eq!(
+            svc(
+                "twilio_account_id",
+                "Twilio account:",
+                json!({"query": "name:twilio"})
+            )
+            .as_deref(),
+            Some("twilio")
+        );
+        assert_eq!(
+            svc("account_id", "Account", json!({"query": "name:twilio"})).as_deref(),
+            Some("twilio")
+        );
+        assert_eq!(
+            svc("x", "Account", json!({"service": "Slack"})).as_deref(),
+            Some("slack")
+        );
+        assert_eq!(
+            svc("x", "Account", json!({"service_id": "stripe"})).as_deref(),
+            Some("stripe")
+        );
+        assert_eq!(
+            svc("x", "Account", json!({"service_id": "12"})),
+            None,
+            "a record id says nothing"
+        );
+        assert_eq!(
+            svc("x", "Account", json!({"query": "service:(uri:slack)"})).as_deref(),
+            Some("slack")
+        );
+        assert_eq!(
+            svc("x", "Account", json!({"query": "service.uri:stripe"})).as_deref(),
+            Some("stripe")
+        );
+        assert_eq!(
+            svc("x", "Account", json!({"query": "name:\"My Slack\""})),
+            None
+        );
+        assert_eq!(svc("slack_account_id", "Slack account:", json!({})), None);
+        assert_eq!(
+            account_service("twilio", "", None).as_deref(),
+            Some("twilio")
+        );
     }
 }

@@ -1151,6 +1151,7 @@ impl Host for WorkerHost {
             Ok(a) => a.map(|a| ConnectedAccount {
                 id: a.id,
                 name: a.name,
+                kind: a.kind.as_str().into(),
                 allowed_hosts: a.allowed_hosts,
             }),
             Err(e) => {

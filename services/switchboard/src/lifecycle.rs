@@ -118,12 +118,18 @@ fn check_compiles(state: &BotState) -> anyhow::Result<()> {
 }
 
 impl Env {
-    /// Chooser prompts for connected accounts must name an existing account.
+    /// Chooser prompts for connected accounts must name an existing account, of the kind the
+    /// prompt asks for ([`switchboard_package::account_service`]): a prompt for Twilio (the
+    /// seed's `twilio_account_id`) takes only a Twilio account; a prompt for another service
+    /// only an account of another kind, whose service (`accounts add --service`) is that one or
+    /// unsaid (`http`). A prompt that does not say takes any account; the notes returned then
+    /// say that its allowed hosts are checked when the behavior runs.
     pub(crate) async fn check_account_prompts(
         &self,
         package: &Package,
         answers: &switchboard_package::PromptAnswers,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Vec<String>> {
+        let mut notes = Vec::new();
         for prompt in package.prompts() {
             if let PromptKind::Chooser {
                 context: Some(ctx), ..
@@ -134,16 +140,46 @@ impl Env {
                 let id: i64 = answer.trim().parse().map_err(|_| {
                     anyhow::anyhow!("'{}' ({}) must be a connected account id (see `switchboard accounts list`), got '{answer}'", prompt.label, prompt.key)
                 })?;
-                if self.store.account(id).await?.is_none() {
+                let Some(account) = self.store.account(id).await? else {
                     bail!(
                         "'{}' ({}): no connected account has id {id} (see `switchboard accounts list`)",
                         prompt.label,
                         prompt.key
                     );
+                };
+                if let Some(why) = account_mismatch(prompt.service.as_deref(), &account) {
+                    let fitting: Vec<String> = self
+                        .store
+                        .list_accounts()
+                        .await?
+                        .iter()
+                        .filter(|a| account_mismatch(prompt.service.as_deref(), a).is_none())
+                        .map(|a| format!("{} ('{}')", a.id, a.name))
+                        .collect();
+                    let offer = if fitting.is_empty() {
+                        "none yet".to_owned()
+                    } else {
+                        fitting.join(", ")
+                    };
+                    bail!(
+                        "'{}' ({}): {why} (accounts that fit: {offer})",
+                        prompt.label,
+                        prompt.key
+                    );
+                }
+                if prompt.service.is_none() {
+                    notes.push(format!(
+                        "'{}' ({}) does not say which service it is for: account {id} ('{}', {}) is used, and its credentials go only to its allowed hosts ({}), checked when the behavior runs",
+                        prompt.label,
+                        prompt.key,
+                        account.name,
+                        account.kind.describe(),
+                        account.allowed_hosts.join(", ")
+                    ));
                 }
             }
         }
-        Ok(())
+        Ok(notes)
     }
 
     /// `switchboard bots update BOT PACKAGE`: the bot in place from a new version of its package
@@ -160,7 +196,9 @@ impl Env {
         let current = self.store.bot_state(bot_id).await?;
         let package = Package::parse(package_json).map_err(crate::refusal::invalid_package)?;
         let answers = crate::args::prompt_answers(&package, prompts)?;
-        self.check_account_prompts(&package, &answers).await?;
+        // Notes about prompts that do not name their service are for `import`; an update keeps
+        // the accounts it is given.
+        let _ = self.check_account_prompts(&package, &answers).await?;
         let mut keep: HashMap<String, RecordId> = HashMap::new();
         keep.insert(current.bot.uid.clone(), current.bot.id);
         for b in &current.bot.behaviors {
@@ -431,4 +469,34 @@ pub fn render_changes(changes: &Changes) -> String {
         out.push_str("  no changes\n");
     }
     out
+}
+
+/// Why `account` does not answer a connected-account prompt for `service`
+/// ([`switchboard_package::account_service`]); `None` when it does.
+pub(crate) fn account_mismatch(
+    service: Option<&str>,
+    account: &switchboard_store::Account,
+) -> Option<String> {
+    let service = service?;
+    let this = format!(
+        "account {} ('{}') is {}",
+        account.id,
+        account.name,
+        account.kind.describe()
+    );
+    if service == "twilio" {
+        return (!account.is_twilio())
+            .then(|| format!("this prompt asks for a Twilio account; {this}"));
+    }
+    if account.is_twilio() {
+        return Some(format!(
+            "this prompt asks for a {service} account; {this}: add one for {service} with `switchboard accounts add --kind bearer|basic|api-key --service {service} --allowed-host <host>`"
+        ));
+    }
+    (account.provider != "http" && account.provider != service).then(|| {
+        format!(
+            "this prompt asks for a {service} account; {this} for {} (`accounts add --service`)",
+            account.provider
+        )
+    })
 }

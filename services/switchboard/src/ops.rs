@@ -128,7 +128,7 @@ impl Env {
         let answers = crate::args::prompt_answers(&package, prompts)?;
         // Chooser prompts for connected accounts must name an existing account (Cerb's UI
         // guarantees it; on the command line we check).
-        self.check_account_prompts(&package, &answers).await?;
+        let prompt_notes = self.check_account_prompts(&package, &answers).await?;
         let ids = self.store.reserve_ids(&package.raw).await?;
         let mut ids = ids.into_iter();
         let mut exhausted = false;
@@ -156,7 +156,8 @@ impl Env {
             .await
             .context("writing the import")?;
         let ids: Vec<i64> = plan.records.iter().map(|r| r.id).collect();
-        let notes: Vec<String> = self.announce("import", ids).await.into_iter().collect();
+        let mut notes = prompt_notes;
+        notes.extend(self.announce("import", ids).await);
         let webhooks = plan
             .webhooks
             .iter()

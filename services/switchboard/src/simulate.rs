@@ -124,7 +124,7 @@ pub fn simulate(req: &SimulateRequest) -> anyhow::Result<Simulation> {
                 .and_then(|s| s.trim().parse::<RecordId>().ok())
                 .or(value.as_i64())
         {
-            account_ids.push(id);
+            account_ids.push((id, prompt.service.clone()));
         }
     }
     let mut counter: RecordId = 0;
@@ -133,6 +133,7 @@ pub fn simulate(req: &SimulateRequest) -> anyhow::Result<Simulation> {
         counter
     };
     let mut rng = rand::rng();
+    let package_hosts = http_hosts(&package.raw);
     let plan = package
         .into_plan(switchboard_package::PlanOptions {
             answers: &answers,
@@ -166,14 +167,7 @@ pub fn simulate(req: &SimulateRequest) -> anyhow::Result<Simulation> {
         behaviors,
         accounts: account_ids
             .into_iter()
-            .map(|id| {
-                let account = ConnectedAccount {
-                    id,
-                    name: format!("Sample connected account #{id} (simulator: no credentials)"),
-                    allowed_hosts: TWILIO_HOSTS.iter().map(|h| h.to_string()).collect(),
-                };
-                (id, account)
-            })
+            .map(|(id, service)| (id, sample_account(id, service.as_deref(), &package_hosts)))
             .collect(),
         keys: MemoryBotKeys::default(),
         client: if req.run_http {
@@ -380,6 +374,69 @@ fn encode_form_component(out: &mut String, s: &str) {
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
+}
+
+/// The sample account for a connected-account prompt (issue 12): a Twilio account for a prompt
+/// asking for Twilio; otherwise an account of kind `sample` allowed for the hosts the package's
+/// HTTP actions name (and Twilio's, when the prompt does not say which service it is for).
+fn sample_account(
+    id: RecordId,
+    service: Option<&str>,
+    package_hosts: &[String],
+) -> ConnectedAccount {
+    let twilio = || TWILIO_HOSTS.iter().map(|h| h.to_string());
+    match service {
+        Some("twilio") => ConnectedAccount {
+            id,
+            name: format!("Sample connected account #{id} (simulator: no credentials)"),
+            kind: "twilio".into(),
+            allowed_hosts: twilio().collect(),
+        },
+        _ => {
+            let mut hosts: Vec<String> = package_hosts.to_vec();
+            if service.is_none() {
+                hosts.extend(twilio().filter(|h| !package_hosts.contains(h)));
+            }
+            ConnectedAccount {
+                id,
+                name: format!(
+                    "Sample {} connected account #{id} (simulator: no credentials)",
+                    service.unwrap_or("HTTP")
+                ),
+                kind: "sample".into(),
+                allowed_hosts: hosts,
+            }
+        }
+    }
+}
+
+/// The hosts of the package's HTTP actions' URLs whose host is written literally.
+fn http_hosts(raw: &serde_json::Value) -> Vec<String> {
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    if k == "http_url"
+                        && let Some(url) = v.as_str()
+                        && let Ok(parsed) = reqwest::Url::parse(url.trim())
+                        && let Some(host) = parsed.host_str()
+                        && !host.contains(['{', '%'])
+                    {
+                        let host = host.to_ascii_lowercase();
+                        if !out.contains(&host) {
+                            out.push(host);
+                        }
+                    }
+                    walk(v, out);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(raw, &mut out);
+    out
 }
 
 struct SimulatorHost {

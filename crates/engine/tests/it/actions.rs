@@ -15,6 +15,7 @@ fn account(id: i64) -> ConnectedAccount {
     ConnectedAccount {
         id,
         name: "Twilio".into(),
+        kind: "twilio".into(),
         allowed_hosts: vec!["api.twilio.com".into(), "lookups.twilio.com".into()],
     }
 }
@@ -422,6 +423,36 @@ fn credentials_only_for_allowed_hosts() {
         assert_eq!(out.vars["resp"], json!(false), "{url} {acct}");
         assert_eq!(out.errors.len(), 1);
     }
+    assert!(host.sent.lock().unwrap().is_empty(), "nothing was sent");
+}
+
+#[test]
+fn the_refusal_says_what_kind_of_account_it_is_and_which_hosts_it_allows() {
+    let mut host = TestHost::default();
+    host.accounts.insert(7, account(7));
+    host.accounts.insert(
+        8,
+        ConnectedAccount {
+            id: 8,
+            name: "slack".into(),
+            kind: "bearer".into(),
+            allowed_hosts: vec!["slack.com".into()],
+        },
+    );
+    let refused = |url: &str, acct: &str| {
+        let b = http_behavior(url, "post", "", "", "1", acct);
+        let out = run_webhook(&b, &form(&[]), &host, &RunOptions::real());
+        assert_eq!(out.vars["resp"], json!(false));
+        out.errors[0].message.clone()
+    };
+    assert_eq!(
+        refused("https://slack.com/api/chat.postMessage", "7"),
+        "connected account 7 ('Twilio') is not allowed for https://slack.com/api/chat.postMessage: it is a Twilio account, allowed only for api.twilio.com, lookups.twilio.com; connected accounts are Twilio accounts unless added with a kind of their own: for slack.com, add one with `switchboard accounts add --kind bearer|basic|api-key --allowed-host slack.com` and answer the package's prompt with its id"
+    );
+    assert_eq!(
+        refused("https://api.stripe.com/v1/customers", "8"),
+        "connected account 8 ('slack') is not allowed for https://api.stripe.com/v1/customers: it is a bearer-token account, allowed only for slack.com"
+    );
     assert!(host.sent.lock().unwrap().is_empty(), "nothing was sent");
 }
 

@@ -1,6 +1,7 @@
 //! Tests of the `switchboard` CLI: the simulator on the seed package (golden outputs), and the
 //! binary's interface (exit codes, one-line errors).
 
+mod account_kinds;
 mod cli;
 mod jobs;
 mod lifecycle;
