@@ -343,6 +343,12 @@ async fn forward_timed(
         state.config.metrics.unanswered("overloaded");
         return unavailable();
     };
+    // NATS is down: no worker can be asked, and a request sent now would wait in the client's
+    // buffer until the reply timeout. 503 at once, so Twilio tries the fallback URL in time.
+    if state.nats.connection_state() != async_nats::connection::State::Connected {
+        state.config.metrics.unanswered("nats");
+        return unavailable();
+    }
     let (parts, body) = request.into_parts();
     let read = tokio::time::timeout(
         state.config.body_read_timeout,
