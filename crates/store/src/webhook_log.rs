@@ -18,8 +18,9 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::{Result, StoreError};
 
-/// A webhook answered by a run, to record.
-#[derive(Debug, Clone)]
+/// A webhook answered by a run, to record. Serialized as is in the worker's JetStream run log
+/// (written behind to PostgreSQL).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AnsweredWebhook {
     pub message_sid: String,
     pub listener_id: i64,

@@ -16,6 +16,8 @@ mod database;
 #[cfg(feature = "harness")]
 mod nats;
 #[cfg(feature = "harness")]
+mod pg_proxy;
+#[cfg(feature = "harness")]
 mod sandbox;
 
 pub use fixtures::{golden, repo_root, seed_package, seed_package_path};
@@ -26,6 +28,8 @@ pub use webhook::{inbound_sms, message_sid};
 pub use database::{admin_database_url, fresh_database};
 #[cfg(feature = "harness")]
 pub use nats::NatsServer;
+#[cfg(feature = "harness")]
+pub use pg_proxy::PgProxy;
 #[cfg(feature = "harness")]
 pub use sandbox::{sandbox, sandbox_account, sandbox_config, unchecked_sandbox_config};
 #[cfg(feature = "harness")]

@@ -83,6 +83,36 @@ pub struct Cli {
         global = true
     )]
     pub claim_timeout_secs: u64,
+    /// JetStream key-value bucket of bot keys (Cerb's `_set_key` / `_get_key`), created at start
+    /// when missing; every replica must name the same one. The NATS user needs its subjects
+    /// (docs/nats-security.md).
+    #[arg(
+        long,
+        env = "WORKER_BOT_KEYS_BUCKET",
+        default_value = crate::keys::DEFAULT_BUCKET,
+        global = true
+    )]
+    pub bot_keys_bucket: String,
+    /// Replicas of the run log stream and the bot keys bucket when the worker creates them: 1
+    /// for a single NATS server, 3 for a clustered production deployment (at most 5). Existing
+    /// ones keep their own.
+    #[arg(long, env = "JETSTREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5), global = true)]
+    pub jetstream_replicas: u8,
+    /// Record answered webhooks of behaviors without side effects in the JetStream run log
+    /// (stream <PREFIX>_RUNLOG) before replying, and write them to PostgreSQL behind it: such
+    /// webhooks keep being answered while PostgreSQL is down. `false`: they are written to
+    /// PostgreSQL before the reply, as behaviors with side effects always are.
+    #[arg(long, env = "WORKER_RUN_LOG", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub run_log: bool,
+    /// How long the run log recognises a repeated MessageSid (seconds): Twilio's retries and
+    /// fallback come within it. nats-server keeps each id of the window in memory (about 100
+    /// bytes per webhook). Later repeats run again; the message log keeps the first answer.
+    #[arg(long, env = "WORKER_RUN_LOG_DUPLICATE_WINDOW_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub run_log_duplicate_window_secs: u64,
+    /// Most bytes of run log records not yet written to PostgreSQL (an outage's backlog);
+    /// beyond it webhooks are answered 503 until the writer catches up.
+    #[arg(long, env = "WORKER_RUN_LOG_MAX_BYTES", default_value_t = 1 << 30, value_parser = clap::value_parser!(i64).range(1_048_576..), global = true)]
+    pub run_log_max_bytes: i64,
     /// Database connections of this replica.
     #[arg(
         long,

@@ -6,9 +6,11 @@
 //! behaviors on request (`{prefix}.behavior.run`, see [`macros`]).
 
 pub mod cli;
+pub mod keys;
 mod macros;
 mod metrics;
 pub mod retention;
+pub mod runlog;
 mod status;
 
 use std::collections::HashMap;
@@ -64,6 +66,12 @@ pub struct WorkerOptions {
     pub ready: switchboard_telemetry::health::ReadyFlag,
     /// Where webhooks, runs and status callbacks are counted (`/metrics`; detached by default).
     pub metrics: WorkerMetrics,
+    /// The bucket of bot keys (`_set_key`, `_get_key`; [`keys`]).
+    pub bot_keys: keys::BotKeysOptions,
+    /// The JetStream run log ([`runlog`]): answered webhooks of behaviors without side effects
+    /// are recorded there before the reply and written to PostgreSQL behind, so they keep being
+    /// answered while PostgreSQL is down. `None`: recorded in PostgreSQL before the reply.
+    pub run_log: Option<runlog::RunLogOptions>,
 }
 
 impl Default for WorkerOptions {
@@ -80,6 +88,8 @@ impl Default for WorkerOptions {
             log_concurrency: 2,
             ready: Default::default(),
             metrics: Default::default(),
+            bot_keys: Default::default(),
+            run_log: None,
         }
     }
 }
@@ -136,6 +146,10 @@ impl<K: std::hash::Hash + Eq, V: Clone> TtlCache<K, V> {
             .filter(|(at, _)| at.elapsed() < self.ttl)
             .map(|(_, v)| v.clone())
     }
+    /// The value whatever its age: configuration served while the database cannot refresh it.
+    fn get_stale(&self, key: &K) -> Option<V> {
+        self.map.lock().unwrap().get(key).map(|(_, v)| v.clone())
+    }
     fn insert(&self, key: K, value: V) {
         let mut map = self.map.lock().unwrap();
         if map.len() >= self.max && !map.contains_key(&key) {
@@ -152,6 +166,42 @@ impl<K: std::hash::Hash + Eq, V: Clone> TtlCache<K, V> {
     }
     fn clear(&self) {
         self.map.lock().unwrap().clear();
+    }
+}
+
+/// How long after a failed configuration load the database is left alone (cached configuration
+/// is served meanwhile).
+const DB_RETRY: Duration = Duration::from_secs(2);
+
+/// The database's recent failures to load configuration, and when the use of stale cache
+/// entries was last logged.
+#[derive(Default)]
+struct DbDown {
+    until: Mutex<Option<Instant>>,
+    logged: Mutex<Option<Instant>>,
+}
+
+impl DbDown {
+    fn is_down(&self) -> bool {
+        self.until
+            .lock()
+            .unwrap()
+            .is_some_and(|until| Instant::now() < until)
+    }
+    fn down(&self) {
+        *self.until.lock().unwrap() = Some(Instant::now() + DB_RETRY);
+    }
+    fn up(&self) {
+        *self.until.lock().unwrap() = None;
+    }
+    fn note_stale(&self) {
+        let mut logged = self.logged.lock().unwrap();
+        if logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+            *logged = Some(Instant::now());
+            tracing::warn!(
+                "the database does not answer: serving listeners, behaviors and account tokens this worker loaded before"
+            );
+        }
     }
 }
 
@@ -172,6 +222,12 @@ struct Worker {
     tokens: TtlCache<String, Arc<Vec<(i64, secrecy::SecretString)>>>,
     /// Behaviors called with `_run_behavior`, by id.
     behaviors: TtlCache<i64, Arc<CompiledBehavior>>,
+    /// Bot keys (`_set_key`, `_get_key`).
+    bot_keys: keys::BotKeys,
+    /// The JetStream run log, when on.
+    runlog: Option<runlog::RunLog>,
+    /// Whether the database failed to load configuration lately.
+    db_down: DbDown,
 }
 
 /// Runs the worker until `shutdown` completes, then stops taking requests and drains. A
@@ -215,6 +271,12 @@ pub async fn start(
     subjects: Subjects,
     opts: WorkerOptions,
 ) -> anyhow::Result<Started> {
+    // Before the endpoints: a behavior may use bot keys as soon as requests arrive.
+    let bot_keys = keys::BotKeys::open_retrying(&nats, &opts.bot_keys).await;
+    let runlog = match &opts.run_log {
+        Some(o) => Some(runlog::RunLog::open_retrying(&nats, subjects.prefix(), o).await),
+        None => None,
+    };
     let service = nats
         .service_builder()
         .description("Answers Switchboard webhooks by running Cerb behaviors")
@@ -250,6 +312,9 @@ pub async fn start(
         targets: TtlCache::new(opts.cache_ttl),
         tokens: TtlCache::new(opts.cache_ttl),
         behaviors: TtlCache::new(opts.cache_ttl),
+        bot_keys,
+        runlog,
+        db_down: DbDown::default(),
         opts,
     });
     Ok(Started {
@@ -280,6 +345,17 @@ impl Started {
         } = self;
         let opts = worker.opts.clone();
         let permits = Arc::new(Semaphore::new(opts.max_in_flight));
+        let (stop_writer, writer_stop) = tokio::sync::watch::channel(false);
+        let writer = match (&worker.runlog, &opts.run_log) {
+            (Some(log), Some(o)) => Some(tokio::spawn(runlog::write_behind(
+                log.clone(),
+                worker.log.clone(),
+                o.clone(),
+                opts.metrics.clone(),
+                writer_stop,
+            ))),
+            _ => None,
+        };
         opts.ready.set(true);
         tokio::pin!(shutdown);
         loop {
@@ -350,6 +426,12 @@ impl Started {
             abandoned.push(format!("replies not confirmed by NATS: {why}"));
         }
         let _ = tokio::time::timeout(lifecycle::FLUSH_BOUND, service.stop()).await;
+        // The run log writer stops between batches; what it has not written stays in the
+        // stream for the next writer.
+        let _ = stop_writer.send(true);
+        if let Some(writer) = writer {
+            let _ = tokio::time::timeout(lifecycle::FLUSH_BOUND, writer).await;
+        }
         lifecycle::set_stage("");
         if abandoned.is_empty() {
             Ok(())
@@ -561,11 +643,49 @@ impl Worker {
         Ok(guids)
     }
 
+    /// What `guid` resolves to: cached, else loaded. While the database does not answer, what
+    /// this worker loaded before is served whatever its age (with a log line every 10 s at
+    /// most), and the database is tried again only every [`DB_RETRY`]: the webhook path of a
+    /// behavior without side effects needs NATS only ([`runlog`]). A listener this worker never
+    /// loaded cannot be served then: 503, and the log says why.
     async fn target(&self, guid: &str) -> anyhow::Result<Arc<Target>> {
         let key = guid.to_ascii_lowercase();
         if let Some(t) = self.targets.get(&key) {
             return Ok(t);
         }
+        if self.db_down.is_down()
+            && let Some(guids) = self.guids.get_stale(&())
+        {
+            if !guids.contains(&key) {
+                return Ok(Arc::new(Target::Unknown));
+            }
+            if let Some(t) = self.targets.get_stale(&key) {
+                self.db_down.note_stale();
+                return Ok(t);
+            }
+        }
+        match self.load_target(guid, key.clone()).await {
+            Ok(t) => {
+                self.db_down.up();
+                Ok(t)
+            }
+            Err(e) => {
+                self.db_down.down();
+                match (self.guids.get_stale(&()), self.targets.get_stale(&key)) {
+                    (Some(guids), _) if !guids.contains(&key) => Ok(Arc::new(Target::Unknown)),
+                    (_, Some(t)) => {
+                        self.db_down.note_stale();
+                        Ok(t)
+                    }
+                    _ => Err(e.context(
+                        "loading the listener (this worker has not loaded it before, so it cannot be served from its cache)",
+                    )),
+                }
+            }
+        }
+    }
+
+    async fn load_target(&self, guid: &str, key: String) -> anyhow::Result<Arc<Target>> {
         if !self.guids().await?.contains(&key) {
             return Ok(Arc::new(Target::Unknown));
         }
@@ -880,6 +1000,27 @@ impl Worker {
             errors: serde_json::to_string(&output.errors)?,
             duration_us,
         };
+        if let Some(runlog) = &self.runlog
+            && runlog::RunLog::accepts(message_sid)
+        {
+            match runlog.log(&record).await? {
+                runlog::Logged::New => return Ok(reply),
+                runlog::Logged::Duplicate(first) => {
+                    tracing::info!("repeated MessageSid: answering with the logged response");
+                    seen.result = WebhookResult::Duplicate;
+                    if let Some(first) = first {
+                        return serde_json::from_str(&first).context("logged response");
+                    }
+                    // Already copied to PostgreSQL: the message log has it.
+                    if let Some(Some(stored)) = self.store.stored_response(message_sid).await? {
+                        return serde_json::from_value(stored).context("stored response");
+                    }
+                    anyhow::bail!(
+                        "repeated MessageSid: the first answer is in neither the run log nor the message log"
+                    );
+                }
+            }
+        }
         let waited = Instant::now();
         loop {
             let writing = Instant::now();
@@ -1242,6 +1383,17 @@ impl Host for WorkerHost {
                 None
             }
         }
+    }
+
+    fn bot_key_get(&self, bot: i64, key: &str) -> Result<Option<String>, String> {
+        let now = self.now();
+        self.handle
+            .block_on(self.worker.bot_keys.get(bot, key, now))
+    }
+
+    fn bot_key_set(&self, bot: i64, key: &str, value: &str, expires_at: i64) -> Result<(), String> {
+        self.handle
+            .block_on(self.worker.bot_keys.set(bot, key, value, expires_at))
     }
 }
 

@@ -107,6 +107,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         log_concurrency: cli.log_concurrency.max(1),
         claim_timeout: std::time::Duration::from_secs(cli.claim_timeout_secs),
         drain_timeout: cli.shutdown.drain_budget(),
+        bot_keys: behavior_worker::keys::BotKeysOptions {
+            bucket: cli.bot_keys_bucket.clone(),
+            replicas: usize::from(cli.jetstream_replicas),
+        },
+        run_log: cli.run_log.then(|| behavior_worker::runlog::RunLogOptions {
+            replicas: usize::from(cli.jetstream_replicas),
+            duplicate_window: std::time::Duration::from_secs(cli.run_log_duplicate_window_secs),
+            max_bytes: cli.run_log_max_bytes,
+            ..Default::default()
+        }),
         ready: readiness.flag("NATS subscriptions"),
         // Recorded only when served (nothing is counted without METRICS_ADDR).
         metrics: match cli.metrics.metrics_addr {

@@ -74,6 +74,7 @@ pub struct WorkerMetrics {
     run_errors: CounterFamily<RunLabels>,
     log_writes: Histogram,
     statuses: CounterFamily<ResultLabels>,
+    runlog_lag: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Default for WorkerMetrics {
@@ -96,6 +97,7 @@ impl WorkerMetrics {
             run_errors: CounterFamily::default(),
             log_writes: Histogram::new(switchboard_telemetry::metrics::latency_buckets()),
             statuses: CounterFamily::default(),
+            runlog_lag: Default::default(),
         };
         metrics.register(
             "switchboard_webhooks",
@@ -124,7 +126,20 @@ impl WorkerMetrics {
             "Delivery status callbacks, by result (recorded, stale, unknown_message, forbidden, rejected, error)",
             m.statuses.clone(),
         );
+        metrics.register(
+            "switchboard_runlog_lag",
+            "Answered webhooks in the JetStream run log not yet written to PostgreSQL (read by the writer every 10 s)",
+            m.runlog_lag.clone(),
+        );
         m
+    }
+
+    /// Sets the run log's lag (records not yet in PostgreSQL).
+    pub fn runlog_lag(&self, records: u64) {
+        if self.on {
+            self.runlog_lag
+                .set(i64::try_from(records).unwrap_or(i64::MAX));
+        }
     }
 
     /// Counts one webhook.

@@ -2,6 +2,7 @@
 //! behavior-worker started through their production `run` functions and the seed package
 //! imported through the CLI's import.
 
+mod bot_keys;
 mod compose;
 mod http;
 mod import;
@@ -12,6 +13,7 @@ mod metrics;
 mod nats_security;
 mod observability;
 mod opt_out;
+mod runlog;
 mod standalone;
 mod status;
 mod traces;

@@ -1,0 +1,265 @@
+//! The JetStream run log (services/behavior-worker/src/runlog.rs): webhooks of behaviors without
+//! side effects are recorded in NATS before the reply and written to PostgreSQL behind, so the
+//! bot keeps answering while PostgreSQL is down, and every run lands in PostgreSQL once.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use switchboard_e2e::*;
+use switchboard_store::sqlx;
+use switchboard_test_support::PgProxy;
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+fn options() -> behavior_worker::WorkerOptions {
+    behavior_worker::WorkerOptions {
+        run_log: Some(behavior_worker::runlog::RunLogOptions::default()),
+        // Short, so the outage outlasts the cache: configuration is served stale.
+        cache_ttl: Duration::from_secs(1),
+        ..Default::default()
+    }
+}
+
+/// How many of `sids` are in the message log, and how many runs they have.
+async fn in_postgres(stack: &Stack, sids: &[String]) -> (i64, i64) {
+    let messages: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM inbound_messages WHERE message_sid = ANY($1) AND response IS NOT NULL",
+    )
+    .bind(sids)
+    .fetch_one(stack.store.pool())
+    .await
+    .unwrap();
+    let runs: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM behavior_runs WHERE message_sid = ANY($1)")
+            .bind(sids)
+            .fetch_one(stack.store.pool())
+            .await
+            .unwrap();
+    (messages, runs)
+}
+
+async fn eventually_in_postgres(stack: &Stack, sids: &[String]) {
+    let n = sids.len() as i64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let found = in_postgres(stack, sids).await;
+        if found == (n, n) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected {n} messages and {n} runs in PostgreSQL, found {found:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// How long PostgreSQL is cut off under load (the figure).
+const OUTAGE: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_answered_while_postgres_is_down_and_written_behind_once() {
+    let stack = Stack::new().await.unwrap();
+    let proxy = PgProxy::start(&stack.database_url).await.unwrap();
+    let pool = switchboard_store::connect(&proxy.url(&stack.database_url).unwrap(), 4)
+        .await
+        .unwrap();
+    let worker_store = switchboard_store::Store::new(
+        pool,
+        Some(switchboard_store::secrets::MasterKey::parse(MASTER_KEY).unwrap()),
+    );
+    let worker = Worker::start_with(
+        worker_store,
+        &stack.nats.url(),
+        stack.subjects.clone(),
+        options(),
+    )
+    .await
+    .unwrap();
+    let ingress = stack.ingress().await.unwrap();
+    let http = http();
+
+    // Steady signed load, 10 webhooks a second, through the outage.
+    let answers: Arc<Mutex<Vec<(String, &str, u16, String)>>> = Arc::default();
+    let load = {
+        let (answers, guid, http) = (answers.clone(), stack.guid.clone(), http.clone());
+        let url = ingress.url("");
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            let started = Instant::now();
+            let mut i = 0usize;
+            while started.elapsed() < OUTAGE + Duration::from_secs(6) {
+                tick.tick().await;
+                let (body, golden_file) =
+                    [("help", "help.xml"), ("hi", "hi.xml"), ("logo", "logo.xml")][i % 3];
+                i += 1;
+                let sid = message_sid();
+                let form = inbound_sms(&sid, "+15551234567", body);
+                let (http, guid, url, answers) =
+                    (http.clone(), guid.clone(), url.clone(), answers.clone());
+                tokio::spawn(async move {
+                    let path = format!("/webhooks/{guid}");
+                    let resp = switchboard_test_support::post_signed_form(
+                        &http,
+                        &format!("{url}{path}"),
+                        &format!("{PUBLIC_BASE_URL}{path}"),
+                        &form,
+                        AUTH_TOKEN,
+                    )
+                    .await;
+                    let status = resp.status().as_u16();
+                    let text = resp.text().await.unwrap_or_default();
+                    answers
+                        .lock()
+                        .unwrap()
+                        .push((sid, golden_file, status, text));
+                });
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    proxy.cut();
+    let cut_at = Instant::now();
+    // A repeated MessageSid during the outage gets the first answer.
+    let sid = message_sid();
+    let form = inbound_sms(&sid, "+15551234567", "link");
+    let first = post_signed(&http, &ingress, &stack.guid, &form, AUTH_TOKEN).await;
+    assert_eq!(first.status(), 200);
+    let first = first.text().await.unwrap();
+    assert_eq!(first, golden("link.xml"));
+    let again = post_signed(&http, &ingress, &stack.guid, &form, AUTH_TOKEN).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.text().await.unwrap(), first);
+    tokio::time::sleep(OUTAGE.saturating_sub(cut_at.elapsed())).await;
+    // Nothing reached PostgreSQL through the cut proxy meanwhile.
+    assert_eq!(
+        in_postgres(&stack, std::slice::from_ref(&sid)).await,
+        (0, 0)
+    );
+    proxy.restore();
+    load.await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let answers = answers.lock().unwrap().clone();
+    let expected = (OUTAGE.as_secs() as usize + 6) * 10 * 9 / 10;
+    assert!(answers.len() >= expected, "{} webhooks sent", answers.len());
+    for (sid, golden_file, status, text) in &answers {
+        assert_eq!(*status, 200, "{sid}: {text}");
+        assert_eq!(text, &golden(golden_file), "{sid}");
+    }
+    let mut sids: Vec<String> = answers.into_iter().map(|(sid, ..)| sid).collect();
+    sids.push(sid);
+    eventually_in_postgres(&stack, &sids).await;
+    ingress.stop().await.unwrap();
+    worker.stop().await.unwrap();
+}
+
+/// Two replicas, one MessageSid delivered to both at once: one answer, one run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_message_sid_on_two_replicas_at_once_is_one_run_and_one_answer() {
+    let stack = Stack::new().await.unwrap();
+    let workers = [
+        Worker::start_with(
+            stack.store.clone(),
+            &stack.nats.url(),
+            stack.subjects.clone(),
+            options(),
+        )
+        .await
+        .unwrap(),
+        Worker::start_with(
+            stack.store.clone(),
+            &stack.nats.url(),
+            stack.subjects.clone(),
+            options(),
+        )
+        .await
+        .unwrap(),
+    ];
+    let ingress = stack.ingress().await.unwrap();
+    let http = http();
+    let mut sids = Vec::new();
+    for body in ["hi", "help", "logo"] {
+        let sid = message_sid();
+        let form = inbound_sms(&sid, "+15551234567", body);
+        let deliveries =
+            (0..8).map(|_| post_signed(&http, &ingress, &stack.guid, &form, AUTH_TOKEN));
+        let answers = futures::future::join_all(deliveries).await;
+        let mut texts = Vec::new();
+        for a in answers {
+            assert_eq!(a.status(), 200);
+            texts.push(a.text().await.unwrap());
+        }
+        assert!(texts.iter().all(|t| t == &texts[0]), "{texts:?}");
+        sids.push(sid);
+    }
+    eventually_in_postgres(&stack, &sids).await;
+    // Settled: still exactly one each.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(in_postgres(&stack, &sids).await, (3, 3));
+    ingress.stop().await.unwrap();
+    for w in workers {
+        w.stop().await.unwrap();
+    }
+}
+
+/// nats-server killed and restarted under load: while it is down ingress answers 503 at once;
+/// every webhook answered before the kill is in PostgreSQL afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_answered_before_a_nats_restart_all_reach_postgres() {
+    let mut stack = Stack::new().await.unwrap();
+    let worker = Worker::start_with(
+        stack.store.clone(),
+        &stack.nats.url(),
+        stack.subjects.clone(),
+        options(),
+    )
+    .await
+    .unwrap();
+    let ingress = stack.ingress().await.unwrap();
+    let http = http();
+    let mut answered = Vec::new();
+    for i in 0..30 {
+        let sid = message_sid();
+        let form = inbound_sms(&sid, "+15551234567", ["hi", "help"][i % 2]);
+        let resp = post_signed(&http, &ingress, &stack.guid, &form, AUTH_TOKEN).await;
+        assert_eq!(resp.status(), 200);
+        answered.push(sid);
+    }
+    stack.nats.kill();
+    let form = inbound_sms(&message_sid(), "+15551234567", "hi");
+    let asked = Instant::now();
+    let resp = post_signed(&http, &ingress, &stack.guid, &form, AUTH_TOKEN).await;
+    assert_eq!(resp.status(), 503);
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "503 took {:?}",
+        asked.elapsed()
+    );
+    stack.nats.restart(Duration::ZERO).await.unwrap();
+    eventually_in_postgres(&stack, &answered).await;
+    // And the path works again after the restart.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let sid = message_sid();
+        let form = inbound_sms(&sid, "+15551234567", "help");
+        let resp = post_signed(&http, &ingress, &stack.guid, &form, AUTH_TOKEN).await;
+        if resp.status() == 200 {
+            assert_eq!(resp.text().await.unwrap(), golden("help.xml"));
+            eventually_in_postgres(&stack, &[sid]).await;
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "webhooks not answered after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    ingress.stop().await.unwrap();
+    worker.stop().await.unwrap();
+}
