@@ -980,7 +980,10 @@ mod tests {
             "http://ingress:8080/twilio/status?traceparent=00-1691e7eb3f7d1c39bf687dd96258204b-a61ba1382ce033a0-01",
             base
         ));
-        assert!(!is_callback_url("http://ingress:8080/twilio/status?x=1", base));
+        assert!(!is_callback_url(
+            "http://ingress:8080/twilio/status?x=1",
+            base
+        ));
         assert!(!is_callback_url("http://evil/twilio/status", base));
     }
 }
