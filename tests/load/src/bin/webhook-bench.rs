@@ -228,6 +228,25 @@ async fn run_switchboard(
             "the worker's metrics do not count webhooks:\n{text}"
         );
     }
+    // The run log's writer: how far PostgreSQL is behind the answers at the end of the load,
+    // and how long it takes to catch up (the count stops growing for 2 s).
+    let at_end = stack.runs().await;
+    let started = Instant::now();
+    let (mut last, mut since) = (at_end, Instant::now());
+    while since.elapsed() < Duration::from_secs(2) && started.elapsed() < Duration::from_secs(120)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = stack.runs().await;
+        if now != last {
+            (last, since) = (now, Instant::now());
+        }
+    }
+    let caught_up = since.duration_since(started);
+    println!(
+        "{name}: runs in PostgreSQL at the end of the load {at_end}, {last} after {:.1} s (writer lag at the end: {})",
+        caught_up.as_secs_f64(),
+        last - at_end
+    );
     let (mut ingress, mut worker) = (ingress, worker);
     ingress.check_alive()?;
     worker.check_alive()?;
