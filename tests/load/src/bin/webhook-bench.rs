@@ -233,8 +233,7 @@ async fn run_switchboard(
     let at_end = stack.runs().await;
     let started = Instant::now();
     let (mut last, mut since) = (at_end, Instant::now());
-    while since.elapsed() < Duration::from_secs(2) && started.elapsed() < Duration::from_secs(120)
-    {
+    while since.elapsed() < Duration::from_secs(2) && started.elapsed() < Duration::from_secs(120) {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let now = stack.runs().await;
         if now != last {
