@@ -279,3 +279,108 @@ async fn an_export_imports_into_a_fresh_database_and_answers_the_same() {
     ingress.stop().await.unwrap();
     worker.stop().await.unwrap();
 }
+
+/// Under steady webhook load on two worker replicas, an update and then a rollback: every
+/// webhook is answered 200 by the old revision or the new one, wholly (never a mix, never an
+/// error), and the workers switch at once (requests sent from half a second after each change
+/// on all get the new answer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_steady_load_every_webhook_gets_the_old_or_the_new_revision_whole() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    let stack = Stack::new().await.unwrap();
+    let workers = [stack.worker().await.unwrap(), stack.worker().await.unwrap()];
+    let ingress = stack.ingress().await.unwrap();
+    let http = http();
+    let bot = stack.bot_id.to_string();
+    let p = prompts(&stack).await;
+    let (old, new) = (golden("help.xml"), modified_help());
+    assert_eq!(
+        ask(&http, &ingress, &stack.guid, "help").await,
+        (200, old.clone())
+    );
+
+    // Four clients, each sending signed `help` webhooks one after another.
+    let stop = Arc::new(AtomicBool::new(false));
+    let answers: Arc<Mutex<Vec<(Instant, u16, String)>>> = Arc::default();
+    let url = ingress.url("");
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (stop, answers, http, url, guid) = (
+            stop.clone(),
+            answers.clone(),
+            http.clone(),
+            url.clone(),
+            stack.guid.clone(),
+        );
+        clients.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let form = inbound_sms(&message_sid(), "+15551234567", "help");
+                let path = format!("/webhooks/{guid}");
+                let sent = Instant::now();
+                let resp = switchboard_test_support::post_signed_form(
+                    &http,
+                    &format!("{url}{path}"),
+                    &format!("{PUBLIC_BASE_URL}{path}"),
+                    &form,
+                    AUTH_TOKEN,
+                )
+                .await;
+                let status = resp.status().as_u16();
+                let text = resp.text().await.unwrap_or_default();
+                answers.lock().unwrap().push((sent, status, text));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let updating = Instant::now();
+    let report = stack
+        .env
+        .update_bot(&bot, &modified_seed(), &p, false)
+        .await
+        .unwrap();
+    assert_eq!(report.revision, Some(2));
+    let updated = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rolling_back = Instant::now();
+    let back = stack.env.rollback_bot(&bot, 1, false).await.unwrap();
+    assert_eq!(back.revision, Some(3));
+    let rolled_back = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+
+    let answers = answers.lock().unwrap().clone();
+    assert!(answers.len() >= 100, "only {} webhooks sent", answers.len());
+    let settle = Duration::from_millis(500);
+    let (mut saw_old, mut saw_new) = (0, 0);
+    for (sent, status, text) in &answers {
+        assert_eq!(*status, 200, "{text}");
+        assert!(
+            text == &old || text == &new,
+            "neither the old nor the new revision's answer: {text}"
+        );
+        if text == &new {
+            saw_new += 1;
+        } else {
+            saw_old += 1;
+        }
+        if *sent < updating {
+            assert_eq!(text, &old, "the new answer before the update");
+        } else if *sent >= updated + settle && *sent < rolling_back {
+            assert_eq!(text, &new, "the old answer after the update");
+        } else if *sent >= rolled_back + settle {
+            assert_eq!(text, &old, "the new answer after the rollback");
+        }
+    }
+    assert!(saw_old > 0 && saw_new > 0, "old {saw_old}, new {saw_new}");
+    ingress.stop().await.unwrap();
+    for w in workers {
+        w.stop().await.unwrap();
+    }
+}
