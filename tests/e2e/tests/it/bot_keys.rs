@@ -14,7 +14,7 @@ fn http() -> reqwest::Client {
         .unwrap()
 }
 
-fn twiml(message: &str) -> String {
+pub(crate) fn twiml(message: &str) -> String {
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response>\n    <Message>{message}</Message>\n</Response>"
     )
@@ -22,7 +22,7 @@ fn twiml(message: &str) -> String {
 
 /// Imports the fixture with the stack's Twilio account and the given counting window; answers
 /// its webhook guid.
-async fn import_counter(stack: &Stack, window: &str) -> String {
+pub(crate) async fn import_counter(stack: &Stack, window: &str) -> String {
     let account = stack
         .store
         .list_accounts()
@@ -119,4 +119,43 @@ async fn a_bot_remembers_each_sender_across_webhooks_and_forgets_on_expiry() {
     );
     ingress.stop().await.unwrap();
     worker.stop().await.unwrap();
+}
+
+/// A behavior with side effects (it writes a bot key) on two worker replicas, one MessageSid
+/// delivered eight times at once through both: one run, one answer for all, and the key counted
+/// once (issue 11: its claim comes before the run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_message_sid_on_two_replicas_counts_once() {
+    let stack = Stack::new().await.unwrap();
+    let guid = import_counter(&stack, "+1 hour").await;
+    let workers = [stack.worker().await.unwrap(), stack.worker().await.unwrap()];
+    let ingress = stack.ingress().await.unwrap();
+    let http = http();
+    let sid = message_sid();
+    let form = inbound_sms(&sid, "+15550000009", "hi");
+    let deliveries = (0..8).map(|_| post_signed(&http, &ingress, &guid, &form, AUTH_TOKEN));
+    let mut answers = Vec::new();
+    for resp in futures::future::join_all(deliveries).await {
+        assert_eq!(resp.status(), 200);
+        answers.push(resp.text().await.unwrap());
+    }
+    let first = twiml("Welcome! This is your first message.");
+    assert!(answers.iter().all(|a| a == &first), "{answers:?}");
+    let runs: i64 = switchboard_store::sqlx::query_scalar(
+        "SELECT count(*) FROM behavior_runs WHERE message_sid = $1",
+    )
+    .bind(&sid)
+    .fetch_one(stack.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(runs, 1);
+    // The next message from the sender is its second: the eight deliveries counted once.
+    assert_eq!(
+        sms(&http, &ingress, &guid, "+15550000009", "hi").await,
+        twiml("This is message 2 from you.")
+    );
+    ingress.stop().await.unwrap();
+    for w in workers {
+        w.stop().await.unwrap();
+    }
 }

@@ -263,3 +263,163 @@ async fn webhooks_answered_before_a_nats_restart_all_reach_postgres() {
     ingress.stop().await.unwrap();
     worker.stop().await.unwrap();
 }
+
+/// Two worker processes under load, one SIGKILLed mid-load; every webhook whose delivery got no
+/// answer is delivered again with the same MessageSid (as Twilio's fallback would), for the seed
+/// (the run log) and for a bot with side effects (its MessageSid claimed in PostgreSQL first).
+/// Afterwards: every message answered with its right reply, no MessageSid with two runs, and no
+/// claim left unanswered (the dead worker's are taken over after WORKER_CLAIM_TIMEOUT_SECS).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_sigkilled_under_load_leaves_no_double_run_and_no_stuck_claim() {
+    use crate::traces::{ready, spawn_owned};
+    crate::traces::binaries();
+    let stack = Stack::new().await.unwrap();
+    let counter = crate::bot_keys::import_counter(&stack, "+1 hour").await;
+    let worker = |metrics: String| {
+        let env = vec![
+            ("NATS_URL", stack.nats.url()),
+            ("DATABASE_URL", stack.database_url.clone()),
+            (
+                "SWITCHBOARD_SUBJECT_PREFIX",
+                stack.subjects.prefix().to_owned(),
+            ),
+            ("SWITCHBOARD_MASTER_KEY", MASTER_KEY.to_owned()),
+            ("SWITCHBOARD_ALLOW_TEST_KEY", "1".to_owned()),
+            ("WORKER_CLAIM_TIMEOUT_SECS", "2".to_owned()),
+            ("METRICS_ADDR", metrics),
+            ("RUST_LOG", "warn".to_owned()),
+        ];
+        spawn_owned("behavior-worker", &env)
+    };
+    let (m1, m2) = (
+        format!("127.0.0.1:{}", switchboard_test_support::free_port()),
+        format!("127.0.0.1:{}", switchboard_test_support::free_port()),
+    );
+    let mut doomed = worker(m1.clone());
+    let mut survivor = worker(m2.clone());
+    ready(&format!("http://{m1}/readyz"), &mut doomed).await;
+    ready(&format!("http://{m2}/readyz"), &mut survivor).await;
+    let ingress = Ingress::start(
+        &stack.nats.url(),
+        ingress::IngressConfig {
+            reply_timeout: Duration::from_secs(2),
+            ..stack.ingress_config()
+        },
+    )
+    .await
+    .unwrap();
+    let http = http();
+
+    // Four clients; each message is delivered until it is answered 200.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    type Answered = (String, String, String, u32);
+    let answered: Arc<Mutex<Vec<Answered>>> = Arc::default();
+    let url = ingress.url("");
+    let mut clients = Vec::new();
+    for client in 0..4usize {
+        let (stop, answered, http, url) =
+            (stop.clone(), answered.clone(), http.clone(), url.clone());
+        let (seed, counter) = (stack.guid.clone(), counter.clone());
+        clients.push(tokio::spawn(async move {
+            let mut i = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                let sid = message_sid();
+                // Odd clients talk to the counter bot, each from its own number.
+                let (guid, form) = if client % 2 == 0 {
+                    (seed.clone(), inbound_sms(&sid, "+15551234567", "help"))
+                } else {
+                    let from = format!("+1555{client:03}{i:04}");
+                    (counter.clone(), inbound_sms(&sid, &from, "hi"))
+                };
+                let path = format!("/webhooks/{guid}");
+                let mut deliveries = 0u32;
+                loop {
+                    deliveries += 1;
+                    assert!(deliveries <= 40, "{sid}: never answered");
+                    let resp = switchboard_test_support::post_signed_form(
+                        &http,
+                        &format!("{url}{path}"),
+                        &format!("{PUBLIC_BASE_URL}{path}"),
+                        &form,
+                        AUTH_TOKEN,
+                    )
+                    .await;
+                    if resp.status() == 200 {
+                        let text = resp.text().await.unwrap();
+                        answered.lock().unwrap().push((sid, guid, text, deliveries));
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    doomed.child.kill().unwrap(); // SIGKILL
+    let _ = doomed.child.wait();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+
+    let answered = answered.lock().unwrap().clone();
+    assert!(
+        answered.len() >= 40,
+        "only {} messages answered",
+        answered.len()
+    );
+    let help = golden("help.xml");
+    let welcome = crate::bot_keys::twiml("Welcome! This is your first message.");
+    // A counter message whose first delivery died with the worker mid-run may have had its key
+    // written by that run before the survivor took the claim over: at least once for a side
+    // effect on a crash, as with any claim taken over.
+    let second = crate::bot_keys::twiml("This is message 2 from you.");
+    for (sid, guid, text, deliveries) in &answered {
+        if guid == &stack.guid {
+            assert_eq!(text, &help, "{sid}");
+        } else if *deliveries > 1 {
+            assert!(text == &welcome || text == &second, "{sid}: {text}");
+        } else {
+            assert_eq!(text, &welcome, "{sid}");
+        }
+    }
+    let sids: Vec<String> = answered.iter().map(|(sid, ..)| sid.clone()).collect();
+    // Every message once in the message log with one run (the run log's writer in the survivor
+    // copies what the dead worker logged).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let doubled: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT message_sid FROM behavior_runs WHERE message_sid = ANY($1) GROUP BY message_sid HAVING count(*) > 1) d",
+        )
+        .bind(&sids)
+        .fetch_one(stack.store.pool())
+        .await
+        .unwrap();
+        assert_eq!(doubled, 0, "a MessageSid ran twice");
+        let (messages, runs) = in_postgres(&stack, &sids).await;
+        if (messages, runs) == (sids.len() as i64, sids.len() as i64) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} messages: {messages} in the log, {runs} runs",
+            sids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let unanswered: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM inbound_messages WHERE response IS NULL")
+            .fetch_one(stack.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(unanswered, 0, "a claim was left unanswered");
+    let redelivered = answered.iter().filter(|(.., d)| *d > 1).count();
+    eprintln!(
+        "{} messages answered, {redelivered} of them after more than one delivery",
+        answered.len()
+    );
+    ingress.stop().await.unwrap();
+    drop(survivor);
+}

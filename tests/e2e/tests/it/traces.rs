@@ -206,7 +206,7 @@ impl Receiver {
 
 /// Where this test binary's profile puts binaries (`target/debug` or `target/release`), with
 /// the four service binaries built there from this checkout (once per test process).
-fn binaries() -> &'static Path {
+pub(crate) fn binaries() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let exe = std::env::current_exe().unwrap();
@@ -230,8 +230,8 @@ fn binaries() -> &'static Path {
 }
 
 /// A service binary, killed on drop; its stderr goes to a file the test reads.
-struct Proc {
-    child: Child,
+pub(crate) struct Proc {
+    pub(crate) child: Child,
     log: PathBuf,
 }
 
@@ -243,7 +243,7 @@ impl Drop for Proc {
 }
 
 impl Proc {
-    fn lines(&self) -> Vec<String> {
+    pub(crate) fn lines(&self) -> Vec<String> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
@@ -276,7 +276,7 @@ fn spawn(name: &str, env: &[(&str, &str)]) -> Proc {
 }
 
 /// Waits until `GET url` answers 200 (a service's /readyz).
-async fn ready(url: &str, proc: &mut Proc) {
+pub(crate) async fn ready(url: &str, proc: &mut Proc) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         if reqwest::get(url).await.is_ok_and(|r| r.status() == 200) {
@@ -520,7 +520,7 @@ impl System {
     }
 }
 
-fn spawn_owned(name: &str, env: &[(&'static str, String)]) -> Proc {
+pub(crate) fn spawn_owned(name: &str, env: &[(&'static str, String)]) -> Proc {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     spawn(name, &env)
 }

@@ -646,3 +646,96 @@ async fn a_claim_left_by_a_dead_worker_is_taken_over_after_the_claim_timeout() {
     ingress.stop().await.unwrap();
     worker.stop().await.unwrap();
 }
+
+/// VmRSS of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// Cache bounds (issue 11): a flood of 60,000 random guids and 20,000 webhooks posting random
+/// well-formed AccountSids (none of them an account of the bot) is refused (404, 403) and leaves
+/// the worker process's memory flat: none of those keys is cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_random_guids_and_account_sids_leaves_worker_memory_flat() {
+    use crate::traces::{ready, spawn_owned};
+    crate::traces::binaries();
+    let stack = Stack::new().await.unwrap();
+    let metrics = format!("127.0.0.1:{}", switchboard_test_support::free_port());
+    let env = vec![
+        ("NATS_URL", stack.nats.url()),
+        ("DATABASE_URL", stack.database_url.clone()),
+        (
+            "SWITCHBOARD_SUBJECT_PREFIX",
+            stack.subjects.prefix().to_owned(),
+        ),
+        ("SWITCHBOARD_MASTER_KEY", MASTER_KEY.to_owned()),
+        ("SWITCHBOARD_ALLOW_TEST_KEY", "1".to_owned()),
+        ("METRICS_ADDR", metrics.clone()),
+        ("RUST_LOG", "error".to_owned()),
+    ];
+    let mut worker = spawn_owned("behavior-worker", &env);
+    ready(&format!("http://{metrics}/readyz"), &mut worker).await;
+    let pid = worker.child.id();
+    let ingress = stack.ingress().await.unwrap();
+    let url = ingress.url("");
+    let http = http();
+
+    // One request: a random guid, or the seed's guid with a random AccountSid.
+    let send = |n: usize| {
+        let (http, url, seed) = (http.clone(), url.clone(), stack.guid.clone());
+        async move {
+            let mut form = inbound_sms(&message_sid(), "+15551234567", "help");
+            let guid = if n % 4 == 3 {
+                let random = message_sid().replacen("SM", "AC", 1);
+                for (k, v) in form.iter_mut() {
+                    if k == "AccountSid" {
+                        *v = random.clone();
+                    }
+                }
+                seed
+            } else {
+                unique("g").replace('.', "-")
+            };
+            let path = format!("/webhooks/{guid}");
+            let resp = switchboard_test_support::post_signed_form(
+                &http,
+                &format!("{url}{path}"),
+                &format!("{PUBLIC_BASE_URL}{path}"),
+                &form,
+                AUTH_TOKEN,
+            )
+            .await;
+            (n % 4 == 3, resp.status().as_u16())
+        }
+    };
+    let flood = |count: usize| {
+        let send = &send;
+        async move {
+            use futures::StreamExt as _;
+            futures::stream::iter(0..count)
+                .map(send)
+                .buffer_unordered(32)
+                .for_each(|(random_account, status)| async move {
+                    assert_eq!(status, if random_account { 403 } else { 404 });
+                })
+                .await;
+        }
+    };
+    // Warm-up: the worker's allocator, connections and listener index settle.
+    flood(4_000).await;
+    let before = rss_kib(pid);
+    flood(80_000).await;
+    let after = rss_kib(pid);
+    eprintln!("worker VmRSS: {before} KiB after the warm-up, {after} KiB after 80,000 more");
+    assert!(
+        after < before + 8 * 1024,
+        "worker memory grew from {before} KiB to {after} KiB"
+    );
+    ingress.stop().await.unwrap();
+    drop(worker);
+}
