@@ -190,6 +190,27 @@ pub fn validate_with(
     raw_body.is_empty() && validate_form_with::<&str, &str>(algorithm, key, url, &[], signature)
 }
 
+/// [`validate`] for a request whose form body the caller has already decoded with
+/// [`parse_form`] (`fields`; read only when the body is a form): the same answer, without
+/// decoding the body again. The behavior worker decodes a webhook once and shares the fields
+/// between the signature check, its `MessageSid` and what it records.
+pub fn validate_decoded<K: AsRef<str>, V: AsRef<str>>(
+    auth_token: &str,
+    url: &str,
+    content_type: Option<&str>,
+    raw_body: &[u8],
+    fields: &[(K, V)],
+    signature: &str,
+) -> bool {
+    if body_sha256_param(url).is_some() {
+        return validate_body(auth_token, url, raw_body, signature);
+    }
+    if content_type.is_some_and(is_form_content_type) {
+        return validate_form(auth_token, url, fields, signature);
+    }
+    raw_body.is_empty() && validate_form::<&str, &str>(auth_token, url, &[], signature)
+}
+
 /// The URL Twilio requested, rebuilt from the configured public base URL and the request's
 /// path and query as received: behind a TLS-terminating proxy the server sees `http://internal`
 /// while Twilio signed `https://public-host/…`. Only the slash between the two is adjusted; the

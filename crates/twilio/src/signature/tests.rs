@@ -499,3 +499,48 @@ fn public_url_rebuilds_what_twilio_signed() {
     );
     assert_eq!(sig, GOOD);
 }
+
+#[test]
+fn validate_decoded_answers_as_validate_does() {
+    let url = "https://bot.example.com/webhooks/g?x=1";
+    let params = [
+        ("Body", "hi there"),
+        ("MessageSid", "SM1"),
+        ("Body", "a+b%"),
+    ];
+    let signed = sign_form("token", url, &params);
+    let form = "application/x-www-form-urlencoded";
+    let cases = [
+        ("token", Some(form), signed.body.as_str()),
+        ("other", Some(form), signed.body.as_str()),
+        ("token", Some(form), "Body=changed"),
+        ("token", None, signed.body.as_str()),
+        ("token", None, ""),
+    ];
+    for (token, ct, body) in cases {
+        let fields = parse_form(body.as_bytes());
+        assert_eq!(
+            validate_decoded(token, url, ct, body.as_bytes(), &fields, &signed.signature),
+            validate(token, url, ct, body.as_bytes(), &signed.signature),
+            "{token} {ct:?} {body}"
+        );
+    }
+    let fields = parse_form(signed.body.as_bytes());
+    assert!(validate_decoded(
+        "token",
+        url,
+        Some(form),
+        signed.body.as_bytes(),
+        &fields,
+        &signed.signature
+    ));
+    let json = sign_json("token", url, "{}");
+    assert!(validate_decoded::<&str, &str>(
+        "token",
+        &json.url,
+        Some("application/json"),
+        b"{}",
+        &[],
+        &json.signature
+    ));
+}
