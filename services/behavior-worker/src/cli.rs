@@ -99,7 +99,7 @@ pub struct Cli {
     #[arg(long, env = "JETSTREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5), global = true)]
     pub jetstream_replicas: u8,
     /// Record answered webhooks of behaviors without side effects in the JetStream run log
-    /// (stream <PREFIX>_RUNLOG) before replying, and write them to PostgreSQL behind it: such
+    /// (stream `<PREFIX>_RUNLOG`) before replying, and write them to PostgreSQL behind it: such
     /// webhooks keep being answered while PostgreSQL is down. `false`: they are written to
     /// PostgreSQL before the reply, as behaviors with side effects always are.
     #[arg(long, env = "WORKER_RUN_LOG", default_value_t = true, action = clap::ArgAction::Set, global = true)]

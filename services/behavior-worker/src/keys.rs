@@ -7,7 +7,7 @@
 //! KV features of nats-server 2.9 are used (direct get, no per-message TTL). A bot's key is
 //! stored under `<bot id>.<the key's UTF-8 bytes in unpadded base64url>` (KV keys allow only
 //! `[-/_=.a-zA-Z0-9]`; the engine caps keys at 255 characters, so at most 1,360 characters);
-//! its value is the JSON envelope [`Envelope`], whose `expires_at` is checked when it is read: an
+//! its value is the JSON envelope `Envelope`, whose `expires_at` is checked when it is read: an
 //! expired value is missing, and is deleted then (only if nothing replaced it meanwhile).
 
 use std::time::Duration;

@@ -19,7 +19,8 @@ use switchboard_wire::outbound::{
 use switchboard_wire::{self as wire, WebhookReply, WebhookRequest};
 use tracing::field;
 
-use crate::{Worker, form_param, is_form_post, serve_request};
+use crate::webhook::{Webhook, form_param};
+use crate::{Worker, serve_request};
 
 /// How often a callback for a MessageSid not recorded yet looks again.
 const STATUS_POLL: Duration = Duration::from_millis(100);
@@ -37,7 +38,7 @@ impl Worker {
         );
         serve_request(request, span, "status callback", |req| async move {
             let mut result = "recorded";
-            let reply = match self.answer_status(&req, &mut result).await {
+            let reply = match self.answer_status(req, &mut result).await {
                 Ok(reply) => reply,
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "status callback failed");
@@ -54,19 +55,19 @@ impl Worker {
     /// Answers a status callback; `result` says what became of it (for the metrics).
     async fn answer_status(
         &self,
-        req: &WebhookRequest,
+        req: WebhookRequest,
         result: &mut &'static str,
     ) -> anyhow::Result<WebhookReply> {
         *result = "rejected";
         if !req.method.eq_ignore_ascii_case("POST") {
             return Ok(WebhookReply::status(405));
         }
-        if !is_form_post(req) {
+        let hook = Webhook::decode(req);
+        if !hook.is_form_post() {
             tracing::warn!("rejected a status callback: not a form post");
             return Ok(WebhookReply::status(415));
         }
-        let form = switchboard_twilio::signature::parse_form(&req.body);
-        let account_id = match self.callback_signature_ok(req, &form).await? {
+        let account_id = match self.callback_signature_ok(&hook).await? {
             Ok(id) => id,
             Err(reason) => {
                 tracing::warn!(
@@ -79,10 +80,10 @@ impl Worker {
         };
         // The URL outbound gave Twilio names the trace of the job that sent the message (and
         // Twilio signed it with the rest): this callback's trace links to that one.
-        if let Some(job) = switchboard_telemetry::trace_from_query(&req.query) {
+        if let Some(job) = switchboard_telemetry::trace_from_query(&hook.req.query) {
             switchboard_telemetry::add_link(&tracing::Span::current(), &job);
         }
-        let update = match parse_callback(&form) {
+        let update = match parse_callback(&hook.form) {
             Ok(update) => update,
             Err(problem) => {
                 tracing::warn!(problem, "rejected a signed status callback");
