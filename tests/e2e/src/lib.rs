@@ -200,10 +200,22 @@ pub async fn post_signed(
     params: &[(String, String)],
     token: &str,
 ) -> reqwest::Response {
+    post_signed_at(http, &ingress.url(""), guid, params, token).await
+}
+
+/// [`post_signed`] to the ingress at `ingress_url` (for tasks that cannot borrow the
+/// [`Ingress`]).
+pub async fn post_signed_at(
+    http: &reqwest::Client,
+    ingress_url: &str,
+    guid: &str,
+    params: &[(String, String)],
+    token: &str,
+) -> reqwest::Response {
     let path = format!("/webhooks/{guid}");
     switchboard_test_support::post_signed_form(
         http,
-        &ingress.url(&path),
+        &format!("{ingress_url}{path}"),
         &format!("{PUBLIC_BASE_URL}{path}"),
         params,
         token,

@@ -318,16 +318,8 @@ async fn under_steady_load_every_webhook_gets_the_old_or_the_new_revision_whole(
         clients.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 let form = inbound_sms(&message_sid(), "+15551234567", "help");
-                let path = format!("/webhooks/{guid}");
                 let sent = Instant::now();
-                let resp = switchboard_test_support::post_signed_form(
-                    &http,
-                    &format!("{url}{path}"),
-                    &format!("{PUBLIC_BASE_URL}{path}"),
-                    &form,
-                    AUTH_TOKEN,
-                )
-                .await;
+                let resp = post_signed_at(&http, &url, &guid, &form, AUTH_TOKEN).await;
                 let status = resp.status().as_u16();
                 let text = resp.text().await.unwrap_or_default();
                 answers.lock().unwrap().push((sent, status, text));

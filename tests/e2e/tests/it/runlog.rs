@@ -103,15 +103,7 @@ async fn webhooks_are_answered_while_postgres_is_down_and_written_behind_once() 
                 let (http, guid, url, answers) =
                     (http.clone(), guid.clone(), url.clone(), answers.clone());
                 tokio::spawn(async move {
-                    let path = format!("/webhooks/{guid}");
-                    let resp = switchboard_test_support::post_signed_form(
-                        &http,
-                        &format!("{url}{path}"),
-                        &format!("{PUBLIC_BASE_URL}{path}"),
-                        &form,
-                        AUTH_TOKEN,
-                    )
-                    .await;
+                    let resp = post_signed_at(&http, &url, &guid, &form, AUTH_TOKEN).await;
                     let status = resp.status().as_u16();
                     let text = resp.text().await.unwrap_or_default();
                     answers
@@ -271,34 +263,11 @@ async fn webhooks_answered_before_a_nats_restart_all_reach_postgres() {
 /// claim left unanswered (the dead worker's are taken over after WORKER_CLAIM_TIMEOUT_SECS).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_sigkilled_under_load_leaves_no_double_run_and_no_stuck_claim() {
-    use crate::traces::{ready, spawn_owned};
-    crate::traces::binaries();
     let stack = Stack::new().await.unwrap();
     let counter = crate::bot_keys::import_counter(&stack, "+1 hour").await;
-    let worker = |metrics: String| {
-        let env = vec![
-            ("NATS_URL", stack.nats.url()),
-            ("DATABASE_URL", stack.database_url.clone()),
-            (
-                "SWITCHBOARD_SUBJECT_PREFIX",
-                stack.subjects.prefix().to_owned(),
-            ),
-            ("SWITCHBOARD_MASTER_KEY", MASTER_KEY.to_owned()),
-            ("SWITCHBOARD_ALLOW_TEST_KEY", "1".to_owned()),
-            ("WORKER_CLAIM_TIMEOUT_SECS", "2".to_owned()),
-            ("METRICS_ADDR", metrics),
-            ("RUST_LOG", "warn".to_owned()),
-        ];
-        spawn_owned("behavior-worker", &env)
-    };
-    let (m1, m2) = (
-        format!("127.0.0.1:{}", switchboard_test_support::free_port()),
-        format!("127.0.0.1:{}", switchboard_test_support::free_port()),
-    );
-    let mut doomed = worker(m1.clone());
-    let mut survivor = worker(m2.clone());
-    ready(&format!("http://{m1}/readyz"), &mut doomed).await;
-    ready(&format!("http://{m2}/readyz"), &mut survivor).await;
+    let claim_timeout = [("WORKER_CLAIM_TIMEOUT_SECS", "2")];
+    let mut doomed = crate::traces::worker_process(&stack, &claim_timeout).await;
+    let survivor = crate::traces::worker_process(&stack, &claim_timeout).await;
     let ingress = Ingress::start(
         &stack.nats.url(),
         ingress::IngressConfig {
@@ -332,19 +301,11 @@ async fn a_worker_sigkilled_under_load_leaves_no_double_run_and_no_stuck_claim()
                     let from = format!("+1555{client:03}{i:04}");
                     (counter.clone(), inbound_sms(&sid, &from, "hi"))
                 };
-                let path = format!("/webhooks/{guid}");
                 let mut deliveries = 0u32;
                 loop {
                     deliveries += 1;
                     assert!(deliveries <= 40, "{sid}: never answered");
-                    let resp = switchboard_test_support::post_signed_form(
-                        &http,
-                        &format!("{url}{path}"),
-                        &format!("{PUBLIC_BASE_URL}{path}"),
-                        &form,
-                        AUTH_TOKEN,
-                    )
-                    .await;
+                    let resp = post_signed_at(&http, &url, &guid, &form, AUTH_TOKEN).await;
                     if resp.status() == 200 {
                         let text = resp.text().await.unwrap();
                         answered.lock().unwrap().push((sid, guid, text, deliveries));

@@ -275,6 +275,31 @@ fn spawn(name: &str, env: &[(&str, &str)]) -> Proc {
     Proc { child, log }
 }
 
+/// A `behavior-worker` process for `stack` (its NATS, database and subject prefix; `extra`
+/// settings on top), ready: its metrics port answers `/readyz`.
+pub(crate) async fn worker_process(
+    stack: &switchboard_e2e::Stack,
+    extra: &[(&'static str, &str)],
+) -> Proc {
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut env = vec![
+        ("NATS_URL", stack.nats.url()),
+        ("DATABASE_URL", stack.database_url.clone()),
+        (
+            "SWITCHBOARD_SUBJECT_PREFIX",
+            stack.subjects.prefix().to_owned(),
+        ),
+        ("SWITCHBOARD_MASTER_KEY", MASTER_KEY.to_owned()),
+        (ALLOW_TEST_KEY.0, ALLOW_TEST_KEY.1.to_owned()),
+        ("METRICS_ADDR", metrics.clone()),
+        ("RUST_LOG", "warn".to_owned()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    let mut worker = spawn_owned("behavior-worker", &env);
+    ready(&format!("http://{metrics}/readyz"), &mut worker).await;
+    worker
+}
+
 /// Waits until `GET url` answers 200 (a service's /readyz).
 pub(crate) async fn ready(url: &str, proc: &mut Proc) {
     let deadline = tokio::time::Instant::now() + WAIT;

@@ -662,24 +662,8 @@ fn rss_kib(pid: u32) -> u64 {
 /// the worker process's memory flat: none of those keys is cached.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_random_guids_and_account_sids_leaves_worker_memory_flat() {
-    use crate::traces::{ready, spawn_owned};
-    crate::traces::binaries();
     let stack = Stack::new().await.unwrap();
-    let metrics = format!("127.0.0.1:{}", switchboard_test_support::free_port());
-    let env = vec![
-        ("NATS_URL", stack.nats.url()),
-        ("DATABASE_URL", stack.database_url.clone()),
-        (
-            "SWITCHBOARD_SUBJECT_PREFIX",
-            stack.subjects.prefix().to_owned(),
-        ),
-        ("SWITCHBOARD_MASTER_KEY", MASTER_KEY.to_owned()),
-        ("SWITCHBOARD_ALLOW_TEST_KEY", "1".to_owned()),
-        ("METRICS_ADDR", metrics.clone()),
-        ("RUST_LOG", "error".to_owned()),
-    ];
-    let mut worker = spawn_owned("behavior-worker", &env);
-    ready(&format!("http://{metrics}/readyz"), &mut worker).await;
+    let worker = crate::traces::worker_process(&stack, &[("RUST_LOG", "error")]).await;
     let pid = worker.child.id();
     let ingress = stack.ingress().await.unwrap();
     let url = ingress.url("");
@@ -701,15 +685,7 @@ async fn a_flood_of_random_guids_and_account_sids_leaves_worker_memory_flat() {
             } else {
                 unique("g").replace('.', "-")
             };
-            let path = format!("/webhooks/{guid}");
-            let resp = switchboard_test_support::post_signed_form(
-                &http,
-                &format!("{url}{path}"),
-                &format!("{PUBLIC_BASE_URL}{path}"),
-                &form,
-                AUTH_TOKEN,
-            )
-            .await;
+            let resp = post_signed_at(&http, &url, &guid, &form, AUTH_TOKEN).await;
             (n % 4 == 3, resp.status().as_u16())
         }
     };
