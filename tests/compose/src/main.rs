@@ -924,6 +924,15 @@ async fn expect_already_sent(ctx: &Ctx, sms: &SmsJob) -> Result<()> {
     Ok(())
 }
 
+/// `url` is the status callback URL outbound gives Twilio: `callback_url`, with the job's trace
+/// context in the query when it has one (`?traceparent=00-…`).
+fn is_callback_url(url: &str, callback_url: &str) -> bool {
+    url == callback_url
+        || url
+            .strip_prefix(callback_url)
+            .is_some_and(|rest| rest.starts_with("?traceparent=00-"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -986,13 +995,4 @@ mod tests {
         ));
         assert!(!is_callback_url("http://evil/twilio/status", base));
     }
-}
-
-/// `url` is the status callback URL outbound gives Twilio: `callback_url`, with the job's trace
-/// context in the query when it has one (`?traceparent=00-…`).
-fn is_callback_url(url: &str, callback_url: &str) -> bool {
-    url == callback_url
-        || url
-            .strip_prefix(callback_url)
-            .is_some_and(|rest| rest.starts_with("?traceparent=00-"))
 }

@@ -397,7 +397,9 @@ async fn slack_and_stripe_packages_run_with_operator_connected_accounts() {
 #[tokio::test]
 async fn accounts_add_argument_errors_are_one_line() {
     // Checked before anything is connected to: no database, no key needed.
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    // (arguments, environment, the one line of stderr)
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         (
             &["--kind", "bearer"],
             &[("ACCOUNT_TOKEN", "t")],

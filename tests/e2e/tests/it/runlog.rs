@@ -85,7 +85,9 @@ async fn webhooks_are_answered_while_postgres_is_down_and_written_behind_once() 
     let http = http();
 
     // Steady signed load, 10 webhooks a second, through the outage.
-    let answers: Arc<Mutex<Vec<(String, &str, u16, String)>>> = Arc::default();
+    // (MessageSid, golden file, status, body)
+    type Answer = (String, &'static str, u16, String);
+    let answers: Arc<Mutex<Vec<Answer>>> = Arc::default();
     let load = {
         let (answers, guid, http) = (answers.clone(), stack.guid.clone(), http.clone());
         let url = ingress.url("");
