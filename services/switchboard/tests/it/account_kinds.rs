@@ -9,13 +9,14 @@
 //! argument errors of `accounts add`.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use switchboard_store::{MasterKey, Store};
 use switchboard_test_support::{
     ACCOUNT_SID, AUTH_TOKEN, MASTER_KEY, NatsServer, fresh_database, init, unique,
 };
 use switchboard_wire::Subjects;
+
+use crate::cli;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const SLACK_TOKEN: &str = "xoxb-fixture-slack-token-42";
@@ -25,43 +26,6 @@ fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name)
-}
-
-#[derive(Debug)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `switchboard ARGS` with `env` only (none of the caller's Switchboard settings).
-async fn cli(args: &[&str], env: &[(&str, &str)]) -> Out {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    command.args(args);
-    for var in [
-        "SWITCHBOARD_MASTER_KEY",
-        "SWITCHBOARD_OLD_MASTER_KEYS",
-        "SWITCHBOARD_ALLOW_TEST_KEY",
-        "DATABASE_URL",
-        "NATS_URL",
-        "TWILIO_AUTH_TOKEN",
-        "ACCOUNT_TOKEN",
-        "ACCOUNT_PASSWORD",
-    ] {
-        command.env_remove(var);
-    }
-    command.stdin(std::process::Stdio::null());
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let out = tokio::task::spawn_blocking(move || command.output().expect("runs"))
-        .await
-        .unwrap();
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
 }
 
 /// A fake of both APIs on 127.0.0.1: Slack's chat.postMessage answers `{"ok":true}`, Stripe's

@@ -7,7 +7,6 @@
 //! test suite's public key is refused without SWITCHBOARD_ALLOW_TEST_KEY=1, and a password in
 //! DATABASE_URL appears neither in --help nor in a connection error.
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -17,6 +16,8 @@ use switchboard_test_support::{
     seed_package, unique,
 };
 use switchboard_wire::Subjects;
+
+use crate::cli;
 
 /// Two keys that are not the test suite's (hex and base64 both accepted).
 const KEY_A: &str = "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1";
@@ -31,40 +32,6 @@ fn key(text: &str) -> MasterKey {
 
 fn keys(current: &str, old: &[&str]) -> Keyring {
     Keyring::with_old(key(current), Some(&old.join(","))).unwrap()
-}
-
-#[derive(Debug)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `switchboard ARGS` with `env` (and nothing of the caller's Switchboard settings).
-async fn cli(args: &[&str], env: &[(&str, &str)]) -> Out {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    command.args(args);
-    for var in [
-        "SWITCHBOARD_MASTER_KEY",
-        "SWITCHBOARD_OLD_MASTER_KEYS",
-        "SWITCHBOARD_ALLOW_TEST_KEY",
-        "DATABASE_URL",
-        "NATS_URL",
-        "SWITCHBOARD_SMS_FROM",
-    ] {
-        command.env_remove(var);
-    }
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let out = tokio::task::spawn_blocking(move || command.output().expect("runs"))
-        .await
-        .unwrap();
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
 }
 
 /// Ingress, a behavior worker and the outbound service on `store`'s keys; stopped on drop.
