@@ -1,7 +1,8 @@
 //! What Switchboard's integration tests share, written once: the repository's fixtures (the seed
 //! package, its golden replies), the test credentials and unique names, and, with the `harness`
 //! feature, a disposable `nats-server` on a free port, a fresh PostgreSQL database
-//! per test, the Twilio sandbox and signed webhooks. A helper only one crate's tests need stays in
+//! per test, the Twilio sandbox, signed webhooks and a recording stand-in for third-party HTTP
+//! APIs. A helper only one crate's tests need stays in
 //! that crate's `tests/`.
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -13,6 +14,8 @@ mod webhook;
 
 #[cfg(feature = "harness")]
 mod database;
+#[cfg(feature = "harness")]
+mod http_recorder;
 #[cfg(feature = "harness")]
 mod nats;
 #[cfg(feature = "harness")]
@@ -26,6 +29,8 @@ pub use webhook::{inbound_sms, message_sid};
 
 #[cfg(feature = "harness")]
 pub use database::{admin_database_url, fresh_database};
+#[cfg(feature = "harness")]
+pub use http_recorder::{Answer, http_recorder};
 #[cfg(feature = "harness")]
 pub use nats::NatsServer;
 #[cfg(feature = "harness")]

@@ -11,49 +11,14 @@ use outbound::http::{self, HttpConfig, SandboxRoute};
 use secrecy::SecretString;
 use switchboard_store::{HttpAuth, MasterKey, Store};
 use switchboard_test_support::{
-    ACCOUNT_SID, AUTH_TOKEN, MASTER_KEY, NatsServer, fresh_database, unique,
+    ACCOUNT_SID, AUTH_TOKEN, Answer, MASTER_KEY, NatsServer, fresh_database, http_recorder, unique,
 };
 use switchboard_wire::{self as wire, HTTP_JOB_VERSION, HttpJob, HttpJobResult};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const SLACK_TOKEN: &str = "xoxb-test-slack-token-0123";
 const STRIPE_KEY: &str = "sk_test_stripe_0123456789";
 const HEADER_KEY: &str = "hdr-key-0123456789";
 const QUERY_KEY: &str = "qry-key-0123456789";
-
-/// A fake API on 127.0.0.1: answers 200 `{"ok":true}` to anything and sends each request head
-/// it read (lower-cased) to the test.
-async fn fake_api() -> (
-    std::net::SocketAddr,
-    tokio::sync::mpsc::UnboundedReceiver<String>,
-) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match socket.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = tx.send(String::from_utf8_lossy(&request).into_owned());
-                let _ = socket
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\nconnection: close\r\n\r\n{\"ok\":true}",
-                    )
-                    .await;
-                let _ = socket.shutdown().await;
-            });
-        }
-    });
-    (addr, rx)
-}
 
 fn job(method: &str, url: &str, account_id: i64) -> HttpJob {
     HttpJob {
@@ -168,7 +133,12 @@ async fn each_kind_sends_its_secret_where_it_belongs_and_nowhere_else() {
         .await
         .unwrap();
 
-    let (addr, mut seen) = fake_api().await;
+    // A fake API answering 200 `{"ok":true}` to anything.
+    let (addr, mut seen) = http_recorder(|_| Answer {
+        content_type: Some("application/json"),
+        body: r#"{"ok":true}"#,
+    })
+    .await;
     let mut config = HttpConfig::new(&unique("sbk"));
     // The fake stands in for these hosts (files.slack.com is allowed but not routed).
     for host in [

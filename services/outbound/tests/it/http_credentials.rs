@@ -8,43 +8,9 @@ use std::time::Duration;
 use outbound::http::{self, HttpConfig, SandboxRoute};
 use switchboard_store::{MasterKey, Store};
 use switchboard_test_support::{
-    ACCOUNT_SID, AUTH_TOKEN, MASTER_KEY, NatsServer, fresh_database, unique,
+    ACCOUNT_SID, AUTH_TOKEN, Answer, MASTER_KEY, NatsServer, fresh_database, http_recorder, unique,
 };
 use switchboard_wire::{self as wire, HTTP_JOB_VERSION, HttpJob, HttpJobResult};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
-/// An HTTP server on 127.0.0.1 answering 200 to anything, sending each request head it read.
-async fn target() -> (
-    std::net::SocketAddr,
-    tokio::sync::mpsc::UnboundedReceiver<String>,
-) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match socket.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = tx.send(String::from_utf8_lossy(&request).into_owned());
-                let _ = socket
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
-                    )
-                    .await;
-                let _ = socket.shutdown().await;
-            });
-        }
-    });
-    (addr, rx)
-}
 
 fn job(url: &str, account_id: i64, ignore_ssl_validation: bool) -> HttpJob {
     HttpJob {
@@ -73,7 +39,12 @@ async fn credentials_go_only_over_verified_https_or_to_the_sandbox() {
         )
         .await
         .unwrap();
-    let (addr, mut seen) = target().await;
+    // An HTTP server answering 200 to anything.
+    let (addr, mut seen) = http_recorder(|_| Answer {
+        content_type: None,
+        body: "ok",
+    })
+    .await;
     let mut config = HttpConfig::new(&unique("sbc"));
     // lookups.twilio.com is the operator's sandbox (plain http); api.twilio.com is not routed.
     config.routes.push(SandboxRoute {

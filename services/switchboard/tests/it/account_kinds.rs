@@ -12,12 +12,12 @@ use std::path::PathBuf;
 
 use switchboard_store::{MasterKey, Store};
 use switchboard_test_support::{
-    ACCOUNT_SID, AUTH_TOKEN, MASTER_KEY, NatsServer, fresh_database, init, unique,
+    ACCOUNT_SID, AUTH_TOKEN, Answer, MASTER_KEY, NatsServer, fresh_database, http_recorder, init,
+    unique,
 };
 use switchboard_wire::Subjects;
 
 use crate::cli;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const SLACK_TOKEN: &str = "xoxb-fixture-slack-token-42";
 const STRIPE_KEY: &str = "sk_test_fixture_stripe_key_42";
@@ -26,65 +26,6 @@ fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name)
-}
-
-/// A fake of both APIs on 127.0.0.1: Slack's chat.postMessage answers `{"ok":true}`, Stripe's
-/// customers list two customers; every request head and body goes to the test.
-async fn fake_apis() -> (
-    std::net::SocketAddr,
-    tokio::sync::mpsc::UnboundedReceiver<String>,
-) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buf = [0u8; 4096];
-                let head_end = loop {
-                    if let Some(at) = request.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break at + 4;
-                    }
-                    match socket.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
-                    }
-                };
-                let head = String::from_utf8_lossy(&request[..head_end]).into_owned();
-                let length: usize = head
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("content-length:")
-                            .map(|v| v.trim().parse().unwrap_or(0))
-                    })
-                    .unwrap_or(0);
-                while request.len() < head_end + length {
-                    match socket.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let body = if head.starts_with("POST /api/chat.postMessage") {
-                    r#"{"ok":true,"channel":"C123","ts":"1700000000.000100"}"#
-                } else if head.starts_with("GET /v1/customers") {
-                    r#"{"object":"list","data":[{"id":"cus_1"},{"id":"cus_2"}],"has_more":false}"#
-                } else {
-                    r#"{"error":"not found"}"#
-                };
-                let _ = tx.send(String::from_utf8_lossy(&request).into_owned());
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = socket.write_all(answer.as_bytes()).await;
-                let _ = socket.shutdown().await;
-            });
-        }
-    });
-    (addr, rx)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,7 +199,19 @@ async fn slack_and_stripe_packages_run_with_operator_connected_accounts() {
     tokio::spawn(worker.serve(async move {
         let _ = stopped.await;
     }));
-    let (addr, mut seen) = fake_apis().await;
+    // A fake of both APIs: Slack's chat.postMessage answers `{"ok":true,…}`, Stripe's
+    // customers list two customers.
+    let (addr, mut seen) = http_recorder(|head| Answer {
+        content_type: Some("application/json"),
+        body: if head.starts_with("POST /api/chat.postMessage") {
+            r#"{"ok":true,"channel":"C123","ts":"1700000000.000100"}"#
+        } else if head.starts_with("GET /v1/customers") {
+            r#"{"object":"list","data":[{"id":"cus_1"},{"id":"cus_2"}],"has_more":false}"#
+        } else {
+            r#"{"error":"not found"}"#
+        },
+    })
+    .await;
     let mut config = outbound::http::HttpConfig::new(subjects.prefix());
     for host in ["slack.com", "api.stripe.com"] {
         config.routes.push(outbound::http::SandboxRoute {
