@@ -35,7 +35,11 @@ impl<K: std::hash::Hash + Eq, V: Clone> TtlCache<K, V> {
             .map(|(_, v)| v.clone())
     }
     /// The value whatever its age: configuration served while the database cannot refresh it.
-    pub(crate) fn get_stale(&self, key: &K) -> Option<V> {
+    pub(crate) fn get_stale<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
         self.map.lock().unwrap().get(key).map(|(_, v)| v.clone())
     }
     pub(crate) fn insert(&self, key: K, value: V) {

@@ -62,15 +62,9 @@ impl Worker {
             return Ok(t);
         }
         if self.db_down.is_down()
-            && let Some(guids) = self.guids.get_stale(&())
+            && let Some(t) = self.stale_target(&key)
         {
-            if !guids.contains(&key) {
-                return Ok(Arc::new(Target::Unknown));
-            }
-            if let Some(t) = self.targets.get_stale(&key) {
-                self.db_down.note_stale();
-                return Ok(t);
-            }
+            return Ok(t);
         }
         match self.load_target(guid, key.clone()).await {
             Ok(t) => {
@@ -79,18 +73,28 @@ impl Worker {
             }
             Err(e) => {
                 self.db_down.down();
-                match (self.guids.get_stale(&()), self.targets.get_stale(&key)) {
-                    (Some(guids), _) if !guids.contains(&key) => Ok(Arc::new(Target::Unknown)),
-                    (_, Some(t)) => {
-                        self.db_down.note_stale();
-                        Ok(t)
-                    }
-                    _ => Err(e.context(
+                self.stale_target(&key).ok_or_else(|| {
+                    e.context(
                         "loading the listener (this worker has not loaded it before, so it cannot be served from its cache)",
-                    )),
-                }
+                    )
+                })
             }
         }
+    }
+
+    /// What this worker loaded before for `key`, whatever its age: `Unknown` when the listener
+    /// index it loaded lacks the guid, else the cached target (noted in the log).
+    fn stale_target(&self, key: &str) -> Option<Arc<Target>> {
+        if self
+            .guids
+            .get_stale(&())
+            .is_some_and(|guids| !guids.contains(key))
+        {
+            return Some(Arc::new(Target::Unknown));
+        }
+        let target = self.targets.get_stale(key)?;
+        self.db_down.note_stale();
+        Some(target)
     }
 
     pub(crate) async fn load_target(&self, guid: &str, key: String) -> anyhow::Result<Arc<Target>> {
