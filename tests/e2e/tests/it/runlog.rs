@@ -226,6 +226,19 @@ async fn webhooks_answered_before_a_nats_restart_all_reach_postgres() {
         answered.push(sid);
     }
     stack.nats.kill();
+    // Once ingress has seen NATS go (its /readyz says so), a webhook gets 503 at once. (One
+    // sent in the moment before it notices waits in the NATS client's buffer until the reply
+    // timeout, as any request would.)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http
+        .get(ingress.url("/readyz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(Instant::now() < deadline, "ingress never saw NATS go");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let form = inbound_sms(&message_sid(), "+15551234567", "hi");
     let asked = Instant::now();
     let resp = post_signed(&http, &ingress, &stack.guid, &form, AUTH_TOKEN).await;
