@@ -65,3 +65,94 @@ pub fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
     let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
     sorted[rank.min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
+
+/// CPU time used (user + system) by groups of processes, read from `/proc`: a snapshot before
+/// and after a load gives each group's CPU per request, whatever the machine's speed that
+/// moment (a closed-loop load's requests/s moves with it; the CPU a request costs much less).
+pub struct CpuGroups {
+    groups: Vec<(&'static str, Matcher)>,
+    ticks: f64,
+}
+
+/// Whether a process (pid, command line) belongs to a group.
+pub type Matcher = Box<dyn Fn(u32, &str) -> bool + Send + Sync>;
+
+/// CPU seconds of each group at one moment.
+pub struct CpuSnapshot(Vec<f64>);
+
+impl CpuGroups {
+    /// Groups by a test on each process's pid and command line (`\0` turned into spaces); a
+    /// process is counted in the first group that takes it.
+    pub fn new(groups: Vec<(&'static str, Matcher)>) -> CpuGroups {
+        CpuGroups {
+            groups,
+            ticks: clock_ticks(),
+        }
+    }
+
+    pub fn snapshot(&self) -> CpuSnapshot {
+        let ticks = self.ticks;
+        let mut sums = vec![0.0; self.groups.len()];
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return CpuSnapshot(sums);
+        };
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let (Ok(stat), Ok(cmd)) = (
+                std::fs::read_to_string(format!("/proc/{pid}/stat")),
+                std::fs::read(format!("/proc/{pid}/cmdline")),
+            ) else {
+                continue;
+            };
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            let Some(i) = self.groups.iter().position(|(_, take)| take(pid, &cmd)) else {
+                continue;
+            };
+            // Fields after the command's closing parenthesis: utime and stime are 14th and
+            // 15th of the whole line, the 12th and 13th after it.
+            let Some(rest) = stat.rfind(')').map(|at| &stat[at + 2..]) else {
+                continue;
+            };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let used = |n: usize| {
+                fields
+                    .get(n)
+                    .and_then(|f| f.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            sums[i] += (used(11) + used(12)) / ticks;
+        }
+        CpuSnapshot(sums)
+    }
+
+    /// Each group's CPU per request between two snapshots, in microseconds.
+    pub fn per_request(
+        &self,
+        before: &CpuSnapshot,
+        after: &CpuSnapshot,
+        requests: usize,
+    ) -> Vec<(&'static str, f64)> {
+        self.groups
+            .iter()
+            .zip(before.0.iter().zip(&after.0))
+            .map(|((name, _), (b, a))| (*name, (a - b) * 1e6 / requests.max(1) as f64))
+            .collect()
+    }
+}
+
+fn clock_ticks() -> f64 {
+    // SC_CLK_TCK: 100 on every Linux this runs on; read it from getconf when it can be.
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .unwrap_or(100.0)
+}

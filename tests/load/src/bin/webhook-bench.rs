@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use switchboard_e2e::Stack;
-use switchboard_load::{Proc, free_port};
+use switchboard_load::{CpuGroups, Matcher, Proc, free_port};
 use switchboard_test_support::{AUTH_TOKEN, MASTER_KEY, PUBLIC_BASE_URL, inbound_sms, message_sid};
 
 #[derive(Parser)]
@@ -43,6 +43,8 @@ struct Result {
     p99_ms: f64,
     errors: usize,
     requests: usize,
+    /// CPU per request of each process group, in microseconds.
+    cpu: Vec<(&'static str, f64)>,
 }
 
 async fn wait_ready(url: &str) -> anyhow::Result<()> {
@@ -140,7 +142,61 @@ async fn load(
         p99_ms: pct(0.99),
         errors,
         requests: all.len(),
+        cpu: Vec::new(),
     }
+}
+
+/// [`load`], with the CPU each group of processes used per request meanwhile.
+async fn measured(
+    cpu: &CpuGroups,
+    url: String,
+    requests: Arc<Vec<(String, String)>>,
+    connections: usize,
+    seconds: u64,
+) -> Result {
+    let before = cpu.snapshot();
+    let mut r = load(url, requests, connections, seconds).await;
+    let after = cpu.snapshot();
+    r.cpu = cpu.per_request(&before, &after, r.requests);
+    r
+}
+
+/// The process groups of a run: `services` by pid, then the private nats-server, the
+/// benchmark's PostgreSQL (its backends, and the server's own writers), and this process (the
+/// load generator).
+fn cpu_groups(stack: &Stack, nats_url: &str, services: Vec<(&'static str, u32)>) -> CpuGroups {
+    let port = nats_url.rsplit(':').next().unwrap_or_default().to_string();
+    let nats = format!("-p {port} ");
+    let database = stack
+        .database_url
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let mut groups: Vec<(&'static str, Matcher)> = services
+        .into_iter()
+        .map(|(name, pid)| (name, Box::new(move |p: u32, _: &str| p == pid) as Matcher))
+        .collect();
+    groups.push((
+        "nats-server",
+        Box::new(move |_, cmd: &str| cmd.contains("nats-server") && cmd.contains(&nats)),
+    ));
+    groups.push((
+        "PostgreSQL",
+        Box::new(move |_, cmd: &str| {
+            cmd.starts_with("postgres:")
+                && (cmd.contains(&database)
+                    || ["walwriter", "background writer", "checkpointer"]
+                        .iter()
+                        .any(|w| cmd.contains(w)))
+        }),
+    ));
+    let me = std::process::id();
+    groups.push(("load generator", Box::new(move |p, _| p == me)));
+    CpuGroups::new(groups)
 }
 
 /// Ingress and one behavior-worker from the release binaries under load at each level; with
@@ -204,10 +260,19 @@ async fn run_switchboard(
         })
     });
     let url = format!("http://127.0.0.1:{port}/webhooks/{}", stack.guid);
+    let cpu = cpu_groups(
+        stack,
+        nats_url,
+        vec![
+            ("ingress", ingress.child.id()),
+            ("behavior-worker", worker.child.id()),
+        ],
+    );
     // Warm-up (caches, connections).
     load(url.clone(), Arc::new(prepare(2_000, &stack.guid)), 8, 2).await;
     for &c in &cli.connections {
-        let r = load(
+        let r = measured(
+            &cpu,
             url.clone(),
             Arc::new(prepare(per_level, &stack.guid)),
             c,
@@ -295,9 +360,18 @@ async fn run_baseline(
     wait_ready(&format!("http://127.0.0.1:{port}/webhooks/x")).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let url = format!("http://127.0.0.1:{port}/webhooks/{}", stack.guid);
+    let cpu = cpu_groups(
+        stack,
+        nats_url,
+        vec![
+            ("server", server.child.id()),
+            ("replier", replier.child.id()),
+        ],
+    );
     load(url.clone(), Arc::new(prepare(2_000, &stack.guid)), 8, 2).await;
     for &c in &cli.connections {
-        let r = load(
+        let r = measured(
+            &cpu,
             url.clone(),
             Arc::new(prepare(per_level, &stack.guid)),
             c,
@@ -380,6 +454,22 @@ async fn main() -> anyhow::Result<()> {
             r.errors,
             100.0 * r.rps / base
         );
+    }
+    println!();
+    println!(
+        "CPU per request, in microseconds (user + system, from /proc, over each level's load):"
+    );
+    println!();
+    println!("| system | connections | by process | all |");
+    println!("|---|---|---|---|");
+    for (name, c, r) in &rows {
+        let parts: Vec<String> = r
+            .cpu
+            .iter()
+            .map(|(process, us)| format!("{process} {us:.0}"))
+            .collect();
+        let all: f64 = r.cpu.iter().map(|(_, us)| us).sum();
+        println!("| {name} | {c} | {} | {all:.0} |", parts.join(", "));
     }
     println!();
     println!(
