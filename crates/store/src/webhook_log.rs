@@ -13,32 +13,35 @@
 
 use std::sync::Arc;
 
-use sqlx::{PgPool, Row as _};
+use serde_json::value::RawValue;
+use sqlx::{PgConnection, PgPool, Row as _};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::{Result, StoreError};
 
 /// A webhook answered by a run, to record. Serialized as is in the worker's JetStream run log
-/// (written behind to PostgreSQL).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+/// (written behind to PostgreSQL). Its JSON parts are kept as JSON text ([`RawValue`]): the
+/// record carries them without escaping them into strings, and the writer passes them on to
+/// PostgreSQL without parsing them into values.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AnsweredWebhook {
     pub message_sid: String,
     pub listener_id: i64,
     pub account_sid: Option<String>,
     pub request_id: String,
-    /// The request as logged (JSON text).
-    pub request: String,
-    /// The reply sent (JSON text).
-    pub response: String,
+    /// The request as logged.
+    pub request: Box<RawValue>,
+    /// The reply sent.
+    pub response: Box<RawValue>,
     pub behavior_id: i64,
     pub trace_id: String,
     pub mode: String,
     pub exit_state: String,
     pub status: Option<i32>,
-    /// The run's trace (JSON text).
-    pub trace: String,
-    /// The run's errors (JSON text).
-    pub errors: String,
+    /// The run's trace.
+    pub trace: Box<RawValue>,
+    /// The run's errors.
+    pub errors: Box<RawValue>,
     pub duration_us: i64,
 }
 
@@ -143,13 +146,16 @@ async fn write(pool: &PgPool, batch: Vec<(AnsweredWebhook, Reply)>) {
 /// One statement for the whole batch: each record's run id is drawn first, the `MessageSid`
 /// claims insert with it (a conflict, also with an earlier record of the same batch, inserts
 /// nothing), and only the runs whose claim went in are inserted. Answers in input order.
-async fn insert(pool: &PgPool, items: &[AnsweredWebhook]) -> Result<Vec<Recorded>> {
+async fn insert<'e, E: sqlx::PgExecutor<'e>>(
+    executor: E,
+    items: &[AnsweredWebhook],
+) -> Result<Vec<Recorded>> {
     let col = |f: fn(&AnsweredWebhook) -> &str| items.iter().map(f).collect::<Vec<_>>();
     // JSON columns without U+0000, which jsonb refuses (crate::jsonb).
-    let json = |f: fn(&AnsweredWebhook) -> &str| {
+    let json = |f: fn(&AnsweredWebhook) -> &RawValue| {
         items
             .iter()
-            .map(|w| crate::jsonb::text(f(w)))
+            .map(|w| crate::jsonb::text(f(w).get()))
             .collect::<Vec<_>>()
     };
     let (request, response, trace, errors) = (
@@ -178,7 +184,7 @@ async fn insert(pool: &PgPool, items: &[AnsweredWebhook]) -> Result<Vec<Recorded
          ), runs AS ( \
             INSERT INTO behavior_runs (id, behavior_id, listener_id, message_sid, request_id, trace_id, mode, exit_state, status, trace, errors, duration_us) \
             SELECT n.run_id, n.behavior_id, n.listener_id, n.message_sid, n.request_id, n.trace_id, n.mode, n.exit_state, n.status, \
-                   n.trace::jsonb, n.errors::jsonb, n.duration_us \
+                   n.trace::json, n.errors::jsonb, n.duration_us \
             FROM numbered n JOIN claimed c ON c.run_id = n.run_id \
             RETURNING id \
          ) \
@@ -205,7 +211,7 @@ async fn insert(pool: &PgPool, items: &[AnsweredWebhook]) -> Result<Vec<Recorded
     .bind(refs(&trace))
     .bind(refs(&errors))
     .bind(items.iter().map(|w| w.duration_us).collect::<Vec<_>>())
-    .fetch_all(pool)
+    .fetch_all(executor)
     .await?;
     if rows.len() != items.len() {
         return Err(StoreError::Corrupt(format!(
@@ -226,4 +232,190 @@ async fn insert(pool: &PgPool, items: &[AnsweredWebhook]) -> Result<Vec<Recorded
             }
         })
         .collect())
+}
+
+/// The writer of a JetStream run log (services/behavior-worker/src/runlog.rs): the one
+/// connection that copies the stream `stream` into the message log, with its checkpoint.
+///
+/// - **One writer at a time.** It holds a session advisory lock on its own connection (outside
+///   any pool, so the lock never goes back to one). PostgreSQL releases the lock when the
+///   connection ends, so a writer that dies, or loses its connection, hands over at once.
+/// - **Each record once.** The records of a batch and the checkpoint (the last stream sequence
+///   written) commit in one transaction on that connection: a writer can write only while it
+///   holds the lock, and the next one starts after the checkpoint, whatever NATS was told.
+pub struct RunLogWriter {
+    conn: PgConnection,
+    stream: String,
+    last_seq: u64,
+}
+
+/// What a written batch held.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WrittenBatch {
+    /// Records whose `MessageSid` was new: stored with their run.
+    pub new: usize,
+    /// Records whose `MessageSid` was in the message log already: nothing written.
+    pub duplicates: usize,
+    /// Records the database refused (each logged): the others of the batch are written.
+    pub refused: usize,
+}
+
+impl RunLogWriter {
+    /// Becomes the writer of `stream`, or answers `None` while another writer is. The stream's
+    /// identity is its creation time, `stream_created_ns`; its oldest record is `first_seq`.
+    /// Writing resumes after the checkpoint of that stream, or at `first_seq` for a stream not
+    /// seen before (or made again since).
+    pub async fn lead(
+        pool: &PgPool,
+        stream: &str,
+        stream_created_ns: i64,
+        first_seq: u64,
+    ) -> Result<Option<RunLogWriter>> {
+        use sqlx::Connection as _;
+        let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
+        let locked: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+                .bind(format!("switchboard.runlog-writer/{stream}"))
+                .fetch_one(&mut conn)
+                .await?;
+        if !locked {
+            conn.close().await?;
+            return Ok(None);
+        }
+        let first_unwritten = first_seq.saturating_sub(1);
+        let stored: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT stream_created_ns, last_seq FROM runlog_checkpoints WHERE stream = $1",
+        )
+        .bind(stream)
+        .fetch_optional(&mut conn)
+        .await?;
+        let last_seq = match stored {
+            Some((created, last)) if created == stream_created_ns => {
+                let last = u64::try_from(last).unwrap_or(0);
+                if last < first_unwritten {
+                    // Records between the checkpoint and the stream's oldest are gone from the
+                    // stream without having been written (it was purged by hand).
+                    tracing::error!(
+                        stream,
+                        checkpoint = last,
+                        first_seq,
+                        "run log: records after the checkpoint are no longer in the stream; writing from its oldest record"
+                    );
+                    first_unwritten
+                } else {
+                    last
+                }
+            }
+            Some(_) => {
+                tracing::warn!(
+                    stream,
+                    first_seq,
+                    "run log: the stream was made again since the last checkpoint; writing from its oldest record"
+                );
+                first_unwritten
+            }
+            None => first_unwritten,
+        };
+        sqlx::query(
+            "INSERT INTO runlog_checkpoints (stream, stream_created_ns, last_seq) VALUES ($1, $2, $3) \
+             ON CONFLICT (stream) DO UPDATE SET stream_created_ns = EXCLUDED.stream_created_ns, \
+                 last_seq = EXCLUDED.last_seq, updated_at = now()",
+        )
+        .bind(stream)
+        .bind(stream_created_ns)
+        .bind(seq(last_seq)?)
+        .execute(&mut conn)
+        .await?;
+        Ok(Some(RunLogWriter {
+            conn,
+            stream: stream.to_owned(),
+            last_seq,
+        }))
+    }
+
+    /// The last stream sequence written: the next record to write comes after it.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// Writes `items`, the records after [`RunLogWriter::last_seq`] through the stream
+    /// sequence `through`, and moves the checkpoint to `through`: all in one transaction. A
+    /// record the database refuses is logged and left out (it would be refused again on every
+    /// retry); any other failure writes nothing, and the batch can be written again.
+    pub async fn write(&mut self, through: u64, items: &[AnsweredWebhook]) -> Result<WrittenBatch> {
+        use sqlx::Connection as _;
+        let mut tx = self.conn.begin().await?;
+        let mut written = WrittenBatch::default();
+        let batch = {
+            let mut savepoint = tx.begin().await?;
+            match insert(&mut *savepoint, items).await {
+                Ok(outcomes) => {
+                    savepoint.commit().await?;
+                    Some(outcomes)
+                }
+                Err(StoreError::Database(sqlx::Error::Database(e))) => {
+                    tracing::debug!(error = %e, records = items.len(), "a run log batch was refused: writing its records one by one");
+                    savepoint.rollback().await?;
+                    None
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let outcomes = match batch {
+            Some(outcomes) => outcomes.into_iter().map(Some).collect(),
+            None => {
+                let mut outcomes = Vec::with_capacity(items.len());
+                for item in items {
+                    let mut savepoint = tx.begin().await?;
+                    match insert(&mut *savepoint, std::slice::from_ref(item)).await {
+                        Ok(o) => {
+                            savepoint.commit().await?;
+                            outcomes.push(Some(o[0]));
+                        }
+                        Err(StoreError::Database(sqlx::Error::Database(e))) => {
+                            savepoint.rollback().await?;
+                            tracing::error!(
+                                message_sid = %item.message_sid,
+                                listener_id = item.listener_id,
+                                error = %e,
+                                "run log: PostgreSQL refused a record; it is left out of the message log"
+                            );
+                            outcomes.push(None);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                outcomes
+            }
+        };
+        for outcome in outcomes {
+            match outcome {
+                Some(Recorded::New { .. }) => written.new += 1,
+                Some(Recorded::Duplicate) => written.duplicates += 1,
+                None => written.refused += 1,
+            }
+        }
+        let moved = sqlx::query(
+            "UPDATE runlog_checkpoints SET last_seq = $3, updated_at = now() \
+             WHERE stream = $1 AND last_seq = $2",
+        )
+        .bind(&self.stream)
+        .bind(seq(self.last_seq)?)
+        .bind(seq(through)?)
+        .execute(&mut *tx)
+        .await?;
+        if moved.rows_affected() != 1 {
+            return Err(StoreError::Invalid(format!(
+                "the run log checkpoint of {} is no longer at {}: another writer has written",
+                self.stream, self.last_seq
+            )));
+        }
+        tx.commit().await?;
+        self.last_seq = through;
+        Ok(written)
+    }
+}
+
+fn seq(n: u64) -> Result<i64> {
+    i64::try_from(n).map_err(|_| StoreError::Invalid(format!("stream sequence {n} out of range")))
 }

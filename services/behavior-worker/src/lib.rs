@@ -252,7 +252,7 @@ impl Started {
         let writer = match (&worker.runlog, &opts.run_log) {
             (Some(log), Some(o)) => Some(tokio::spawn(runlog::write_behind(
                 log.clone(),
-                worker.log.clone(),
+                worker.store.pool().clone(),
                 o.clone(),
                 opts.metrics.clone(),
                 writer_stop,

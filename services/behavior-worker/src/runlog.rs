@@ -3,16 +3,16 @@
 //! NATS only, so the bot keeps answering while PostgreSQL is down.
 //!
 //! ## Shape, and why
-//! One work-queue stream, `<PREFIX>_RUNLOG` (file storage, replicas configurable), with one
-//! subject per answered message: `<prefix>.runlog.<listener id>.<MessageSid>`. Each message is
-//! the whole record the message log needs (the request, the answer, the run with its trace:
-//! [`AnsweredWebhook`] as JSON), published with `Nats-Msg-Id: <listener id>.<MessageSid>` and
-//! acked by the server before the worker replies.
+//! One stream, `<PREFIX>_RUNLOG` (file storage, replicas configurable, limits retention), with
+//! one subject per listener: `<prefix>.runlog.<listener id>`. Each message
+//! is the whole record the message log needs (the request, the answer, the run with its trace:
+//! [`AnsweredWebhook`] as JSON, its JSON parts embedded as they are), published with
+//! `Nats-Msg-Id: <listener id>.<MessageSid>` and acked by the server before the worker replies.
 //!
 //! - **Exactly one answer per (listener, MessageSid).** The stream's de-duplication window
 //!   ([`RunLogOptions::duplicate_window`], 2 minutes by default) makes a second publish of the
 //!   same id a no-op the ack reports as a duplicate, whichever replica sends it; the worker then
-//!   answers with the first record's answer (a direct get of the last message on the subject, or
+//!   answers with the first record's answer (a direct get of the sequence the ack names, or
 //!   the message log once the writer has copied it there). Twilio's retries and its fallback URL
 //!   come within that window; a delivery later than that runs again, and PostgreSQL's primary
 //!   key on `inbound_messages.message_sid` keeps the first record (the writer drops the second).
@@ -21,29 +21,55 @@
 //!   claim, then the record), and NATS 2.9 has no per-key expiry to let claims go; the stream's
 //!   de-duplication gives the same guarantee with the one write every durable design needs.
 //! - **Cost in nats-server:** the de-duplication window keeps every id of the last 2 minutes in
-//!   memory (about 100 bytes each: 36 MB at 3,000 webhooks/s sustained); a work-queue stream
-//!   deletes each record once the writer has acked it, so disk holds only the writer's lag,
-//!   bounded by [`RunLogOptions::max_bytes`] (publishes are refused when it is full: the
+//!   memory (about 100 bytes each: 36 MB at 3,000 webhooks/s sustained). Disk holds the records
+//!   not yet written to PostgreSQL, and at most a second more: the writer purges what PostgreSQL
+//!   has. [`RunLogOptions::max_bytes`] bounds it (publishes are refused when it is full: the
 //!   webhook gets 503 and Twilio its fallback URL, nothing is dropped silently).
 //!
 //! ## The writer
-//! Every worker replica runs a writer on the one durable pull consumer `runlog-writer`: it pulls
-//! batches, writes them with the message log's batched statement (one statement for many
-//! records; idempotent, since a `MessageSid` already in the log writes nothing), and acks each
-//! record once its statement committed. While PostgreSQL is down nothing is acked and the
-//! records wait in the stream; the writer logs its lag (records not yet in PostgreSQL) every
-//! 10 s while there is one.
+//! Every worker replica runs a writer; one at a time writes ([`RunLogWriter`]: it holds a lock
+//! in PostgreSQL, on its own connection, and the others stand by and try every 2 seconds). It
+//! reads the stream in order from the checkpoint kept in PostgreSQL (an ordered consumer: no
+//! acks, no state in NATS), and writes each batch of records, whatever arrived meanwhile (up to
+//! [`RunLogOptions::batch`]), with the checkpoint in one transaction: one statement for the
+//! records, idempotent, since a `MessageSid` already in the log writes nothing. Then it purges
+//! the stream up to the checkpoint, at most once a second.
+//!
+//! - **Why not a durable consumer with acks** (as the first version did, on a work-queue
+//!   stream): every record then cost an ack and a deletion in nats-server, about 30 µs of its
+//!   CPU per webhook, more than the publish itself (measured with `scripts/bench-webhooks`).
+//!   Acking a whole batch at once (`AckAll`) is unsafe with several writers pulling from one
+//!   consumer (one writer's ack covers another's unwritten records); with one writer, and the
+//!   checkpoint in the same transaction as the rows, PostgreSQL says what is written and NATS
+//!   needs to be told nothing per record.
+//! - **Failures.** While PostgreSQL is down the writer cannot write, and the records wait in
+//!   the stream; it tries again, backing off to 5 s, and resumes from the checkpoint. A writer
+//!   that dies hands over at once (PostgreSQL drops its lock with its connection); one that is
+//!   cut off from PostgreSQL cannot commit, so nothing is written twice. Its lag (records in
+//!   the stream after the checkpoint) is logged every 10 s while there is one, and is the
+//!   metric `switchboard_runlog_lag`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt as _;
-use switchboard_store::webhook_log::{AnsweredWebhook, Recorded, WebhookLog};
+use serde_json::value::RawValue;
+use switchboard_store::sqlx::PgPool;
+use switchboard_store::webhook_log::{AnsweredWebhook, RunLogWriter};
 use switchboard_twilio::MessageSid;
 
-/// The durable consumer of the writer, shared by every replica.
+/// The name of the writer's consumer (followed by a random part: each writer reads with its
+/// own ephemeral consumer, which nats-server removes 30 s after it stops reading).
 pub const WRITER: &str = "runlog-writer";
+
+/// How long a standing-by writer waits before it tries to become the writer again.
+const STANDBY: Duration = Duration::from_secs(2);
+
+/// How often the writer purges from the stream what PostgreSQL has. A purge in the middle of a
+/// block makes nats-server rewrite the rest of the block: once a second it cost about 28 µs of
+/// nats-server CPU per webhook at the benchmark's rate; every 10 s, a tenth of that.
+const PURGE_EVERY: Duration = Duration::from_secs(10);
 
 /// Where and how answered webhooks are logged.
 #[derive(Debug, Clone)]
@@ -54,7 +80,7 @@ pub struct RunLogOptions {
     pub duplicate_window: Duration,
     /// Most bytes of records not yet written to PostgreSQL.
     pub max_bytes: i64,
-    /// Most records the writer pulls and writes at once.
+    /// Most records the writer writes in one transaction.
     pub batch: usize,
 }
 
@@ -64,7 +90,7 @@ impl Default for RunLogOptions {
             replicas: 1,
             duplicate_window: Duration::from_secs(120),
             max_bytes: 1 << 30,
-            batch: 256,
+            batch: 1024,
         }
     }
 }
@@ -82,12 +108,12 @@ pub fn stream_name(prefix: &str) -> String {
 }
 
 /// What logging a webhook found.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub enum Logged {
     /// This record is the first for its (listener, MessageSid): its answer stands.
     New,
     /// Another delivery was logged first; its answer (JSON of the reply), when still found.
-    Duplicate(Option<String>),
+    Duplicate(Option<Box<RawValue>>),
 }
 
 /// The run log of one worker.
@@ -95,6 +121,7 @@ pub enum Logged {
 pub struct RunLog {
     js: jetstream::Context,
     stream: stream::Stream,
+    name: String,
     prefix: String,
 }
 
@@ -107,27 +134,45 @@ impl RunLog {
     ) -> anyhow::Result<RunLog> {
         let js = jetstream::new(nats.clone());
         let name = stream_name(prefix);
-        let stream = js
-            .get_or_create_stream(stream::Config {
-                name: name.clone(),
-                description: Some(
-                    "Switchboard: answered webhooks, until written to PostgreSQL".into(),
-                ),
-                subjects: vec![format!("{prefix}.runlog.>")],
-                retention: stream::RetentionPolicy::WorkQueue,
-                discard: stream::DiscardPolicy::New,
-                storage: stream::StorageType::File,
-                num_replicas: opts.replicas.max(1),
-                duplicate_window: opts.duplicate_window,
-                max_bytes: opts.max_bytes,
-                allow_direct: true,
-                ..Default::default()
-            })
+        let config = stream::Config {
+            name: name.clone(),
+            description: Some("Switchboard: answered webhooks, until written to PostgreSQL".into()),
+            subjects: vec![format!("{prefix}.runlog.>")],
+            retention: stream::RetentionPolicy::Limits,
+            discard: stream::DiscardPolicy::New,
+            storage: stream::StorageType::File,
+            num_replicas: opts.replicas.max(1),
+            duplicate_window: opts.duplicate_window,
+            max_bytes: opts.max_bytes,
+            allow_direct: true,
+            ..Default::default()
+        };
+        let mut stream = js
+            .get_or_create_stream(config.clone())
             .await
             .with_context(|| format!("creating the run log stream {name}"))?;
+        let info = stream.info().await.context("reading the run log stream")?;
+        if info.config.retention == stream::RetentionPolicy::WorkQueue {
+            // The first version's stream: its writer acked and deleted each record. Made again
+            // with this shape once it is empty (its records are all in PostgreSQL).
+            let waiting = info.state.messages;
+            anyhow::ensure!(
+                waiting == 0,
+                "the run log stream {name} is the work queue of an earlier version and still holds {waiting} records not in PostgreSQL: run that version's workers until its writer lag is 0, then start this one"
+            );
+            tracing::info!(stream = %name, "run log: remaking the earlier version's (empty) work-queue stream");
+            js.delete_stream(&name)
+                .await
+                .with_context(|| format!("deleting the earlier run log stream {name}"))?;
+            stream = js
+                .create_stream(config)
+                .await
+                .with_context(|| format!("creating the run log stream {name}"))?;
+        }
         Ok(RunLog {
             js,
             stream,
+            name,
             prefix: prefix.to_owned(),
         })
     }
@@ -154,20 +199,22 @@ impl RunLog {
         }
     }
 
-    /// Whether this webhook can be logged here: its `MessageSid` is a message SID (it becomes a
-    /// subject token).
+    /// Whether this webhook can be logged here: its `MessageSid` is a message SID (it is part of
+    /// the de-duplication id).
     pub fn accepts(message_sid: &str) -> bool {
         MessageSid::parse(message_sid).is_ok()
     }
 
-    fn subject(&self, listener_id: i64, message_sid: &str) -> String {
-        format!("{}.runlog.{listener_id}.{message_sid}", self.prefix)
+    /// One subject per listener: nats-server keeps a little state per subject in a stream,
+    /// which a subject per message would grow by one entry per webhook.
+    fn subject(&self, listener_id: i64) -> String {
+        format!("{}.runlog.{listener_id}", self.prefix)
     }
 
     /// Logs `record` durably (the server's ack) and says whether it was the first for its
     /// (listener, MessageSid). `record.message_sid` must be [accepted](RunLog::accepts).
     pub async fn log(&self, record: &AnsweredWebhook) -> anyhow::Result<Logged> {
-        let subject = self.subject(record.listener_id, &record.message_sid);
+        let subject = self.subject(record.listener_id);
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(
             "Nats-Msg-Id",
@@ -184,148 +231,170 @@ impl RunLog {
         if !ack.duplicate {
             return Ok(Logged::New);
         }
-        // The first record's answer: still in the stream unless the writer has copied it.
-        let first = match self.stream.direct_get_last_for_subject(subject).await {
+        // The first record's answer: the ack of a duplicate names the first record's sequence,
+        // still in the stream unless the writer has copied it to PostgreSQL and purged it.
+        let first = match self.stream.direct_get(ack.sequence).await {
             Ok(message) => serde_json::from_slice::<AnsweredWebhook>(&message.payload)
                 .ok()
-                .map(|r| r.response),
+                .filter(|first| {
+                    first.listener_id == record.listener_id
+                        && first.message_sid == record.message_sid
+                })
+                .map(|first| first.response),
             Err(_) => None,
         };
         Ok(Logged::Duplicate(first))
     }
 }
 
-/// Runs the writer until `stop`: copies the run log into PostgreSQL through `log`.
+/// What a turn at leading the writer ended with.
+enum Led {
+    Stopped,
+    /// Another worker's writer writes.
+    Standby,
+}
+
+/// Runs the writer until `stop`: copies the run log into PostgreSQL (`pool` gives it the
+/// address; it writes on a connection of its own) whenever no other worker's writer does.
 pub async fn write_behind(
     runlog: RunLog,
-    log: WebhookLog,
+    pool: PgPool,
     opts: RunLogOptions,
     metrics: crate::WorkerMetrics,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let consumer = loop {
-        match writer_consumer(&runlog.stream).await {
-            Ok(c) => break c,
-            Err(e) => {
-                tracing::warn!(
-                    error = format!("{e:#}"),
-                    "the run log writer cannot bind its consumer yet; retrying"
-                );
-                tokio::select! {
-                    _ = stop.changed() => return,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }
-    };
-    let mut last_lag_log = tokio::time::Instant::now();
-    let mut pause = Duration::from_millis(100);
+    let mut pause = Duration::from_millis(250);
     loop {
         if *stop.borrow() {
             return;
         }
-        let batch = consumer
-            .batch()
-            .max_messages(opts.batch.max(1))
-            .expires(Duration::from_secs(1))
-            .messages()
-            .await;
-        let mut batch = match batch {
-            Ok(b) => b,
+        let mut progressed = false;
+        let wait = match lead(&runlog, &pool, &opts, &metrics, &mut stop, &mut progressed).await {
+            Ok(Led::Stopped) => return,
+            Ok(Led::Standby) => STANDBY,
             Err(e) => {
-                tracing::warn!(error = %e, "pulling from the run log failed; trying again");
-                tokio::select! {
-                    _ = stop.changed() => return,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                if progressed {
+                    pause = Duration::from_millis(250);
                 }
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    retry_in_ms = pause.as_millis() as u64,
+                    "run log writer stopped; it resumes from its checkpoint"
+                );
+                let wait = pause;
+                pause = (pause * 2).min(Duration::from_secs(5));
+                wait
             }
         };
-        let mut messages = Vec::new();
-        while let Some(m) = batch.next().await {
-            match m {
-                Ok(m) => messages.push(m),
-                Err(e) => tracing::warn!(error = %e, "reading a run log batch failed"),
-            }
-        }
-        let written = write_batch(&log, &messages).await;
-        if written.failed > 0 {
-            // PostgreSQL refused or is unreachable: the unacked records come back after the
-            // consumer's ack wait; pause, growing, so an outage is not hammered.
-            tokio::select! {
-                _ = stop.changed() => return,
-                () = tokio::time::sleep(pause) => {}
-            }
-            pause = (pause * 2).min(Duration::from_secs(5));
-        } else {
-            pause = Duration::from_millis(100);
-        }
-        if last_lag_log.elapsed() >= Duration::from_secs(10) {
-            last_lag_log = tokio::time::Instant::now();
-            if let Ok(info) = consumer.clone().info().await {
-                let lag = info.num_pending + info.num_ack_pending as u64;
-                metrics.runlog_lag(lag);
-                if lag > 0 {
-                    tracing::info!(lag, "run log: records not yet written to PostgreSQL");
-                }
-            }
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(wait) => {}
         }
     }
 }
 
-struct Written {
-    failed: usize,
-}
-
-/// Writes one pulled batch (concurrently, so the message log batches them into few statements)
-/// and acks what was written. A record that cannot be decoded is terminated with a log line
-/// (it was written by a worker of another version; it is never retried forever).
-async fn write_batch(log: &WebhookLog, messages: &[jetstream::Message]) -> Written {
-    let records = messages.iter().map(|m| async move {
-        let record = match serde_json::from_slice::<AnsweredWebhook>(&m.payload) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(subject = %m.subject, error = %e, "run log record not readable; terminated");
-                let _ = m.ack_with(jetstream::AckKind::Term).await;
-                return true;
-            }
-        };
-        match log.record(record).await {
-            Ok(Recorded::New { .. } | Recorded::Duplicate) => {
-                if let Err(e) = m.ack().await {
-                    tracing::warn!(error = %e, "acking a written run log record failed (it is written again, harmlessly)");
-                }
-                true
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "writing a run log record to PostgreSQL failed; it stays in the run log");
-                false
-            }
-        }
-    });
-    let results = futures::future::join_all(records).await;
-    Written {
-        failed: results.iter().filter(|ok| !**ok).count(),
-    }
-}
-
-async fn writer_consumer(stream: &stream::Stream) -> anyhow::Result<consumer::PullConsumer> {
-    stream
-        .get_or_create_consumer(
-            WRITER,
-            consumer::pull::Config {
-                durable_name: Some(WRITER.into()),
-                description: Some(
-                    "Switchboard behavior workers: the run log written to PostgreSQL".into(),
-                ),
-                ack_policy: consumer::AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(30),
-                max_deliver: -1,
-                max_ack_pending: 10_000,
-                ..Default::default()
-            },
-        )
+/// One turn at writing: takes the writer's lock (or answers [`Led::Standby`]) and writes until
+/// `stop` or a failure.
+async fn lead(
+    runlog: &RunLog,
+    pool: &PgPool,
+    opts: &RunLogOptions,
+    metrics: &crate::WorkerMetrics,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+    progressed: &mut bool,
+) -> anyhow::Result<Led> {
+    let mut stream = runlog.stream.clone();
+    let info = stream.info().await.context("reading the run log stream")?;
+    let created_ns = i64::try_from(info.created.unix_timestamp_nanos()).unwrap_or(i64::MAX);
+    let first_seq = info.state.first_sequence;
+    let Some(mut writer) = RunLogWriter::lead(pool, &runlog.name, created_ns, first_seq)
         .await
-        .map_err(|e| anyhow::anyhow!("binding the consumer {WRITER}: {e}"))
+        .context("becoming the run log writer in PostgreSQL")?
+    else {
+        return Ok(Led::Standby);
+    };
+    tracing::info!(
+        from_seq = writer.last_seq() + 1,
+        "run log writer: this worker writes the run log to PostgreSQL"
+    );
+    let consumer = stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            name: Some(format!("{WRITER}-{}", uuid::Uuid::new_v4().simple())),
+            description: Some("Switchboard: the run log writer, reading in order".into()),
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: writer.last_seq() + 1,
+            },
+            ..Default::default()
+        })
+        .await
+        .context("creating the run log writer's consumer")?;
+    let mut records = consumer
+        .messages()
+        .await
+        .context("reading the run log")?
+        .ready_chunks(opts.batch.max(1));
+    let mut lag_tick = tokio::time::interval(Duration::from_secs(10));
+    let mut purged = Instant::now() - PURGE_EVERY;
+    loop {
+        let chunk = tokio::select! {
+            _ = stop.changed() => return Ok(Led::Stopped),
+            _ = lag_tick.tick() => {
+                if let Ok(info) = stream.info().await {
+                    let lag = info.state.last_sequence.saturating_sub(writer.last_seq());
+                    metrics.runlog_lag(lag);
+                    if lag > 0 {
+                        tracing::info!(lag, "run log: records not yet written to PostgreSQL");
+                    }
+                }
+                continue;
+            }
+            chunk = records.next() => chunk.context("the run log writer's consumer ended")?,
+        };
+        let mut batch = Vec::with_capacity(chunk.len());
+        let mut through = writer.last_seq();
+        for m in chunk {
+            let m = m.context("reading the run log")?;
+            let seq = m
+                .info()
+                .map_err(|e| anyhow::anyhow!("a run log message without its sequence: {e}"))?
+                .stream_sequence;
+            if seq <= through {
+                continue;
+            }
+            through = seq;
+            match serde_json::from_slice::<AnsweredWebhook>(&m.payload) {
+                Ok(record) => batch.push(record),
+                // Written by a worker of another version: it would never be readable.
+                Err(e) => tracing::error!(
+                    seq,
+                    subject = %m.subject,
+                    error = %e,
+                    "run log record not readable; left out of the message log"
+                ),
+            }
+        }
+        if through == writer.last_seq() {
+            continue;
+        }
+        let written = writer
+            .write(through, &batch)
+            .await
+            .context("writing the run log to PostgreSQL")?;
+        *progressed = true;
+        if written.duplicates > 0 {
+            tracing::debug!(
+                duplicates = written.duplicates,
+                "run log: records already in the message log were left out"
+            );
+        }
+        if purged.elapsed() >= PURGE_EVERY {
+            purged = Instant::now();
+            // Everything up to the checkpoint is in PostgreSQL (committed above).
+            if let Err(e) = stream.purge().sequence(through + 1).await {
+                tracing::warn!(error = %e, "run log: purging what PostgreSQL has failed; tried again later");
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use serde_json::value::to_raw_value;
 use switchboard_engine::{CompiledBehavior, RunOptions, RunOutput};
 use switchboard_package::WebhookListenerDef;
 use switchboard_store::webhook_log::{AnsweredWebhook, Recorded};
@@ -266,15 +267,15 @@ impl Worker {
             listener_id: listener.id,
             account_sid: hook.param("AccountSid").map(str::to_owned),
             request_id: req.request_id.clone(),
-            request: serde_json::to_string(&LoggedRequest::of(req, form))?,
-            response: serde_json::to_string(&reply)?,
+            request: to_raw_value(&LoggedRequest::of(req, form))?,
+            response: to_raw_value(&reply)?,
             behavior_id: behavior.def.id,
             trace_id: switchboard_telemetry::trace_id(&tracing::Span::current()),
             mode: "real".into(),
             exit_state: exit_state(&output)?,
             status: Some(i32::from(output.status)),
-            trace: serde_json::to_string(&output.trace)?,
-            errors: serde_json::to_string(&output.errors)?,
+            trace: to_raw_value(&output.trace)?,
+            errors: to_raw_value(&output.errors)?,
             duration_us,
         };
         if let Some(runlog) = &self.runlog
@@ -286,7 +287,7 @@ impl Worker {
                     tracing::info!("repeated MessageSid: answering with the logged response");
                     seen.result = WebhookResult::Duplicate;
                     if let Some(first) = first {
-                        return serde_json::from_str(&first).context("logged response");
+                        return serde_json::from_str(first.get()).context("logged response");
                     }
                     // Already copied to PostgreSQL: the message log has it.
                     if let Some(Some(stored)) = self.store.stored_response(message_sid).await? {

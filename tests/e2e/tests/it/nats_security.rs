@@ -371,6 +371,19 @@ async fn every_service_works_as_its_own_user() {
         }
     })
     .await;
+    // ...and purged it from the stream (its first batch purges at once) as its own user.
+    let runlog = behavior_worker::runlog::stream_name(subjects.prefix());
+    eventually("the run log purged of what PostgreSQL has", || {
+        let (client, runlog) = (worker.client.clone(), runlog.clone());
+        async move {
+            let mut stream = async_nats::jetstream::new(client)
+                .get_stream(&runlog)
+                .await
+                .unwrap();
+            stream.info().await.unwrap().state.messages == 0
+        }
+    })
+    .await;
 
     // An integrator's send job: sent by the outbound service, the outcome on its inbox.
     let integrator = nats.integrator().await;

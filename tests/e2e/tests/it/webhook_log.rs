@@ -5,23 +5,30 @@
 use switchboard_e2e::*;
 use switchboard_store::webhook_log::{AnsweredWebhook, Recorded};
 
+fn raw(json: impl Into<String>) -> Box<serde_json::value::RawValue> {
+    serde_json::value::RawValue::from_string(json.into()).unwrap()
+}
+
 fn answered(listener_id: i64, behavior_id: i64, sid: &str, body: &str) -> AnsweredWebhook {
     AnsweredWebhook {
         message_sid: sid.into(),
         listener_id,
         account_sid: Some(ACCOUNT_SID.into()),
         request_id: unique("req"),
-        request: serde_json::json!({ "method": "POST", "params": [["Body", body]] }).to_string(),
-        response:
+        request: raw(
+            serde_json::json!({ "method": "POST", "params": [["Body", body]] }).to_string(),
+        ),
+        response: raw(
             serde_json::json!({ "status": 200, "headers": [], "body": format!("echo {body}") })
                 .to_string(),
+        ),
         behavior_id,
         trace_id: String::new(),
         mode: "real".into(),
         exit_state: "return".into(),
         status: Some(200),
-        trace: "[]".into(),
-        errors: "[]".into(),
+        trace: raw("[]"),
+        errors: raw("[]"),
         duration_us: 1,
     }
 }
@@ -58,10 +65,11 @@ async fn a_batch_claims_each_message_sid_once_and_a_refused_record_fails_alone()
         log.record(answered(listener_id, behavior, &c, "three")),
     ])
     .await;
-    // A record the database refuses (its trace is not JSON) fails, and only that one; a NUL,
-    // which jsonb cannot hold, is stored as U+FFFD instead of failing.
+    // A record the database refuses (its errors hold a lone surrogate, which jsonb refuses)
+    // fails, and only that one; a NUL, which jsonb cannot hold, is stored as U+FFFD instead of
+    // failing.
     let mut broken = answered(listener_id, behavior, &d, "broken");
-    broken.trace = "not json".into();
+    broken.errors = raw(r#"["\ud800"]"#);
     let f = message_sid();
     let refused = futures::future::join_all([
         log.record(broken),
@@ -135,4 +143,95 @@ async fn a_batch_claims_each_message_sid_once_and_a_refused_record_fails_alone()
     .await
     .unwrap();
     assert_eq!(compression, "l");
+}
+
+/// The run log's writer side (`RunLogWriter`): one writer per stream at a time, handing over
+/// when its connection ends; records and checkpoint in one transaction, a refused record left
+/// out alone; a stream made again is written from its first record.
+#[tokio::test]
+async fn one_run_log_writer_at_a_time_resumes_from_the_checkpoint() {
+    use switchboard_store::webhook_log::{RunLogWriter, WrittenBatch};
+    let stack = Stack::new().await.unwrap();
+    let pool = stack.store.pool();
+    let listener_id: i64 = sqlx::query_scalar("SELECT id FROM webhook_listeners")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let behavior = stack.webhook_behavior_id;
+    let stream = unique("RUNLOG");
+
+    // A stream not seen before: written from its first record.
+    let mut first = RunLogWriter::lead(pool, &stream, 1, 1)
+        .await
+        .unwrap()
+        .expect("the first writer leads");
+    assert_eq!(first.last_seq(), 0);
+    assert!(
+        RunLogWriter::lead(pool, &stream, 1, 1)
+            .await
+            .unwrap()
+            .is_none(),
+        "a second writer stands by while the first holds the lock"
+    );
+    let (a, b, c) = (message_sid(), message_sid(), message_sid());
+    let mut refused = answered(listener_id, behavior, &b, "refused");
+    refused.errors = raw(r#"["\ud800"]"#);
+    let written = first
+        .write(
+            3,
+            &[
+                answered(listener_id, behavior, &a, "a"),
+                refused,
+                answered(listener_id, behavior, &c, "c"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        written,
+        WrittenBatch {
+            new: 2,
+            duplicates: 0,
+            refused: 1
+        }
+    );
+    assert_eq!(first.last_seq(), 3);
+    // Written again (a writer that died before anything told NATS): nothing new.
+    let again = first
+        .write(4, &[answered(listener_id, behavior, &a, "a again")])
+        .await
+        .unwrap();
+    assert_eq!(again.duplicates, 1);
+    drop(first);
+
+    // Its connection ended: the next writer leads, from the checkpoint.
+    let mut next = None;
+    for _ in 0..50 {
+        next = RunLogWriter::lead(pool, &stream, 1, 1).await.unwrap();
+        if next.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let next = next.expect("the lock is handed over when the writer's connection ends");
+    assert_eq!(next.last_seq(), 4);
+    drop(next);
+    let runs: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM behavior_runs WHERE message_sid = ANY($1)")
+            .bind([&a, &b, &c])
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(runs, 2);
+
+    // The stream was deleted and made again (another creation time): its sequences start anew.
+    let mut remade = None;
+    for _ in 0..50 {
+        remade = RunLogWriter::lead(pool, &stream, 2, 1).await.unwrap();
+        if remade.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(remade.expect("leads").last_seq(), 0);
 }
