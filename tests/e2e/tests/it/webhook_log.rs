@@ -33,15 +33,20 @@ fn answered(listener_id: i64, behavior_id: i64, sid: &str, body: &str) -> Answer
     }
 }
 
+/// The seed's webhook listener and behavior.
+async fn seed_ids(stack: &Stack) -> (i64, i64) {
+    let listener_id: i64 = sqlx::query_scalar("SELECT id FROM webhook_listeners")
+        .fetch_one(stack.store.pool())
+        .await
+        .unwrap();
+    (listener_id, stack.webhook_behavior_id)
+}
+
 #[tokio::test]
 async fn a_batch_claims_each_message_sid_once_and_a_refused_record_fails_alone() {
     let stack = Stack::new().await.unwrap();
     let pool = stack.store.pool();
-    let listener_id: i64 = sqlx::query_scalar("SELECT id FROM webhook_listeners")
-        .fetch_one(pool)
-        .await
-        .unwrap();
-    let behavior = stack.webhook_behavior_id;
+    let (listener_id, behavior) = seed_ids(&stack).await;
     // One statement at a time, so records queued together share a batch.
     let log = stack.store.webhook_log(64, 1);
     let (a, b, c, d, e) = (
@@ -153,11 +158,7 @@ async fn one_run_log_writer_at_a_time_resumes_from_the_checkpoint() {
     use switchboard_store::webhook_log::{RunLogWriter, WrittenBatch};
     let stack = Stack::new().await.unwrap();
     let pool = stack.store.pool();
-    let listener_id: i64 = sqlx::query_scalar("SELECT id FROM webhook_listeners")
-        .fetch_one(pool)
-        .await
-        .unwrap();
-    let behavior = stack.webhook_behavior_id;
+    let (listener_id, behavior) = seed_ids(&stack).await;
     let stream = unique("RUNLOG");
 
     // A stream not seen before: written from its first record.
@@ -205,15 +206,7 @@ async fn one_run_log_writer_at_a_time_resumes_from_the_checkpoint() {
     drop(first);
 
     // Its connection ended: the next writer leads, from the checkpoint.
-    let mut next = None;
-    for _ in 0..50 {
-        next = RunLogWriter::lead(pool, &stream, 1, 1).await.unwrap();
-        if next.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let next = next.expect("the lock is handed over when the writer's connection ends");
+    let next = lead_within_5s(pool, &stream, 1).await;
     assert_eq!(next.last_seq(), 4);
     drop(next);
     let runs: i64 =
@@ -225,13 +218,25 @@ async fn one_run_log_writer_at_a_time_resumes_from_the_checkpoint() {
     assert_eq!(runs, 2);
 
     // The stream was deleted and made again (another creation time): its sequences start anew.
-    let mut remade = None;
+    assert_eq!(lead_within_5s(pool, &stream, 2).await.last_seq(), 0);
+}
+
+/// Leads the writing of `stream` once the last writer's connection has ended (PostgreSQL drops
+/// its lock with it).
+async fn lead_within_5s(
+    pool: &sqlx::PgPool,
+    stream: &str,
+    created_ns: i64,
+) -> switchboard_store::webhook_log::RunLogWriter {
     for _ in 0..50 {
-        remade = RunLogWriter::lead(pool, &stream, 2, 1).await.unwrap();
-        if remade.is_some() {
-            break;
+        if let Some(writer) =
+            switchboard_store::webhook_log::RunLogWriter::lead(pool, stream, created_ns, 1)
+                .await
+                .unwrap()
+        {
+            return writer;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert_eq!(remade.expect("leads").last_seq(), 0);
+    panic!("the run log writer's lock was not handed over within 5 s");
 }
