@@ -188,8 +188,8 @@ async fn insert<'e, E: sqlx::PgExecutor<'e>>(
             FROM numbered n JOIN claimed c ON c.run_id = n.run_id \
             RETURNING id \
          ) \
-         SELECT n.ord, n.run_id, EXISTS (SELECT 1 FROM runs r WHERE r.id = n.run_id) AS inserted \
-         FROM numbered n ORDER BY n.ord",
+         SELECT n.ord, n.run_id, r.id IS NOT NULL AS inserted \
+         FROM numbered n LEFT JOIN runs r ON r.id = n.run_id ORDER BY n.ord",
     )
     .bind((0..items.len() as i32).collect::<Vec<_>>())
     .bind(col(|w| &w.message_sid))
