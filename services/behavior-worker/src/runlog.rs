@@ -247,6 +247,17 @@ impl RunLog {
     }
 }
 
+/// Logs and exports the lag: records in the stream after `done`, the last one written.
+async fn report_lag(runlog: &RunLog, done: u64, metrics: &crate::WorkerMetrics) {
+    if let Ok(info) = runlog.stream.clone().info().await {
+        let lag = info.state.last_sequence.saturating_sub(done);
+        metrics.runlog_lag(lag);
+        if lag > 0 {
+            tracing::info!(lag, "run log: records not yet written to PostgreSQL");
+        }
+    }
+}
+
 /// What a turn at leading the writer ended with.
 enum Led {
     Stopped,
@@ -264,17 +275,23 @@ pub async fn write_behind(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut pause = Duration::from_millis(250);
+    // The last checkpoint this worker wrote, to report the lag while it cannot write.
+    let mut written = None;
     loop {
         if *stop.borrow() {
             return;
         }
-        let mut progressed = false;
-        let wait = match lead(&runlog, &pool, &opts, &metrics, &mut stop, &mut progressed).await {
+        let last_written = written;
+        let wait = match lead(&runlog, &pool, &opts, &metrics, &mut stop, &mut written).await {
             Ok(Led::Stopped) => return,
             Ok(Led::Standby) => STANDBY,
             Err(e) => {
-                if progressed {
+                if written != last_written {
                     pause = Duration::from_millis(250);
+                }
+                // PostgreSQL is down, mostly: the lag grows meanwhile, and must show.
+                if let Some(done) = written {
+                    report_lag(&runlog, done, &metrics).await;
                 }
                 tracing::warn!(
                     error = format!("{e:#}"),
@@ -301,7 +318,7 @@ async fn lead(
     opts: &RunLogOptions,
     metrics: &crate::WorkerMetrics,
     stop: &mut tokio::sync::watch::Receiver<bool>,
-    progressed: &mut bool,
+    written: &mut Option<u64>,
 ) -> anyhow::Result<Led> {
     let mut stream = runlog.stream.clone();
     let info = stream.info().await.context("reading the run log stream")?;
@@ -339,13 +356,7 @@ async fn lead(
         let chunk = tokio::select! {
             _ = stop.changed() => return Ok(Led::Stopped),
             _ = lag_tick.tick() => {
-                if let Ok(info) = stream.info().await {
-                    let lag = info.state.last_sequence.saturating_sub(writer.last_seq());
-                    metrics.runlog_lag(lag);
-                    if lag > 0 {
-                        tracing::info!(lag, "run log: records not yet written to PostgreSQL");
-                    }
-                }
+                report_lag(runlog, writer.last_seq(), metrics).await;
                 continue;
             }
             chunk = records.next() => chunk.context("the run log writer's consumer ended")?,
@@ -376,14 +387,14 @@ async fn lead(
         if through == writer.last_seq() {
             continue;
         }
-        let written = writer
+        let batch_written = writer
             .write(through, &batch)
             .await
             .context("writing the run log to PostgreSQL")?;
-        *progressed = true;
-        if written.duplicates > 0 {
+        *written = Some(through);
+        if batch_written.duplicates > 0 {
             tracing::debug!(
-                duplicates = written.duplicates,
+                duplicates = batch_written.duplicates,
                 "run log: records already in the message log were left out"
             );
         }

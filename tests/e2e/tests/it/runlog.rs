@@ -73,11 +73,15 @@ async fn webhooks_are_answered_while_postgres_is_down_and_written_behind_once() 
         pool,
         Some(switchboard_store::secrets::MasterKey::parse(MASTER_KEY).unwrap()),
     );
+    let metrics = switchboard_telemetry::metrics::Metrics::new();
     let worker = Worker::start_with(
         worker_store,
         &stack.nats.url(),
         stack.subjects.clone(),
-        options(),
+        behavior_worker::WorkerOptions {
+            metrics: behavior_worker::WorkerMetrics::register(&metrics),
+            ..options()
+        },
     )
     .await
     .unwrap();
@@ -130,6 +134,14 @@ async fn webhooks_are_answered_while_postgres_is_down_and_written_behind_once() 
     assert_eq!(again.status(), 200);
     assert_eq!(again.text().await.unwrap(), first);
     tokio::time::sleep(OUTAGE.saturating_sub(cut_at.elapsed())).await;
+    // The writer cannot write, and its lag shows: the webhooks of the outage (10 a second).
+    let lag: i64 = metrics
+        .encode()
+        .lines()
+        .find_map(|l| l.strip_prefix("switchboard_runlog_lag "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the lag metric");
+    assert!(lag >= 300, "run log lag at the end of the outage: {lag}");
     // Nothing reached PostgreSQL through the cut proxy meanwhile.
     assert_eq!(
         in_postgres(&stack, std::slice::from_ref(&sid)).await,
