@@ -8,6 +8,10 @@ use switchboard_e2e::*;
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
+        // Below ingress's header read timeout (5 s), which also closes a keep-alive connection
+        // that sends nothing: a pooled connection idle that long could be reused in the instant
+        // ingress closes it (the flood test failed once so, with `IncompleteMessage`).
+        .pool_idle_timeout(Duration::from_secs(2))
         .build()
         .unwrap()
 }
