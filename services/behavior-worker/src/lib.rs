@@ -271,14 +271,17 @@ impl Started {
                 }
                 request = endpoint.next() => {
                     let Some(request) = request else { break };
+                    apply_changes(&mut changes, &worker);
                     spawn_request(&worker, &permits, Endpoint::Webhook, request).await;
                 }
                 request = runs.next() => {
                     let Some(request) = request else { break };
+                    apply_changes(&mut changes, &worker);
                     spawn_request(&worker, &permits, Endpoint::Run, request).await;
                 }
                 request = statuses.next() => {
                     let Some(request) = request else { break };
+                    apply_changes(&mut changes, &worker);
                     spawn_request(&worker, &permits, Endpoint::Status, request).await;
                 }
             }
@@ -341,6 +344,16 @@ impl Started {
         } else {
             anyhow::bail!("behavior-worker abandoned {}", abandoned.join("; "))
         }
+    }
+}
+
+/// Applies the configuration changes already received before a request is served: `select!`
+/// picks among ready branches at random, so a request that arrived after a change (a bot
+/// enabled again) could otherwise be served from the cache the change clears.
+fn apply_changes(changes: &mut async_nats::Subscriber, worker: &Worker) {
+    use futures::FutureExt as _;
+    while let Some(Some(_)) = changes.next().now_or_never() {
+        worker.invalidate();
     }
 }
 
