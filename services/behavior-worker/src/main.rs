@@ -115,6 +115,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             replicas: usize::from(cli.jetstream_replicas),
             duplicate_window: std::time::Duration::from_secs(cli.run_log_duplicate_window_secs),
             max_bytes: cli.run_log_max_bytes,
+            linger: std::time::Duration::from_millis(cli.run_log_linger_ms),
             ..Default::default()
         }),
         ready: readiness.flag("NATS subscriptions"),
