@@ -9,24 +9,7 @@ use switchboard_store::{MasterKey, Store};
 use switchboard_test_support::{ACCOUNT_SID, AUTH_TOKEN, MASTER_KEY, fresh_database, unique};
 use switchboard_wire::Subjects;
 
-use crate::seed_package;
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    fn ok(self) -> Out {
-        assert_eq!(
-            self.code, 0,
-            "stdout: {}\nstderr: {}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-}
+use crate::{Out, output, seed_package};
 
 async fn cli(args: &[&str], database_url: &str) -> Out {
     let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
@@ -39,14 +22,7 @@ async fn cli(args: &[&str], database_url: &str) -> Out {
         .env("NATS_URL", "nats://127.0.0.1:4222")
         .env("SWITCHBOARD_SUBJECT_PREFIX", unique("sbl"))
         .stdin(std::process::Stdio::null());
-    let out = tokio::task::spawn_blocking(move || command.output().expect("runs"))
-        .await
-        .unwrap();
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
+    output(command).await
 }
 
 #[tokio::test]

@@ -16,58 +16,9 @@ use switchboard_test_support::{
 };
 use switchboard_wire::Subjects;
 
+use crate::{Out, output};
+
 const FROM: &str = "+15005550006";
-
-/// One run of the binary.
-#[derive(Debug)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("one JSON document ({e}): {}", self.stdout))
-    }
-
-    fn ok(self) -> Out {
-        assert_eq!(
-            self.code, 0,
-            "stdout: {}\nstderr: {}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-
-    /// A failure explained in one line of stderr.
-    fn one_line_error(&self) -> &str {
-        assert_ne!(self.code, 0, "{}", self.stdout);
-        assert_eq!(self.stderr.lines().count(), 1, "one line: {}", self.stderr);
-        self.stderr.trim_end()
-    }
-
-    /// The rows of a table (header and footer left out).
-    fn rows(&self) -> Vec<&str> {
-        let lines: Vec<&str> = self.stdout.lines().collect();
-        match lines.len() {
-            0 | 1 => Vec::new(),
-            n => lines[1..n - 1].to_vec(),
-        }
-    }
-
-    /// The `--before` the footer (or, with `--json`, stderr) gives for the next page.
-    fn next_page(&self) -> Option<String> {
-        let text = format!("{}{}", self.stdout, self.stderr);
-        text.split("--before ").nth(1).map(|rest| {
-            rest.split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_owned()
-        })
-    }
-}
 
 /// The running system and how to call the CLI against it.
 struct System {
@@ -239,14 +190,7 @@ impl System {
             command.env_remove("DATABASE_URL");
         }
         // The services run on this test's runtime: wait for the binary off its threads.
-        let out = tokio::task::spawn_blocking(move || command.output().expect("runs"))
-            .await
-            .unwrap();
-        Out {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8(out.stdout).unwrap(),
-            stderr: String::from_utf8(out.stderr).unwrap(),
-        }
+        output(command).await
     }
 
     /// Posts an inbound SMS to the seed webhook, signed as Twilio signs it; answers the status.
