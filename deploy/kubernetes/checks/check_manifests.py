@@ -31,7 +31,8 @@ Rules (each can fail; --self-test proves it):
                   than PostgreSQL's, or to anywhere)
   secrets         no Secret holds a value other than a placeholder (REPLACE_ME, example, ...);
                   secret-like variables (DATABASE_URL, *KEY, *TOKEN*, *PASSWORD*, *SECRET*)
-                  come from secretKeyRef, never a literal value
+                  come from secretKeyRef, never a literal value (a value that only quotes
+                  $(VAR) of an earlier variable of the container read from a Secret is one)
   image           Switchboard containers share one image, with a tag, never :latest
   jetstream       JETSTREAM_REPLICAS is at most the NATS StatefulSet's replicas
 """
@@ -49,9 +50,12 @@ import yaml
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
 LONG_RUNNING = ("Deployment", "StatefulSet", "DaemonSet")
 SWITCHBOARD_BINARIES = ("ingress", "behavior-worker", "outbound", "twilio-fake", "switchboard")
-DOCUMENTED_SECRETS = {"switchboard-database", "switchboard-master-key", "switchboard-pg-app"}
+DOCUMENTED_SECRETS = {"switchboard-database", "switchboard-master-key", "switchboard-nats",
+                      "switchboard-pg-app"}
 PLACEHOLDER = re.compile(r"REPLACE|CHANGE[_-]?ME|example\.(com|org|net)|placeholder", re.I)
 SECRET_ENV = re.compile(r"(^DATABASE_URL$|KEY$|TOKEN|PASSWORD|SECRET)")
+# A value that is only another variable of the container, $(VAR), in double quotes or not.
+ENV_REFERENCE = re.compile(r'^("?)\$\(([A-Za-z_][A-Za-z0-9_]*)\)\1$')
 POSTGRES_PORT = 5432
 
 
@@ -221,10 +225,16 @@ def check(docs: list[dict]) -> list[tuple[str, str]]:
                     fail("grace", f"{where}: terminationGracePeriodSeconds {grace} <= "
                                   f"shutdown bound {bound}")
             # secrets in env
+            from_secrets: set[str] = set()
             for e in c.get("env", []) or []:
-                if SECRET_ENV.search(e["name"]) and "value" in e:
-                    fail("secrets", f"{where}: {e['name']} is a literal value, not a secretKeyRef")
                 ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+                if ref:
+                    from_secrets.add(e["name"])
+                if SECRET_ENV.search(e["name"]) and "value" in e:
+                    quoted = ENV_REFERENCE.match(str(e["value"]))
+                    if not (quoted and quoted.group(2) in from_secrets):
+                        fail("secrets", f"{where}: {e['name']} is a literal value, not a "
+                                        "secretKeyRef")
                 if ref and ref["name"] not in DOCUMENTED_SECRETS | secrets:
                     fail("config-ref", f"{where}: {e['name']} reads unknown Secret {ref['name']}")
         for v in spec.get("volumes", []) or []:
@@ -421,6 +431,10 @@ BREAKS: list[tuple[str, str, Callable[[list[dict]], None]]] = [
     ("secrets", "the database URL as a literal env value",
      lambda d: env_set(container(d, "Deployment", "behavior-worker"), "DATABASE_URL",
                        "postgres://switchboard:hunter2@db:5432/switchboard")),
+    ("secrets", "a NATS password quoting a variable that is not from a Secret",
+     lambda d: [env_set(container(d, "StatefulSet", "nats"), "NATS_CLEAR_TEXT", "hunter2"),
+                env_set(container(d, "StatefulSet", "nats"), "NATS_CLI_PASSWORD",
+                        '"$(NATS_CLEAR_TEXT)"')]),
     ("image", "an unpinned image",
      lambda d: container(d, "Deployment", "outbound").__setitem__("image", "switchboard:latest")),
     ("jetstream", "more stream replicas than NATS servers",

@@ -355,6 +355,85 @@ fn production_replicates_every_stream_on_the_three_nats_servers() {
     }
 }
 
+/// An env entry's Secret reference: (Secret, key), or `None` for a value.
+fn secret_ref(e: &Value) -> Option<(&str, &str)> {
+    let r = &e["valueFrom"]["secretKeyRef"];
+    Some((r["name"].as_str()?, r["key"].as_str()?))
+}
+
+#[test]
+fn nats_in_kubernetes_lets_each_service_in_as_its_own_user_only() {
+    let compose_conf = std::fs::read_to_string(repo_root().join("deploy/nats/nats-server.conf"))
+        .expect("deploy/nats/nats-server.conf");
+    let users = &compose_conf[compose_conf
+        .find("authorization {")
+        .expect("an authorization block")..];
+    for overlay in ["sandbox", "production"] {
+        let docs = render(&kubernetes_dir().join("overlays").join(overlay));
+        // The servers: the same users and permissions as docker compose's NATS.
+        let conf = docs
+            .iter()
+            .find_map(|d| d["data"]["nats.conf"].as_str())
+            .unwrap_or_else(|| panic!("{overlay}: no NATS configuration"));
+        assert!(
+            conf.contains(users),
+            "{overlay}: the NATS configuration's authorization block differs from deploy/nats/nats-server.conf's"
+        );
+        // Each password the configuration reads is in the servers' environment, quoted, from
+        // the Secret key of its user.
+        let nats = containers(&docs)
+            .into_iter()
+            .find(|c| c.place == "StatefulSet/nats container nats")
+            .unwrap_or_else(|| panic!("{overlay}: no NATS server"));
+        let env = nats.spec["env"].as_sequence().expect("env");
+        let mut user = None;
+        let mut checked = 0;
+        for line in users.lines().map(str::trim) {
+            if let Some(name) = line.strip_prefix("user: ") {
+                user = Some(name);
+            } else if let Some(var) = line.strip_prefix("password: $") {
+                let user = user.take().expect("user before password");
+                let entry = |name: &str| {
+                    env.iter()
+                        .find(|e| e["name"].as_str() == Some(name))
+                        .unwrap_or_else(|| panic!("{overlay}: the NATS servers have no {name}"))
+                };
+                assert_eq!(
+                    entry(var)["value"].as_str(),
+                    Some(format!("\"$({var}_CLEAR)\"").as_str()),
+                    "{overlay}: {var} quoted, from {var}_CLEAR"
+                );
+                assert_eq!(
+                    secret_ref(entry(&format!("{var}_CLEAR"))),
+                    Some(("switchboard-nats", user)),
+                    "{overlay}: {var}_CLEAR from the Secret switchboard-nats, key {user}"
+                );
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 5, "{overlay}: five NATS users");
+        // The services connect as their own user, with that user's password.
+        for service in ["ingress", "behavior-worker", "outbound"] {
+            let c = containers(&docs)
+                .into_iter()
+                .find(|c| c.place == format!("Deployment/{service} container {service}"))
+                .unwrap_or_else(|| panic!("{overlay}: no {service}"));
+            let env = c.spec["env"].as_sequence().expect("env");
+            let entry = |name: &str| env.iter().find(|e| e["name"].as_str() == Some(name));
+            assert_eq!(
+                entry("NATS_USER").and_then(|e| e["value"].as_str()),
+                Some(service),
+                "{overlay}: {service}'s NATS_USER"
+            );
+            assert_eq!(
+                entry("NATS_PASSWORD").and_then(secret_ref),
+                Some(("switchboard-nats", service)),
+                "{overlay}: {service}'s NATS_PASSWORD"
+            );
+        }
+    }
+}
+
 #[test]
 fn the_clap_check_catches_an_unknown_variable_and_a_bad_value() {
     // The check above must be able to fail: a variable no binary reads, and a value clap
