@@ -27,7 +27,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use prometheus_client::encoding::EncodeLabelSet;
 use switchboard_telemetry::metrics::{CounterFamily, HttpServerMetrics, Metrics};
 use switchboard_wire::{self as wire, Subjects, WebhookReply, WebhookRequest};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt as _;
 use tracing::{Instrument as _, field};
 
@@ -138,12 +138,61 @@ struct AppState {
     config: Arc<IngressConfig>,
     /// One per request in flight (`max_concurrent_requests`).
     permits: Arc<Semaphore>,
+    /// How many NATS connections have been lost so far ([`watch_connection`]).
+    nats_lost: watch::Receiver<u64>,
+}
+
+/// How often the NATS connection is looked at for the requests waiting on it.
+const CONNECTION_POLL: Duration = Duration::from_millis(50);
+
+/// How many connections the client has lost: each connection it made, but the one it has.
+fn connections_lost(nats: &async_nats::Client) -> u64 {
+    let made = nats
+        .statistics()
+        .connects
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let live = nats.connection_state() == async_nats::connection::State::Connected;
+    made.saturating_sub(u64::from(live))
+}
+
+/// Follows the client's lost connections, for the requests waiting on a reply: a request sent
+/// on a connection that is then lost is never answered (its reply, if any, went with the
+/// connection), and would otherwise wait for the reply timeout. One task looks every
+/// [`CONNECTION_POLL`] for all of them, and counts connections rather than looking at the state,
+/// so a connection that came and went between two looks is not missed. It ends with the last
+/// receiver. Outside a tokio runtime nothing follows the connection, and requests wait for the
+/// timeout.
+fn watch_connection(nats: &async_nats::Client) -> watch::Receiver<u64> {
+    let (tx, rx) = watch::channel(connections_lost(nats));
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let nats = nats.clone();
+        runtime.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tx.closed() => return,
+                    () = tokio::time::sleep(CONNECTION_POLL) => {}
+                }
+                let now = connections_lost(&nats);
+                tx.send_if_modified(|was| std::mem::replace(was, now) != now);
+            }
+        });
+    }
+    rx
+}
+
+/// Completes when more than `lost` connections have been lost: the one a request was sent on is
+/// gone (never, if nothing follows the connection).
+async fn connection_lost(mut watch: watch::Receiver<u64>, lost: u64) {
+    if watch.wait_for(|&now| now > lost).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// The router (tests drive it with `oneshot`).
 pub fn app(nats: async_nats::Client, config: IngressConfig) -> Router {
     let limit = config.max_body_bytes;
     let state = AppState {
+        nats_lost: watch_connection(&nats),
         nats,
         permits: Arc::new(Semaphore::new(config.max_concurrent_requests.max(1))),
         config: Arc::new(config),
@@ -349,6 +398,7 @@ async fn forward_timed(
         state.config.metrics.unanswered("nats");
         return unavailable();
     }
+    let lost = connections_lost(&state.nats);
     let (parts, body) = request.into_parts();
     let read = tokio::time::timeout(
         state.config.body_read_timeout,
@@ -429,7 +479,15 @@ async fn forward_timed(
             state
                 .nats
                 .request_with_headers(subject, nats_headers, wire::encode(&msg).into());
-        let reply = match tokio::time::timeout(config.reply_timeout, request).await {
+        let waited = tokio::select! {
+            waited = tokio::time::timeout(config.reply_timeout, request) => waited,
+            () = connection_lost(state.nats_lost.clone(), lost) => {
+                tracing::warn!("the NATS connection dropped while waiting for a behavior worker's reply");
+                config.metrics.unanswered("nats");
+                return unavailable();
+            }
+        };
+        let reply = match waited {
             Err(_) => {
                 tracing::warn!("no reply from a behavior worker within the timeout");
                 config.metrics.unanswered("timeout");

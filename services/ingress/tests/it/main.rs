@@ -28,8 +28,10 @@ fn healthcheck(listen: &str) -> (std::process::ExitStatus, String) {
 }
 
 /// A webhook whose reply never comes (a "worker" that takes requests and never answers), then
-/// nats-server killed: `healthcheck` says not ready, and a SIGTERM ends the process when the
-/// bound passes, with status 1 and a line counting the abandoned request.
+/// nats-server killed: the webhook gets 503 at once (not at the reply timeout: its reply could
+/// only have come over the lost connection) and `healthcheck` says not ready. NATS back, another
+/// such webhook in flight, and a SIGTERM ends the process when the bound passes, with status 1
+/// and a line counting the abandoned request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_that_never_ends_is_abandoned_at_the_bound() {
     let mut nats = NatsServer::start().await.unwrap();
@@ -69,26 +71,47 @@ async fn a_request_that_never_ends_is_abandoned_at_the_bound() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // Takes the webhook request and never replies.
+    // Takes webhook requests and never replies; answers the connection a webhook was sent on
+    // once a request reached it.
     let silent = nats.client().await.unwrap();
     let mut taken = silent
         .subscribe(format!("{prefix}.webhook.request"))
         .await
         .unwrap();
     silent.flush().await.unwrap();
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    stream
-        .write_all(b"POST /webhooks/abc HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 7\r\n\r\nBody=hi")
-        .await
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(10), taken.next())
-        .await
-        .expect("the request reached NATS")
-        .unwrap();
+    async fn send(port: u16, taken: &mut async_nats::Subscriber) -> tokio::net::TcpStream {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        stream
+            .write_all(b"POST /webhooks/abc HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 7\r\nConnection: close\r\n\r\nBody=hi")
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), taken.next())
+            .await
+            .expect("the request reached NATS")
+            .unwrap();
+        stream
+    }
+    let mut first = send(port, &mut taken).await;
 
     nats.kill();
+    let killed = Instant::now();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), first.read_to_end(&mut answer))
+        .await
+        .unwrap_or_else(|_| panic!("no answer before the reply timeout (14 s)\n{}", log()))
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 503"),
+        "503 for the request waiting when NATS went: {answer}"
+    );
+    assert!(
+        killed.elapsed() < Duration::from_secs(2),
+        "503 took {:?}",
+        killed.elapsed()
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     let line = loop {
         let (status, line) = healthcheck(&listen);
@@ -100,6 +123,21 @@ async fn a_request_that_never_ends_is_abandoned_at_the_bound() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(line, "not connected to NATS");
+
+    // NATS back: once ingress and the silent taker have reconnected, a webhook in flight again.
+    nats.restart(Duration::ZERO).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !healthcheck(&listen).0.success() {
+        assert!(Instant::now() < deadline, "never ready again\n{}", log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while silent.connection_state() != async_nats::connection::State::Connected {
+        assert!(Instant::now() < deadline, "the taker never reconnected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    silent.flush().await.unwrap();
+    let mut stream = send(port, &mut taken).await;
 
     let pid = libc::pid_t::try_from(child.id()).unwrap();
     let signalled = Instant::now();
