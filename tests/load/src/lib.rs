@@ -38,16 +38,20 @@ impl Proc {
 
     /// Peak resident set size (VmHWM) in MiB.
     pub fn peak_rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map(|kb| kb / 1024.0)
-            .unwrap_or(f64::NAN)
+        peak_rss_mib(self.child.id())
     }
+}
+
+/// Peak resident set size (VmHWM) of process `pid` in MiB (NaN when it cannot be read).
+pub fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
 }
 
 impl Drop for Proc {
@@ -90,12 +94,12 @@ impl CpuGroups {
         }
     }
 
-    pub fn snapshot(&self) -> CpuSnapshot {
-        let ticks = self.ticks;
-        let mut sums = vec![0.0; self.groups.len()];
+    /// The running processes of the groups: (group index, pid).
+    fn members(&self) -> Vec<(usize, u32)> {
         let Ok(entries) = std::fs::read_dir("/proc") else {
-            return CpuSnapshot(sums);
+            return Vec::new();
         };
+        let mut members = Vec::new();
         for entry in entries.flatten() {
             let Some(pid) = entry
                 .file_name()
@@ -104,14 +108,34 @@ impl CpuGroups {
             else {
                 continue;
             };
-            let (Ok(stat), Ok(cmd)) = (
-                std::fs::read_to_string(format!("/proc/{pid}/stat")),
-                std::fs::read(format!("/proc/{pid}/cmdline")),
-            ) else {
+            let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
                 continue;
             };
             let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            let Some(i) = self.groups.iter().position(|(_, take)| take(pid, &cmd)) else {
+            if let Some(i) = self.groups.iter().position(|(_, take)| take(pid, &cmd)) {
+                members.push((i, pid));
+            }
+        }
+        members
+    }
+
+    /// The largest peak RSS (MiB) among the running processes of the group `name`.
+    pub fn peak_rss_mib(&self, name: &str) -> f64 {
+        let Some(group) = self.groups.iter().position(|(n, _)| *n == name) else {
+            return f64::NAN;
+        };
+        self.members()
+            .into_iter()
+            .filter(|(i, _)| *i == group)
+            .map(|(_, pid)| peak_rss_mib(pid))
+            .fold(f64::NAN, f64::max)
+    }
+
+    pub fn snapshot(&self) -> CpuSnapshot {
+        let ticks = self.ticks;
+        let mut sums = vec![0.0; self.groups.len()];
+        for (i, pid) in self.members() {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
                 continue;
             };
             // Fields after the command's closing parenthesis: utime and stime are 14th and

@@ -201,7 +201,8 @@ fn cpu_groups(stack: &Stack, nats_url: &str, services: Vec<(&'static str, u32)>)
 
 /// Ingress and one behavior-worker from the release binaries under load at each level; with
 /// `metrics`, METRICS_ADDR is set on both and each is scraped every second meanwhile. Answers
-/// their peak RSS (MiB).
+/// the peak RSS (MiB) of ingress, the worker and nats-server (its peak so far: the Switchboard
+/// runs come first, on a nats-server of the benchmark's own).
 async fn run_switchboard(
     cli: &Cli,
     stack: &Stack,
@@ -210,7 +211,7 @@ async fn run_switchboard(
     metrics: bool,
     name: &'static str,
     rows: &mut Vec<(&'static str, usize, Result)>,
-) -> anyhow::Result<(f64, f64)> {
+) -> anyhow::Result<(f64, f64, f64)> {
     let bin = |name: &str| cli.bin_dir.join(name);
     let port = free_port();
     let (worker_metrics, ingress_metrics) = (free_port(), free_port());
@@ -314,7 +315,11 @@ async fn run_switchboard(
     let (mut ingress, mut worker) = (ingress, worker);
     ingress.check_alive()?;
     worker.check_alive()?;
-    Ok((ingress.peak_rss_mib(), worker.peak_rss_mib()))
+    Ok((
+        ingress.peak_rss_mib(),
+        worker.peak_rss_mib(),
+        cpu.peak_rss_mib("nats-server"),
+    ))
 }
 
 /// One baseline: `baseline server` and `baseline replier` (with `--jetstream`, the replier stores
@@ -405,7 +410,7 @@ async fn main() -> anyhow::Result<()> {
     let mut rows = Vec::new();
 
     // --- Switchboard: ingress + one behavior-worker (then again with its metrics on) ---
-    let mut sb_rss = (0.0, 0.0);
+    let mut sb_rss = (0.0, 0.0, 0.0);
     let variants: &[bool] = if cli.with_metrics {
         &[false, true]
     } else {
@@ -473,8 +478,8 @@ async fn main() -> anyhow::Result<()> {
     }
     println!();
     println!(
-        "Peak RSS: ingress {:.1} MiB, behavior-worker {:.1} MiB",
-        sb_rss.0, sb_rss.1
+        "Peak RSS: ingress {:.1} MiB, behavior-worker {:.1} MiB, nats-server {:.1} MiB (through the Switchboard runs)",
+        sb_rss.0, sb_rss.1, sb_rss.2
     );
     for (name, (server, replier)) in base_rss {
         println!("Peak RSS ({name}): server {server:.1} MiB, replier {replier:.1} MiB");
