@@ -274,15 +274,32 @@ impl RunLogWriter {
         first_seq: u64,
     ) -> Result<Option<RunLogWriter>> {
         use sqlx::Connection as _;
-        let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
+        let conn = PgConnection::connect_with(&pool.connect_options()).await?;
+        match RunLogWriter::lead_on(conn, stream, stream_created_ns, first_seq).await? {
+            Ok(writer) => Ok(Some(writer)),
+            Err(standby) => {
+                standby.close().await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// [`RunLogWriter::lead`] on a connection of the caller's (one of its own, outside any
+    /// pool): while another writer writes, the connection comes back (`Err`), for the next try
+    /// (a writer standing by keeps one connection rather than making one every try).
+    pub async fn lead_on(
+        mut conn: PgConnection,
+        stream: &str,
+        stream_created_ns: i64,
+        first_seq: u64,
+    ) -> Result<std::result::Result<RunLogWriter, PgConnection>> {
         let locked: bool =
             sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
                 .bind(format!("switchboard.runlog-writer/{stream}"))
                 .fetch_one(&mut conn)
                 .await?;
         if !locked {
-            conn.close().await?;
-            return Ok(None);
+            return Ok(Err(conn));
         }
         let first_unwritten = first_seq.saturating_sub(1);
         let stored: Option<(i64, i64)> = sqlx::query_as(
@@ -328,7 +345,7 @@ impl RunLogWriter {
         .bind(seq(last_seq)?)
         .execute(&mut conn)
         .await?;
-        Ok(Some(RunLogWriter {
+        Ok(Ok(RunLogWriter {
             conn,
             stream: stream.to_owned(),
             last_seq,

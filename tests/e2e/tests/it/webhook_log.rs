@@ -174,6 +174,22 @@ async fn one_run_log_writer_at_a_time_resumes_from_the_checkpoint() {
             .is_none(),
         "a second writer stands by while the first holds the lock"
     );
+    // A writer standing by keeps its connection between tries: it comes back each time.
+    let standby = {
+        use sqlx::Connection as _;
+        sqlx::PgConnection::connect_with(&pool.connect_options())
+            .await
+            .unwrap()
+    };
+    let mut standby = RunLogWriter::lead_on(standby, &stream, 1, 1)
+        .await
+        .unwrap()
+        .err()
+        .expect("stands by while the first holds the lock");
+    let standby_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut standby)
+        .await
+        .unwrap();
     let (a, b, c) = (message_sid(), message_sid(), message_sid());
     let mut refused = answered(listener_id, behavior, &b, "refused");
     refused.errors = raw(r#"["\ud800"]"#);
@@ -205,9 +221,33 @@ async fn one_run_log_writer_at_a_time_resumes_from_the_checkpoint() {
     assert_eq!(again.duplicates, 1);
     drop(first);
 
-    // Its connection ended: the next writer leads, from the checkpoint.
-    let next = lead_within_5s(pool, &stream, 1).await;
+    // Its connection ended: the writer standing by leads on the connection it kept, from the
+    // checkpoint.
+    let mut tries = 0;
+    let next = loop {
+        match RunLogWriter::lead_on(standby, &stream, 1, 1).await.unwrap() {
+            Ok(writer) => break writer,
+            Err(kept) => standby = kept,
+        }
+        tries += 1;
+        assert!(
+            tries < 50,
+            "the run log writer's lock was not handed over within 5 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     assert_eq!(next.last_seq(), 4);
+    let holds_the_lock: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = $1)",
+    )
+    .bind(standby_pid)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert!(
+        holds_the_lock,
+        "the writer leads on the connection it kept while standing by"
+    );
     drop(next);
     let runs: i64 =
         sqlx::query_scalar("SELECT count(*) FROM behavior_runs WHERE message_sid = ANY($1)")
