@@ -159,21 +159,27 @@ fn connections_lost(nats: &async_nats::Client) -> u64 {
 /// on a connection that is then lost is never answered (its reply, if any, went with the
 /// connection), and would otherwise wait for the reply timeout. One task looks every
 /// [`CONNECTION_POLL`] for all of them, and counts connections rather than looking at the state,
-/// so a connection that came and went between two looks is not missed. It ends with the last
-/// receiver. Outside a tokio runtime nothing follows the connection, and requests wait for the
-/// timeout.
+/// so a connection that came and went between two looks is not missed. A count is passed on
+/// once two looks in a row agree: a reconnection counts its connection a moment before the
+/// state says it is live, and one look in that moment would fail the requests waiting on the
+/// new connection. It ends with the last receiver. Outside a tokio runtime nothing follows the
+/// connection, and requests wait for the timeout.
 fn watch_connection(nats: &async_nats::Client) -> watch::Receiver<u64> {
     let (tx, rx) = watch::channel(connections_lost(nats));
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         let nats = nats.clone();
         runtime.spawn(async move {
+            let mut last_look = connections_lost(&nats);
             loop {
                 tokio::select! {
                     () = tx.closed() => return,
                     () = tokio::time::sleep(CONNECTION_POLL) => {}
                 }
                 let now = connections_lost(&nats);
-                tx.send_if_modified(|was| std::mem::replace(was, now) != now);
+                if now == last_look {
+                    tx.send_if_modified(|was| std::mem::replace(was, now) != now);
+                }
+                last_look = now;
             }
         });
     }
