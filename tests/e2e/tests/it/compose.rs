@@ -391,7 +391,7 @@ fn every_environment_variable_in_compose_is_one_the_binary_reads() {
 }
 
 /// The users of deploy/nats/nats-server.conf and the variables of their passwords, in order.
-fn nats_users() -> Vec<(String, String)> {
+pub(crate) fn nats_users() -> Vec<(String, String)> {
     let conf = std::fs::read_to_string(repo_root().join("deploy/nats/nats-server.conf"))
         .expect("deploy/nats/nats-server.conf");
     let mut users = Vec::new();

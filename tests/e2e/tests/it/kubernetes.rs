@@ -11,7 +11,7 @@ use std::process::Command;
 use serde_yaml::Value;
 use switchboard_e2e::repo_root;
 
-use crate::compose::command;
+use crate::compose::{command, nats_users};
 
 const BINARIES: [&str; 5] = [
     "switchboard",
@@ -365,9 +365,11 @@ fn secret_ref(e: &Value) -> Option<(&str, &str)> {
 fn nats_in_kubernetes_lets_each_service_in_as_its_own_user_only() {
     let compose_conf = std::fs::read_to_string(repo_root().join("deploy/nats/nats-server.conf"))
         .expect("deploy/nats/nats-server.conf");
-    let users = &compose_conf[compose_conf
+    let authorization = &compose_conf[compose_conf
         .find("authorization {")
         .expect("an authorization block")..];
+    let users = nats_users();
+    assert_eq!(users.len(), 5, "five NATS users");
     for overlay in ["sandbox", "production"] {
         let docs = render(&kubernetes_dir().join("overlays").join(overlay));
         // The servers: the same users and permissions as docker compose's NATS.
@@ -376,7 +378,7 @@ fn nats_in_kubernetes_lets_each_service_in_as_its_own_user_only() {
             .find_map(|d| d["data"]["nats.conf"].as_str())
             .unwrap_or_else(|| panic!("{overlay}: no NATS configuration"));
         assert!(
-            conf.contains(users),
+            conf.contains(authorization),
             "{overlay}: the NATS configuration's authorization block differs from deploy/nats/nats-server.conf's"
         );
         // Each password the configuration reads is in the servers' environment, quoted, from
@@ -386,32 +388,23 @@ fn nats_in_kubernetes_lets_each_service_in_as_its_own_user_only() {
             .find(|c| c.place == "StatefulSet/nats container nats")
             .unwrap_or_else(|| panic!("{overlay}: no NATS server"));
         let env = nats.spec["env"].as_sequence().expect("env");
-        let mut user = None;
-        let mut checked = 0;
-        for line in users.lines().map(str::trim) {
-            if let Some(name) = line.strip_prefix("user: ") {
-                user = Some(name);
-            } else if let Some(var) = line.strip_prefix("password: $") {
-                let user = user.take().expect("user before password");
-                let entry = |name: &str| {
-                    env.iter()
-                        .find(|e| e["name"].as_str() == Some(name))
-                        .unwrap_or_else(|| panic!("{overlay}: the NATS servers have no {name}"))
-                };
-                assert_eq!(
-                    entry(var)["value"].as_str(),
-                    Some(format!("\"$({var}_CLEAR)\"").as_str()),
-                    "{overlay}: {var} quoted, from {var}_CLEAR"
-                );
-                assert_eq!(
-                    secret_ref(entry(&format!("{var}_CLEAR"))),
-                    Some(("switchboard-nats", user)),
-                    "{overlay}: {var}_CLEAR from the Secret switchboard-nats, key {user}"
-                );
-                checked += 1;
-            }
+        let entry = |name: &str| {
+            env.iter()
+                .find(|e| e["name"].as_str() == Some(name))
+                .unwrap_or_else(|| panic!("{overlay}: the NATS servers have no {name}"))
+        };
+        for (user, var) in &users {
+            assert_eq!(
+                entry(var)["value"].as_str(),
+                Some(format!("\"$({var}_CLEAR)\"").as_str()),
+                "{overlay}: {var} quoted, from {var}_CLEAR"
+            );
+            assert_eq!(
+                secret_ref(entry(&format!("{var}_CLEAR"))),
+                Some(("switchboard-nats", user.as_str())),
+                "{overlay}: {var}_CLEAR from the Secret switchboard-nats, key {user}"
+            );
         }
-        assert_eq!(checked, 5, "{overlay}: five NATS users");
         // The services connect as their own user, with that user's password.
         for service in ["ingress", "behavior-worker", "outbound"] {
             let c = containers(&docs)

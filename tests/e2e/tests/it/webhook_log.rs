@@ -223,19 +223,7 @@ async fn one_run_log_writer_at_a_time_resumes_from_the_checkpoint() {
 
     // Its connection ended: the writer standing by leads on the connection it kept, from the
     // checkpoint.
-    let mut tries = 0;
-    let next = loop {
-        match RunLogWriter::lead_on(standby, &stream, 1, 1).await.unwrap() {
-            Ok(writer) => break writer,
-            Err(kept) => standby = kept,
-        }
-        tries += 1;
-        assert!(
-            tries < 50,
-            "the run log writer's lock was not handed over within 5 s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let next = lead_on_within_5s(standby, &stream, 1).await;
     assert_eq!(next.last_seq(), 4);
     let holds_the_lock: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = $1)",
@@ -262,19 +250,33 @@ async fn one_run_log_writer_at_a_time_resumes_from_the_checkpoint() {
 }
 
 /// Leads the writing of `stream` once the last writer's connection has ended (PostgreSQL drops
-/// its lock with it).
+/// its lock with it), on a connection of its own.
 async fn lead_within_5s(
     pool: &sqlx::PgPool,
     stream: &str,
     created_ns: i64,
 ) -> switchboard_store::webhook_log::RunLogWriter {
+    use sqlx::Connection as _;
+    let conn = sqlx::PgConnection::connect_with(&pool.connect_options())
+        .await
+        .unwrap();
+    lead_on_within_5s(conn, stream, created_ns).await
+}
+
+/// [`lead_within_5s`] on `conn`, which stands by (keeps trying the lock) until it leads.
+async fn lead_on_within_5s(
+    mut conn: sqlx::PgConnection,
+    stream: &str,
+    created_ns: i64,
+) -> switchboard_store::webhook_log::RunLogWriter {
+    use switchboard_store::webhook_log::RunLogWriter;
     for _ in 0..50 {
-        if let Some(writer) =
-            switchboard_store::webhook_log::RunLogWriter::lead(pool, stream, created_ns, 1)
-                .await
-                .unwrap()
+        match RunLogWriter::lead_on(conn, stream, created_ns, 1)
+            .await
+            .unwrap()
         {
-            return writer;
+            Ok(writer) => return writer,
+            Err(standby) => conn = standby,
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
