@@ -248,6 +248,7 @@ async fn insert<'e, E: sqlx::PgExecutor<'e>>(
 pub struct RunLogWriter {
     conn: PgConnection,
     stream: String,
+    created_ns: i64,
     last_seq: u64,
 }
 
@@ -348,6 +349,7 @@ impl RunLogWriter {
         Ok(Ok(RunLogWriter {
             conn,
             stream: stream.to_owned(),
+            created_ns: stream_created_ns,
             last_seq,
         }))
     }
@@ -364,56 +366,7 @@ impl RunLogWriter {
     pub async fn write(&mut self, through: u64, items: &[AnsweredWebhook]) -> Result<WrittenBatch> {
         use sqlx::Connection as _;
         let mut tx = self.conn.begin().await?;
-        let mut written = WrittenBatch::default();
-        let batch = {
-            let mut savepoint = tx.begin().await?;
-            match insert(&mut *savepoint, items).await {
-                Ok(outcomes) => {
-                    savepoint.commit().await?;
-                    Some(outcomes)
-                }
-                Err(StoreError::Database(sqlx::Error::Database(e))) => {
-                    tracing::debug!(error = %e, records = items.len(), "a run log batch was refused: writing its records one by one");
-                    savepoint.rollback().await?;
-                    None
-                }
-                Err(e) => return Err(e),
-            }
-        };
-        let outcomes = match batch {
-            Some(outcomes) => outcomes.into_iter().map(Some).collect(),
-            None => {
-                let mut outcomes = Vec::with_capacity(items.len());
-                for item in items {
-                    let mut savepoint = tx.begin().await?;
-                    match insert(&mut *savepoint, std::slice::from_ref(item)).await {
-                        Ok(o) => {
-                            savepoint.commit().await?;
-                            outcomes.push(Some(o[0]));
-                        }
-                        Err(StoreError::Database(sqlx::Error::Database(e))) => {
-                            savepoint.rollback().await?;
-                            tracing::error!(
-                                message_sid = %item.message_sid,
-                                listener_id = item.listener_id,
-                                error = %e,
-                                "run log: PostgreSQL refused a record; it is left out of the message log"
-                            );
-                            outcomes.push(None);
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-                outcomes
-            }
-        };
-        for outcome in outcomes {
-            match outcome {
-                Some(Recorded::New { .. }) => written.new += 1,
-                Some(Recorded::Duplicate) => written.duplicates += 1,
-                None => written.refused += 1,
-            }
-        }
+        let written = insert_each(&mut tx, items).await?;
         let moved = sqlx::query(
             "UPDATE runlog_checkpoints SET last_seq = $3, updated_at = now() \
              WHERE stream = $1 AND last_seq = $2",
@@ -429,12 +382,232 @@ impl RunLogWriter {
                 self.stream, self.last_seq
             )));
         }
+        // What workers wrote themselves up to the checkpoint is passed: its notes go (and any
+        // of a stream of that name made before this one).
+        sqlx::query(
+            "DELETE FROM runlog_written WHERE stream = $1 AND (last_seq <= $2 OR stream_created_ns <> $3)",
+        )
+        .bind(&self.stream)
+        .bind(seq(through)?)
+        .bind(self.created_ns)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         self.last_seq = through;
         Ok(written)
     }
+
+    /// The sequences after the checkpoint that workers wrote themselves
+    /// ([`write_published`]), as sorted, merged, inclusive ranges.
+    pub async fn written_by_workers(&mut self) -> Result<Vec<(u64, u64)>> {
+        let rows: Vec<Vec<i64>> = sqlx::query_scalar(
+            "SELECT ranges FROM runlog_written \
+             WHERE stream = $1 AND stream_created_ns = $2 AND last_seq > $3",
+        )
+        .bind(&self.stream)
+        .bind(self.created_ns)
+        .bind(seq(self.last_seq)?)
+        .fetch_all(&mut self.conn)
+        .await?;
+        let mut ranges = Vec::new();
+        for row in rows {
+            for pair in row.chunks_exact(2) {
+                let (from, to) = (pair[0].max(0) as u64, pair[1].max(0) as u64);
+                if to > self.last_seq && from <= to {
+                    ranges.push((from.max(self.last_seq + 1), to));
+                }
+            }
+        }
+        Ok(merge_ranges(ranges))
+    }
+}
+
+/// Writes records a worker published to the run log stream `stream` (made at
+/// `stream_created_ns`), `items[i]` at the stream sequence `seqs[i]`, and notes the sequences
+/// as written, in one transaction: the run log's writer then reads none of them back from the
+/// stream. Idempotent as [`RunLogWriter::write`] is (a `MessageSid` already in the log writes
+/// nothing), so a record written here and by the writer too is stored once. A record the
+/// database refuses is logged and left out, and counts as written (it would be refused again).
+pub async fn write_published(
+    pool: &PgPool,
+    stream: &str,
+    stream_created_ns: i64,
+    seqs: &[u64],
+    items: &[AnsweredWebhook],
+) -> Result<WrittenBatch> {
+    use sqlx::Connection as _;
+    if seqs.len() != items.len() {
+        return Err(StoreError::Invalid(format!(
+            "{} sequences for {} run log records",
+            seqs.len(),
+            items.len()
+        )));
+    }
+    let ranges = merge_ranges(seqs.iter().map(|&s| (s, s)).collect());
+    let (Some(&(first, _)), Some(&(_, last))) = (ranges.first(), ranges.last()) else {
+        return Ok(WrittenBatch::default());
+    };
+    let flat = ranges
+        .iter()
+        .flat_map(|&(from, to)| [seq(from), seq(to)])
+        .collect::<Result<Vec<i64>>>()?;
+    let mut conn = pool.acquire().await?;
+    let mut tx = conn.begin().await?;
+    let written = insert_each(&mut tx, items).await?;
+    sqlx::query(
+        "INSERT INTO runlog_written (stream, stream_created_ns, first_seq, last_seq, records, ranges) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(stream)
+    .bind(stream_created_ns)
+    .bind(seq(first)?)
+    .bind(seq(last)?)
+    .bind(i32::try_from(items.len()).unwrap_or(i32::MAX))
+    .bind(flat)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(written)
+}
+
+/// Inclusive ranges sorted and merged (overlapping or adjacent ones become one).
+pub fn merge_ranges(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    ranges.retain(|(from, to)| from <= to);
+    ranges.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+    for (from, to) in ranges {
+        match merged.last_mut() {
+            Some(last) if from <= last.1.saturating_add(1) => last.1 = last.1.max(to),
+            _ => merged.push((from, to)),
+        }
+    }
+    merged
+}
+
+/// The sequences after `after` through `through` that the sorted, merged `covered` ranges leave
+/// out, as inclusive ranges.
+pub fn gaps(after: u64, through: u64, covered: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut gaps = Vec::new();
+    let mut next = after + 1;
+    for &(from, to) in covered {
+        if next > through {
+            break;
+        }
+        if to < next {
+            continue;
+        }
+        if from > next {
+            gaps.push((next, (from - 1).min(through)));
+        }
+        next = next.max(to.saturating_add(1));
+    }
+    if next <= through {
+        gaps.push((next, through));
+    }
+    gaps
+}
+
+/// Inserts `items` in one statement within the caller's transaction (a savepoint); if the
+/// database refuses the batch, record by record, each refused one logged and left out.
+async fn insert_each(conn: &mut PgConnection, items: &[AnsweredWebhook]) -> Result<WrittenBatch> {
+    use sqlx::Connection as _;
+    let mut written = WrittenBatch::default();
+    let batch = {
+        let mut savepoint = conn.begin().await?;
+        match insert(&mut *savepoint, items).await {
+            Ok(outcomes) => {
+                savepoint.commit().await?;
+                Some(outcomes)
+            }
+            Err(StoreError::Database(sqlx::Error::Database(e))) => {
+                tracing::debug!(error = %e, records = items.len(), "a run log batch was refused: writing its records one by one");
+                savepoint.rollback().await?;
+                None
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let outcomes = match batch {
+        Some(outcomes) => outcomes.into_iter().map(Some).collect(),
+        None => {
+            let mut outcomes = Vec::with_capacity(items.len());
+            for item in items {
+                let mut savepoint = conn.begin().await?;
+                match insert(&mut *savepoint, std::slice::from_ref(item)).await {
+                    Ok(o) => {
+                        savepoint.commit().await?;
+                        outcomes.push(Some(o[0]));
+                    }
+                    Err(StoreError::Database(sqlx::Error::Database(e))) => {
+                        savepoint.rollback().await?;
+                        tracing::error!(
+                            message_sid = %item.message_sid,
+                            listener_id = item.listener_id,
+                            error = %e,
+                            "run log: PostgreSQL refused a record; it is left out of the message log"
+                        );
+                        outcomes.push(None);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            outcomes
+        }
+    };
+    for outcome in outcomes {
+        match outcome {
+            Some(Recorded::New { .. }) => written.new += 1,
+            Some(Recorded::Duplicate) => written.duplicates += 1,
+            None => written.refused += 1,
+        }
+    }
+    Ok(written)
 }
 
 fn seq(n: u64) -> Result<i64> {
     i64::try_from(n).map_err(|_| StoreError::Invalid(format!("stream sequence {n} out of range")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_merge_when_they_overlap_or_touch() {
+        assert_eq!(merge_ranges(vec![]), vec![]);
+        assert_eq!(
+            merge_ranges(vec![
+                (7, 7),
+                (1, 1),
+                (3, 3),
+                (2, 2),
+                (9, 12),
+                (8, 8),
+                (20, 19)
+            ]),
+            vec![(1, 3), (7, 12)]
+        );
+        assert_eq!(merge_ranges(vec![(5, 10), (6, 7), (11, 11)]), vec![(5, 11)]);
+        assert_eq!(
+            merge_ranges(vec![(0, u64::MAX), (3, 4)]),
+            vec![(0, u64::MAX)]
+        );
+    }
+
+    #[test]
+    fn gaps_are_what_the_covered_ranges_leave_out_after_the_checkpoint() {
+        // Nothing covered: all of it.
+        assert_eq!(gaps(10, 20, &[]), vec![(11, 20)]);
+        // Nothing after the checkpoint.
+        assert_eq!(gaps(20, 20, &[]), vec![]);
+        assert_eq!(gaps(20, 10, &[(1, 5)]), vec![]);
+        // Covered ranges before, inside, across and after the span.
+        assert_eq!(
+            gaps(10, 30, &[(1, 9), (12, 14), (15, 15), (20, 25), (29, 40)]),
+            vec![(11, 11), (16, 19), (26, 28)]
+        );
+        assert_eq!(gaps(10, 30, &[(5, 35)]), vec![]);
+        assert_eq!(gaps(0, 5, &[(1, 5)]), vec![]);
+        assert_eq!(gaps(0, 5, &[(2, 3)]), vec![(1, 1), (4, 5)]);
+    }
 }

@@ -114,7 +114,7 @@ pub struct Cli {
     /// beyond it webhooks are answered 503 until the writer catches up.
     #[arg(long, env = "WORKER_RUN_LOG_MAX_BYTES", default_value_t = 1 << 30, value_parser = clap::value_parser!(i64).range(1_048_576..), global = true)]
     pub run_log_max_bytes: i64,
-    /// How long the run log's writer gathers records after the first of a batch before it
+    /// How long a worker gathers the records it logged after the first of a batch before it
     /// writes them to PostgreSQL (milliseconds, at most 1000; batches also end at 1024 records).
     /// Larger batches cost PostgreSQL less per record; records reach it this much later.
     #[arg(long, env = "WORKER_RUN_LOG_LINGER_MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=1000), global = true)]

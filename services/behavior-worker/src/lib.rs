@@ -332,8 +332,9 @@ impl Started {
             abandoned.push(format!("replies not confirmed by NATS: {why}"));
         }
         let _ = tokio::time::timeout(lifecycle::FLUSH_BOUND, service.stop()).await;
-        // The run log writer stops between batches; what it has not written stays in the
-        // stream for the next writer.
+        // The run log's writers stop: this worker's own writes what it still holds (the
+        // records of the requests drained above); what is not written stays in the stream, for
+        // the sweeper (this worker's, or another's once this one's lock is gone).
         let _ = stop_writer.send(true);
         if let Some(writer) = writer {
             let _ = tokio::time::timeout(lifecycle::FLUSH_BOUND, writer).await;

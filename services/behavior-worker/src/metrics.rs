@@ -128,7 +128,7 @@ impl WorkerMetrics {
         );
         metrics.register(
             "switchboard_runlog_lag",
-            "Answered webhooks in the JetStream run log not yet written to PostgreSQL (read by the writer every 10 s)",
+            "Answered webhooks in the JetStream run log not yet written to PostgreSQL (set every second by the replica whose sweeper leads)",
             m.runlog_lag.clone(),
         );
         m

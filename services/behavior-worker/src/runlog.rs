@@ -31,36 +31,50 @@
 //!   (publishes are refused when it is full: the webhook gets 503 and Twilio its fallback URL,
 //!   nothing is dropped silently).
 //!
-//! ## The writer
-//! Every worker replica runs a writer; one at a time writes ([`RunLogWriter`]: it holds a lock in
-//! PostgreSQL, on its own connection, and the others stand by and try every 2 seconds, each on one
-//! connection it keeps). It reads the stream in order from the checkpoint kept in PostgreSQL (an
-//! ordered consumer: no acks, no state in NATS), and writes each batch of records, those that
-//! arrive within [`RunLogOptions::linger`] (50 ms) of the first, up to [`RunLogOptions::batch`],
-//! with the checkpoint in one transaction: one statement for the records, idempotent, since a
-//! `MessageSid` already in the log writes nothing. Then it purges the stream up to the checkpoint,
-//! at most once every 10 s.
+//! ## Writing PostgreSQL behind
+//! - **Each worker writes what it logged** ([`write_own`]), after the reply: it holds the record
+//!   already, so nothing is read back through nats-server. Its writer gathers the records that
+//!   arrive within [`RunLogOptions::linger`] (50 ms) of a batch's first, up to
+//!   [`RunLogOptions::batch`], and writes them in one transaction with a note of their stream
+//!   sequences (`runlog_written`): one statement for the records, idempotent, since a
+//!   `MessageSid` already in the log writes nothing. The webhook path never waits for it: a
+//!   record it cannot take (it is behind) or a batch PostgreSQL fails is left in the stream.
+//! - **A sweeper writes what no worker wrote.** Every worker runs one and one at a time sweeps
+//!   ([`RunLogWriter`]: it holds a lock in PostgreSQL, on its own connection; the others stand
+//!   by and try every 2 seconds, each on one connection it keeps). Every second it looks at the
+//!   stream's records up to the last one that was there [`SWEEP_AFTER`] (5 s) ago, by when
+//!   their workers have written them: the sequences after its checkpoint that no note covers
+//!   (their worker died between the ack and its write, or PostgreSQL was down) it reads from the
+//!   stream (direct gets for a few, an ordered consumer for a run) and writes, and it moves the
+//!   checkpoint (kept in PostgreSQL, in the same transaction, which also deletes the notes it
+//!   passed). Then it purges the stream up to the checkpoint, at most once every 10 s.
 //!
+//! - **Why the worker writes, not a reader of the stream:** the first versions' writer read every
+//!   record back from the stream, which cost nats-server (delivering it) and the worker
+//!   (decoding it) for each webhook, and kept recent blocks in nats-server's memory. Measured with
+//!   `scripts/bench-webhooks` in one session, same machine: CPU per webhook at 16 connections 275
+//!   → 235 µs (nats-server 75 → 58), p99 at 16 connections 11.0 → 7.4 ms, nats-server's peak RSS
+//!   375 → 76 MiB (docs/benchmarks.md).
 //! - **Why linger:** PostgreSQL's cost per record falls with the size of the statement (its
 //!   fixed cost per statement, and per transaction, is shared by more records). Without it,
-//!   batches held what the consumer happened to have buffered, about 50 records at the
-//!   benchmark's rate, and PostgreSQL spent 70 µs of CPU per webhook; with 50 ms, about 600
-//!   records and 45 µs (`scripts/bench-webhooks`, 64 connections).
-//!
+//!   batches held what happened to be queued, about 50 records at the benchmark's rate, and
+//!   PostgreSQL spent 70 µs of CPU per webhook; with 50 ms, about 600 records and 45 µs.
 //! - **Why not a durable consumer with acks** (as the first version did, on a work-queue
 //!   stream): every record then cost an ack and a deletion in nats-server, about 30 µs of its
 //!   CPU per webhook, more than the publish itself (measured with `scripts/bench-webhooks`).
-//!   Acking a whole batch at once (`AckAll`) is unsafe with several writers pulling from one
-//!   consumer (one writer's ack covers another's unwritten records); with one writer, and the
-//!   checkpoint in the same transaction as the rows, PostgreSQL says what is written and NATS
-//!   needs to be told nothing per record.
-//! - **Failures.** While PostgreSQL is down the writer cannot write, and the records wait in
-//!   the stream; it tries again, backing off to 5 s, and resumes from the checkpoint. A writer
-//!   that dies hands over at once (PostgreSQL drops its lock with its connection); one that is
-//!   cut off from PostgreSQL cannot commit, so nothing is written twice. Its lag (records in
-//!   the stream after the checkpoint) is logged every 10 s while there is one, and is the
-//!   metric `switchboard_runlog_lag`.
+//!   With the checkpoint and the notes in the same transactions as the rows, PostgreSQL says
+//!   what is written and NATS needs to be told nothing per record.
+//! - **Failures.** While PostgreSQL is down nothing can be written, and the records wait in the
+//!   stream; the sweeper tries again, backing off to 5 s, and writes them from its checkpoint
+//!   once it can. A sweeper that dies hands over at once (PostgreSQL drops its lock with its
+//!   connection); one that is cut off from PostgreSQL cannot commit, so nothing is written
+//!   twice. A record written both by its worker and by the sweeper is stored once (its
+//!   `MessageSid` is the message log's key). The lag (records in the stream that no one has
+//!   written yet) is the metric `switchboard_runlog_lag`, and is logged every 10 s while there
+//!   is one.
 
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -68,15 +82,30 @@ use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt as _;
 use serde_json::value::RawValue;
 use switchboard_store::sqlx::{PgConnection, PgPool};
-use switchboard_store::webhook_log::{AnsweredWebhook, RunLogWriter};
+use switchboard_store::webhook_log::{self, AnsweredWebhook, RunLogWriter};
 use switchboard_twilio::MessageSid;
+use tokio::sync::mpsc;
 
-/// The name of the writer's consumer (followed by a random part: each writer reads with its
-/// own ephemeral consumer, which nats-server removes 30 s after it stops reading).
+/// The name of the sweeper's consumers (followed by a random part: each is ephemeral, and
+/// nats-server removes it 30 s after it stops reading).
 pub const WRITER: &str = "runlog-writer";
 
 /// How long a standing-by writer waits before it tries to become the writer again.
 const STANDBY: Duration = Duration::from_secs(2);
+
+/// How often the sweeper looks for records no worker wrote.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// How long after a record is in the stream the sweeper writes it if no worker has: its worker
+/// writes it within the linger and a statement, unless it died or PostgreSQL failed it.
+const SWEEP_AFTER: Duration = Duration::from_secs(5);
+
+/// Ranges of missing records shorter than this are read with direct gets, one request each;
+/// longer ones with a consumer.
+const DIRECT_GETS: u64 = 32;
+
+/// How often a lag is logged (it is the metric at every sweep).
+const LAG_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// How often the writer purges from the stream what PostgreSQL has. A purge in the middle of a
 /// block makes nats-server rewrite the rest of the block: once a second it cost about 28 µs of
@@ -126,11 +155,15 @@ pub fn stream_name(prefix: &str) -> String {
 /// What logging a webhook found.
 #[derive(Debug)]
 pub enum Logged {
-    /// This record is the first for its (listener, MessageSid): its answer stands.
-    New,
+    /// This record is the first for its (listener, MessageSid): its answer stands. It is at
+    /// this stream sequence; hand it to [`RunLog::write_later`].
+    New(u64),
     /// Another delivery was logged first; its answer (JSON of the reply), when still found.
     Duplicate(Option<Box<RawValue>>),
 }
+
+/// A record this worker logged, at its stream sequence, for this worker to write.
+type Published = (u64, AnsweredWebhook);
 
 /// The run log of one worker.
 #[derive(Clone)]
@@ -139,6 +172,12 @@ pub struct RunLog {
     stream: stream::Stream,
     name: String,
     prefix: String,
+    /// The stream's creation time: its identity (a stream made again starts its sequences anew).
+    created_ns: i64,
+    /// To this worker's own writer ([`write_own`]); full, a record is left to the sweeper.
+    published: mpsc::Sender<Published>,
+    /// Its other end, taken by [`write_behind`].
+    own: Arc<Mutex<Option<mpsc::Receiver<Published>>>>,
 }
 
 impl RunLog {
@@ -185,11 +224,17 @@ impl RunLog {
                 .await
                 .with_context(|| format!("creating the run log stream {name}"))?;
         }
+        let created = stream.cached_info().created;
+        let created_ns = i64::try_from(created.unix_timestamp_nanos()).unwrap_or(i64::MAX);
+        let (published, own) = mpsc::channel(opts.batch.max(1) * 4);
         Ok(RunLog {
             js,
             stream,
             name,
             prefix: prefix.to_owned(),
+            created_ns,
+            published,
+            own: Arc::new(Mutex::new(Some(own))),
         })
     }
 
@@ -245,7 +290,7 @@ impl RunLog {
             .await
             .context("the run log did not confirm the record")?;
         if !ack.duplicate {
-            return Ok(Logged::New);
+            return Ok(Logged::New(ack.sequence));
         }
         // The first record's answer: the ack of a duplicate names the first record's sequence,
         // still in the stream unless the writer has copied it to PostgreSQL and purged it.
@@ -261,15 +306,105 @@ impl RunLog {
         };
         Ok(Logged::Duplicate(first))
     }
+
+    /// Hands a [new](Logged::New) record to this worker's writer, which writes it to
+    /// PostgreSQL soon after the reply. Never waits: while the writer is behind (PostgreSQL
+    /// slow or down) the record is left in the stream, where the sweeper finds it.
+    pub fn write_later(&self, seq: u64, record: AnsweredWebhook) {
+        if self.published.try_send((seq, record)).is_err() {
+            tracing::debug!(
+                seq,
+                "run log: this worker's writer is behind; the record is left to the sweeper"
+            );
+        }
+    }
 }
 
-/// Logs and exports the lag: records in the stream after `done`, the last one written.
+/// Logs and exports the lag while the sweeper cannot write: records in the stream after
+/// `done`, its last checkpoint.
 async fn report_lag(runlog: &RunLog, done: u64, metrics: &crate::WorkerMetrics) {
     if let Ok(info) = runlog.stream.clone().info().await {
         let lag = info.state.last_sequence.saturating_sub(done);
         metrics.runlog_lag(lag);
         if lag > 0 {
             tracing::info!(lag, "run log: records not yet written to PostgreSQL");
+        }
+    }
+}
+
+/// This worker's own writer: writes the records this worker logged, in batches (those that
+/// arrive within [`RunLogOptions::linger`] of the first, up to [`RunLogOptions::batch`]), each
+/// with the note of their sequences, until `stop`; then writes what it still holds. A batch
+/// PostgreSQL does not take is dropped here: its records are in the stream, and the sweeper
+/// writes them from there.
+async fn write_own(
+    runlog: RunLog,
+    mut own: mpsc::Receiver<Published>,
+    pool: PgPool,
+    opts: RunLogOptions,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let batch_max = opts.batch.max(1);
+    // Failures in a row, to log the first and then every 100th.
+    let mut failing = 0u64;
+    loop {
+        let first = tokio::select! {
+            biased;
+            published = own.recv() => match published {
+                Some(p) => p,
+                None => return,
+            },
+            _ = stop.changed() => break,
+        };
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + opts.linger;
+        while batch.len() < batch_max {
+            match tokio::time::timeout_at(deadline, own.recv()).await {
+                Ok(Some(p)) => batch.push(p),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        write_published(&runlog, &pool, batch, &mut failing).await;
+    }
+    // Stopping: what was logged and answered before is written now, not 5 s later by a sweeper.
+    loop {
+        let mut batch = Vec::new();
+        while batch.len() < batch_max {
+            match own.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        if batch.is_empty() {
+            return;
+        }
+        write_published(&runlog, &pool, batch, &mut failing).await;
+    }
+}
+
+async fn write_published(runlog: &RunLog, pool: &PgPool, batch: Vec<Published>, failing: &mut u64) {
+    let (seqs, records): (Vec<u64>, Vec<AnsweredWebhook>) = batch.into_iter().unzip();
+    match webhook_log::write_published(pool, &runlog.name, runlog.created_ns, &seqs, &records).await
+    {
+        Ok(_) => {
+            if *failing > 0 {
+                tracing::info!(
+                    failed_batches = *failing,
+                    "run log: this worker writes its records to PostgreSQL again"
+                );
+            }
+            *failing = 0;
+        }
+        Err(e) => {
+            if failing.is_multiple_of(100) {
+                tracing::warn!(
+                    error = %e,
+                    records = records.len(),
+                    failed_batches = *failing + 1,
+                    "run log: writing this worker's records to PostgreSQL failed; they stay in the stream for the sweeper"
+                );
+            }
+            *failing += 1;
         }
     }
 }
@@ -281,9 +416,34 @@ enum Led {
     Standby,
 }
 
-/// Runs the writer until `stop`: copies the run log into PostgreSQL (`pool` gives it the
-/// address; it writes on a connection of its own) whenever no other worker's writer does.
+/// Runs the writers until `stop`: this worker's own writer, which writes the records it logged,
+/// and the sweeper, which writes from the stream what no worker wrote (on a connection of its
+/// own; `pool` gives the address) whenever no other worker's sweeper does.
 pub async fn write_behind(
+    runlog: RunLog,
+    pool: PgPool,
+    opts: RunLogOptions,
+    metrics: crate::WorkerMetrics,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let own = runlog.own.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let own = own.map(|own| {
+        tokio::spawn(write_own(
+            runlog.clone(),
+            own,
+            pool.clone(),
+            opts.clone(),
+            stop.clone(),
+        ))
+    });
+    sweep(runlog, pool, opts, metrics, stop).await;
+    if let Some(own) = own {
+        let _ = own.await;
+    }
+}
+
+/// The sweeper: [`lead`] whenever no other worker's sweeper does, until `stop`.
+async fn sweep(
     runlog: RunLog,
     pool: PgPool,
     opts: RunLogOptions,
@@ -369,91 +529,190 @@ async fn lead(
             return Ok(Led::Standby);
         }
     };
+    *written = Some(writer.last_seq());
     tracing::info!(
         from_seq = writer.last_seq() + 1,
-        "run log writer: this worker writes the run log to PostgreSQL"
+        "run log sweeper: this worker writes to PostgreSQL what no worker wrote of the run log"
     );
-    let consumer = stream
-        .create_consumer(consumer::pull::OrderedConfig {
-            name: Some(format!("{WRITER}-{}", uuid::Uuid::new_v4().simple())),
-            description: Some("Switchboard: the run log writer, reading in order".into()),
-            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: writer.last_seq() + 1,
-            },
-            ..Default::default()
-        })
-        .await
-        .context("creating the run log writer's consumer")?;
-    let mut records = consumer
-        .messages()
-        .await
-        .context("reading the run log")?
-        .ready_chunks(opts.batch.max(1));
-    let mut lag_tick = tokio::time::interval(Duration::from_secs(10));
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The stream's last sequence as seen at each tick: the sweep goes up to what was there
+    // SWEEP_AFTER ago, by when its workers have written what they will.
+    let mut seen: VecDeque<(Instant, u64)> = VecDeque::new();
+    let mut lag_logged = Instant::now() - LAG_LOG_EVERY;
     let mut purged = Instant::now() - PURGE_EVERY;
     loop {
-        let chunk = tokio::select! {
+        tokio::select! {
             _ = stop.changed() => return Ok(Led::Stopped),
-            _ = lag_tick.tick() => {
-                report_lag(runlog, writer.last_seq(), metrics).await;
-                continue;
-            }
-            chunk = records.next() => chunk.context("the run log writer's consumer ended")?,
-        };
-        // Whatever else arrives within the linger joins the batch: per record, one statement
-        // of 500 costs PostgreSQL about half of what a statement of 50 does.
-        let mut chunk = chunk;
-        let deadline = tokio::time::Instant::now() + opts.linger;
-        while chunk.len() < opts.batch {
-            match tokio::time::timeout_at(deadline, records.next()).await {
-                Ok(Some(more)) => chunk.extend(more),
-                Ok(None) => anyhow::bail!("the run log writer's consumer ended"),
-                Err(_) => break,
-            }
+            _ = tick.tick() => {}
         }
-        let mut batch = Vec::with_capacity(chunk.len());
-        let mut through = writer.last_seq();
-        for m in chunk {
-            let m = m.context("reading the run log")?;
-            let seq = m
-                .info()
-                .map_err(|e| anyhow::anyhow!("a run log message without its sequence: {e}"))?
-                .stream_sequence;
-            if seq <= through {
-                continue;
-            }
-            through = seq;
-            match serde_json::from_slice::<AnsweredWebhook>(&m.payload) {
-                Ok(record) => batch.push(record),
-                // Written by a worker of another version: it would never be readable.
-                Err(e) => tracing::error!(
-                    seq,
-                    subject = %m.subject,
-                    error = %e,
-                    "run log record not readable; left out of the message log"
-                ),
-            }
-        }
-        if through == writer.last_seq() {
-            continue;
-        }
-        let batch_written = writer
-            .write(through, &batch)
+        let last = stream
+            .info()
             .await
-            .context("writing the run log to PostgreSQL")?;
-        *written = Some(through);
-        if batch_written.duplicates > 0 {
-            tracing::debug!(
-                duplicates = batch_written.duplicates,
-                "run log: records already in the message log were left out"
+            .context("reading the run log stream")?
+            .state
+            .last_sequence;
+        let now = Instant::now();
+        seen.push_back((now, last));
+        let mut horizon = None;
+        while let Some(&(at, seq)) = seen.front() {
+            if now.duration_since(at) < SWEEP_AFTER {
+                break;
+            }
+            horizon = Some(seq);
+            seen.pop_front();
+        }
+        let covered = writer
+            .written_by_workers()
+            .await
+            .context("reading what the workers wrote of the run log")?;
+        let lag = uncovered(writer.last_seq(), last, &covered);
+        metrics.runlog_lag(lag);
+        if lag > 0 && lag_logged.elapsed() >= LAG_LOG_EVERY {
+            lag_logged = Instant::now();
+            tracing::info!(lag, "run log: records not yet written to PostgreSQL");
+        }
+        let Some(horizon) = horizon.filter(|&h| h > writer.last_seq()) else {
+            continue;
+        };
+        let missing = webhook_log::gaps(writer.last_seq(), horizon, &covered);
+        let swept = write_missing(runlog, &mut writer, opts, &missing, stop).await?;
+        if swept > 0 {
+            tracing::info!(
+                records = swept,
+                "run log sweeper: wrote records from the stream that no worker had written"
             );
         }
+        if writer.last_seq() < horizon {
+            writer
+                .write(horizon, &[])
+                .await
+                .context("moving the run log checkpoint")?;
+        }
+        *written = Some(horizon);
         if purged.elapsed() >= PURGE_EVERY {
             purged = Instant::now();
             // Everything up to the checkpoint is in PostgreSQL (committed above).
-            if let Err(e) = stream.purge().sequence(through + 1).await {
+            if let Err(e) = stream.purge().sequence(horizon + 1).await {
                 tracing::warn!(error = %e, "run log: purging what PostgreSQL has failed; tried again later");
             }
+        }
+    }
+}
+
+/// How many of the sequences after `after` through `last` the merged ranges `covered` leave out.
+fn uncovered(after: u64, last: u64, covered: &[(u64, u64)]) -> u64 {
+    webhook_log::gaps(after, last, covered)
+        .iter()
+        .map(|(from, to)| to - from + 1)
+        .sum()
+}
+
+/// Writes the records at the sequences of `missing` (sorted inclusive ranges after the
+/// checkpoint) from the stream, in order, in batches that each move the checkpoint. Short
+/// ranges are read with direct gets, longer ones with an ordered consumer. Answers how many
+/// records were written.
+async fn write_missing(
+    runlog: &RunLog,
+    writer: &mut RunLogWriter,
+    opts: &RunLogOptions,
+    missing: &[(u64, u64)],
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<usize> {
+    let batch_max = opts.batch.max(1);
+    let mut batch = Vec::new();
+    let mut through = writer.last_seq();
+    let mut swept = 0;
+    for &(from, to) in missing {
+        if to - from < DIRECT_GETS {
+            for seq in from..=to {
+                match runlog.stream.direct_get(seq).await {
+                    Ok(m) => {
+                        if let Some(record) = readable(seq, &m.subject, &m.payload) {
+                            batch.push(record);
+                        }
+                    }
+                    // Not in the stream (purged by hand): nothing to write.
+                    Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => {}
+                    Err(e) => return Err(e).context("reading the run log"),
+                }
+                through = seq;
+            }
+        } else {
+            let consumer = runlog
+                .stream
+                .create_consumer(consumer::pull::OrderedConfig {
+                    name: Some(format!("{WRITER}-{}", uuid::Uuid::new_v4().simple())),
+                    description: Some("Switchboard: the run log sweeper, reading in order".into()),
+                    deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                        start_sequence: from,
+                    },
+                    ..Default::default()
+                })
+                .await
+                .context("creating the run log sweeper's consumer")?;
+            let mut records = consumer.messages().await.context("reading the run log")?;
+            loop {
+                let m = tokio::select! {
+                    _ = stop.changed() => return Ok(swept),
+                    m = records.next() => m.context("the run log sweeper's consumer ended")?,
+                };
+                let m = m.context("reading the run log")?;
+                let info = m
+                    .info()
+                    .map_err(|e| anyhow::anyhow!("a run log message without its sequence: {e}"))?;
+                let (seq, pending) = (info.stream_sequence, info.pending);
+                if seq > to {
+                    break;
+                }
+                if let Some(record) = readable(seq, &m.subject, &m.payload) {
+                    batch.push(record);
+                }
+                through = seq;
+                if seq == to || pending == 0 {
+                    break;
+                }
+                if batch.len() >= batch_max {
+                    swept += batch.len();
+                    writer
+                        .write(through, &std::mem::take(&mut batch))
+                        .await
+                        .context("writing the run log to PostgreSQL")?;
+                }
+            }
+            through = through.max(to);
+        }
+        if batch.len() >= batch_max {
+            swept += batch.len();
+            writer
+                .write(through, &std::mem::take(&mut batch))
+                .await
+                .context("writing the run log to PostgreSQL")?;
+        }
+    }
+    if !batch.is_empty() || through > writer.last_seq() {
+        swept += batch.len();
+        writer
+            .write(through, &batch)
+            .await
+            .context("writing the run log to PostgreSQL")?;
+    }
+    Ok(swept)
+}
+
+/// A record read back from the stream, or `None` (logged) for one no worker of this version can
+/// read: written by another version, it would never be readable.
+fn readable(seq: u64, subject: &str, payload: &[u8]) -> Option<AnsweredWebhook> {
+    match serde_json::from_slice::<AnsweredWebhook>(payload) {
+        Ok(record) => Some(record),
+        Err(e) => {
+            tracing::error!(
+                seq,
+                subject,
+                error = %e,
+                "run log record not readable; left out of the message log"
+            );
+            None
         }
     }
 }

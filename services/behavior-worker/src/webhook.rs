@@ -282,7 +282,12 @@ impl Worker {
             && runlog::RunLog::accepts(message_sid)
         {
             match runlog.log(&record).await? {
-                runlog::Logged::New => return Ok(reply),
+                runlog::Logged::New(seq) => {
+                    // Written to PostgreSQL by this worker after the reply (or, failing
+                    // that, from the stream by the sweeper).
+                    runlog.write_later(seq, record);
+                    return Ok(reply);
+                }
                 runlog::Logged::Duplicate(first) => {
                     tracing::info!("repeated MessageSid: answering with the logged response");
                     seen.result = WebhookResult::Duplicate;

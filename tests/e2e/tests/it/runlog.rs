@@ -210,6 +210,65 @@ async fn one_message_sid_on_two_replicas_at_once_is_one_run_and_one_answer() {
     }
 }
 
+/// A worker writes the records it logged itself, after the reply; what is in the stream that no
+/// worker wrote (its worker died between the server's ack and its own write) the sweeper writes
+/// from the stream: a long run of such records (read with a consumer) and a lone one between a
+/// worker's (read with a direct get). Each lands once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_no_worker_wrote_are_swept_from_the_stream_once() {
+    use crate::webhook_log::{answered, seed_ids};
+    use behavior_worker::runlog::{Logged, RunLog, RunLogOptions};
+    let stack = Stack::new().await.unwrap();
+    let (listener_id, behavior) = seed_ids(&stack).await;
+    let nats = async_nats::connect(stack.nats.url()).await.unwrap();
+    let log = RunLog::open(&nats, stack.subjects.prefix(), &RunLogOptions::default())
+        .await
+        .unwrap();
+    let orphan = |sid: String| {
+        let log = log.clone();
+        async move {
+            let logged = log
+                .log(&answered(listener_id, behavior, &sid, "orphan"))
+                .await
+                .unwrap();
+            assert!(matches!(logged, Logged::New(_)), "{logged:?}");
+            sid
+        }
+    };
+    let mut sids = Vec::new();
+    for _ in 0..40 {
+        sids.push(orphan(message_sid()).await);
+    }
+    let worker = Worker::start_with(
+        stack.store.clone(),
+        &stack.nats.url(),
+        stack.subjects.clone(),
+        options(),
+    )
+    .await
+    .unwrap();
+    let ingress = stack.ingress().await.unwrap();
+    let http = http();
+    for i in 0..10 {
+        if i == 5 {
+            sids.push(orphan(message_sid()).await);
+        }
+        let sid = message_sid();
+        let form = inbound_sms(&sid, "+15551234567", "help");
+        let response = post_signed(&http, &ingress, &stack.guid, &form, AUTH_TOKEN).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text().await.unwrap(), golden("help.xml"));
+        sids.push(sid);
+    }
+    eventually_in_postgres(&stack, &sids).await;
+    // Settled, with the sweeper past them all: still exactly one each.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let n = sids.len() as i64;
+    assert_eq!(in_postgres(&stack, &sids).await, (n, n));
+    ingress.stop().await.unwrap();
+    worker.stop().await.unwrap();
+}
+
 /// nats-server killed and restarted under load: while it is down ingress answers 503 at once;
 /// every webhook answered before the kill is in PostgreSQL afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,11 +5,16 @@
 use switchboard_e2e::*;
 use switchboard_store::webhook_log::{AnsweredWebhook, Recorded};
 
-fn raw(json: impl Into<String>) -> Box<serde_json::value::RawValue> {
+pub(crate) fn raw(json: impl Into<String>) -> Box<serde_json::value::RawValue> {
     serde_json::value::RawValue::from_string(json.into()).unwrap()
 }
 
-fn answered(listener_id: i64, behavior_id: i64, sid: &str, body: &str) -> AnsweredWebhook {
+pub(crate) fn answered(
+    listener_id: i64,
+    behavior_id: i64,
+    sid: &str,
+    body: &str,
+) -> AnsweredWebhook {
     AnsweredWebhook {
         message_sid: sid.into(),
         listener_id,
@@ -34,7 +39,7 @@ fn answered(listener_id: i64, behavior_id: i64, sid: &str, body: &str) -> Answer
 }
 
 /// The seed's webhook listener and behavior.
-async fn seed_ids(stack: &Stack) -> (i64, i64) {
+pub(crate) async fn seed_ids(stack: &Stack) -> (i64, i64) {
     let listener_id: i64 = sqlx::query_scalar("SELECT id FROM webhook_listeners")
         .fetch_one(stack.store.pool())
         .await
@@ -247,6 +252,105 @@ async fn one_run_log_writer_at_a_time_resumes_from_the_checkpoint() {
 
     // The stream was deleted and made again (another creation time): its sequences start anew.
     assert_eq!(lead_within_5s(pool, &stream, 2).await.last_seq(), 0);
+}
+
+/// What workers write themselves (`write_published`): their records with a note of the stream
+/// sequences, which the writer counts as written; it writes the rest (a record written by both
+/// is stored once), and moving its checkpoint past a note deletes it.
+#[tokio::test]
+async fn records_written_by_their_workers_are_noted_and_the_checkpoint_clears_the_notes() {
+    use switchboard_store::webhook_log::{RunLogWriter, WrittenBatch, gaps, write_published};
+    let stack = Stack::new().await.unwrap();
+    let pool = stack.store.pool();
+    let (listener_id, behavior) = seed_ids(&stack).await;
+    let stream = unique("RUNLOG");
+    let mut writer = RunLogWriter::lead(pool, &stream, 1, 1)
+        .await
+        .unwrap()
+        .expect("the writer leads");
+    let sids: Vec<String> = (0..=8).map(|_| message_sid()).collect();
+    let rec = |i: usize| answered(listener_id, behavior, &sids[i], "x");
+
+    // Two workers' batches, their sequences out of order; 3 and 6 written by no worker.
+    let one = write_published(pool, &stream, 1, &[1, 4, 2], &[rec(1), rec(4), rec(2)])
+        .await
+        .unwrap();
+    assert_eq!(
+        one,
+        WrittenBatch {
+            new: 3,
+            duplicates: 0,
+            refused: 0
+        }
+    );
+    let mut refused = rec(5);
+    refused.errors = raw(r#"["\ud800"]"#);
+    let two = write_published(pool, &stream, 1, &[5, 7], &[refused, rec(7)])
+        .await
+        .unwrap();
+    assert_eq!(
+        two,
+        WrittenBatch {
+            new: 1,
+            duplicates: 0,
+            refused: 1
+        },
+        "a refused record is left out and counts as written: it would be refused again"
+    );
+    // A note of an earlier stream of that name (another creation time) covers nothing here.
+    let other = answered(listener_id, behavior, &message_sid(), "old stream");
+    write_published(pool, &stream, 0, &[3, 6], &[other.clone(), other])
+        .await
+        .unwrap();
+    assert!(
+        write_published(pool, &stream, 1, &[9], &[]).await.is_err(),
+        "as many sequences as records"
+    );
+
+    let covered = writer.written_by_workers().await.unwrap();
+    assert_eq!(covered, vec![(1, 2), (4, 5), (7, 7)]);
+    assert_eq!(gaps(writer.last_seq(), 7, &covered), vec![(3, 3), (6, 6)]);
+    // The writer writes the gaps; 7 with them is already stored (its worker wrote it): once.
+    let swept = writer.write(7, &[rec(3), rec(6), rec(7)]).await.unwrap();
+    assert_eq!(
+        swept,
+        WrittenBatch {
+            new: 2,
+            duplicates: 1,
+            refused: 0
+        }
+    );
+    // A note after the checkpoint stays; those it passed, and the old stream's, are gone.
+    write_published(pool, &stream, 1, &[8], &[rec(8)])
+        .await
+        .unwrap();
+    assert_eq!(writer.written_by_workers().await.unwrap(), vec![(8, 8)]);
+    writer.write(7, &[]).await.unwrap();
+    let notes: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT stream_created_ns, last_seq FROM runlog_written WHERE stream = $1 ORDER BY last_seq",
+    )
+    .bind(&stream)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(notes, vec![(1, 8)]);
+    let runs: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT message_sid, count(*) FROM behavior_runs WHERE message_sid = ANY($1) \
+         GROUP BY message_sid ORDER BY message_sid",
+    )
+    .bind(&sids)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let mut expected: Vec<(String, i64)> = [1, 2, 3, 4, 6, 7, 8]
+        .iter()
+        .map(|&i| (sids[i].clone(), 1))
+        .collect();
+    expected.sort();
+    assert_eq!(
+        runs, expected,
+        "one run for each record but the refused one"
+    );
 }
 
 /// Leads the writing of `stream` once the last writer's connection has ended (PostgreSQL drops
