@@ -106,7 +106,7 @@ pub struct Cli {
     pub run_log: bool,
     /// How long the run log recognises a repeated MessageSid (seconds): Twilio's retries and
     /// fallback come within it. nats-server keeps each id of the window in memory (its memory
-    /// follows rate x window: 385-476 MiB RSS measured at 5,827 webhooks/s with 120 s). Later
+    /// follows rate x window: 334-403 MiB RSS measured at 8,000 webhooks/s with 120 s). Later
     /// repeats run again; the message log keeps the first answer.
     #[arg(long, env = "WORKER_RUN_LOG_DUPLICATE_WINDOW_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..), global = true)]
     pub run_log_duplicate_window_secs: u64,

@@ -75,6 +75,7 @@ pub struct WorkerMetrics {
     log_writes: Histogram,
     statuses: CounterFamily<ResultLabels>,
     runlog_lag: prometheus_client::metrics::gauge::Gauge,
+    runlog_swept: prometheus_client::metrics::counter::Counter,
 }
 
 impl Default for WorkerMetrics {
@@ -98,6 +99,7 @@ impl WorkerMetrics {
             log_writes: Histogram::new(switchboard_telemetry::metrics::latency_buckets()),
             statuses: CounterFamily::default(),
             runlog_lag: Default::default(),
+            runlog_swept: Default::default(),
         };
         metrics.register(
             "switchboard_webhooks",
@@ -131,7 +133,19 @@ impl WorkerMetrics {
             "Answered webhooks in the JetStream run log not yet written to PostgreSQL (set every second by the replica whose sweeper leads)",
             m.runlog_lag.clone(),
         );
+        metrics.register(
+            "switchboard_runlog_swept_records",
+            "Run log records the sweeper wrote to PostgreSQL from the stream because no worker had (a worker died after the ack, or PostgreSQL failed its batch)",
+            m.runlog_swept.clone(),
+        );
         m
+    }
+
+    /// Counts records the run log's sweeper wrote from the stream.
+    pub fn runlog_swept(&self, records: usize) {
+        if self.on {
+            self.runlog_swept.inc_by(records as u64);
+        }
     }
 
     /// Sets the run log's lag (records not yet in PostgreSQL).

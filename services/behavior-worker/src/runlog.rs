@@ -22,12 +22,13 @@
 //!   de-duplication gives the same guarantee with the one write every durable design needs.
 //! - **Cost in nats-server:** the de-duplication window keeps every id of the last 2 minutes in
 //!   memory, so its memory follows the rate, not the time it runs. Measured with
-//!   `webhook-bench --seconds 170 --connections 64` (5,827 webhooks/s, about 700,000 ids in the
-//!   window): nats-server's RSS grew through the first two minutes of load, then held at
-//!   385–476 MiB (peak 509 MiB), with the file store's cache of recent blocks and the Go heap's
-//!   headroom in it; at most about 700 bytes per webhook of the window, so a day at that rate
-//!   needs no more. Disk holds the records not yet written to PostgreSQL, and about 10 s more:
-//!   the writer purges what PostgreSQL has every 10 s. [`RunLogOptions::max_bytes`] bounds it
+//!   `webhook-bench --seconds 170 --connections 64` (8,000 webhooks/s, about 960,000 ids in the
+//!   window, each worker writing its own records): nats-server's RSS grew through the first two
+//!   minutes of load, then read 334–403 MiB, about 440 bytes per id of the window, the Go heap's
+//!   headroom included (when a reader of the stream also kept recent blocks cached, 385–476 MiB
+//!   at 5,827 webhooks/s); a day at that rate needs no more. Disk holds the records not yet
+//!   written to PostgreSQL, and about 15 s more: the sweeper's checkpoint trails by 5 s, and it
+//!   purges what PostgreSQL has every 10 s. [`RunLogOptions::max_bytes`] bounds it
 //!   (publishes are refused when it is full: the webhook gets 503 and Twilio its fallback URL,
 //!   nothing is dropped silently).
 //!
@@ -578,6 +579,7 @@ async fn lead(
         let missing = webhook_log::gaps(writer.last_seq(), horizon, &covered);
         let swept = write_missing(runlog, &mut writer, opts, &missing, stop).await?;
         if swept > 0 {
+            metrics.runlog_swept(swept);
             tracing::info!(
                 records = swept,
                 "run log sweeper: wrote records from the stream that no worker had written"

@@ -239,11 +239,15 @@ async fn records_no_worker_wrote_are_swept_from_the_stream_once() {
     for _ in 0..40 {
         sids.push(orphan(message_sid()).await);
     }
+    let metrics = switchboard_telemetry::metrics::Metrics::new();
     let worker = Worker::start_with(
         stack.store.clone(),
         &stack.nats.url(),
         stack.subjects.clone(),
-        options(),
+        behavior_worker::WorkerOptions {
+            metrics: behavior_worker::WorkerMetrics::register(&metrics),
+            ..options()
+        },
     )
     .await
     .unwrap();
@@ -265,6 +269,12 @@ async fn records_no_worker_wrote_are_swept_from_the_stream_once() {
     tokio::time::sleep(Duration::from_secs(7)).await;
     let n = sids.len() as i64;
     assert_eq!(in_postgres(&stack, &sids).await, (n, n));
+    // The orphans, and only they, came from the stream: the worker wrote its own.
+    let swept = switchboard_test_support::metric(
+        &metrics.encode(),
+        "switchboard_runlog_swept_records_total",
+    );
+    assert_eq!(swept, Some(41.0));
     ingress.stop().await.unwrap();
     worker.stop().await.unwrap();
 }
