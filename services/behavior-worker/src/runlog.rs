@@ -675,31 +675,35 @@ async fn write_missing(
                     break;
                 }
                 if batch.len() >= batch_max {
-                    swept += batch.len();
-                    writer
-                        .write(through, &std::mem::take(&mut batch))
-                        .await
-                        .context("writing the run log to PostgreSQL")?;
+                    swept += write_swept(writer, through, &mut batch).await?;
                 }
             }
             through = through.max(to);
         }
         if batch.len() >= batch_max {
-            swept += batch.len();
-            writer
-                .write(through, &std::mem::take(&mut batch))
-                .await
-                .context("writing the run log to PostgreSQL")?;
+            swept += write_swept(writer, through, &mut batch).await?;
         }
     }
     if !batch.is_empty() || through > writer.last_seq() {
-        swept += batch.len();
-        writer
-            .write(through, &batch)
-            .await
-            .context("writing the run log to PostgreSQL")?;
+        swept += write_swept(writer, through, &mut batch).await?;
     }
     Ok(swept)
+}
+
+/// Writes (and empties) `batch`, moving the checkpoint to `through`; answers how many records
+/// it held.
+async fn write_swept(
+    writer: &mut RunLogWriter,
+    through: u64,
+    batch: &mut Vec<AnsweredWebhook>,
+) -> anyhow::Result<usize> {
+    writer
+        .write(through, batch)
+        .await
+        .context("writing the run log to PostgreSQL")?;
+    let written = batch.len();
+    batch.clear();
+    Ok(written)
 }
 
 /// A record read back from the stream, or `None` (logged) for one no worker of this version can

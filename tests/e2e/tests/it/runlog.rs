@@ -25,6 +25,16 @@ fn options() -> behavior_worker::WorkerOptions {
     }
 }
 
+/// [`options`], with the worker's metrics registered in `metrics`.
+fn options_with_metrics(
+    metrics: &switchboard_telemetry::metrics::Metrics,
+) -> behavior_worker::WorkerOptions {
+    behavior_worker::WorkerOptions {
+        metrics: behavior_worker::WorkerMetrics::register(metrics),
+        ..options()
+    }
+}
+
 /// How many of `sids` are in the message log, and how many runs they have.
 async fn in_postgres(stack: &Stack, sids: &[String]) -> (i64, i64) {
     let messages: i64 = sqlx::query_scalar(
@@ -78,10 +88,7 @@ async fn webhooks_are_answered_while_postgres_is_down_and_written_behind_once() 
         worker_store,
         &stack.nats.url(),
         stack.subjects.clone(),
-        behavior_worker::WorkerOptions {
-            metrics: behavior_worker::WorkerMetrics::register(&metrics),
-            ..options()
-        },
+        options_with_metrics(&metrics),
     )
     .await
     .unwrap();
@@ -244,10 +251,7 @@ async fn records_no_worker_wrote_are_swept_from_the_stream_once() {
         stack.store.clone(),
         &stack.nats.url(),
         stack.subjects.clone(),
-        behavior_worker::WorkerOptions {
-            metrics: behavior_worker::WorkerMetrics::register(&metrics),
-            ..options()
-        },
+        options_with_metrics(&metrics),
     )
     .await
     .unwrap();
