@@ -53,9 +53,10 @@
 //! - **Why the worker writes, not a reader of the stream:** the first versions' writer read every
 //!   record back from the stream, which cost nats-server (delivering it) and the worker
 //!   (decoding it) for each webhook, and kept recent blocks in nats-server's memory. Measured with
-//!   `scripts/bench-webhooks` in one session, same machine: CPU per webhook at 16 connections 275
-//!   → 235 µs (nats-server 75 → 58), p99 at 16 connections 11.0 → 7.4 ms, nats-server's peak RSS
-//!   375 → 76 MiB (docs/benchmarks.md).
+//!   `scripts/bench-webhooks` in one session, same machine, 2 and 5 runs: 20–23% → 22–34% of
+//!   the bare baseline at 64 connections, nats-server 48–57 → 30–40 µs of CPU per webhook,
+//!   p99 at 16 connections 8.9–11.0 → 6.2–7.4 ms, nats-server's peak RSS 324–375 → 71–109 MiB
+//!   (docs/benchmarks.md).
 //! - **Why linger:** PostgreSQL's cost per record falls with the size of the statement (its
 //!   fixed cost per statement, and per transaction, is shared by more records). Without it,
 //!   batches held what happened to be queued, about 50 records at the benchmark's rate, and
