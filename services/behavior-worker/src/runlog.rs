@@ -578,7 +578,9 @@ async fn lead(
             continue;
         };
         let missing = webhook_log::gaps(writer.last_seq(), horizon, &covered);
-        let swept = write_missing(runlog, &mut writer, opts, &missing, stop).await?;
+        let Some(swept) = write_missing(runlog, &mut writer, opts, &missing, stop).await? else {
+            return Ok(Led::Stopped);
+        };
         if swept > 0 {
             metrics.runlog_swept(swept);
             tracing::info!(
@@ -614,14 +616,15 @@ fn uncovered(after: u64, last: u64, covered: &[(u64, u64)]) -> u64 {
 /// Writes the records at the sequences of `missing` (sorted inclusive ranges after the
 /// checkpoint) from the stream, in order, in batches that each move the checkpoint. Short
 /// ranges are read with direct gets, longer ones with an ordered consumer. Answers how many
-/// records were written.
+/// records were written, or `None` when `stop` came first: the checkpoint is then where the
+/// last written batch left it, and must not be moved past what was not read.
 async fn write_missing(
     runlog: &RunLog,
     writer: &mut RunLogWriter,
     opts: &RunLogOptions,
     missing: &[(u64, u64)],
     stop: &mut tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<Option<usize>> {
     let batch_max = opts.batch.max(1);
     let mut batch = Vec::new();
     let mut through = writer.last_seq();
@@ -657,7 +660,7 @@ async fn write_missing(
             let mut records = consumer.messages().await.context("reading the run log")?;
             loop {
                 let m = tokio::select! {
-                    _ = stop.changed() => return Ok(swept),
+                    _ = stop.changed() => return Ok(None),
                     m = records.next() => m.context("the run log sweeper's consumer ended")?,
                 };
                 let m = m.context("reading the run log")?;
@@ -688,7 +691,7 @@ async fn write_missing(
     if !batch.is_empty() || through > writer.last_seq() {
         swept += write_swept(writer, through, &mut batch).await?;
     }
-    Ok(swept)
+    Ok(Some(swept))
 }
 
 /// Writes (and empties) `batch`, moving the checkpoint to `through`; answers how many records

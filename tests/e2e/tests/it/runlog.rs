@@ -283,6 +283,66 @@ async fn records_no_worker_wrote_are_swept_from_the_stream_once() {
     worker.stop().await.unwrap();
 }
 
+/// A worker stopped while its sweeper is still writing a long run of records from the stream
+/// leaves its checkpoint where it got to: the next worker's sweeper writes the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweeper_stopped_mid_run_leaves_the_rest_to_the_next() {
+    use crate::webhook_log::{answered, seed_ids};
+    use behavior_worker::runlog::{Logged, RunLog, RunLogOptions};
+    let stack = Stack::new().await.unwrap();
+    let (listener_id, behavior) = seed_ids(&stack).await;
+    let nats = async_nats::connect(stack.nats.url()).await.unwrap();
+    let log = RunLog::open(&nats, stack.subjects.prefix(), &RunLogOptions::default())
+        .await
+        .unwrap();
+    // Records no worker holds, many batches' worth (RunLogOptions::batch is 1,024).
+    let sids: Vec<String> = (0..20_000).map(|_| message_sid()).collect();
+    for chunk in sids.chunks(500) {
+        let logged = futures::future::join_all(
+            chunk
+                .iter()
+                .map(|sid| {
+                    let log = log.clone();
+                    let record = answered(listener_id, behavior, sid, "orphan");
+                    async move { log.log(&record).await }
+                })
+                .collect::<Vec<_>>(),
+        )
+        .await;
+        for l in logged {
+            assert!(matches!(l.unwrap(), Logged::New(_)));
+        }
+    }
+    let nats_url = stack.nats.url();
+    let start = || {
+        Worker::start_with(
+            stack.store.clone(),
+            &nats_url,
+            stack.subjects.clone(),
+            options(),
+        )
+    };
+    let first = start().await.unwrap();
+    // Stopped as soon as its sweeper has written some of them, not all.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (messages, _) = in_postgres(&stack, &sids).await;
+        if messages > 0 {
+            assert!(
+                messages < sids.len() as i64,
+                "the sweeper wrote all {messages} before it could be stopped: make the run longer"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "the sweeper wrote nothing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.stop().await.unwrap();
+    let second = start().await.unwrap();
+    eventually_in_postgres(&stack, &sids).await;
+    second.stop().await.unwrap();
+}
+
 /// nats-server killed and restarted under load: while it is down ingress answers 503 at once;
 /// every webhook answered before the kill is in PostgreSQL afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
