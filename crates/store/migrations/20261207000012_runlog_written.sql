@@ -9,12 +9,11 @@
 CREATE TABLE IF NOT EXISTS runlog_written (
     stream             TEXT NOT NULL,
     stream_created_ns  BIGINT NOT NULL,
-    first_seq          BIGINT NOT NULL,
+    -- The highest of `ranges`: the sweeper reads the rows after its checkpoint and deletes those
+    -- it has passed.
     last_seq           BIGINT NOT NULL,
-    records            INT NOT NULL,
     ranges             BIGINT[] NOT NULL,
-    written_at         TIMESTAMPTZ NOT NULL DEFAULT now(),
-    CHECK (first_seq <= last_seq)
+    written_at         TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
 CREATE INDEX IF NOT EXISTS runlog_written_by_stream ON runlog_written (stream, last_seq);

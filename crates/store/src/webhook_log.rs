@@ -444,7 +444,7 @@ pub async fn write_published(
         )));
     }
     let ranges = merge_ranges(seqs.iter().map(|&s| (s, s)).collect());
-    let (Some(&(first, _)), Some(&(_, last))) = (ranges.first(), ranges.last()) else {
+    let Some(&(_, last)) = ranges.last() else {
         return Ok(WrittenBatch::default());
     };
     let flat = ranges
@@ -455,14 +455,12 @@ pub async fn write_published(
     let mut tx = conn.begin().await?;
     let written = insert_each(&mut tx, items).await?;
     sqlx::query(
-        "INSERT INTO runlog_written (stream, stream_created_ns, first_seq, last_seq, records, ranges) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO runlog_written (stream, stream_created_ns, last_seq, ranges) \
+         VALUES ($1, $2, $3, $4)",
     )
     .bind(stream)
     .bind(stream_created_ns)
-    .bind(seq(first)?)
     .bind(seq(last)?)
-    .bind(i32::try_from(items.len()).unwrap_or(i32::MAX))
     .bind(flat)
     .execute(&mut *tx)
     .await?;

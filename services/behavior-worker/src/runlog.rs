@@ -154,6 +154,12 @@ pub fn stream_name(prefix: &str) -> String {
     format!("{stem}_RUNLOG")
 }
 
+/// A stream's identity, its creation time in nanoseconds: a stream made again under the same
+/// name starts its sequences anew.
+fn created_ns(info: &stream::Info) -> i64 {
+    i64::try_from(info.created.unix_timestamp_nanos()).unwrap_or(i64::MAX)
+}
+
 /// What logging a webhook found.
 #[derive(Debug)]
 pub enum Logged {
@@ -226,8 +232,7 @@ impl RunLog {
                 .await
                 .with_context(|| format!("creating the run log stream {name}"))?;
         }
-        let created = stream.cached_info().created;
-        let created_ns = i64::try_from(created.unix_timestamp_nanos()).unwrap_or(i64::MAX);
+        let created_ns = created_ns(stream.cached_info());
         let (published, own) = mpsc::channel(opts.batch.max(1) * 4);
         Ok(RunLog {
             js,
@@ -513,7 +518,7 @@ async fn lead(
     use switchboard_store::sqlx::Connection as _;
     let mut stream = runlog.stream.clone();
     let info = stream.info().await.context("reading the run log stream")?;
-    let created_ns = i64::try_from(info.created.unix_timestamp_nanos()).unwrap_or(i64::MAX);
+    let created_ns = created_ns(info);
     let first_seq = info.state.first_sequence;
     let conn = match standby.take() {
         Some(conn) => conn,
